@@ -1,0 +1,125 @@
+# qvac — build, test, demo.
+#   make            build/qvac
+#   make test       the Criterion suite (then the same under ASan+UBSan)
+#   make asan       the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       list devices, check every kernel on every device
+#   make clean
+# Every target that needs system packages runs scripts/deps.sh first (quiet
+# and quick when all is installed).
+
+VERSION := 0.1.0
+CC      ?= cc
+PKGS    := OpenCL vulkan jansson libxxhash
+GLSLC   ?= glslc
+
+BUILD   ?= build
+SAN     ?=
+
+# WITH_OPENCL=0 / WITH_VULKAN=0 build without that backend.
+WITH_OPENCL ?= 1
+WITH_VULKAN ?= 1
+QV_DEFS :=
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c)
+CL_SRC  :=
+COMP_SRC:=
+ifeq ($(WITH_OPENCL),1)
+LIB_SRC += $(wildcard kernels/opencl/*.c)
+CL_SRC  := $(wildcard kernels/opencl/*.cl)
+else
+QV_DEFS += -DQV_NO_OPENCL
+PKGS    := $(filter-out OpenCL,$(PKGS))
+endif
+ifeq ($(WITH_VULKAN),1)
+LIB_SRC += $(wildcard kernels/vulkan/*.c)
+COMP_SRC:= $(wildcard kernels/vulkan/*.comp)
+else
+QV_DEFS += -DQV_NO_VULKAN
+PKGS    := $(filter-out vulkan,$(PKGS))
+endif
+CLI_SRC := $(wildcard cli/*.c)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT     ?= -O2 -g
+CFLAGS  += $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+           -Wshadow -Wstrict-prototypes -MMD -MP -I. -I$(BUILD)/gen \
+           -DQV_VERSION=\"$(VERSION)\" -DCL_TARGET_OPENCL_VERSION=120 \
+           $(QV_DEFS) $(PKG_CFLAGS) $(SAN)
+LDLIBS  += $(PKG_LIBS) -lm -lpthread
+LDFLAGS += $(SAN)
+
+SPV     := $(patsubst kernels/vulkan/%.comp,$(BUILD)/spv/%.spv,$(COMP_SRC))
+TEST_SRC:= $(wildcard tests/test_*.c)
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/embedded_data.o
+CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
+LIB     := $(BUILD)/libqvac.a
+
+.PHONY: all deps test asan check-asan demo clean bench
+all: deps $(BUILD)/qvac
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/qvac: $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Embedded kernel sources: OpenCL C as text, GLSL compiled to SPIR-V.
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -o $@ $<
+
+$(BUILD)/spv/%.spv: kernels/vulkan/%.comp $(wildcard kernels/vulkan/*.glsl)
+	@mkdir -p $(dir $@)
+	$(GLSLC) --target-env=vulkan1.1 -O -Ikernels/vulkan -o $@ $<
+
+$(BUILD)/gen/embedded_data.c: $(BUILD)/tools/embed $(CL_SRC) $(SPV)
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ \
+	  $(foreach f,$(CL_SRC),opencl/$(notdir $(f))=$(f)) \
+	  $(foreach f,$(SPV),vulkan/$(notdir $(f))=$(f))
+
+$(BUILD)/obj/gen/embedded_data.o: $(BUILD)/gen/embedded_data.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
+
+# Tests: one Criterion binary per module.
+$(BUILD)/tests/%: tests/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
+
+test: deps $(BUILD)/qvac $(TESTS)
+	@set -e; for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done
+ifeq ($(SAN),)
+	@$(MAKE) --no-print-directory asan
+endif
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" \
+	  build-asan/qvac $(patsubst $(BUILD)/%,build-asan/%,$(TESTS))
+	@set -e; for t in $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)); do \
+	  echo "== $$t (asan+ubsan)"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $$t --jobs 1 --short-filename; done
+
+demo: all
+	$(BUILD)/qvac devices
+	$(BUILD)/qvac check
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,41 @@
+/* common/status.c — see status.h. */
+#include "common/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+qv_status qv_fail(qv_err *err, qv_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void qv_err_clear(qv_err *err)
+{
+    if (err) {
+        err->code = QV_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+const char *qv_status_name(qv_status code)
+{
+    switch (code) {
+    case QV_OK: return "ok";
+    case QV_ERR_INVALID: return "invalid";
+    case QV_ERR_NOMEM: return "out-of-memory";
+    case QV_ERR_DEVICE: return "device";
+    case QV_ERR_UNSUPPORTED: return "unsupported";
+    case QV_ERR_NOT_FOUND: return "not-found";
+    case QV_ERR_COMPILE: return "compile";
+    case QV_ERR_IO: return "io";
+    case QV_ERR_CORRUPT: return "corrupt";
+    }
+    return "unknown";
+}

@@ -1,0 +1,43 @@
+/* common/status.h — errors as values.
+ *
+ * Every fallible function returns a qv_status (QV_OK on success) and, when
+ * the caller passes a qv_err, writes a message naming the object that failed
+ * and what to do about it. Nothing below cli/ prints or exits on error.
+ */
+#ifndef QV_STATUS_H
+#define QV_STATUS_H
+
+#include <stddef.h>
+
+typedef enum qv_status {
+    QV_OK = 0,
+    QV_ERR_INVALID,     /* bad argument, shape or configuration */
+    QV_ERR_NOMEM,       /* host or device out of memory */
+    QV_ERR_DEVICE,      /* a device / driver call failed */
+    QV_ERR_UNSUPPORTED, /* the device lacks a feature the call needs */
+    QV_ERR_NOT_FOUND,   /* unknown device, kernel or file */
+    QV_ERR_COMPILE,     /* a kernel failed to build for a device */
+    QV_ERR_IO,          /* file system */
+    QV_ERR_CORRUPT      /* malformed input bytes */
+} qv_status;
+
+typedef struct qv_err {
+    qv_status code;
+    char msg[512];
+} qv_err;
+
+/* Records code and a printf-style message in err (if err is not NULL) and
+ * returns code, so callers can write `return qv_fail(err, QV_ERR_..., ...)`. */
+qv_status qv_fail(qv_err *err, qv_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Resets err to "no error". Safe on NULL. */
+void qv_err_clear(qv_err *err);
+
+/* Short stable name of a status code, e.g. "invalid". */
+const char *qv_status_name(qv_status code);
+
+#endif
