@@ -1,12 +1,107 @@
-/* cli/main.c — placeholder entry point, replaced by the real CLI. */
+/* cli/main.c — `qvac`: finds the subcommand and hands it argv. The only
+ * place that decides the process's exit code. */
+#include <stdarg.h>
 #include <stdio.h>
-#include "kernels/backend.h"
-int main(void)
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const qv_cmd commands[] = {
+    {"devices", "list OpenCL, Vulkan and reference devices", qv_cmd_devices,
+     qv_help_devices},
+    {"check", "run every kernel on every device against the reference",
+     qv_cmd_check, qv_help_check},
+    {"kernels", "list the kernels and their tunable parameters",
+     qv_cmd_kernels, qv_help_kernels},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
 {
-    qv_devlist *l; qv_err e;
-    if (qv_devlist_open(&l, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
-    for (size_t i = 0; i < l->n; i++) printf("%s %s\n", l->dev[i]->info.id, l->dev[i]->info.name);
-    fputs(l->notes, stdout);
-    qv_devlist_destroy(&l);
+    fprintf(out,
+            "qvac %s — LoRA fine-tuning of 1.58-bit (BitNet b1.58) models on "
+            "OpenCL and Vulkan devices\n\n"
+            "usage: qvac COMMAND [OPTIONS]\n\ncommands:\n",
+            QV_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\noptions:\n  -h, --help     this help (`qvac COMMAND "
+                 "--help` for a command's)\n  -V, --version  print the "
+                 "version\n");
+}
+
+int qv_cli_error(const qv_err *err)
+{
+    fprintf(stderr, "qvac: %s\n", err && err->msg[0] ? err->msg : "failed");
+    return QV_EXIT_FAIL;
+}
+
+int qv_cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qvac %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'qvac %s --help'.\n", cmd);
+    va_end(ap);
+    return QV_EXIT_USAGE;
+}
+
+int qv_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return 1;
     return 0;
+}
+
+void qv_fmt_bytes(unsigned long long bytes, char *buf, size_t n)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, n, "%llu B", bytes);
+    else
+        snprintf(buf, n, "%.1f %s", v, unit[u]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return QV_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        if (argc > 2 && strcmp(cmd, "help") == 0)
+            for (size_t i = 0; i < N_COMMANDS; i++)
+                if (!strcmp(commands[i].name, argv[2])) {
+                    commands[i].help(stdout);
+                    return QV_EXIT_OK;
+                }
+        usage(stdout);
+        return QV_EXIT_OK;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version") ||
+        !strcmp(cmd, "version")) {
+        printf("qvac %s\n", QV_VERSION);
+        return QV_EXIT_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].name, cmd) != 0)
+            continue;
+        if (qv_cli_wants_help(argc - 1, argv + 1)) {
+            commands[i].help(stdout);
+            return QV_EXIT_OK;
+        }
+        return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "qvac: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return QV_EXIT_USAGE;
 }

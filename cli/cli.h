@@ -1,0 +1,42 @@
+/* cli/cli.h — what the subcommands share: the table of commands, the
+ * device-list helpers and small printing helpers. cli/ only parses and
+ * prints; the work is done below it. */
+#ifndef QV_CLI_H
+#define QV_CLI_H
+
+#include <stdio.h>
+
+#include "kernels/backend.h"
+
+typedef struct qv_cmd {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*help)(FILE *out);
+} qv_cmd;
+
+/* Exit codes of every command. */
+enum { QV_EXIT_OK = 0, QV_EXIT_FAIL = 1, QV_EXIT_USAGE = 2 };
+
+int qv_cmd_devices(int argc, char **argv);
+void qv_help_devices(FILE *out);
+int qv_cmd_check(int argc, char **argv);
+void qv_help_check(FILE *out);
+int qv_cmd_kernels(int argc, char **argv);
+void qv_help_kernels(FILE *out);
+
+/* Prints "qvac: <msg>" to stderr; returns QV_EXIT_FAIL. */
+int qv_cli_error(const qv_err *err);
+/* Prints a usage error and the hint to run --help; returns QV_EXIT_USAGE. */
+int qv_cli_usage(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* True if argv[i] is -h or --help anywhere in argv. */
+int qv_cli_wants_help(int argc, char **argv);
+
+/* "1.5 GiB" style. */
+void qv_fmt_bytes(unsigned long long bytes, char *buf, size_t n);
+
+#endif
