@@ -14,6 +14,12 @@ GLSLC   ?= glslc
 
 BUILD   ?= build
 SAN     ?=
+# V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 
 # WITH_OPENCL=0 / WITH_VULKAN=0 build without that backend.
 WITH_OPENCL ?= 1
@@ -64,15 +70,17 @@ deps:
 	@bash scripts/deps.sh
 
 $(BUILD)/qvac: $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # Embedded kernel sources: OpenCL C as text, GLSL compiled to SPIR-V.
 $(BUILD)/tools/embed: tools/embed.c
@@ -81,22 +89,24 @@ $(BUILD)/tools/embed: tools/embed.c
 
 $(BUILD)/spv/%.spv: kernels/vulkan/%.comp $(wildcard kernels/vulkan/*.glsl)
 	@mkdir -p $(dir $@)
-	$(GLSLC) --target-env=vulkan1.1 -O -Ikernels/vulkan -o $@ $<
+	@$(if $(Q),echo "  GLSLC   $<")
+	$(Q)$(GLSLC) --target-env=vulkan1.1 -O -Ikernels/vulkan -o $@ $<
 
 $(BUILD)/gen/embedded_data.c: $(BUILD)/tools/embed $(CL_SRC) $(SPV)
 	@mkdir -p $(dir $@)
-	$(BUILD)/tools/embed $@ \
+	$(Q)$(BUILD)/tools/embed $@ \
 	  $(foreach f,$(CL_SRC),opencl/$(notdir $(f))=$(f)) \
 	  $(foreach f,$(SPV),vulkan/$(notdir $(f))=$(f))
 
 $(BUILD)/obj/gen/embedded_data.o: $(BUILD)/gen/embedded_data.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
 # Tests: one Criterion binary per module.
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
+	@$(if $(Q),echo "  TEST-LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
 
 test: deps $(BUILD)/qvac $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done

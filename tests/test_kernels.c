@@ -1,0 +1,131 @@
+/* tests/test_kernels.c — every kernel, on every device present (OpenCL,
+ * Vulkan), at shapes that are not multiples of any tile and in several
+ * configurations, equals the reference: the integer path of ternary_matmul
+ * to 1e-5 relative (one float division), float reductions to 2e-4 relative
+ * to max|ref| (f32 accumulation against the reference's double), int8
+ * activation codes to within one code (ties at exactly .5 after a division
+ * that need not be correctly rounded on a device). */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/verify.h"
+
+static qv_devlist *devs;
+
+static void open_devs(void)
+{
+    qv_err e;
+    cr_assert_eq(qv_devlist_open(&devs, &e), QV_OK, "%s", e.msg);
+}
+
+static void close_devs(void) { qv_devlist_destroy(&devs); }
+
+TestSuite(kernels, .init = open_devs, .fini = close_devs, .timeout = 600);
+
+static const qv_shape shapes[] = {
+    {1, 1, 1, 1},   {1, 255, 1000, 4}, {3, 17, 255, 3},
+    {17, 3, 17, 1}, {33, 65, 48, 128}, {64, 64, 64, 16},
+};
+
+static const char *mm_cfgs[] = {
+    "default", "TX=8,TY=4", "LOCAL=1", "WG_X=8,WG_Y=8,TX=2,TY=2,LOCAL=1,KT=4",
+    "WG_X=32,WG_Y=2,TX=4,KT=2", "WG_X=4,WG_Y=4,TX=1,TY=4,LOCAL=1,KT=2", NULL,
+};
+static const char *qa_cfgs[] = {"default", "WG_X=1", "WG_X=256,VEC=4",
+                                "WG_X=4,WG_Y=4,VEC=4", NULL};
+
+static void check_kernel(const char *name)
+{
+    const qv_kernel_decl *k = qv_kernel_find(name);
+    cr_assert_not_null(k);
+    qv_device *ref = qv_devlist_find(devs, "ref");
+    const char **cfgs = strcmp(name, "quantize_act") ? mm_cfgs : qa_cfgs;
+    int runs = 0;
+    for (size_t d = 0; d < devs->n; d++) {
+        qv_device *dev = devs->dev[d];
+        for (int ci = 0; cfgs[ci]; ci++) {
+            qv_config c;
+            cr_assert_eq(qv_config_parse(k, cfgs[ci], &c, NULL), QV_OK);
+            if (qv_kernel_check_config(k, &c, &dev->info.limits, NULL))
+                continue; /* beyond this device's limits */
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                qv_verify_result r;
+                qv_err e;
+                qv_status st = qv_verify(dev, ref, k, &c, shapes[s],
+                                         77 + s * 31 + (size_t)ci, &r, &e);
+                cr_expect_eq(st, QV_OK, "%s %s [%s]: %s", dev->info.id, name,
+                             cfgs[ci], e.msg);
+                cr_expect(r.pass, "%s %s [%s] M=%d N=%d K=%d R=%d: %s off by "
+                          "%g (tolerance %g)", dev->info.id, name, cfgs[ci],
+                          shapes[s].M, shapes[s].N, shapes[s].K, shapes[s].R,
+                          r.worst, r.max_err, r.tol);
+                runs++;
+            }
+        }
+    }
+    cr_expect(runs > 0);
+}
+
+Test(kernels, quantize_act) { check_kernel("quantize_act"); }
+Test(kernels, ternary_matmul) { check_kernel("ternary_matmul"); }
+Test(kernels, ternary_matmul_t) { check_kernel("ternary_matmul_t"); }
+Test(kernels, f16_matmul) { check_kernel("f16_matmul"); }
+Test(kernels, lora_fwd) { check_kernel("lora_fwd"); }
+Test(kernels, lora_bwd) { check_kernel("lora_bwd"); }
+
+Test(kernels, lora_rank_range)
+{
+    /* rank 1 and rank 128 on every device, default configuration */
+    const qv_kernel_decl *k = qv_kernel_find("lora_bwd");
+    qv_device *ref = qv_devlist_find(devs, "ref");
+    for (size_t d = 0; d < devs->n; d++)
+        for (int R = 1; R <= 128; R *= 2) {
+            qv_verify_result r;
+            qv_shape s = {5, 20, 30, R};
+            cr_assert_eq(qv_verify(devs->dev[d], ref, k, NULL, s, (uint64_t)R,
+                                   &r, NULL), QV_OK);
+            cr_expect(r.pass, "%s R=%d: %g", devs->dev[d]->info.id, R, r.max_err);
+        }
+    qv_verify_result r;
+    qv_err e;
+    qv_shape s = {5, 20, 30, 129};
+    cr_expect_eq(qv_verify(ref, ref, k, NULL, s, 1, &r, &e), QV_ERR_INVALID);
+    cr_expect(strstr(e.msg, "R = 129") != NULL, "%s", e.msg);
+}
+
+/* The verifier itself must catch a wrong result: feed it a device whose
+ * launch corrupts the output. */
+static const qv_backend_iface *real_iface;
+static qv_status broken_launch(qv_device *dev, const qv_kernel_decl *k,
+                               const qv_config *c, const qv_arg *args,
+                               uint64_t *ns, qv_err *err)
+{
+    qv_status s = real_iface->launch(dev, k, c, args, ns, err);
+    if (!s) {
+        float bump = 1.0f;
+        float v;
+        qv_buffer *y = args[3].u.buf; /* ternary_matmul's Y */
+        qv_buffer_read(y, 4, &v, 4, NULL);
+        v += bump;
+        qv_buffer_write(y, 4, &v, 4, NULL);
+    }
+    return s;
+}
+
+Test(kernels, verifier_catches_a_wrong_result)
+{
+    qv_device *ref = qv_devlist_find(devs, "ref");
+    real_iface = ref->iface;
+    qv_backend_iface broken = *ref->iface;
+    broken.launch = broken_launch;
+    qv_device fake = *ref;
+    fake.iface = &broken;
+    strcpy(fake.info.id, "broken");
+    qv_verify_result r;
+    qv_shape s = {3, 5, 40, 1};
+    cr_assert_eq(qv_verify(&fake, ref, qv_kernel_find("ternary_matmul"), NULL, s,
+                           9, &r, NULL), QV_OK);
+    cr_expect(!r.pass, "a corrupted output passed with error %g", r.max_err);
+    cr_expect_str_eq(r.worst, "Y");
+}
