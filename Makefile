@@ -63,7 +63,7 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/embedded
 CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
 LIB     := $(BUILD)/libqvac.a
 
-.PHONY: all deps test asan check-asan demo clean bench
+.PHONY: all deps test asan check-asan demo clean bench fuzz
 all: deps $(BUILD)/qvac
 
 deps:
@@ -125,11 +125,27 @@ asan check-asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $$t --jobs 1 --short-filename; done
 
+# libFuzzer targets (clang): every parser of untrusted bytes has one.
+FUZZ_SECONDS ?= 30
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_LIBSRC := common/status.c common/half.c kernels/ternary.c $(wildcard formats/*.c)
+fuzz: deps
+	@mkdir -p build-fuzz/corpus
+	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -I. -Wall -Wextra -Werror \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm; \
+	  mkdir -p build-fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	    build-fuzz/corpus/$$n > build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; \
+	  tail -1 build-fuzz/$$n.log; done
+
 demo: all
 	$(BUILD)/qvac devices
 	$(BUILD)/qvac check
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)
