@@ -205,6 +205,44 @@ static qv_status program_build(qv_device *dev, const qv_kernel_decl *k,
                            k->stage_names[s], qv_ocl_err_name(rc));
         }
     }
+    /* Some drivers (PoCL) abort instead of failing the enqueue when a
+     * kernel needs more local memory or work-items than it allows: check
+     * here and fail with a message. */
+    size_t wg_items = (size_t)c->v[0] * (size_t)c->v[1];
+    for (int s = 0; s < k->n_stages; s++) {
+        cl_ulong lmem = 0;
+        size_t max_wg = 0;
+        rc = clGetKernelWorkGroupInfo(p->kernels[s], ctx->device,
+                                      CL_KERNEL_LOCAL_MEM_SIZE, sizeof lmem,
+                                      &lmem, NULL);
+        if (rc == CL_SUCCESS)
+            rc = clGetKernelWorkGroupInfo(p->kernels[s], ctx->device,
+                                          CL_KERNEL_WORK_GROUP_SIZE,
+                                          sizeof max_wg, &max_wg, NULL);
+        if (rc != CL_SUCCESS) {
+            program_free(p);
+            return qv_fail(err, QV_ERR_DEVICE,
+                           "%s: clGetKernelWorkGroupInfo(%s) failed: %s", id,
+                           k->stage_names[s], qv_ocl_err_name(rc));
+        }
+        char cfgs[160];
+        qv_config_format(k, c, cfgs, sizeof cfgs);
+        if (lmem > dev->info.local_mem_bytes) {
+            program_free(p);
+            return qv_fail(err, QV_ERR_INVALID,
+                           "%s: %s (%s) needs %llu bytes of local memory; the "
+                           "device has %llu", id, k->stage_names[s], cfgs,
+                           (unsigned long long)lmem,
+                           (unsigned long long)dev->info.local_mem_bytes);
+        }
+        if (wg_items > max_wg) {
+            program_free(p);
+            return qv_fail(err, QV_ERR_INVALID,
+                           "%s: %s (%s) runs at most %zu work-items a group "
+                           "on this device; the configuration asks for %zu",
+                           id, k->stage_names[s], cfgs, max_wg, wg_items);
+        }
+    }
     *out = p;
     return QV_OK;
 }
