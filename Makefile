@@ -59,6 +59,12 @@ SPV     := $(patsubst kernels/vulkan/%.comp,$(BUILD)/spv/%.spv,$(COMP_SRC))
 TEST_SRC:= $(wildcard tests/test_*.c)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
+# Objects depend on the flags they were built with: changing WITH_*, SAN or
+# OPT rebuilds what it must.
+FLAGS_STAMP := $(BUILD)/flags.stamp
+FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(CL_SRC) $(COMP_SRC)
+$(shell mkdir -p $(BUILD); echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_NOW)' > $(FLAGS_STAMP))
+
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/embedded_data.o
 CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
 LIB     := $(BUILD)/libqvac.a
@@ -69,7 +75,7 @@ all: deps $(BUILD)/qvac
 deps:
 	@bash scripts/deps.sh
 
-$(BUILD)/qvac: $(CLI_OBJ) $(LIB)
+$(BUILD)/qvac: $(CLI_OBJ) $(LIB) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
@@ -77,13 +83,13 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # Embedded kernel sources: OpenCL C as text, GLSL compiled to SPIR-V.
-$(BUILD)/tools/embed: tools/embed.c
+$(BUILD)/tools/embed: tools/embed.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -o $@ $<
 
@@ -92,7 +98,7 @@ $(BUILD)/spv/%.spv: kernels/vulkan/%.comp $(wildcard kernels/vulkan/*.glsl)
 	@$(if $(Q),echo "  GLSLC   $<")
 	$(Q)$(GLSLC) --target-env=vulkan1.1 -O -Ikernels/vulkan -o $@ $<
 
-$(BUILD)/gen/embedded_data.c: $(BUILD)/tools/embed $(CL_SRC) $(SPV)
+$(BUILD)/gen/embedded_data.c: $(BUILD)/tools/embed $(CL_SRC) $(SPV) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(BUILD)/tools/embed $@ \
 	  $(foreach f,$(CL_SRC),opencl/$(notdir $(f))=$(f)) \
@@ -103,7 +109,7 @@ $(BUILD)/obj/gen/embedded_data.o: $(BUILD)/gen/embedded_data.c
 	$(Q)$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
 # Tests: one Criterion binary per module.
-$(BUILD)/tests/%: tests/%.c $(LIB)
+$(BUILD)/tests/%: tests/%.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST-LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion

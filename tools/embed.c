@@ -36,7 +36,10 @@ int main(int argc, char **argv)
         fprintf(out, "static const unsigned char f%d[] __attribute__((aligned(4))) = {", i);
         int c, n = 0;
         while ((c = fgetc(in)) != EOF)
-            fprintf(out, "%s%d", (n++ % 24) ? "," : ",\n", c);
+        {
+            fprintf(out, "%s%d", n == 0 ? "\n" : (n % 24) ? "," : ",\n", c);
+            n++;
+        }
         fprintf(out, "%s0};\n", n ? "," : "");
         fclose(in);
     }
