@@ -67,6 +67,12 @@ $(shell mkdir -p $(BUILD); echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || echo
 
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/embedded_data.o
 CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
+# Sanitizer builds keep drivers mapped until exit so leak reports can name
+# them (see tests/support/keep_drivers_loaded.c).
+ifneq ($(SAN),)
+CLI_OBJ += $(BUILD)/obj/tests/support/keep_drivers_loaded.o
+TEST_EXTRA := $(BUILD)/obj/tests/support/keep_drivers_loaded.o
+endif
 LIB     := $(BUILD)/libqvac.a
 
 .PHONY: all deps test asan check-asan demo clean bench fuzz
@@ -109,10 +115,10 @@ $(BUILD)/obj/gen/embedded_data.o: $(BUILD)/gen/embedded_data.c
 	$(Q)$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
 # Tests: one Criterion binary per module.
-$(BUILD)/tests/%: tests/%.c $(LIB) $(FLAGS_STAMP)
+$(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_EXTRA) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST-LD $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_EXTRA) $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
 
 test: deps $(BUILD)/qvac $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done
@@ -124,12 +130,21 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 asan check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" \
 	  build-asan/qvac $(patsubst $(BUILD)/%,build-asan/%,$(TESTS))
-	@set -e; for t in $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)); do \
-	  echo "== $$t (asan+ubsan)"; \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	@set -e; export ASAN_OPTIONS=detect_leaks=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $$t --jobs 1 --short-filename; done
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
+	for t in $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)); do \
+	  echo "== $$t (asan+ubsan)"; \
+	  $$t --jobs 1 --short-filename > $$t.log 2>&1 && rc=0 || rc=$$?; \
+	  grep -v '^\[----\]   $$' $$t.log | tail -n 25; \
+	  if [ $$rc -ne 0 ] || grep -qE 'Sanitizer|runtime error' $$t.log; then \
+	    echo "FAILED under sanitizers: $$t (log: $$t.log)"; exit 1; fi; \
+	done; \
+	echo "== build-asan/qvac check (asan+ubsan)"; \
+	build-asan/qvac check > build-asan/check.log 2>&1 && rc=0 || rc=$$?; \
+	cat build-asan/check.log; \
+	if [ $$rc -ne 0 ] || grep -qE 'Sanitizer|runtime error' build-asan/check.log; then \
+	  echo "FAILED under sanitizers: qvac check"; exit 1; fi
 
 # libFuzzer targets (clang): every parser of untrusted bytes has one.
 FUZZ_SECONDS ?= 30
