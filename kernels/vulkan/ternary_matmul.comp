@@ -61,7 +61,7 @@ void main()
     const int row0 = int(gl_WorkGroupID.y) * ROWS;
     const int col0 = int(gl_WorkGroupID.x) * COLS;
     const int M = pc.M, N = pc.N, K = pc.K;
-    xwords = (M * K + 3) >> 2;
+    xwords = int((uint(M * K) + 3u) >> 2);  // M*K < 2^31
     rwords = (K + 15) >> 4;
     const int full = K >> 4;  // words wholly inside K
 

@@ -187,6 +187,8 @@ static qv_status get_pipe(qv_device *dev, const vk_kernel_slot *s, int st,
             .pSpecializationInfo = &si,
         },
         .layout = s->layout,
+        /* launches past maxComputeWorkGroupCount use vkCmdDispatchBase */
+        .flags = VK_PIPELINE_CREATE_DISPATCH_BASE_BIT,
     };
     VkPipeline p = VK_NULL_HANDLE;
     VkResult r = vkCreateComputePipelines(x->dev, VK_NULL_HANDLE, 1, &ci, NULL,
@@ -245,20 +247,24 @@ qv_status qv_vk_launch(qv_device *dev, const qv_kernel_decl *k,
                            "storageBuffer8BitAccess (VK_KHR_8bit_storage); "
                            "run it on another device", dev->info.id, k->name);
 
-    /* Geometry first: nothing is recorded for a launch that cannot run. */
+    /* Geometry first: nothing is recorded for a launch that cannot run.
+     * Work-group counts beyond maxComputeWorkGroupCount are dispatched in
+     * chunks with vkCmdDispatchBase (the shaders index by gl_WorkGroupID,
+     * which includes the base), so long row counts still run. */
     uint32_t groups[QV_MAX_STAGES][2];
     for (int st = 0; st < k->n_stages; st++) {
         size_t global[2], local[2];
         k->grid(st, args, c, global, local);
         for (int d = 0; d < 2; d++) {
             size_t g = local[d] ? global[d] / local[d] : 0;
-            if (g == 0 || g > x->max_groups[d])
-                return qv_fail(err, QV_ERR_UNSUPPORTED,
-                               "%s: %s stage %s needs %zu work-groups along "
-                               "%c; the device allows %u (use a larger "
-                               "work-group or tile)", dev->info.id, k->name,
-                               k->stage_names[st], g, "xy"[d],
-                               x->max_groups[d]);
+            if (g == 0 || g > UINT32_MAX || local[d] * g != global[d] ||
+                x->max_groups[d] == 0)
+                return qv_fail(err, QV_ERR_INVALID,
+                               "%s: %s stage %s: global size %zu along %c is "
+                               "not a positive multiple of the work-group "
+                               "(%zu) within %u groups", dev->info.id,
+                               k->name, k->stage_names[st], global[d],
+                               "xy"[d], local[d], UINT32_MAX);
             groups[st][d] = (uint32_t)g;
         }
     }
@@ -333,7 +339,20 @@ qv_status qv_vk_launch(qv_device *dev, const qv_kernel_decl *k,
         if (timed)
             vkCmdWriteTimestamp(x->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                                 x->queries, 2u * (uint32_t)st);
-        vkCmdDispatch(x->cmd, groups[st][0], groups[st][1], 1);
+        for (uint32_t y0 = 0; y0 < groups[st][1]; y0 += x->max_groups[1]) {
+            uint32_t gy = groups[st][1] - y0;
+            if (gy > x->max_groups[1])
+                gy = x->max_groups[1];
+            for (uint32_t x0 = 0; x0 < groups[st][0]; x0 += x->max_groups[0]) {
+                uint32_t gx = groups[st][0] - x0;
+                if (gx > x->max_groups[0])
+                    gx = x->max_groups[0];
+                if (x0 == 0 && y0 == 0)
+                    vkCmdDispatch(x->cmd, gx, gy, 1);
+                else
+                    vkCmdDispatchBase(x->cmd, x0, y0, 0, gx, gy, 1);
+            }
+        }
         if (timed)
             vkCmdWriteTimestamp(x->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                                 x->queries, 2u * (uint32_t)st + 1);
