@@ -26,16 +26,13 @@ static qv_status ocl_alloc(qv_device *dev, size_t bytes, void **impl,
     ocl_ctx *ctx = dev->ctx;
     cl_int rc;
     cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &rc);
-    if (rc != CL_SUCCESS || !m) {
-        qv_status st = qv_fail(err, QV_ERR_NOMEM,
-                               "%s: clCreateBuffer(%zu bytes) failed: %s",
-                               dev->info.id, bytes, qv_ocl_err_name(rc));
-        if (rc != CL_MEM_OBJECT_ALLOCATION_FAILURE &&
-            rc != CL_OUT_OF_HOST_MEMORY && rc != CL_OUT_OF_RESOURCES &&
-            rc != CL_INVALID_BUFFER_SIZE && err)
-            err->code = st = QV_ERR_DEVICE;
-        return st;
-    }
+    if (rc != CL_SUCCESS || !m)
+        return qv_fail(err,
+                       rc == CL_INVALID_CONTEXT || rc == CL_INVALID_VALUE
+                           ? QV_ERR_DEVICE
+                           : QV_ERR_NOMEM,
+                       "%s: clCreateBuffer(%zu bytes) failed: %s",
+                       dev->info.id, bytes, qv_ocl_err_name(rc));
     *impl = m;
     return QV_OK;
 }
@@ -412,5 +409,9 @@ qv_status qv_opencl_enumerate(qv_devlist *list, qv_err *err)
         free(devs);
     }
     free(plats);
+    if (!s && ordinal == 0)
+        qv_devlist_note(list, "opencl: %u platform(s) but no device found "
+                              "(check the OpenCL driver installation)",
+                        (unsigned)n_plat);
     return s;
 }

@@ -44,14 +44,25 @@ __kernel QV_REQD void ternary_matmul(__global const char *Xq,
             acc[r][c] = 0;
 
 #if QV_LOCAL
-    __local char xs[QV_BM][QV_KT * 16];
+    __local char4 xs4[QV_BM][QV_KT * 4];
     __local uint ws[QV_KT][QV_BN];
     const int nthr = QV_WG_X * QV_WG_Y, tid = ly * QV_WG_X + lx;
     for (int kw0 = 0; kw0 < KW; kw0 += QV_KT) {
-        for (int e = tid; e < QV_BM * QV_KT * 16; e += nthr) {
-            int r = e / (QV_KT * 16), kk = e % (QV_KT * 16);
-            int gi = row0 + r, gk = kw0 * 16 + kk;
-            xs[r][kk] = (gi < M && gk < K) ? Xq[gi * K + gk] : (char)0;
+        /* activations four at a time (vload4: rows need not be aligned),
+         * byte by byte only where the tile crosses K */
+        for (int e = tid; e < QV_BM * QV_KT * 4; e += nthr) {
+            int r = e / (QV_KT * 4), q = e % (QV_KT * 4);
+            int gi = row0 + r, gk = kw0 * 16 + q * 4;
+            char4 v = (char4)(0);
+            if (gi < M && gk + 4 <= K) {
+                v = vload4(0, Xq + gi * K + gk);
+            } else if (gi < M && gk < K) {
+                __global const char *p = Xq + gi * K + gk;
+                v.s0 = p[0];
+                v.s1 = gk + 1 < K ? p[1] : (char)0;
+                v.s2 = gk + 2 < K ? p[2] : (char)0;
+            }
+            xs4[r][q] = v;
         }
         for (int e = tid; e < QV_KT * QV_BN; e += nthr) {
             int c = e % QV_BN, u = e / QV_BN;
@@ -68,7 +79,7 @@ __kernel QV_REQD void ternary_matmul(__global const char *Xq,
                 w[c] = ws[u][lx + c * QV_WG_X];
 #pragma unroll
             for (int r = 0; r < QV_TY; r++)
-                xr[r] = &xs[ly + r * QV_WG_Y][u * 16];
+                xr[r] = (__local const char *)&xs4[ly + r * QV_WG_Y][u * 4];
             TM_WORD(xr, 16);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
