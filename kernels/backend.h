@@ -33,6 +33,7 @@ typedef struct qv_device_info {
     uint64_t max_alloc_bytes;
     qv_limits limits;
     int fp16;            /* native half arithmetic (cl_khr_fp16 / shaderFloat16) */
+    int is_cpu;          /* runs on the host CPU (PoCL, lavapipe, ref) */
     char fingerprint[17];/* see qv_device_fingerprint */
 } qv_device_info;
 
@@ -90,7 +91,9 @@ void qv_devlist_destroy(qv_devlist **list);
 /* Finds a device by id ("ref", "opencl:0", "vulkan:1"); NULL if absent. */
 qv_device *qv_devlist_find(const qv_devlist *list, const char *id);
 
-/* Stable hash of vendor, name, driver version, compute units and memory. */
+/* Stable hash of backend, vendor, name, driver version, compute units and
+ * memory size. For CPU devices the memory is left out: PoCL derives it from
+ * the host's free memory, which changes from run to run. */
 void qv_device_fingerprint(qv_device_info *info);
 
 /* Memory accounting: bytes of live buffers now, and the peak. */

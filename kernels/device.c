@@ -104,7 +104,7 @@ void qv_device_fingerprint(qv_device_info *info)
     int n = snprintf(buf, sizeof buf, "%s\x1f%s\x1f%s\x1f%s\x1f%u\x1f%llu",
                      info->backend, info->vendor, info->name, info->driver,
                      info->compute_units,
-                     (unsigned long long)info->global_mem_bytes);
+                     (unsigned long long)(info->is_cpu ? 0 : info->global_mem_bytes));
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof buf)

@@ -66,6 +66,16 @@ Test(backend, fingerprint_depends_on_each_field)
     qv_device_fingerprint(&b);
     cr_expect_str_neq(a.fingerprint, b.fingerprint);
     b = a;
+    b.global_mem_bytes = 2u << 30;
+    qv_device_fingerprint(&b);
+    cr_expect_str_neq(a.fingerprint, b.fingerprint); /* a GPU's memory counts */
+    b = a;
+    qv_device_fingerprint(&b);
+    cr_expect_str_eq(a.fingerprint, b.fingerprint);
+    /* a CPU device's memory is the host's free memory: left out */
+    a.is_cpu = b.is_cpu = 1;
+    b.global_mem_bytes = 3u << 30;
+    qv_device_fingerprint(&a);
     qv_device_fingerprint(&b);
     cr_expect_str_eq(a.fingerprint, b.fingerprint);
 }

@@ -270,6 +270,8 @@ static cl_int device_open(cl_platform_id plat, cl_device_id d,
     size_t wg = 0, dims[3] = {0, 0, 0};
     cl_uint ndims = 0;
     cl_device_fp_config fp = 0;
+    cl_device_type type = 0;
+    GET(CL_DEVICE_TYPE, type);
     GET(CL_DEVICE_VENDOR_ID, vendor_id);
     GET(CL_DEVICE_MAX_COMPUTE_UNITS, cus);
     GET(CL_DEVICE_GLOBAL_MEM_SIZE, gmem);
@@ -292,6 +294,7 @@ static cl_int device_open(cl_platform_id plat, cl_device_id d,
     if (rc != CL_SUCCESS)
         return rc;
     info->vendor_id = vendor_id;
+    info->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     info->compute_units = cus;
     info->global_mem_bytes = gmem;
     info->local_mem_bytes = lmem;

@@ -121,6 +121,7 @@ qv_status qv_ref_enumerate(qv_devlist *list, qv_err *err)
     i->limits.max_wg_dim[2] = 64;
     i->limits.local_mem_bytes = i->local_mem_bytes;
     i->fp16 = 1;
+    i->is_cpu = 1;
     qv_status s = qv_devlist_push(list, d, err);
     if (s)
         free(d);
