@@ -31,11 +31,11 @@ static const qv_shape shapes[] = {
 
 static const char *mm_configs[] = {
     "default",
-    "TX=4,TY=2",
+    "TX=8,TY=2",
     "LOCAL=1",
-    "WG_X=8,WG_Y=8,TX=2,TY=4,LOCAL=1,KT=4",
-    "WG_X=64,TX=8,KT=2",
-    "WG_X=4,WG_Y=4,TY=4,LOCAL=1,KT=2",
+    "WG_X=8,WG_Y=4,TX=2,TY=4,LOCAL=1,KT=4",
+    "WG_X=32,WG_Y=2,TX=4",
+    "WG_X=8,WG_Y=4,TY=4,LOCAL=1,KT=4",
     NULL,
 };
 static const char *qa_configs[] = {

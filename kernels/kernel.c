@@ -6,10 +6,9 @@
  *   TX, TY      outputs per work-item along x and y (register tile)
  *   LOCAL       0: operands read straight from global memory;
  *               1: the group stages tiles of both operands in local memory
- *   KT          reduction step: with LOCAL=1 the depth of the staged tile,
- *               with LOCAL=0 the unroll of the inner loop; counted in packed
- *               words (16 weights) for ternary_matmul, in 8 elements for
- *               the float reductions
+ *   KT          with LOCAL=1, the depth of the staged tile, in packed words
+ *               (16 weights) for ternary_matmul and in 8 elements for the
+ *               float reductions (LOCAL=0 requires KT=1)
  * so one work-group computes a (WG_Y*TY) x (WG_X*TX) block of the output.
  */
 #include "kernels/kernel.h"
@@ -24,17 +23,34 @@
 #define MM_PARAMS                                                              \
     .n_params = 6,                                                             \
     .params = {                                                                \
-        {"WG_X", "work-group width (output columns)", 5, {4, 8, 16, 32, 64}, 16}, \
-        {"WG_Y", "work-group height (output rows)", 4, {1, 2, 4, 8}, 1},        \
+        {"WG_X", "work-group width (output columns)", 3, {8, 16, 32}, 16},      \
+        {"WG_Y", "work-group height (output rows)", 3, {1, 2, 4}, 1},           \
         {"TX", "outputs per work-item along x", 4, {1, 2, 4, 8}, 1},            \
         {"TY", "outputs per work-item along y", 3, {1, 2, 4}, 1},               \
         {"LOCAL", "stage operand tiles in local memory", 2, {0, 1}, 0},         \
-        {"KT", "reduction tile depth / unroll", 3, {1, 2, 4}, 1},               \
-    }
+        {"KT", "depth of the staged tile (LOCAL=1 only)", 2, {1, 4}, 1},        \
+    },                                                                         \
+    .check_extra = mm_check_extra
 
 enum { P_WG_X, P_WG_Y, P_TX, P_TY, P_LOCAL, P_KT };
 
 static size_t ceil_to(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+/* Keeps the space to configurations that differ in the code they run:
+ * KT only means something when tiles are staged, and a register tile of
+ * more than 16 outputs spills on every device we target. */
+static qv_status mm_check_extra(const qv_config *c, qv_err *err)
+{
+    if (!c->v[P_LOCAL] && c->v[P_KT] != 1)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "KT = %d needs LOCAL=1 (it is the depth of the staged "
+                       "tile)", c->v[P_KT]);
+    if (c->v[P_TX] * c->v[P_TY] > 16)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "TX*TY = %d outputs per work-item; at most 16",
+                       c->v[P_TX] * c->v[P_TY]);
+    return QV_OK;
+}
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -575,9 +591,10 @@ qv_status qv_kernel_check_config(const qv_kernel_decl *k, const qv_config *c,
                        "%s: work-group %zux%zu exceeds qvac's cap of %d "
                        "work-items", k->name, wx, wy, QV_MAX_WG);
     if (k->check_extra) {
-        qv_status s = k->check_extra(c, err);
+        qv_err why;
+        qv_status s = k->check_extra(c, &why);
         if (s)
-            return s;
+            return qv_fail(err, s, "%s: %s", k->name, why.msg);
     }
     if (lim) {
         if (wx * wy > lim->max_wg_size || wx > lim->max_wg_dim[0] ||

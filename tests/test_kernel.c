@@ -38,6 +38,11 @@ Test(kernel, config_parse_and_format)
     cr_expect_eq(qv_config_parse(k, "TX=four", &c, &e), QV_ERR_INVALID);
     cr_expect_eq(qv_config_parse(k, "NOPE=1", &c, &e), QV_ERR_INVALID);
     cr_expect(strstr(e.msg, "NOPE") != NULL);
+    qv_config_parse(k, "KT=4", &c, NULL);
+    cr_expect_eq(qv_kernel_check_config(k, &c, NULL, &e), QV_ERR_INVALID);
+    cr_expect(strstr(e.msg, "ternary_matmul: KT = 4 needs LOCAL=1") != NULL, "%s", e.msg);
+    qv_config_parse(k, "TX=8,TY=4", &c, NULL);
+    cr_expect_eq(qv_kernel_check_config(k, &c, NULL, &e), QV_ERR_INVALID);
     cr_expect_eq(qv_config_parse(k, "TX", &c, &e), QV_ERR_INVALID);
 }
 
@@ -45,9 +50,9 @@ Test(kernel, constraints_follow_device_limits)
 {
     const qv_kernel_decl *k = qv_kernel_find("f16_matmul");
     qv_config c;
-    qv_config_parse(k, "WG_X=64,WG_Y=4,TX=8,TY=4,LOCAL=1,KT=4", &c, NULL);
-    /* (4*4 + 64*8) rows x (8*4) floats x 4 bytes = 67584 bytes of local memory */
-    cr_expect_eq(k->local_bytes(&c), 67584u);
+    cr_assert_eq(qv_config_parse(k, "WG_X=32,WG_Y=4,TX=8,TY=2,LOCAL=1,KT=4", &c, NULL), QV_OK);
+    /* (4*2 + 32*8) rows x (8*4) floats x 4 bytes = 33792 bytes of local memory */
+    cr_expect_eq(k->local_bytes(&c), 33792u);
     qv_limits big = {1024, {1024, 1024, 64}, 1 << 20};
     qv_limits small = {1024, {1024, 1024, 64}, 32768};
     qv_limits narrow = {64, {64, 64, 64}, 1 << 20};
@@ -82,8 +87,8 @@ Test(kernel, enumeration_visits_only_legal_configs)
         cr_expect(n > 1 && n <= total, "%s: %zu of %zu", k->name, n, total);
         cr_expect_eq(qv_kernel_count_configs(k, &lim), n);
     }
-    /* the full matmul space before limits: 5*4*4*3*2*3 minus the work-groups
-     * over 256 (WG_X=64 with WG_Y=8: 4*3*2*3 = 72) */
+    /* the full matmul space before limits: 3 WG_X x 3 WG_Y x 11 register
+     * tiles with TX*TY <= 16 x 3 (LOCAL, KT) pairs (KT=4 needs LOCAL=1) */
     cr_expect_eq(qv_kernel_count_configs(qv_kernel_find("ternary_matmul"), NULL),
-                 1440u - 72u);
+                 3u * 3u * 11u * 3u);
 }
