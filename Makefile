@@ -9,7 +9,7 @@
 
 VERSION := 0.1.0
 CC      ?= cc
-PKGS    := OpenCL vulkan jansson libxxhash
+PKGS    := OpenCL vulkan jansson libxxhash sqlite3
 GLSLC   ?= glslc
 
 BUILD   ?= build
@@ -25,7 +25,7 @@ endif
 WITH_OPENCL ?= 1
 WITH_VULKAN ?= 1
 QV_DEFS :=
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c)
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c autotune/*.c)
 CL_SRC  :=
 COMP_SRC:=
 ifeq ($(WITH_OPENCL),1)

@@ -130,15 +130,16 @@ static double compare(qv_elem e, const void *dev, const void *ref,
     return worst;
 }
 
-qv_status qv_verify(qv_device *dev, qv_device *ref, const qv_kernel_decl *k,
-                    const qv_config *c, qv_shape s, uint64_t seed,
-                    qv_verify_result *res, qv_err *err)
+qv_status qv_instance_new(qv_device *dev, const qv_kernel_decl *k, qv_shape s,
+                          uint64_t seed, qv_instance **out, qv_err *err)
 {
-    memset(res, 0, sizeof *res);
-    res->tol = qv_verify_tolerance(k);
-    qv_arg dargs[QV_MAX_ARGS], rargs[QV_MAX_ARGS];
-    memset(dargs, 0, sizeof dargs);
-    fill_scalars(k, dargs, s);
+    *out = NULL;
+    qv_instance *in = calloc(1, sizeof *in);
+    if (!in)
+        return qv_fail(err, QV_ERR_NOMEM, "verify: out of host memory");
+    in->k = k;
+    in->dev = dev;
+    fill_scalars(k, in->args, s);
     /* Sizes come from the declaration; buffers are placeholders for now. */
     size_t need[QV_MAX_ARGS] = {0};
     qv_buffer fake[QV_MAX_ARGS];
@@ -146,71 +147,93 @@ qv_status qv_verify(qv_device *dev, qv_device *ref, const qv_kernel_decl *k,
     for (int i = 0; i < k->n_args; i++)
         if (k->args[i].kind == QV_ARG_BUF) {
             fake[i].bytes = SIZE_MAX;
-            dargs[i] = QV_ARG_B(&fake[i]);
+            in->args[i] = QV_ARG_B(&fake[i]);
         }
-    qv_status st = k->check_args(k, dargs, need, err);
-    if (st)
-        return st;
-    memcpy(rargs, dargs, sizeof rargs);
-
-    qv_buffer *db[QV_MAX_ARGS] = {0}, *rb[QV_MAX_ARGS] = {0};
-    void *host[QV_MAX_ARGS] = {0}, *back[QV_MAX_ARGS] = {0};
+    qv_status st = k->check_args(k, in->args, need, err);
     qv_rng rng = {seed};
-    int b = 0;
-    for (int i = 0; i < k->n_args && !st; i++) {
+    for (int i = 0, b = 0; i < k->n_args && !st; i++) {
         if (k->args[i].kind != QV_ARG_BUF)
             continue;
         size_t bytes = need[b++];
-        host[i] = calloc(1, bytes);
-        back[i] = calloc(1, bytes);
-        if (!host[i] || !back[i]) {
+        void *host = calloc(1, bytes);
+        if (!host) {
             st = qv_fail(err, QV_ERR_NOMEM, "verify: out of host memory");
             break;
         }
         if (k->args[i].access & QV_IN)
-            st = make_input(k, &k->args[i], dargs, bytes, &rng, host[i], err);
+            st = make_input(k, &k->args[i], in->args, bytes, &rng, host, err);
         if (!st)
-            st = qv_buffer_new(dev, bytes, &db[i], err);
+            st = qv_buffer_new(dev, bytes, &in->buf[i], err);
+        /* outputs start from known bytes too (zeros) */
         if (!st)
-            st = qv_buffer_new(ref, bytes, &rb[i], err);
-        /* outputs start from the same bytes on both sides too */
-        if (!st)
-            st = qv_buffer_write(db[i], 0, host[i], bytes, err);
-        if (!st)
-            st = qv_buffer_write(rb[i], 0, host[i], bytes, err);
-        dargs[i] = QV_ARG_B(db[i]);
-        rargs[i] = QV_ARG_B(rb[i]);
+            st = qv_buffer_write(in->buf[i], 0, host, bytes, err);
+        free(host);
+        in->bytes[i] = bytes;
+        in->args[i] = QV_ARG_B(in->buf[i]);
     }
+    if (st) {
+        for (int i = 0; i < k->n_args; i++)
+            if (k->args[i].kind == QV_ARG_BUF && !in->buf[i])
+                in->args[i] = QV_ARG_B(NULL);
+        qv_instance_destroy(&in);
+        return st;
+    }
+    *out = in;
+    return QV_OK;
+}
+
+void qv_instance_destroy(qv_instance **pin)
+{
+    if (!pin || !*pin)
+        return;
+    for (int i = 0; i < QV_MAX_ARGS; i++)
+        qv_buffer_destroy(&(*pin)->buf[i]);
+    free(*pin);
+    *pin = NULL;
+}
+
+qv_status qv_verify(qv_device *dev, qv_device *ref, const qv_kernel_decl *k,
+                    const qv_config *c, qv_shape s, uint64_t seed,
+                    qv_verify_result *res, qv_err *err)
+{
+    memset(res, 0, sizeof *res);
+    res->tol = qv_verify_tolerance(k);
+    qv_instance *di = NULL, *ri = NULL;
+    qv_status st = qv_instance_new(dev, k, s, seed, &di, err);
     if (!st)
-        st = qv_launch(ref, k->name, NULL, rargs, k->n_args, NULL, err);
+        st = qv_instance_new(ref, k, s, seed, &ri, err);
     if (!st)
-        st = qv_launch(dev, k->name, c, dargs, k->n_args, NULL, err);
+        st = qv_launch(ref, k->name, NULL, ri->args, k->n_args, NULL, err);
+    if (!st)
+        st = qv_launch(dev, k->name, c, di->args, k->n_args, NULL, err);
     if (!st)
         st = qv_device_sync(dev, err);
-    b = 0;
+    void *a = NULL, *b = NULL;
     for (int i = 0; i < k->n_args && !st; i++) {
-        if (k->args[i].kind != QV_ARG_BUF)
+        if (k->args[i].kind != QV_ARG_BUF || !(k->args[i].access & QV_OUT))
             continue;
-        size_t bytes = need[b++];
-        if (!(k->args[i].access & QV_OUT))
-            continue;
-        st = qv_buffer_read(db[i], 0, back[i], bytes, err);
+        size_t bytes = di->bytes[i];
+        a = malloc(bytes);
+        b = malloc(bytes);
+        if (!a || !b)
+            st = qv_fail(err, QV_ERR_NOMEM, "verify: out of host memory");
         if (!st)
-            st = qv_buffer_read(rb[i], 0, host[i], bytes, err);
-        if (st)
-            break;
-        double e = compare(k->args[i].elem, back[i], host[i], bytes);
-        if (e > res->max_err || res->worst[0] == '\0') {
-            res->max_err = fmax(res->max_err, e);
-            strncpy(res->worst, k->args[i].name, sizeof res->worst - 1);
+            st = qv_buffer_read(di->buf[i], 0, a, bytes, err);
+        if (!st)
+            st = qv_buffer_read(ri->buf[i], 0, b, bytes, err);
+        if (!st) {
+            double e = compare(k->args[i].elem, a, b, bytes);
+            if (e > res->max_err || res->worst[0] == '\0') {
+                res->max_err = fmax(res->max_err, e);
+                strncpy(res->worst, k->args[i].name, sizeof res->worst - 1);
+            }
         }
+        free(a);
+        free(b);
+        a = b = NULL;
     }
     res->pass = !st && res->max_err <= res->tol;
-    for (int i = 0; i < k->n_args; i++) {
-        qv_buffer_destroy(&db[i]);
-        qv_buffer_destroy(&rb[i]);
-        free(host[i]);
-        free(back[i]);
-    }
+    qv_instance_destroy(&di);
+    qv_instance_destroy(&ri);
     return st;
 }

@@ -31,6 +31,21 @@ typedef struct qv_verify_result {
 #define QV_TOL_FLOAT 5e-5   /* f32 accumulation against a double reference */
 #define QV_TOL_CODES 1.0
 
+/* A ready-to-launch instance of a kernel on one device: buffers allocated
+ * and filled with deterministic random inputs for shape s from seed (the
+ * same seed gives the same bytes on every device), scalars set. */
+typedef struct qv_instance {
+    const qv_kernel_decl *k;
+    qv_device *dev;
+    qv_arg args[QV_MAX_ARGS];
+    qv_buffer *buf[QV_MAX_ARGS];  /* per argument; NULL for scalars */
+    size_t bytes[QV_MAX_ARGS];
+} qv_instance;
+
+qv_status qv_instance_new(qv_device *dev, const qv_kernel_decl *k, qv_shape s,
+                          uint64_t seed, qv_instance **out, qv_err *err);
+void qv_instance_destroy(qv_instance **inst);
+
 /* Tolerance that applies to kernel k. */
 double qv_verify_tolerance(const qv_kernel_decl *k);
 
