@@ -24,6 +24,9 @@ int qv_cmd_check(int argc, char **argv);
 void qv_help_check(FILE *out);
 int qv_cmd_kernels(int argc, char **argv);
 void qv_help_kernels(FILE *out);
+int qv_cmd_tune(int argc, char **argv);
+void qv_help_tune(FILE *out);
+void qv_help_kernels(FILE *out);
 
 /* Prints "qvac: <msg>" to stderr; returns QV_EXIT_FAIL. */
 int qv_cli_error(const qv_err *err);

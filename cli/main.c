@@ -13,6 +13,8 @@ static const qv_cmd commands[] = {
      qv_cmd_check, qv_help_check},
     {"kernels", "list the kernels and their tunable parameters",
      qv_cmd_kernels, qv_help_kernels},
+    {"tune", "autotune the kernels on each device and cache the best",
+     qv_cmd_tune, qv_help_tune},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -121,6 +121,13 @@ qv_status qv_launch(qv_device *dev, const char *name, const qv_config *c,
                     const qv_arg *args, int nargs, uint64_t *device_ns,
                     qv_err *err);
 
+/* Hash of what decides a kernel's code on dev's backend: the embedded
+ * OpenCL source (common.cl + <kernel>.cl) and fixed build options, the
+ * SPIR-V of every Vulkan stage, or the qvac version for the reference.
+ * Autotune results are keyed by it: a changed kernel makes them stale. */
+qv_status qv_kernel_source_hash(const qv_device *dev, const qv_kernel_decl *k,
+                                char out[17], qv_err *err);
+
 /* ---- backend constructors (used by qv_devlist_open) -------------------- */
 
 /* Each appends its devices to list (growing it); ordinal numbering is the

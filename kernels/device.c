@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/embedded.h"
 #include "common/hash.h"
 
 qv_status qv_devlist_push(qv_devlist *list, qv_device *dev, qv_err *err)
@@ -229,4 +230,59 @@ qv_status qv_launch(qv_device *dev, const char *name, const qv_config *c,
     if (device_ns)
         *device_ns = 0;
     return dev->iface->launch(dev, k, c, args, device_ns, err);
+}
+
+/* XXH64 over several embedded files, each prefixed by its name, so moving
+ * bytes between files changes the hash. */
+static qv_status hash_files(const char *const *names, int n, const char *salt,
+                            char out[17], qv_err *err)
+{
+    size_t total = strlen(salt);
+    for (int i = 0; i < n; i++) {
+        const qv_embedded_file *f = qv_embedded_find(names[i]);
+        if (!f)
+            return qv_fail(err, QV_ERR_NOT_FOUND,
+                           "no embedded kernel file '%s' (rebuild qvac)",
+                           names[i]);
+        total += strlen(names[i]) + 1 + f->size;
+    }
+    char *buf = malloc(total + 1);
+    if (!buf)
+        return qv_fail(err, QV_ERR_NOMEM, "source hash: out of host memory");
+    size_t off = 0;
+    memcpy(buf, salt, strlen(salt));
+    off += strlen(salt);
+    for (int i = 0; i < n; i++) {
+        const qv_embedded_file *f = qv_embedded_find(names[i]);
+        memcpy(buf + off, names[i], strlen(names[i]) + 1);
+        off += strlen(names[i]) + 1;
+        memcpy(buf + off, f->data, f->size);
+        off += f->size;
+    }
+    qv_hash64_hex(qv_hash64(buf, off), out);
+    free(buf);
+    return QV_OK;
+}
+
+qv_status qv_kernel_source_hash(const qv_device *dev, const qv_kernel_decl *k,
+                                char out[17], qv_err *err)
+{
+    char names[QV_MAX_STAGES + 1][96];
+    const char *ptr[QV_MAX_STAGES + 1];
+    int n = 0;
+    if (!strcmp(dev->info.backend, "opencl")) {
+        snprintf(names[n++], sizeof names[0], "opencl/common.cl");
+        snprintf(names[n++], sizeof names[0], "opencl/%s.cl", k->name);
+    } else if (!strcmp(dev->info.backend, "vulkan")) {
+        for (int s = 0; s < k->n_stages; s++)
+            snprintf(names[n++], sizeof names[0], "vulkan/%s.spv",
+                     k->stage_names[s]);
+    }
+    for (int i = 0; i < n; i++)
+        ptr[i] = names[i];
+    char salt[128];
+    /* the reference has no embedded source: its code changes with qvac */
+    snprintf(salt, sizeof salt, "%s\x1f%s\x1f%s", dev->info.backend, k->name,
+             n ? "-cl-std=CL1.2" : QV_VERSION);
+    return hash_files(ptr, n, salt, out, err);
 }

@@ -46,6 +46,9 @@ qv_status qv_instance_new(qv_device *dev, const qv_kernel_decl *k, qv_shape s,
                           uint64_t seed, qv_instance **out, qv_err *err);
 void qv_instance_destroy(qv_instance **inst);
 
+/* Useful operations of one launch of k at shape s (k->flops). */
+double qv_kernel_flops(const qv_kernel_decl *k, qv_shape s);
+
 /* Tolerance that applies to kernel k. */
 double qv_verify_tolerance(const qv_kernel_decl *k);
 
