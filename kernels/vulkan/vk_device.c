@@ -349,6 +349,7 @@ static void fill_info(qv_device_info *i, int ordinal, const phys_caps *c,
     snprintf(i->driver, sizeof i->driver, "%s", c->driver);
     i->vendor_id = c->props.vendorID;
     i->compute_units = c->compute_units;
+    i->is_cpu = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     uint64_t heap = 0;
     for (uint32_t h = 0; h < mem->memoryHeapCount; h++)
         if ((mem->memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&

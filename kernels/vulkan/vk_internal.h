@@ -5,6 +5,11 @@
  *   vk_launch.c  shader modules, pipelines per (stage, configuration),
  *                descriptor sets, dispatch, timestamps
  *
+ * An autotuner visits hundreds of configurations and a driver's pipeline
+ * can hold a megabyte of machine code, so the pipeline cache keeps the
+ * VK_MAX_PIPES most recently used (launches are synchronous: an evicted
+ * pipeline is never in flight).
+ *
  * Ownership: a vk_ctx is owned by its qv_device (dev->ctx) and owns every
  * Vulkan object below it; the VkInstance is shared by all devices of one
  * enumeration and reference-counted (the last device_free destroys it).
@@ -18,6 +23,7 @@
 #include "kernels/backend.h"
 
 #define VK_MAX_KERNELS 16
+#define VK_MAX_PIPES 128   /* cached pipelines; least recently used go */
 #define VK_STAGING_BYTES ((VkDeviceSize)16 << 20) /* largest staging chunk */
 
 typedef struct vk_instance {
@@ -40,6 +46,7 @@ typedef struct vk_pipe {
     int stage;
     qv_config c;
     VkPipeline pipe;
+    uint64_t last_use; /* vk_ctx.use_clock at the last launch using it */
 } vk_pipe;
 
 typedef struct vk_ctx {
@@ -72,6 +79,7 @@ typedef struct vk_ctx {
     vk_kernel_slot slots[VK_MAX_KERNELS];
     vk_pipe *pipes;
     size_t n_pipes, cap_pipes;
+    uint64_t use_clock;
 } vk_ctx;
 
 /* A buffer: its VkBuffer is the byte size rounded up to whole words. */

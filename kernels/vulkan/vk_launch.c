@@ -6,7 +6,7 @@
  * declaration order), and one shader module per stage from the embedded
  * SPIR-V "vulkan/<stage>.spv". Per (stage, configuration): one compute
  * pipeline with the configuration as specialization constants (param i is
- * constant_id i), cached until the device is freed.
+ * constant_id i), cached (the VK_MAX_PIPES most recently used).
  *
  * A launch records one command buffer: per stage bind, push, dispatch, with
  * a compute-to-compute barrier between stages and timestamps around each
@@ -144,13 +144,25 @@ static qv_status get_pipe(qv_device *dev, const vk_kernel_slot *s, int st,
 {
     vk_ctx *x = dev->ctx;
     const qv_kernel_decl *k = s->k;
+    x->use_clock++;
     for (size_t i = 0; i < x->n_pipes; i++) {
-        const vk_pipe *p = &x->pipes[i];
+        vk_pipe *p = &x->pipes[i];
         if (p->k == k && p->stage == st &&
             memcmp(p->c.v, c->v, sizeof(int) * (size_t)k->n_params) == 0) {
+            p->last_use = x->use_clock;
             *out = p->pipe;
             return QV_OK;
         }
+    }
+    if (x->n_pipes >= VK_MAX_PIPES) {
+        /* Evict the least recently used; the stages this launch already
+         * holds were used just now, so they stay. */
+        size_t lru = 0;
+        for (size_t i = 1; i < x->n_pipes; i++)
+            if (x->pipes[i].last_use < x->pipes[lru].last_use)
+                lru = i;
+        vkDestroyPipeline(x->dev, x->pipes[lru].pipe, NULL);
+        x->pipes[lru] = x->pipes[--x->n_pipes];
     }
     if (x->n_pipes == x->cap_pipes) {
         size_t cap = x->cap_pipes ? 2 * x->cap_pipes : 32;
@@ -207,7 +219,8 @@ static qv_status get_pipe(qv_device *dev, const vk_kernel_slot *s, int st,
                        dev->info.id, k->stage_names[st],
                        qv_vk_result_name(r), cfg);
     }
-    x->pipes[x->n_pipes++] = (vk_pipe){.k = k, .stage = st, .c = *c, .pipe = p};
+    x->pipes[x->n_pipes++] = (vk_pipe){
+        .k = k, .stage = st, .c = *c, .pipe = p, .last_use = x->use_clock};
     *out = p;
     return QV_OK;
 }

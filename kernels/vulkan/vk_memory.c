@@ -208,6 +208,9 @@ qv_status qv_vk_buf_alloc(qv_device *dev, size_t bytes, void **impl,
         snprintf(what, sizeof what, "%zu bytes", bytes);
         return qv_vk_fail(err, dev, call, what, r);
     }
+#ifdef QV_VK_TEST_STAGING /* test build: exercise the staging path */
+    flags &= ~(VkMemoryPropertyFlags)HOST_COHERENT;
+#endif
     if ((flags & HOST_COHERENT) == HOST_COHERENT) {
         r = vkMapMemory(x->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
         if (r != VK_SUCCESS) {
