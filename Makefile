@@ -149,13 +149,13 @@ asan check-asan: deps
 # libFuzzer targets (clang): every parser of untrusted bytes has one.
 FUZZ_SECONDS ?= 30
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIBSRC := common/status.c common/half.c kernels/ternary.c $(wildcard formats/*.c)
+FUZZ_LIBSRC := common/status.c common/half.c kernels/ternary.c $(wildcard formats/*.c) autotune/cache.c
 fuzz: deps
 	@mkdir -p build-fuzz/corpus
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -I. -Wall -Wextra -Werror \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm; \
+	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson); \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
