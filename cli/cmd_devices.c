@@ -22,9 +22,10 @@ void qv_help_devices(FILE *out)
 
 static json_t *device_json(const qv_device_info *i)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
                      "s:b, s:s}",
-                     "id", i->id, "backend", i->backend, "vendor", i->vendor,
+                     "id", i->id, "backend", i->backend, "type",
+                     i->is_cpu ? "cpu" : "gpu", "vendor", i->vendor,
                      "name", i->name, "driver", i->driver, "compute_units",
                      (json_int_t)i->compute_units, "global_mem_bytes",
                      (json_int_t)i->global_mem_bytes, "local_mem_bytes",
