@@ -36,7 +36,9 @@ uint load_xq4(int m, int w, int q, bool tail)
 {
     int k = w * 16 + q * 4;
     int byte = m * pc.K + k;
-    int i0 = byte >> 2;
+    // Clamped: in the tail word, bytes past K (masked below) may lie past
+    // the end of the buffer for the last row.
+    int i0 = min(byte >> 2, xwords - 1);
     uint v = funnel_bytes(Xq[i0], Xq[min(i0 + 1, xwords - 1)], byte);
     return tail ? keep_bytes(v, pc.K - k) : v;
 }
