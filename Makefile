@@ -166,6 +166,18 @@ demo: all
 	$(BUILD)/qvac devices
 	$(BUILD)/qvac check
 
+# Autotuner benchmark (benchmarks/README.md): the exhaustive search on every
+# device, strategies replayed against it, CLBlast SGEMM beside the tuned
+# kernels. Tens of minutes on CPU devices; interrupted runs resume.
+.PHONY: bench-tune
+bench-tune: all $(BUILD)/bench_tune
+	$(BUILD)/bench_tune --db $(BUILD)/bench/tune-bench.db --out benchmarks/reports/autotune.md
+
+$(BUILD)/bench_tune: benchmarks/bench_tune.c $(LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
+
 clean:
 	rm -rf build build-asan build-fuzz
 
