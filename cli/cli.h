@@ -39,6 +39,10 @@ int qv_cli_usage(const char *cmd, const char *fmt, ...)
 /* True if argv[i] is -h or --help anywhere in argv. */
 int qv_cli_wants_help(int argc, char **argv);
 
+/* Prints a JSON value (indented) on stdout and releases it. */
+struct json_t;
+void qv_cli_print_json(struct json_t *v);
+
 /* "1.5 GiB" style. */
 void qv_fmt_bytes(unsigned long long bytes, char *buf, size_t n);
 

@@ -159,11 +159,7 @@ int qv_cmd_check(int argc, char **argv)
     if (progress)
         fprintf(stderr, "\r\033[K");
     if (as_json) {
-        char *s = json_dumps(jrows, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(jrows);
+        qv_cli_print_json(jrows);
     } else {
         printf("%-10s %-17s %5s %6s %11s %9s  %s\n", "DEVICE", "KERNEL", "RUNS",
                "FAILED", "MAX ERROR", "TOL", "RESULT");

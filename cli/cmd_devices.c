@@ -52,11 +52,7 @@ int qv_cmd_devices(int argc, char **argv)
         json_t *arr = json_array();
         for (size_t i = 0; i < list->n; i++)
             json_array_append_new(arr, device_json(&list->dev[i]->info));
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(arr);
+        qv_cli_print_json(arr);
     } else {
         printf("%-10s %-7s %-14s %-34s %-22s %4s %10s %9s %6s %4s %s\n", "ID",
                "BACKEND", "VENDOR", "NAME", "DRIVER", "CU", "GLOBAL", "LOCAL",

@@ -62,11 +62,7 @@ int qv_cmd_kernels(int argc, char **argv)
         printf("  %zu legal configurations (before device limits)\n\n", n);
     }
     if (as_json) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(arr);
+        qv_cli_print_json(arr);
     }
     return QV_EXIT_OK;
 }

@@ -223,11 +223,7 @@ static int do_list(qv_tune_cache *cache, qv_devlist *devs, int as_json)
             print_row(&e[i], id, 0);
     }
     if (arr) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(arr);
+        qv_cli_print_json(arr);
     } else if (n)
         printf("GFLOP/s at the tuning shape (ternary: 2*M*N*K equivalent)\n");
     free(e);
@@ -330,11 +326,7 @@ int qv_cmd_tune(int argc, char **argv)
         }
     }
     if (arr) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(arr);
+        qv_cli_print_json(arr);
     } else if (header)
         printf("GFLOP/s at the tuning shape (ternary: 2*M*N*K equivalent); cache: %s\n", path);
     qv_devlist_destroy(&devs);

@@ -1,6 +1,8 @@
 /* cli/main.c — `qvac`: finds the subcommand and hands it argv. The only
  * place that decides the process's exit code. */
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,6 +57,17 @@ int qv_cli_wants_help(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return 1;
     return 0;
+}
+
+void qv_cli_print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2));
+    if (s)
+        puts(s);
+    else
+        fprintf(stderr, "qvac: out of memory printing JSON\n");
+    free(s);
+    json_decref(v);
 }
 
 void qv_fmt_bytes(unsigned long long bytes, char *buf, size_t n)

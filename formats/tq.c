@@ -232,14 +232,15 @@ qv_status qv_tq2_0_to_ternary(const uint8_t *data, size_t nbytes, int32_t N,
     return d_final(name, &ds, scale, err);
 }
 
-qv_status qv_ternary_to_tq2_0(const uint32_t *packed, int32_t N, int32_t K,
-                              float scale, uint8_t *out, size_t out_bytes,
-                              qv_err *err)
+/* What both encoders check before writing: shape, buffers, exact output
+ * size, and a scale that fits an f16 d. */
+static qv_status encode_begin(const char *name, int32_t N, int32_t K,
+                              size_t block_bytes, const uint32_t *packed,
+                              const uint8_t *out, size_t out_bytes, float scale,
+                              uint16_t *d, qv_err *err)
 {
-    static const char *name = "TQ2_0";
     size_t total;
-    uint16_t d;
-    qv_status st = check_shape(name, N, K, QV_TQ2_0_BLOCK_BYTES, &total, err);
+    qv_status st = check_shape(name, N, K, block_bytes, &total, err);
     if (st != QV_OK)
         return st;
     if (!packed || !out)
@@ -248,7 +249,18 @@ qv_status qv_ternary_to_tq2_0(const uint32_t *packed, int32_t N, int32_t K,
         return qv_fail(err, QV_ERR_INVALID,
                        "%s: output is %zu bytes but shape (%d, %d) needs "
                        "exactly %zu", name, out_bytes, N, K, total);
-    if ((st = scale_to_d(name, scale, &d, err)) != QV_OK)
+    return scale_to_d(name, scale, d, err);
+}
+
+qv_status qv_ternary_to_tq2_0(const uint32_t *packed, int32_t N, int32_t K,
+                              float scale, uint8_t *out, size_t out_bytes,
+                              qv_err *err)
+{
+    static const char *name = "TQ2_0";
+    uint16_t d;
+    qv_status st = encode_begin(name, N, K, QV_TQ2_0_BLOCK_BYTES, packed, out, out_bytes,
+                                scale, &d, err);
+    if (st != QV_OK)
         return st;
     int32_t nb = K / QK;
     size_t KW = (size_t)(K / 16);
@@ -365,18 +377,10 @@ qv_status qv_ternary_to_tq1_0(const uint32_t *packed, int32_t N, int32_t K,
                               qv_err *err)
 {
     static const char *name = "TQ1_0";
-    size_t total;
     uint16_t d;
-    qv_status st = check_shape(name, N, K, QV_TQ1_0_BLOCK_BYTES, &total, err);
+    qv_status st = encode_begin(name, N, K, QV_TQ1_0_BLOCK_BYTES, packed, out, out_bytes,
+                                scale, &d, err);
     if (st != QV_OK)
-        return st;
-    if (!packed || !out)
-        return qv_fail(err, QV_ERR_INVALID, "%s: NULL buffer", name);
-    if (out_bytes != total)
-        return qv_fail(err, QV_ERR_INVALID,
-                       "%s: output is %zu bytes but shape (%d, %d) needs "
-                       "exactly %zu", name, out_bytes, N, K, total);
-    if ((st = scale_to_d(name, scale, &d, err)) != QV_OK)
         return st;
     int32_t nb = K / QK;
     size_t KW = (size_t)(K / 16);
