@@ -169,34 +169,47 @@ static const char *current_src(const char *backend, const char *kernel, void *us
     return NULL;
 }
 
+/* GB/s of the tuned configuration: the bytes a launch must move at the
+ * bucket's tuning shape over its median time. */
+static double entry_gbps(const qv_tune_entry *e, const qv_kernel_decl *k)
+{
+    int M, N, K, R;
+    if (!k || e->median_ns <= 0 ||
+        sscanf(e->key.bucket, "M%d:N%d:K%d:R%d", &M, &N, &K, &R) != 4)
+        return 0;
+    qv_shape s = {M, N ? N : 1, K, R ? R : 1};
+    return qv_kernel_bytes(k, s) / e->median_ns;
+}
+
 static json_t *entry_json(const qv_tune_entry *e, const qv_kernel_decl *k,
                           const char *device_id)
 {
     double sp = e->default_ns > 0 && e->median_ns > 0 ? e->default_ns / e->median_ns : 0;
     double def_gflops = e->default_ns > 0 && isfinite(e->default_ns) ? e->gflops * e->median_ns / e->default_ns : 0;
-    (void)k;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:s, s:b, s:I}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:s, s:b, s:I}",
         "device", device_id ? device_id : e->device_name, "fingerprint", e->key.fingerprint,
         "kernel", e->key.kernel, "shape", e->key.bucket, "config", e->config,
         "strategy", e->strategy, "default_ns", e->default_ns, "tuned_ns", e->median_ns,
-        "default_gflops", def_gflops, "tuned_gflops", e->gflops, "speedup", sp,
+        "default_gflops", def_gflops, "tuned_gflops", e->gflops,
+        "tuned_gbps", entry_gbps(e, k), "speedup", sp,
         "evals", e->evals, "failures", e->failures, "src_hash", e->key.src_hash,
         "stale", e->stale, "created_at", (json_int_t)e->created_at);
 }
 
 static void print_row(const qv_tune_entry *e, const char *device_id, int from_cache)
 {
+    double gbps = entry_gbps(e, qv_kernel_find(e->key.kernel));
     double sp = e->default_ns > 0 && e->median_ns > 0 ? e->default_ns / e->median_ns : 0;
     double def_g = isfinite(e->default_ns) && e->default_ns > 0 ? e->gflops * e->median_ns / e->default_ns : 0;
-    printf("%-10s %-17s %-24s %9.2f %9.2f %7.2fx %5d %6d%s\n", device_id,
-           e->key.kernel, e->key.bucket, def_g, e->gflops, sp, e->evals,
+    printf("%-10s %-17s %-24s %9.2f %9.2f %7.2f %7.2fx %5d %6d%s\n", device_id,
+           e->key.kernel, e->key.bucket, def_g, e->gflops, gbps, sp, e->evals,
            e->failures, from_cache ? "  (cached)" : e->stale ? "  (stale)" : "");
 }
 
 static void print_header(void)
 {
-    printf("%-10s %-17s %-24s %9s %9s %8s %5s %6s\n", "DEVICE", "KERNEL", "SHAPE",
-           "DEFAULT", "TUNED", "SPEEDUP", "EVALS", "FAILED");
+    printf("%-10s %-17s %-24s %9s %9s %7s %8s %5s %6s\n", "DEVICE", "KERNEL", "SHAPE",
+           "DEFAULT", "TUNED", "GB/S", "SPEEDUP", "EVALS", "FAILED");
 }
 
 static int do_list(qv_tune_cache *cache, qv_devlist *devs, int as_json)
@@ -225,7 +238,8 @@ static int do_list(qv_tune_cache *cache, qv_devlist *devs, int as_json)
     if (arr) {
         qv_cli_print_json(arr);
     } else if (n)
-        printf("GFLOP/s at the tuning shape (ternary: 2*M*N*K equivalent)\n");
+        printf("DEFAULT and TUNED in GFLOP/s at the tuning shape (ternary: 2*M*N*K "
+               "equivalent); GB/S: the least bytes a launch moves, tuned\n");
     free(e);
     return QV_EXIT_OK;
 }
@@ -328,7 +342,8 @@ int qv_cmd_tune(int argc, char **argv)
     if (arr) {
         qv_cli_print_json(arr);
     } else if (header)
-        printf("GFLOP/s at the tuning shape (ternary: 2*M*N*K equivalent); cache: %s\n", path);
+        printf("DEFAULT and TUNED in GFLOP/s at the tuning shape (ternary: 2*M*N*K "
+               "equivalent); GB/S: the least bytes a launch moves, tuned; cache: %s\n", path);
     qv_devlist_destroy(&devs);
     qv_tune_cache_destroy(&cache);
     if (interrupted) {

@@ -58,6 +58,14 @@ double qv_kernel_flops(const qv_kernel_decl *k, qv_shape s)
     return k->flops ? k->flops(args) : 0.0;
 }
 
+double qv_kernel_bytes(const qv_kernel_decl *k, qv_shape s)
+{
+    qv_arg args[QV_MAX_ARGS];
+    memset(args, 0, sizeof args);
+    fill_scalars(k, args, s);
+    return k->min_bytes ? k->min_bytes(args) : 0.0;
+}
+
 static int32_t scalar_named(const qv_kernel_decl *k, const qv_arg *args,
                             const char *name)
 {

@@ -48,6 +48,8 @@ void qv_instance_destroy(qv_instance **inst);
 
 /* Useful operations of one launch of k at shape s (k->flops). */
 double qv_kernel_flops(const qv_kernel_decl *k, qv_shape s);
+/* Bytes one launch must at least move (k->min_bytes), for GB/s. */
+double qv_kernel_bytes(const qv_kernel_decl *k, qv_shape s);
 
 /* Tolerance that applies to kernel k. */
 double qv_verify_tolerance(const qv_kernel_decl *k);
