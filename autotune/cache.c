@@ -160,8 +160,9 @@ static const char *entry_problem(const qv_tune_entry *e, const char **field)
     if (!e->key.bucket[0]) BAD("bucket", "must not be empty");
     if (!isfinite(e->median_ns) || e->median_ns <= 0)
         BAD("median_ns", "must be a positive number");
-    if (!isfinite(e->default_ns) || e->default_ns <= 0)
-        BAD("default_ns", "must be a positive number");
+    /* 0: the default configuration failed or was not measured */
+    if (!isfinite(e->default_ns) || e->default_ns < 0)
+        BAD("default_ns", "must be a number >= 0 (0: the default failed)");
     if (!isfinite(e->gflops) || e->gflops < 0)
         BAD("gflops", "must be a number >= 0");
     if (e->evals < 1) BAD("evals", "must be an integer >= 1");

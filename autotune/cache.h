@@ -32,7 +32,8 @@ typedef struct qv_tune_entry {
     qv_tune_key key;
     char config[160];     /* qv_config_format text, "WG_X=16,WG_Y=1,..." */
     double median_ns;     /* device-timer median of the tuned config */
-    double default_ns;    /* the same for the default configuration */
+    double default_ns;    /* the same for the default configuration; 0 when
+                             the default failed or is illegal on the device */
     double gflops;        /* at the tuning shape */
     int evals;            /* distinct configurations measured */
     int failures;         /* of which failed (verify, compile, launch) */

@@ -173,12 +173,15 @@ static int on_progress(void *user, size_t evals, size_t budget, double best)
     return 0;
 }
 
-static void load_known(tune_run *r)
+static qv_status load_known(tune_run *r, qv_err *err)
 {
     qv_tune_eval *ev = NULL;
     size_t n = 0;
-    if (!r->cache || qv_tune_cache_load_evals(r->cache, &r->key, &ev, &n, NULL))
-        return;
+    if (!r->cache)
+        return QV_OK;
+    qv_status st = qv_tune_cache_load_evals(r->cache, &r->key, &ev, &n, err);
+    if (st)
+        return st;
     for (size_t i = 0; i < n; i++) {
         qv_config c;
         if (qv_config_parse(r->k, ev[i].config, &c, NULL))
@@ -196,15 +199,21 @@ static void load_known(tune_run *r)
             r->prog.default_ns = r->known[j];
     }
     free(ev);
+    return QV_OK;
 }
 
-static size_t similar_starts(tune_run *r, const qv_tune_entry *like,
-                             size_t *start, size_t cap)
+static qv_status similar_starts(tune_run *r, const qv_tune_entry *like,
+                                size_t *start, size_t cap, size_t *n_added,
+                                qv_err *err)
 {
     qv_tune_entry *sim = NULL;
     size_t n = 0, k = 0;
-    if (!r->cache || qv_tune_cache_similar(r->cache, like, &sim, &n, NULL))
-        return 0;
+    *n_added = 0;
+    if (!r->cache)
+        return QV_OK;
+    qv_status st = qv_tune_cache_similar(r->cache, like, &sim, &n, err);
+    if (st)
+        return st;
     for (size_t i = 0; i < n && k < cap; i++) {
         qv_config c;
         if (qv_config_parse(r->k, sim[i].config, &c, NULL))
@@ -214,7 +223,8 @@ static size_t similar_starts(tune_run *r, const qv_tune_entry *like,
             start[k++] = (size_t)j;
     }
     free(sim);
-    return k;
+    *n_added = k;
+    return QV_OK;
 }
 
 static void fill_entry(tune_run *r, qv_shape at, const qv_search_result *sr,
@@ -224,8 +234,10 @@ static void fill_entry(tune_run *r, qv_shape at, const qv_search_result *sr,
     e->key = r->key;
     qv_config_format(r->k, &r->space->cfg[sr->best], e->config, sizeof e->config);
     e->median_ns = sr->best_cost;
-    e->default_ns = isnan(r->known[r->def_idx]) ? r->prog.default_ns
-                                                : r->known[r->def_idx];
+    /* prog.default_ns holds the default's cost whether it was measured now
+     * or loaded from an earlier run; INFINITY if it failed or is illegal
+     * here, stored as 0 */
+    e->default_ns = isfinite(r->prog.default_ns) ? r->prog.default_ns : 0;
     double flops = r->k->flops ? r->k->flops(r->inst->args) : 0;
     (void)at;
     e->gflops = flops / sr->best_cost;
@@ -263,9 +275,16 @@ qv_status qv_tune_kernel(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
         return st;
     if (cache && o->force && (st = qv_tune_cache_forget(cache, &r.key, err)))
         return st;
-    if (cache && !o->force && qv_tune_cache_get(cache, &r.key, out, NULL) == QV_OK) {
-        *from_cache = 1;
-        return QV_OK;
+    if (cache && !o->force) {
+        st = qv_tune_cache_get(cache, &r.key, out, err);
+        if (st == QV_OK) {
+            *from_cache = 1;
+            return QV_OK;
+        }
+        if (st != QV_ERR_NOT_FOUND)
+            return st; /* a damaged or locked cache is reported, not re-tuned */
+        st = QV_OK;
+        qv_err_clear(err);
     }
     qv_space *space = NULL;
     if ((st = qv_space_new(k, &dev->info.limits, &space, err)))
@@ -289,7 +308,9 @@ qv_status qv_tune_kernel(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
     if (!st) {
         for (size_t i = 0; i < space->n; i++)
             r.known[i] = NAN;
-        load_known(&r);
+        st = load_known(&r, err);
+    }
+    if (!st) {
         if (r.def_idx >= 0)
             start[n_start++] = (size_t)r.def_idx;
         qv_tune_entry like;
@@ -297,7 +318,11 @@ qv_status qv_tune_kernel(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
         like.key = r.key;
         snprintf(like.backend, sizeof like.backend, "%s", dev->info.backend);
         snprintf(like.vendor, sizeof like.vendor, "%s", dev->info.vendor);
-        n_start += similar_starts(&r, &like, start + n_start, 8 - n_start);
+        size_t added = 0;
+        st = similar_starts(&r, &like, start + n_start, 8 - n_start, &added, err);
+        n_start += added;
+    }
+    if (!st) {
         qv_search_opts so = {
             .strategy = o->strategy, .budget_evals = o->budget_evals,
             .budget_s = o->budget_s, .seed = o->seed, .start = start,
@@ -312,8 +337,8 @@ qv_status qv_tune_kernel(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
             out->key = r.key;
             out->evals = (int)sr.evals;
             out->failures = (int)sr.failures;
-            if (sr.interrupted && o->stop && *o->stop)
-                *interrupted = 1;
+            if (sr.interrupted)
+                *interrupted = 1; /* by the stop flag or the progress callback */
             else if (sr.best < 0)
                 st = qv_fail(err, QV_ERR_DEVICE,
                              "%s: every one of %zu candidates of %s failed "

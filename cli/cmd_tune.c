@@ -201,8 +201,11 @@ static void print_row(const qv_tune_entry *e, const char *device_id, int from_ca
     double gbps = entry_gbps(e, qv_kernel_find(e->key.kernel));
     double sp = e->default_ns > 0 && e->median_ns > 0 ? e->default_ns / e->median_ns : 0;
     double def_g = isfinite(e->default_ns) && e->default_ns > 0 ? e->gflops * e->median_ns / e->default_ns : 0;
-    printf("%-10s %-17s %-24s %9.2f %9.2f %7.2f %7.2fx %5d %6d%s\n", device_id,
-           e->key.kernel, e->key.bucket, def_g, e->gflops, gbps, sp, e->evals,
+    char spx[16] = "     n/a"; /* the default failed: no ratio */
+    if (sp > 0)
+        snprintf(spx, sizeof spx, "%7.2fx", sp);
+    printf("%-10s %-17s %-24s %9.2f %9.2f %7.2f %s %5d %6d%s\n", device_id,
+           e->key.kernel, e->key.bucket, def_g, e->gflops, gbps, spx, e->evals,
            e->failures, from_cache ? "  (cached)" : e->stale ? "  (stale)" : "");
 }
 

@@ -177,7 +177,7 @@ static qv_status tm_check(const qv_kernel_decl *k, const qv_arg *a,
     if ((s = need_positive(k, a, 4, MAX_ELEMS, err)) ||
         (s = need_positive(k, a, 5, MAX_ELEMS, err)) ||
         (s = need_positive(k, a, 6, MAX_ELEMS, err)) ||
-        (s = check_elems(k, "Xq", i64(&a[4]), i64(&a[6]), err)) ||
+        (s = check_elems(k, "Xq", i64(&a[4]), 16 * qv_ternary_row_words(a[6].u.i32), err)) ||
         (s = check_elems(k, "Y", i64(&a[4]), i64(&a[5]), err)) ||
         (s = check_elems(k, "W", i64(&a[5]), 16 * qv_ternary_row_words(a[6].u.i32), err)))
         return s;
@@ -383,7 +383,8 @@ static qv_status lora_dims(const qv_kernel_decl *k, const qv_arg *a, int iM,
         (s = check_elems(k, "X", i64(&a[iM]), i64(&a[iM + 2]), err)) ||
         (s = check_elems(k, "Y", i64(&a[iM]), i64(&a[iM + 1]), err)) ||
         (s = check_elems(k, "A", i64(&a[iM + 3]), i64(&a[iM + 2]), err)) ||
-        (s = check_elems(k, "B", i64(&a[iM + 1]), i64(&a[iM + 3]), err)))
+        (s = check_elems(k, "B", i64(&a[iM + 1]), i64(&a[iM + 3]), err)) ||
+        (s = check_elems(k, "H", i64(&a[iM]), i64(&a[iM + 3]), err)))
         return s;
     return QV_OK;
 }

@@ -167,6 +167,7 @@ Test(autotune, every_strategy_finds_the_planted_optimum)
 
 static const qv_backend_iface *ref_iface;
 static size_t launches;
+static int liar_breaks_default; /* corrupt the default config instead of TX=4 */
 
 /* The reference, except that configurations with TX=4 corrupt Y and
  * every launch is counted. */
@@ -176,7 +177,10 @@ static qv_status liar_launch(qv_device *dev, const qv_kernel_decl *k,
 {
     launches++;
     qv_status s = ref_iface->launch(dev, k, c, args, ns, err);
-    if (!s && c->v[2] == 4 && !strcmp(k->name, "ternary_matmul")) {
+    qv_config def;
+    qv_kernel_default_config(k, &def);
+    int bad = liar_breaks_default ? !memcmp(c, &def, sizeof def) : c->v[2] == 4;
+    if (!s && bad && !strcmp(k->name, "ternary_matmul")) {
         float v = 0;
         qv_buffer_read(args[3].u.buf, 0, &v, 4, NULL);
         v = v * 1.5f + 1.0f;
@@ -354,4 +358,32 @@ Test(autotune, lookup_picks_the_nearest_bucket_or_the_default)
     cr_assert_eq(qv_tune_lookup(cache, ref, k2, sh, &c, &tuned, NULL), QV_OK);
     cr_expect_eq(tuned, 0);
     qv_tune_cache_destroy(&cache);
+}
+
+Test(autotune, a_failing_default_still_stores_the_best)
+{
+    qv_backend_iface iface;
+    qv_device *ref = qv_devlist_find(devs, "ref");
+    qv_device *liar = make_liar(ref, &iface);
+    liar_breaks_default = 1;
+    char db[128];
+    snprintf(db, sizeof db, "%s/d.db", dir);
+    qv_tune_cache *cache = NULL;
+    cr_assert_eq(qv_tune_cache_open(db, 0, 1000, &cache, NULL), QV_OK);
+    qv_tune_opts o = {.strategy = "greedy", .budget_evals = 10, .seed = 1, .timing = &quick};
+    qv_tune_entry ent;
+    int cached, intr;
+    qv_err e;
+    qv_shape sh = {16, 48, 64, 1};
+    cr_assert_eq(qv_tune_kernel(cache, liar, ref, qv_kernel_find("ternary_matmul"), sh,
+                                &o, &ent, &cached, &intr, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(ent.default_ns, 0.0, "the failed default has no time");
+    cr_expect(ent.failures >= 1);
+    cr_expect(ent.median_ns > 0);
+    qv_tune_entry back;
+    cr_assert_eq(qv_tune_cache_get(cache, &ent.key, &back, NULL), QV_OK);
+    cr_expect_str_eq(back.config, ent.config);
+    liar_breaks_default = 0;
+    qv_tune_cache_destroy(&cache);
+    free(liar);
 }

@@ -44,6 +44,8 @@ static void check_kernel(const char *name)
     int runs = 0;
     for (size_t d = 0; d < devs->n; d++) {
         qv_device *dev = devs->dev[d];
+        if (dev == ref)
+            continue; /* the reference against itself proves nothing */
         for (int ci = 0; cfgs[ci]; ci++) {
             qv_config c;
             cr_assert_eq(qv_config_parse(k, cfgs[ci], &c, NULL), QV_OK);
@@ -64,7 +66,9 @@ static void check_kernel(const char *name)
             }
         }
     }
-    cr_expect(runs > 0);
+    if (runs == 0)
+        cr_skip_test("no OpenCL or Vulkan device on this machine: nothing to "
+                     "compare with the reference");
 }
 
 Test(kernels, quantize_act) { check_kernel("quantize_act"); }
@@ -80,7 +84,7 @@ Test(kernels, lora_rank_range)
     const qv_kernel_decl *k = qv_kernel_find("lora_bwd");
     qv_device *ref = qv_devlist_find(devs, "ref");
     for (size_t d = 0; d < devs->n; d++)
-        for (int R = 1; R <= 128; R *= 2) {
+        for (int R = 1; R <= 128 && devs->dev[d] != ref; R *= 2) {
             qv_verify_result r;
             qv_shape s = {5, 20, 30, R};
             cr_assert_eq(qv_verify(devs->dev[d], ref, k, NULL, s, (uint64_t)R,
