@@ -227,7 +227,7 @@ static qv_status similar_starts(tune_run *r, const qv_tune_entry *like,
     return QV_OK;
 }
 
-static void fill_entry(tune_run *r, qv_shape at, const qv_search_result *sr,
+static void fill_entry(tune_run *r, const qv_search_result *sr,
                        qv_tune_entry *e)
 {
     const qv_device_info *d = &r->dev->info;
@@ -239,7 +239,6 @@ static void fill_entry(tune_run *r, qv_shape at, const qv_search_result *sr,
      * here, stored as 0 */
     e->default_ns = isfinite(r->prog.default_ns) ? r->prog.default_ns : 0;
     double flops = r->k->flops ? r->k->flops(r->inst->args) : 0;
-    (void)at;
     e->gflops = flops / sr->best_cost;
     e->evals = (int)sr->evals;
     e->failures = (int)sr->failures;
@@ -345,7 +344,7 @@ qv_status qv_tune_kernel(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
                              "(`qvac check --device %s` shows why)",
                              dev->info.id, sr.evals, k->name, dev->info.id);
             else {
-                fill_entry(&r, at, &sr, out);
+                fill_entry(&r, &sr, out);
                 int stored = 0;
                 if (cache)
                     st = qv_tune_cache_put(cache, out, 1, &stored, err);

@@ -42,6 +42,7 @@
 #include "autotune/tune.h"
 #include "kernels/backend.h"
 #include "kernels/kernel.h"
+#include "kernels/opencl/opencl.h"
 #include "kernels/verify.h"
 
 #define DEFAULT_DB "build/bench/tune-bench.db"
@@ -434,55 +435,6 @@ static int run_cell(bench *b, qv_device *dev, const qv_kernel_decl *k, int si)
 
 /* ---- CLBlast ------------------------------------------------------------ */
 
-/* The platform and device of qvac's "opencl:<ordinal>": devices of every
- * platform in the ICD loader's order, as kernels/opencl/opencl_backend.c
- * numbers them. */
-static int ocl_find(unsigned ordinal, cl_platform_id *plat_out,
-                    cl_device_id *dev_out, char *plat_name, size_t n_name)
-{
-    cl_uint n_plat = 0;
-    if (clGetPlatformIDs(0, NULL, &n_plat) != CL_SUCCESS || !n_plat)
-        return -1;
-    cl_platform_id *plats = calloc(n_plat, sizeof *plats);
-    if (!plats || clGetPlatformIDs(n_plat, plats, NULL) != CL_SUCCESS) {
-        free(plats);
-        return -1;
-    }
-    unsigned ord = 0;
-    int found = -1;
-    for (cl_uint p = 0; p < n_plat && found; p++) {
-        cl_uint n_dev = 0;
-        cl_int rc = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev);
-        if (rc != CL_SUCCESS || !n_dev)
-            continue;
-        cl_device_id *d = calloc(n_dev, sizeof *d);
-        if (!d)
-            break;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, n_dev, d, NULL) == CL_SUCCESS)
-            for (cl_uint i = 0; i < n_dev && found; i++, ord++)
-                if (ord == ordinal) {
-                    *plat_out = plats[p];
-                    *dev_out = d[i];
-                    found = 0;
-                }
-        free(d);
-    }
-    if (!found && plat_name && n_name) {
-        plat_name[0] = '\0';
-        if (clGetPlatformInfo(*plat_out, CL_PLATFORM_NAME, n_name, plat_name, NULL) !=
-            CL_SUCCESS)
-            plat_name[0] = '\0';
-        plat_name[n_name - 1] = '\0';
-    }
-    free(plats);
-    return found;
-}
-
-static int ocl_ordinal(const qv_device *dev, unsigned *ord)
-{
-    return sscanf(dev->info.id, "opencl:%u", ord) == 1 ? 0 : -1;
-}
-
 static const char *clblast_status_name(CLBlastStatusCode s)
 {
     switch (s) {
@@ -510,7 +462,6 @@ static uint64_t ev_time(cl_event e, cl_profiling_info what)
  * profiling queue: one warm-up, then the median of CLB_REPS runs. */
 static void clblast_time(const qv_device *dev, clb_row *row)
 {
-    unsigned ord = 0;
     cl_platform_id plat = NULL;
     cl_device_id d = NULL;
     cl_context ctx = NULL;
@@ -520,8 +471,9 @@ static void clblast_time(const qv_device *dev, clb_row *row)
     cl_int rc = CL_SUCCESS;
     const char *what = "";
     size_t M = (size_t)row->M, N = (size_t)row->N, K = (size_t)row->K;
-    if (ocl_ordinal(dev, &ord) || ocl_find(ord, &plat, &d, NULL, 0)) {
-        snprintf(row->error, sizeof row->error, "OpenCL device %s not found", dev->info.id);
+    qv_err why;
+    if (qv_opencl_native(dev, &plat, &d, &why)) {
+        snprintf(row->error, sizeof row->error, "%.200s", why.msg);
         return;
     }
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)plat, 0};
@@ -689,12 +641,13 @@ static int run_clblast(bench *b, const qv_device *dev)
 
 static void platform_of(const qv_device *dev, char *buf, size_t n)
 {
-    unsigned ord;
     cl_platform_id p;
     cl_device_id d;
     buf[0] = '\0';
-    if (!strcmp(dev->info.backend, "opencl") && !ocl_ordinal(dev, &ord))
-        ocl_find(ord, &p, &d, buf, n);
+    if (qv_opencl_native(dev, &p, &d, NULL) == QV_OK &&
+        clGetPlatformInfo(p, CL_PLATFORM_NAME, n, buf, NULL) != CL_SUCCESS)
+        buf[0] = '\0';
+    buf[n - 1] = '\0';
 }
 
 /* Case-insensitive strstr (strcasestr is a GNU extension). */

@@ -181,11 +181,22 @@ static double entry_gbps(const qv_tune_entry *e, const qv_kernel_decl *k)
     return qv_kernel_bytes(k, s) / e->median_ns;
 }
 
+/* Tuned ÷ default, and the default's GFLOP/s; 0 when the default failed
+ * (default_ns 0). */
+static double entry_speedup(const qv_tune_entry *e)
+{
+    return e->default_ns > 0 && e->median_ns > 0 ? e->default_ns / e->median_ns : 0;
+}
+
+static double entry_default_gflops(const qv_tune_entry *e)
+{
+    return e->default_ns > 0 ? e->gflops * e->median_ns / e->default_ns : 0;
+}
+
 static json_t *entry_json(const qv_tune_entry *e, const qv_kernel_decl *k,
                           const char *device_id)
 {
-    double sp = e->default_ns > 0 && e->median_ns > 0 ? e->default_ns / e->median_ns : 0;
-    double def_gflops = e->default_ns > 0 && isfinite(e->default_ns) ? e->gflops * e->median_ns / e->default_ns : 0;
+    double sp = entry_speedup(e), def_gflops = entry_default_gflops(e);
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:s, s:b, s:I}",
         "device", device_id ? device_id : e->device_name, "fingerprint", e->key.fingerprint,
         "kernel", e->key.kernel, "shape", e->key.bucket, "config", e->config,
@@ -199,8 +210,7 @@ static json_t *entry_json(const qv_tune_entry *e, const qv_kernel_decl *k,
 static void print_row(const qv_tune_entry *e, const char *device_id, int from_cache)
 {
     double gbps = entry_gbps(e, qv_kernel_find(e->key.kernel));
-    double sp = e->default_ns > 0 && e->median_ns > 0 ? e->default_ns / e->median_ns : 0;
-    double def_g = isfinite(e->default_ns) && e->default_ns > 0 ? e->gflops * e->median_ns / e->default_ns : 0;
+    double sp = entry_speedup(e), def_g = entry_default_gflops(e);
     char spx[16] = "     n/a"; /* the default failed: no ratio */
     if (sp > 0)
         snprintf(spx, sizeof spx, "%7.2fx", sp);

@@ -172,6 +172,26 @@ static qv_status block_codes(const char *name, const uint32_t *w, int32_t n,
     return QV_OK;
 }
 
+/* What both decoders check before reading a byte: shape, buffers, and a
+ * tensor of exactly the size the shape needs. */
+static qv_status decode_begin(const char *name, int32_t N, int32_t K,
+                              size_t block_bytes, const uint8_t *data,
+                              size_t nbytes, const uint32_t *packed,
+                              const float *scale, qv_err *err)
+{
+    size_t total;
+    qv_status st = check_shape(name, N, K, block_bytes, &total, err);
+    if (st != QV_OK)
+        return st;
+    if (!data || !packed || !scale)
+        return qv_fail(err, QV_ERR_INVALID, "%s: NULL buffer", name);
+    if (nbytes != total)
+        return qv_fail(err, QV_ERR_CORRUPT,
+                       "%s: tensor data is %zu bytes but shape (%d, %d) needs "
+                       "exactly %zu", name, nbytes, N, K, total);
+    return QV_OK;
+}
+
 /* ---- TQ2_0 -----------------------------------------------------------
  * block: qs[64] then d. Byte p = 32*j + m (j = 0, 1; m = 0..31) holds, at
  * bits 2l..2l+1 (l = 0..3), the code q+1 of weight 128*j + 32*l + m. */
@@ -186,16 +206,10 @@ qv_status qv_tq2_0_to_ternary(const uint8_t *data, size_t nbytes, int32_t N,
                               qv_err *err)
 {
     static const char *name = "TQ2_0";
-    size_t total;
-    qv_status st = check_shape(name, N, K, QV_TQ2_0_BLOCK_BYTES, &total, err);
+    qv_status st = decode_begin(name, N, K, QV_TQ2_0_BLOCK_BYTES, data, nbytes, packed,
+                                scale, err);
     if (st != QV_OK)
         return st;
-    if (!data || !packed || !scale)
-        return qv_fail(err, QV_ERR_INVALID, "%s: NULL buffer", name);
-    if (nbytes != total)
-        return qv_fail(err, QV_ERR_CORRUPT,
-                       "%s: tensor data is %zu bytes but shape (%d, %d) needs "
-                       "exactly %zu", name, nbytes, N, K, total);
     int32_t nb = K / QK;
     size_t KW = (size_t)(K / 16);
     dstate ds = {0, 0, 0};
@@ -320,16 +334,10 @@ qv_status qv_tq1_0_to_ternary(const uint8_t *data, size_t nbytes, int32_t N,
                               qv_err *err)
 {
     static const char *name = "TQ1_0";
-    size_t total;
-    qv_status st = check_shape(name, N, K, QV_TQ1_0_BLOCK_BYTES, &total, err);
+    qv_status st = decode_begin(name, N, K, QV_TQ1_0_BLOCK_BYTES, data, nbytes, packed,
+                                scale, err);
     if (st != QV_OK)
         return st;
-    if (!data || !packed || !scale)
-        return qv_fail(err, QV_ERR_INVALID, "%s: NULL buffer", name);
-    if (nbytes != total)
-        return qv_fail(err, QV_ERR_CORRUPT,
-                       "%s: tensor data is %zu bytes but shape (%d, %d) needs "
-                       "exactly %zu", name, nbytes, N, K, total);
     int32_t nb = K / QK;
     size_t KW = (size_t)(K / 16);
     dstate ds = {0, 0, 0};

@@ -237,27 +237,25 @@ qv_status qv_launch(qv_device *dev, const char *name, const qv_config *c,
 static qv_status hash_files(const char *const *names, int n, const char *salt,
                             char out[17], qv_err *err)
 {
+    const qv_embedded_file *f[QV_MAX_STAGES + 1];
     size_t total = strlen(salt);
     for (int i = 0; i < n; i++) {
-        const qv_embedded_file *f = qv_embedded_find(names[i]);
-        if (!f)
+        if (!(f[i] = qv_embedded_find(names[i])))
             return qv_fail(err, QV_ERR_NOT_FOUND,
                            "no embedded kernel file '%s' (rebuild qvac)",
                            names[i]);
-        total += strlen(names[i]) + 1 + f->size;
+        total += strlen(names[i]) + 1 + f[i]->size;
     }
     char *buf = malloc(total + 1);
     if (!buf)
         return qv_fail(err, QV_ERR_NOMEM, "source hash: out of host memory");
-    size_t off = 0;
-    memcpy(buf, salt, strlen(salt));
-    off += strlen(salt);
+    size_t off = strlen(salt);
+    memcpy(buf, salt, off);
     for (int i = 0; i < n; i++) {
-        const qv_embedded_file *f = qv_embedded_find(names[i]);
         memcpy(buf + off, names[i], strlen(names[i]) + 1);
         off += strlen(names[i]) + 1;
-        memcpy(buf + off, f->data, f->size);
-        off += f->size;
+        memcpy(buf + off, f[i]->data, f[i]->size);
+        off += f[i]->size;
     }
     qv_hash64_hex(qv_hash64(buf, off), out);
     free(buf);

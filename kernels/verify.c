@@ -50,20 +50,24 @@ static void fill_scalars(const qv_kernel_decl *k, qv_arg *args, qv_shape s)
     }
 }
 
-double qv_kernel_flops(const qv_kernel_decl *k, qv_shape s)
+/* A per-launch figure of k at shape s, from the declaration's scalars. */
+static double decl_figure(const qv_kernel_decl *k, qv_shape s,
+                          double (*fig)(const qv_arg *args))
 {
     qv_arg args[QV_MAX_ARGS];
     memset(args, 0, sizeof args);
     fill_scalars(k, args, s);
-    return k->flops ? k->flops(args) : 0.0;
+    return fig ? fig(args) : 0.0;
+}
+
+double qv_kernel_flops(const qv_kernel_decl *k, qv_shape s)
+{
+    return decl_figure(k, s, k->flops);
 }
 
 double qv_kernel_bytes(const qv_kernel_decl *k, qv_shape s)
 {
-    qv_arg args[QV_MAX_ARGS];
-    memset(args, 0, sizeof args);
-    fill_scalars(k, args, s);
-    return k->min_bytes ? k->min_bytes(args) : 0.0;
+    return decl_figure(k, s, k->min_bytes);
 }
 
 static int32_t scalar_named(const qv_kernel_decl *k, const qv_arg *args,
@@ -188,9 +192,6 @@ qv_status qv_instance_new(qv_device *dev, const qv_kernel_decl *k, qv_shape s,
         in->args[i] = QV_ARG_B(in->buf[i]);
     }
     if (st) {
-        for (int i = 0; i < k->n_args; i++)
-            if (k->args[i].kind == QV_ARG_BUF && !in->buf[i])
-                in->args[i] = QV_ARG_B(NULL);
         qv_instance_destroy(&in);
         return st;
     }

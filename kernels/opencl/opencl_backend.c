@@ -6,6 +6,7 @@
  * from the profiling events). Programs are built and cached by
  * opencl_program.c; the kernel sources are kernels/opencl/<kernel>.cl. */
 #include "kernels/opencl/opencl_internal.h"
+#include "kernels/opencl/opencl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,18 @@ static const qv_backend_iface ocl_iface = {
     .launch = ocl_launch,
     .synchronize = ocl_sync,
 };
+
+qv_status qv_opencl_native(const qv_device *dev, cl_platform_id *platform,
+                           cl_device_id *device, qv_err *err)
+{
+    if (!dev || dev->iface != &ocl_iface)
+        return qv_fail(err, QV_ERR_INVALID, "%s is not an OpenCL device",
+                       dev ? dev->info.id : "(null)");
+    const ocl_ctx *ctx = dev->ctx;
+    *platform = ctx->platform;
+    *device = ctx->device;
+    return QV_OK;
+}
 
 /* ---- enumeration -------------------------------------------------------- */
 
