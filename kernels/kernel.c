@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/kernel_impl.h"
 
 #define MM_PARAMS                                                              \
     .n_params = 6,                                                             \
@@ -33,8 +34,6 @@
     .check_extra = mm_check_extra
 
 enum { P_WG_X, P_WG_Y, P_TX, P_TY, P_LOCAL, P_KT };
-
-static size_t ceil_to(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 /* Keeps the space to configurations that differ in the code they run:
  * KT only means something when tiles are staged, and a register tile of
@@ -54,31 +53,20 @@ static qv_status mm_check_extra(const qv_config *c, qv_err *err)
 
 /* ---- shared helpers ------------------------------------------------------ */
 
-static int64_t i64(const qv_arg *a) { return (int64_t)a->u.i32; }
+static int64_t i64(const qv_arg *a) { return qv_arg_i64(a); }
+#define MAX_ELEMS QV_MAX_ELEMS
+#define ceil_to qv_ceil_to
 
 static qv_status need_positive(const qv_kernel_decl *k, const qv_arg *args,
                                int idx, int64_t max, qv_err *err)
 {
-    int64_t v = i64(&args[idx]);
-    if (v < 1 || v > max)
-        return qv_fail(err, QV_ERR_INVALID,
-                       "%s: %s = %lld is out of range (1..%lld)", k->name,
-                       k->args[idx].name, (long long)v, (long long)max);
-    return QV_OK;
+    return qv_need_range(k, args, idx, 1, max, err);
 }
-
-/* Sizes are bounded so that every element index fits in int32 inside the
- * kernels (they index with int). */
-#define MAX_ELEMS ((int64_t)INT32_MAX)
 
 static qv_status check_elems(const qv_kernel_decl *k, const char *what,
                              int64_t a, int64_t b, qv_err *err)
 {
-    if (a * b > MAX_ELEMS)
-        return qv_fail(err, QV_ERR_INVALID,
-                       "%s: %s has %lld elements; at most %lld are supported",
-                       k->name, what, (long long)(a * b), (long long)MAX_ELEMS);
-    return QV_OK;
+    return qv_need_elems(k, what, a, b, err);
 }
 
 static uint64_t mm_local_float(const qv_config *c)
@@ -537,11 +525,135 @@ static const qv_kernel_decl k_lora_bwd = {
     .min_bytes = lb_bytes,
 };
 
+/* ---- f16_matmul_t -------------------------------------------------------- */
+/* args: dY f32 (M,N) | W f16 (N,K) | dX f32 (M,K) | M | N | K
+ * The backward of f16_matmul through its input: dX = dY . W. */
+
+static qv_status ft_check(const qv_kernel_decl *k, const qv_arg *a,
+                          size_t need[QV_MAX_ARGS], qv_err *err)
+{
+    qv_status s;
+    if ((s = need_positive(k, a, 3, MAX_ELEMS, err)) ||
+        (s = need_positive(k, a, 4, MAX_ELEMS, err)) ||
+        (s = need_positive(k, a, 5, MAX_ELEMS, err)) ||
+        (s = check_elems(k, "dY", i64(&a[3]), i64(&a[4]), err)) ||
+        (s = check_elems(k, "W", i64(&a[4]), i64(&a[5]), err)) ||
+        (s = check_elems(k, "dX", i64(&a[3]), i64(&a[5]), err)))
+        return s;
+    size_t M = (size_t)a[3].u.i32, N = (size_t)a[4].u.i32, K = (size_t)a[5].u.i32;
+    need[0] = M * N * 4;
+    need[1] = N * K * 2;
+    need[2] = M * K * 4;
+    return QV_OK;
+}
+
+static void ft_grid(int stage, const qv_arg *a, const qv_config *c,
+                    size_t global[2], size_t local[2])
+{
+    (void)stage;
+    mm_grid((size_t)a[5].u.i32, (size_t)a[3].u.i32, c, global, local);
+}
+
+static const qv_kernel_decl k_f16_matmul_t = {
+    .name = "f16_matmul_t",
+    .summary = "dX(M,K) = dY(M,N) . W(N,K), W in IEEE half read transposed; "
+               "f32 accumulation",
+    .n_args = 6,
+    .args = {
+        {"dY", QV_ARG_BUF, QV_T_F32, QV_IN},
+        {"W", QV_ARG_BUF, QV_T_F16, QV_IN},
+        {"dX", QV_ARG_BUF, QV_T_F32, QV_OUT},
+        {"M", QV_ARG_I32, QV_T_NONE, 0},
+        {"N", QV_ARG_I32, QV_T_NONE, 0},
+        {"K", QV_ARG_I32, QV_T_NONE, 0},
+    },
+    MM_PARAMS,
+    .n_stages = 1,
+    .stage_names = {"f16_matmul_t"},
+    .check_args = ft_check,
+    .local_bytes = mm_local_float,
+    .grid = ft_grid,
+    .flops = fm_flops,
+    .min_bytes = fm_bytes,
+};
+
+/* ---- f32_matmul ---------------------------------------------------------- */
+/* args: A f32 | B f32 | C f32 (M,N) | M | N | K | ta | tb | acc
+ * C = op(A) . op(B) (+ C when acc = 1); op(A) is (M,K): A is stored (M,K)
+ * when ta = 0 and (K,M) when ta = 1; op(B) is (K,N): B is stored (K,N) when
+ * tb = 0 and (N,K) when tb = 1. The output head, its backward and weight
+ * gradients. */
+
+static qv_status f32_check(const qv_kernel_decl *k, const qv_arg *a,
+                           size_t need[QV_MAX_ARGS], qv_err *err)
+{
+    qv_status s;
+    if ((s = need_positive(k, a, 3, MAX_ELEMS, err)) ||
+        (s = need_positive(k, a, 4, MAX_ELEMS, err)) ||
+        (s = need_positive(k, a, 5, MAX_ELEMS, err)) ||
+        (s = qv_need_range(k, a, 6, 0, 1, err)) ||
+        (s = qv_need_range(k, a, 7, 0, 1, err)) ||
+        (s = qv_need_range(k, a, 8, 0, 1, err)) ||
+        (s = check_elems(k, "A", i64(&a[3]), i64(&a[5]), err)) ||
+        (s = check_elems(k, "B", i64(&a[5]), i64(&a[4]), err)) ||
+        (s = check_elems(k, "C", i64(&a[3]), i64(&a[4]), err)))
+        return s;
+    size_t M = (size_t)a[3].u.i32, N = (size_t)a[4].u.i32, K = (size_t)a[5].u.i32;
+    need[0] = M * K * 4;
+    need[1] = K * N * 4;
+    need[2] = M * N * 4;
+    return QV_OK;
+}
+
+static void f32_example(qv_shape s, qv_arg *a)
+{
+    a[3] = QV_ARG_I(s.M);
+    a[4] = QV_ARG_I(s.N);
+    a[5] = QV_ARG_I(s.K);
+    /* every layout and both output modes over the test shapes */
+    a[6] = QV_ARG_I(s.N & 1);
+    a[7] = QV_ARG_I(s.K & 1);
+    a[8] = QV_ARG_I((s.M + s.N) & 1);
+}
+
+static const qv_kernel_decl k_f32_matmul = {
+    .name = "f32_matmul",
+    .summary = "C(M,N) [+]= op(A)(M,K) . op(B)(K,N), either operand stored "
+               "transposed; f32",
+    .n_args = 9,
+    .args = {
+        {"A", QV_ARG_BUF, QV_T_F32, QV_IN},
+        {"B", QV_ARG_BUF, QV_T_F32, QV_IN},
+        {"C", QV_ARG_BUF, QV_T_F32, QV_INOUT},
+        {"M", QV_ARG_I32, QV_T_NONE, 0},
+        {"N", QV_ARG_I32, QV_T_NONE, 0},
+        {"K", QV_ARG_I32, QV_T_NONE, 0},
+        {"ta", QV_ARG_I32, QV_T_NONE, 0},
+        {"tb", QV_ARG_I32, QV_T_NONE, 0},
+        {"acc", QV_ARG_I32, QV_T_NONE, 0},
+    },
+    MM_PARAMS,
+    .n_stages = 1,
+    .stage_names = {"f32_matmul"},
+    .check_args = f32_check,
+    .local_bytes = mm_local_float,
+    .grid = fm_grid,
+    .flops = fm_flops,
+    .min_bytes = fm_bytes,
+    .example = f32_example,
+};
+
 /* ---- registry ------------------------------------------------------------ */
 
 const qv_kernel_decl *const qv_kernels[] = {
     &k_quantize_act, &k_ternary_matmul, &k_ternary_matmul_t,
     &k_f16_matmul,   &k_lora_fwd,       &k_lora_bwd,
+    &k_f16_matmul_t, &k_f32_matmul,
+    &qv_k_embed,     &qv_k_embed_bwd,   &qv_k_rmsnorm,
+    &qv_k_rmsnorm_bwd, &qv_k_rope,      &qv_k_attention,
+    &qv_k_attention_bwd, &qv_k_swiglu,  &qv_k_swiglu_bwd,
+    &qv_k_axpby,     &qv_k_fill,        &qv_k_cross_entropy,
+    &qv_k_adamw,     &qv_k_reduce_partial, &qv_k_ternary_pack,
     NULL,
 };
 

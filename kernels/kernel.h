@@ -37,7 +37,14 @@ typedef struct qv_buffer qv_buffer;
 typedef enum { QV_ARG_BUF, QV_ARG_I32, QV_ARG_F32 } qv_arg_kind;
 
 /* Element type of a buffer argument, for size checks and documentation. */
-typedef enum { QV_T_NONE, QV_T_F32, QV_T_F16, QV_T_I8, QV_T_U32 } qv_elem;
+typedef enum { QV_T_NONE, QV_T_F32, QV_T_F16, QV_T_I8, QV_T_U32, QV_T_I32 } qv_elem;
+
+/* A problem size in the matmul vocabulary (M rows, N outputs, K depth, R
+ * LoRA rank); kernels of other shapes map it onto their own scalars (see
+ * qv_kernel_decl.example) so that one list of shapes exercises them all. */
+typedef struct qv_shape {
+    int32_t M, N, K, R;
+} qv_shape;
 
 typedef enum { QV_IN = 1, QV_OUT = 2, QV_INOUT = 3 } qv_access;
 
@@ -111,6 +118,9 @@ struct qv_kernel_decl {
     double (*flops)(const qv_arg *args);
     /* Bytes a launch must at least move, for GB/s figures. */
     double (*min_bytes)(const qv_arg *args);
+    /* (optional) Sets the scalar arguments for a test or benchmark problem
+     * of size s; without it scalars named M, N, K, R take s's fields. */
+    void (*example)(qv_shape s, qv_arg *args);
 };
 
 /* Every kernel qvac has, NULL-terminated. */

@@ -32,11 +32,23 @@ double qv_verify_tolerance(const qv_kernel_decl *k)
         return QV_TOL_CODES;
     if (!strcmp(k->name, "ternary_matmul"))
         return QV_TOL_TERNARY;
+    if (!strcmp(k->name, "ternary_pack") || !strcmp(k->name, "embed") ||
+        !strcmp(k->name, "fill"))
+        return 0.0; /* exact: codes, copies */
     return QV_TOL_FLOAT;
 }
 
 static void fill_scalars(const qv_kernel_decl *k, qv_arg *args, qv_shape s)
 {
+    if (k->example) {
+        for (int i = 0; i < k->n_args; i++)
+            if (k->args[i].kind == QV_ARG_I32)
+                args[i] = QV_ARG_I(1);
+            else if (k->args[i].kind == QV_ARG_F32)
+                args[i] = QV_ARG_F(1.0f);
+        k->example(s, args);
+        return;
+    }
     for (int i = 0; i < k->n_args; i++) {
         const char *n = k->args[i].name;
         if (k->args[i].kind == QV_ARG_I32) {
@@ -96,9 +108,22 @@ static qv_status make_input(const qv_kernel_decl *k, const qv_arg_decl *d,
         return s;
     }
     switch (d->elem) {
+    case QV_T_I32: {
+        /* token ids in 0..V-1; targets also -1 (ignored) about 1 in 8 */
+        int32_t *v = host;
+        int32_t V = scalar_named(k, args, "V");
+        int tgt = !strcmp(d->name, "targets");
+        for (size_t i = 0; i < bytes / 4; i++) {
+            uint64_t r = qv_rng_next(rng);
+            v[i] = tgt && r % 8u == 0 ? -1
+                                      : (int32_t)((r >> 3) % (uint64_t)(V > 0 ? V : 1));
+        }
+        break;
+    }
     case QV_T_F32: {
         float *f = host;
-        int pos = !strcmp(d->name, "x_scale");
+        /* quantities that are positive by construction */
+        int pos = !strcmp(d->name, "x_scale") || !strcmp(d->name, "m2");
         for (size_t i = 0; i < bytes / 4; i++)
             f[i] = pos ? qv_rng_uniform(rng, 0.5f, 100.0f)
                        : qv_rng_uniform(rng, -1.0f, 1.0f);
@@ -134,6 +159,15 @@ static double compare(qv_elem e, const void *dev, const void *ref,
         const int8_t *a = dev, *b = ref;
         for (size_t i = 0; i < bytes; i++)
             worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
+        return worst;
+    }
+    if (e == QV_T_U32) {
+        /* packed ternary codes: the largest code difference */
+        const uint32_t *a = dev, *b = ref;
+        for (size_t i = 0; i < bytes / 4; i++)
+            for (int j = 0; j < 16; j++)
+                worst = fmax(worst, fabs((double)((a[i] >> (2 * j)) & 3u) -
+                                         (double)((b[i] >> (2 * j)) & 3u)));
         return worst;
     }
     const float *a = dev, *b = ref;

@@ -13,10 +13,6 @@
 
 #include "kernels/backend.h"
 
-typedef struct qv_shape {
-    int32_t M, N, K, R;
-} qv_shape;
-
 typedef struct qv_verify_result {
     double max_err;   /* worst error over all outputs (see tol) */
     double tol;       /* the tolerance the error is held to */

@@ -11,6 +11,8 @@
 #define REF_MAX_ALLOC ((uint64_t)1 << 34) /* 16 GiB: a sane host cap */
 
 static void *bp(const qv_arg *a) { return a->u.buf->impl; }
+#define I(i) (a[i].u.i32)
+#define F(i) (a[i].u.f32)
 
 static uint64_t now_ns(void)
 {
@@ -80,6 +82,49 @@ static qv_status ref_launch(qv_device *dev, const qv_kernel_decl *k,
         qv_ref_lora_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]), bp(&a[4]),
                         bp(&a[5]), bp(&a[6]), bp(&a[7]), bp(&a[8]), a[9].u.i32,
                         a[10].u.i32, a[11].u.i32, a[12].u.i32, a[13].u.f32);
+    else if (!strcmp(n, "f16_matmul_t"))
+        qv_ref_f16_matmul_t(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5));
+    else if (!strcmp(n, "f32_matmul"))
+        qv_ref_f32_matmul(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5),
+                          I(6), I(7), I(8));
+    else if (!strcmp(n, "embed"))
+        qv_ref_embed(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5));
+    else if (!strcmp(n, "embed_bwd"))
+        qv_ref_embed_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5));
+    else if (!strcmp(n, "rmsnorm"))
+        qv_ref_rmsnorm(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), F(5));
+    else if (!strcmp(n, "rmsnorm_bwd"))
+        qv_ref_rmsnorm_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]),
+                           bp(&a[4]), bp(&a[5]), I(6), I(7), F(8));
+    else if (!strcmp(n, "rope"))
+        qv_ref_rope(bp(&a[0]), bp(&a[1]), I(2), I(3), I(4), I(5), I(6));
+    else if (!strcmp(n, "attention"))
+        qv_ref_attention(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]), I(4),
+                         I(5), I(6), I(7), I(8), F(9));
+    else if (!strcmp(n, "attention_bwd"))
+        qv_ref_attention_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]),
+                             bp(&a[4]), bp(&a[5]), bp(&a[6]), bp(&a[7]),
+                             bp(&a[8]), I(9), I(10), I(11), I(12), I(13),
+                             F(14));
+    else if (!strcmp(n, "swiglu"))
+        qv_ref_swiglu(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4));
+    else if (!strcmp(n, "swiglu_bwd"))
+        qv_ref_swiglu_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]),
+                          bp(&a[4]), I(5), I(6));
+    else if (!strcmp(n, "axpby"))
+        qv_ref_axpby(bp(&a[0]), bp(&a[1]), I(2), F(3), F(4));
+    else if (!strcmp(n, "fill"))
+        qv_ref_fill(bp(&a[0]), I(1), F(2));
+    else if (!strcmp(n, "cross_entropy"))
+        qv_ref_cross_entropy(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]), I(4),
+                             I(5), F(6));
+    else if (!strcmp(n, "adamw"))
+        qv_ref_adamw(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]), I(4), F(5),
+                     F(6), F(7), F(8), F(9), F(10), F(11), F(12));
+    else if (!strcmp(n, "reduce_partial"))
+        qv_ref_reduce_partial(bp(&a[0]), bp(&a[1]), I(2), I(3));
+    else if (!strcmp(n, "ternary_pack"))
+        qv_ref_ternary_pack(bp(&a[0]), bp(&a[1]), I(2), I(3), F(4));
     else
         return qv_fail(err, QV_ERR_NOT_FOUND, "%s: kernel '%s' has no reference "
                        "implementation", dev->info.id, n);

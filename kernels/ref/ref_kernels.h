@@ -37,4 +37,45 @@ void qv_ref_lora_bwd(const float *x, const float *a, const float *b,
                      float *db, float *dx, int M, int N, int K, int R,
                      float scale);
 
+/* ---- kernels/ref/ref_nn.c: see kernels/kernel_nn.c for each contract ---- */
+
+/* dx (M,K) = dy (M,N) . w (N,K), w IEEE half. */
+void qv_ref_f16_matmul_t(const float *dy, const uint16_t *w, float *dx, int M,
+                         int N, int K);
+/* c (M,N) [+]= op(a) . op(b); a (M,K) or (K,M) if ta; b (K,N) or (N,K) if tb */
+void qv_ref_f32_matmul(const float *a, const float *b, float *c, int M, int N,
+                       int K, int ta, int tb, int accumulate);
+void qv_ref_embed(const int32_t *ids, const float *e, float *x, int T, int D,
+                  int V);
+void qv_ref_embed_bwd(const int32_t *ids, const float *dx, float *de, int T,
+                      int D, int V);
+void qv_ref_rmsnorm(const float *x, const float *g, float *y, int T, int D,
+                    float eps);
+void qv_ref_rmsnorm_bwd(const float *x, const float *g, const float *dy,
+                        float *rstd, float *dx, float *dg, int T, int D,
+                        float eps);
+void qv_ref_rope(float *x, const float *cs, int T, int H, int hd, int S,
+                 int sign);
+void qv_ref_attention(const float *q, const float *k, const float *v,
+                      float *o, int B, int S, int Hq, int Hkv, int hd,
+                      float scale);
+void qv_ref_attention_bwd(const float *q, const float *k, const float *v,
+                          const float *dout, float *L, float *Dd, float *dq,
+                          float *dk, float *dv, int B, int S, int Hq, int Hkv,
+                          int hd, float scale);
+void qv_ref_swiglu(const float *g, const float *u, float *h, int n, int act);
+void qv_ref_swiglu_bwd(const float *g, const float *u, const float *dh,
+                       float *dg, float *du, int n, int act);
+void qv_ref_axpby(const float *x, float *y, int n, float alpha, float beta);
+void qv_ref_fill(float *y, int n, float value);
+void qv_ref_cross_entropy(const float *logits, const int32_t *targets,
+                          float *loss, float *dlogits, int T, int V,
+                          float gscale);
+void qv_ref_adamw(float *p, const float *g, float *m1, float *m2, int n,
+                  float lr, float beta1, float beta2, float eps, float wd,
+                  float bc1, float bc2, float gscale);
+void qv_ref_reduce_partial(const float *x, float *out, int n, int mode);
+void qv_ref_ternary_pack(const float *w, uint32_t *p, int N, int K,
+                         float inv_scale);
+
 #endif
