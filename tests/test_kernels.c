@@ -4,7 +4,9 @@
  * to 1e-5 relative (one float division), float reductions to 5e-5 relative
  * to max|ref| (f32 accumulation against the reference's double), int8
  * activation codes to within one code (ties at exactly .5 after a division
- * that need not be correctly rounded on a device). */
+ * that need not be correctly rounded on a device), packed ternary codes,
+ * embedding rows and fills exactly. The transformer kernels map the test
+ * shapes onto their own scalars through their declaration's example(). */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -34,13 +36,22 @@ static const char *mm_cfgs[] = {
 };
 static const char *qa_cfgs[] = {"default", "WG_X=1", "WG_X=256,VEC=4",
                                 "WG_X=4,WG_Y=4,VEC=4", NULL};
+/* the element-wise / per-row kernels of kernel_nn.c: only WG_X varies */
+static const char *ew_cfgs[] = {"default", "WG_X=32", "WG_X=256", NULL};
+
+static const char **configs_of(const qv_kernel_decl *k)
+{
+    if (!strcmp(k->name, "quantize_act"))
+        return qa_cfgs;
+    return qv_kernel_param_index(k, "TX") >= 0 ? mm_cfgs : ew_cfgs;
+}
 
 static void check_kernel(const char *name)
 {
     const qv_kernel_decl *k = qv_kernel_find(name);
     cr_assert_not_null(k);
     qv_device *ref = qv_devlist_find(devs, "ref");
-    const char **cfgs = strcmp(name, "quantize_act") ? mm_cfgs : qa_cfgs;
+    const char **cfgs = configs_of(k);
     int runs = 0;
     for (size_t d = 0; d < devs->n; d++) {
         qv_device *dev = devs->dev[d];
@@ -77,6 +88,42 @@ Test(kernels, ternary_matmul_t) { check_kernel("ternary_matmul_t"); }
 Test(kernels, f16_matmul) { check_kernel("f16_matmul"); }
 Test(kernels, lora_fwd) { check_kernel("lora_fwd"); }
 Test(kernels, lora_bwd) { check_kernel("lora_bwd"); }
+Test(kernels, f16_matmul_t) { check_kernel("f16_matmul_t"); }
+Test(kernels, f32_matmul) { check_kernel("f32_matmul"); }
+Test(kernels, embed) { check_kernel("embed"); }
+Test(kernels, embed_bwd) { check_kernel("embed_bwd"); }
+Test(kernels, rmsnorm) { check_kernel("rmsnorm"); }
+Test(kernels, rmsnorm_bwd) { check_kernel("rmsnorm_bwd"); }
+Test(kernels, rope) { check_kernel("rope"); }
+Test(kernels, attention) { check_kernel("attention"); }
+Test(kernels, attention_bwd) { check_kernel("attention_bwd"); }
+Test(kernels, swiglu) { check_kernel("swiglu"); }
+Test(kernels, swiglu_bwd) { check_kernel("swiglu_bwd"); }
+Test(kernels, axpby) { check_kernel("axpby"); }
+Test(kernels, fill) { check_kernel("fill"); }
+Test(kernels, cross_entropy) { check_kernel("cross_entropy"); }
+Test(kernels, adamw) { check_kernel("adamw"); }
+Test(kernels, reduce_partial) { check_kernel("reduce_partial"); }
+Test(kernels, ternary_pack) { check_kernel("ternary_pack"); }
+
+Test(kernels, every_kernel_has_a_test)
+{
+    /* a kernel added to the registry without a Test above fails here */
+    static const char *const tested[] = {
+        "quantize_act", "ternary_matmul", "ternary_matmul_t", "f16_matmul",
+        "lora_fwd", "lora_bwd", "f16_matmul_t", "f32_matmul", "embed",
+        "embed_bwd", "rmsnorm", "rmsnorm_bwd", "rope", "attention",
+        "attention_bwd", "swiglu", "swiglu_bwd", "axpby", "fill",
+        "cross_entropy", "adamw", "reduce_partial", "ternary_pack", NULL,
+    };
+    for (int i = 0; qv_kernels[i]; i++) {
+        int found = 0;
+        for (int j = 0; tested[j] && !found; j++)
+            found = !strcmp(tested[j], qv_kernels[i]->name);
+        cr_expect(found, "kernel %s has no test in test_kernels.c",
+                  qv_kernels[i]->name);
+    }
+}
 
 Test(kernels, lora_rank_range)
 {
