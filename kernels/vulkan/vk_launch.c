@@ -53,7 +53,37 @@ void qv_vk_pipelines_free(vk_ctx *x)
         slot_clear(x, &x->slots[i]);
 }
 
-/* The layouts and modules of kernel k, created on first use. */
+/* Frees the kernel slot used least recently (by its pipelines' last use)
+ * with its pipelines, for a process that runs more than VK_MAX_KERNELS
+ * kernels. Launches are synchronous, so none of them is in flight. */
+static vk_kernel_slot *evict_slot(vk_ctx *x)
+{
+    int victim = 0;
+    uint64_t oldest = UINT64_MAX;
+    for (int i = 0; i < VK_MAX_KERNELS; i++) {
+        uint64_t last = 0;
+        for (size_t p = 0; p < x->n_pipes; p++)
+            if (x->pipes[p].k == x->slots[i].k && x->pipes[p].last_use > last)
+                last = x->pipes[p].last_use;
+        if (last < oldest) {
+            oldest = last;
+            victim = i;
+        }
+    }
+    vk_kernel_slot *s = &x->slots[victim];
+    for (size_t p = 0; p < x->n_pipes;)
+        if (x->pipes[p].k == s->k) {
+            vkDestroyPipeline(x->dev, x->pipes[p].pipe, NULL);
+            x->pipes[p] = x->pipes[--x->n_pipes];
+        } else {
+            p++;
+        }
+    slot_clear(x, s);
+    return s;
+}
+
+/* The layouts and modules of kernel k, created on first use (a slot used
+ * least recently is freed when all VK_MAX_KERNELS are taken). */
 static qv_status get_slot(qv_device *dev, const qv_kernel_decl *k,
                           vk_kernel_slot **out, qv_err *err)
 {
@@ -68,9 +98,7 @@ static qv_status get_slot(qv_device *dev, const qv_kernel_decl *k,
             s = &x->slots[i];
     }
     if (!s)
-        return qv_fail(err, QV_ERR_UNSUPPORTED,
-                       "%s: more than %d kernels; raise VK_MAX_KERNELS",
-                       dev->info.id, VK_MAX_KERNELS);
+        s = evict_slot(x);
 
     VkDescriptorSetLayoutBinding b[QV_MAX_ARGS];
     int nb = n_buffer_args(k);

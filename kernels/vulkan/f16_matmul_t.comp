@@ -1,0 +1,32 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// kernels/vulkan/f16_matmul_t.comp — f16_matmul_t: dX(M,K) = dY(M,N) . W(N,K),
+// the backward of f16_matmul through its input; W in IEEE half read as uint
+// words and unpackHalf2x16 (no 16-bit storage needed), f32 accumulation.
+// Maths: kernels/ref/ref_nn.c. Tiling: gemm.glsl.
+
+#define R_COL_CONTIG
+#include "gemm.glsl"
+
+layout(binding = 0) readonly buffer BDY { float dY[]; };
+layout(binding = 1) readonly buffer BW { uint W[]; };  // two halves a word
+layout(binding = 2) writeonly buffer BDX { float dX[]; };
+layout(push_constant) uniform PC { int M; int N; int K; } pc;
+
+float load_l(int m, int n) { return dY[m * pc.N + n]; }
+
+// R(k, n) = W(n, k)
+float load_r(int k, int n)
+{
+    int idx = n * pc.K + k;
+    vec2 h = unpackHalf2x16(W[idx >> 1]);
+    return (idx & 1) != 0 ? h.y : h.x;
+}
+
+void store_out(int m, int k, float v) { dX[m * pc.K + k] = v; }
+
+void main()
+{
+    gemm_run(pc.M, pc.K, pc.N);
+    gemm_store(pc.M, pc.K);
+}
