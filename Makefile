@@ -25,7 +25,7 @@ endif
 WITH_OPENCL ?= 1
 WITH_VULKAN ?= 1
 QV_DEFS :=
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c autotune/*.c)
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c autotune/*.c train/*.c)
 CL_SRC  :=
 COMP_SRC:=
 ifeq ($(WITH_OPENCL),1)

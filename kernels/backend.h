@@ -60,6 +60,21 @@ typedef struct qv_backend_iface {
     qv_status (*synchronize)(qv_device *dev, qv_err *err);
 } qv_backend_iface;
 
+/* What a buffer holds, for the memory breakdown of a run. Buffers take the
+ * device's current tag when they are allocated (qv_device_set_tag). */
+typedef enum {
+    QV_MEM_OTHER,
+    QV_MEM_WEIGHTS,     /* the frozen (or QAT shadow) base model */
+    QV_MEM_ADAPTER,     /* LoRA parameters */
+    QV_MEM_GRADIENTS,   /* gradients of what is trained */
+    QV_MEM_OPTIMIZER,   /* optimizer state (AdamW moments) */
+    QV_MEM_ACTIVATIONS, /* what the forward pass keeps for the backward */
+    QV_MEM_WORKSPACE,   /* scratch reused by every layer */
+    QV_MEM_NTAGS
+} qv_mem_tag;
+
+const char *qv_mem_tag_name(qv_mem_tag t);
+
 struct qv_device {
     const qv_backend_iface *iface;
     void *ctx;             /* backend-owned */
@@ -67,12 +82,17 @@ struct qv_device {
     uint64_t cur_bytes;    /* device bytes held by live buffers */
     uint64_t peak_bytes;   /* highest cur_bytes since open / last reset */
     uint64_t n_buffers;
+    qv_mem_tag tag;        /* tag given to new buffers */
+    uint64_t tag_cur[QV_MEM_NTAGS];  /* live bytes per tag */
+    uint64_t tag_peak[QV_MEM_NTAGS]; /* per tag: bytes live at the moment
+                                        of the overall peak */
 };
 
 struct qv_buffer {
     qv_device *dev;
     size_t bytes;
     void *impl;
+    qv_mem_tag tag;
 };
 
 /* ---- devices ------------------------------------------------------------ */
@@ -100,6 +120,8 @@ void qv_device_fingerprint(qv_device_info *info);
 uint64_t qv_device_current_bytes(const qv_device *dev);
 uint64_t qv_device_peak_bytes(const qv_device *dev);
 void qv_device_reset_peak(qv_device *dev);
+/* Sets the tag of buffers allocated from now on; returns the previous. */
+qv_mem_tag qv_device_set_tag(qv_device *dev, qv_mem_tag tag);
 
 qv_status qv_device_sync(qv_device *dev, qv_err *err);
 

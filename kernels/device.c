@@ -115,7 +115,27 @@ void qv_device_fingerprint(qv_device_info *info)
 
 uint64_t qv_device_current_bytes(const qv_device *dev) { return dev->cur_bytes; }
 uint64_t qv_device_peak_bytes(const qv_device *dev) { return dev->peak_bytes; }
-void qv_device_reset_peak(qv_device *dev) { dev->peak_bytes = dev->cur_bytes; }
+void qv_device_reset_peak(qv_device *dev)
+{
+    dev->peak_bytes = dev->cur_bytes;
+    memcpy(dev->tag_peak, dev->tag_cur, sizeof dev->tag_peak);
+}
+
+qv_mem_tag qv_device_set_tag(qv_device *dev, qv_mem_tag tag)
+{
+    qv_mem_tag old = dev->tag;
+    dev->tag = tag < QV_MEM_NTAGS ? tag : QV_MEM_OTHER;
+    return old;
+}
+
+const char *qv_mem_tag_name(qv_mem_tag t)
+{
+    static const char *names[QV_MEM_NTAGS] = {
+        "other", "weights", "adapter", "gradients", "optimizer",
+        "activations", "workspace",
+    };
+    return t < QV_MEM_NTAGS ? names[t] : "other";
+}
 
 qv_status qv_device_sync(qv_device *dev, qv_err *err)
 {
@@ -149,10 +169,14 @@ qv_status qv_buffer_new(qv_device *dev, size_t bytes, qv_buffer **out,
     }
     b->dev = dev;
     b->bytes = bytes;
+    b->tag = dev->tag;
     dev->cur_bytes += bytes;
+    dev->tag_cur[b->tag] += bytes;
     dev->n_buffers++;
-    if (dev->cur_bytes > dev->peak_bytes)
+    if (dev->cur_bytes > dev->peak_bytes) {
         dev->peak_bytes = dev->cur_bytes;
+        memcpy(dev->tag_peak, dev->tag_cur, sizeof dev->tag_peak);
+    }
     *out = b;
     return QV_OK;
 }
@@ -164,6 +188,7 @@ void qv_buffer_destroy(qv_buffer **pbuf)
     qv_buffer *b = *pbuf;
     b->dev->iface->buf_free(b->dev, b->impl);
     b->dev->cur_bytes -= b->bytes;
+    b->dev->tag_cur[b->tag] -= b->bytes;
     b->dev->n_buffers--;
     free(b);
     *pbuf = NULL;

@@ -1,0 +1,126 @@
+/* train/model.h — the BitNet b1.58 transformer on the host: its shape, its
+ * weights, random initialisation, and (train/model_io.c) reading and writing
+ * it as GGUF.
+ *
+ * The architecture is llama.cpp's `bitnet`: token embedding; per layer
+ * RMSNorm -> attention (RoPE on adjacent pairs, grouped-query heads, causal
+ * softmax) [-> sub-norm] -> output projection -> residual, RMSNorm -> gated
+ * MLP (SiLU or squared ReLU) [-> sub-norm] -> down projection -> residual;
+ * final RMSNorm and output head (tied to the embedding or not). Every linear
+ * layer inside the blocks is a BitLinear: ternary weight with one scale,
+ * input quantised to int8 per token. The variants are configuration. */
+#ifndef QV_TRAIN_MODEL_H
+#define QV_TRAIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+/* The BitLinear layers of a block, in GGUF tensor order. */
+typedef enum {
+    QV_LIN_Q,
+    QV_LIN_K,
+    QV_LIN_V,
+    QV_LIN_O,
+    QV_LIN_GATE,
+    QV_LIN_UP,
+    QV_LIN_DOWN,
+    QV_LIN_COUNT
+} qv_lin_id;
+
+/* "q", "k", "v", "o", "gate", "up", "down" */
+const char *qv_lin_name(qv_lin_id id);
+/* Parses "q,v" or "all" into a bit mask (bit i = qv_lin_id i). */
+qv_status qv_lin_parse_targets(const char *s, unsigned *mask, qv_err *err);
+/* The mask as "q,k,v" into buf. */
+void qv_lin_format_targets(unsigned mask, char *buf, size_t n);
+
+enum { QV_ACT_SILU = 0, QV_ACT_RELU2 = 1 };
+
+typedef struct qv_model_config {
+    int32_t vocab;      /* tokens */
+    int32_t dim;        /* residual width */
+    int32_t n_layers;
+    int32_t n_heads;    /* query heads */
+    int32_t n_kv_heads; /* key/value heads (divides n_heads) */
+    int32_t ffn_dim;    /* MLP hidden width */
+    int32_t ctx;        /* longest sequence the model was trained for */
+    float rope_theta;
+    float norm_eps;
+    int act;            /* QV_ACT_SILU or QV_ACT_RELU2 */
+    int sub_norm;       /* BitNet sub-norms before o and down */
+    int tied;           /* output head = token embedding */
+} qv_model_config;
+
+/* Checks a configuration: positive sizes, heads divide dim, head dim even
+ * and at most 128, kv heads divide heads. */
+qv_status qv_model_config_check(const qv_model_config *c, qv_err *err);
+
+static inline int32_t qv_model_head_dim(const qv_model_config *c)
+{
+    return c->dim / c->n_heads;
+}
+
+/* Output rows N and input columns K of linear `id`. */
+void qv_model_lin_shape(const qv_model_config *c, qv_lin_id id, int32_t *N,
+                        int32_t *K);
+
+/* A BitLinear weight on the host: ternary codes and one scale; `w` is the
+ * f32 shadow (latent) weight when the model is being pretrained, else
+ * NULL. */
+typedef struct qv_linear {
+    int32_t N, K;
+    float scale;
+    int8_t *q;  /* (N, K) in {-1, 0, 1} */
+    float *w;   /* (N, K) or NULL */
+} qv_linear;
+
+typedef struct qv_layer {
+    float *attn_norm;     /* (dim) */
+    float *ffn_norm;      /* (dim) */
+    float *attn_sub_norm; /* (dim) when sub_norm, else NULL */
+    float *ffn_sub_norm;  /* (ffn_dim) when sub_norm, else NULL */
+    qv_linear lin[QV_LIN_COUNT];
+} qv_layer;
+
+typedef struct qv_model {
+    qv_model_config cfg;
+    float *tok_emb;  /* (vocab, dim) */
+    float *out_norm; /* (dim) */
+    float *head;     /* (vocab, dim), NULL when tied */
+    qv_layer *layers;
+} qv_model;
+
+/* Allocates a model of shape cfg with weights drawn from seed: embedding
+ * and shadow weights N(0, 0.02^2) (so `w` is set), norms 1, ternary codes
+ * and scales by absmean quantisation of the shadow weights. */
+qv_status qv_model_init_random(const qv_model_config *cfg, uint64_t seed,
+                               qv_model **out, qv_err *err);
+void qv_model_free(qv_model **m);
+
+/* Re-derives every layer's codes and scale from its shadow weights
+ * (absmean; the scale rounded to f16 so that a GGUF round trip keeps it). */
+qv_status qv_model_requantize(qv_model *m, qv_err *err);
+
+/* Drops the shadow weights (after pretraining, before saving). */
+void qv_model_drop_shadow(qv_model *m);
+
+/* Parameter counts: ternary weights, and everything else (embeddings,
+ * norms, head). */
+void qv_model_count(const qv_model_config *c, uint64_t *ternary,
+                    uint64_t *other);
+
+/* ---- GGUF (train/model_io.c) --------------------------------------------- */
+
+/* Writes m as GGUF v3, architecture "bitnet": BitLinear weights as TQ2_0
+ * where K is a multiple of 256, else as I8 codes plus an F32 scale tensor
+ * "<name>.scale"; embeddings, head and norms as F32. */
+qv_status qv_model_save(const qv_model *m, const char *path, qv_err *err);
+/* Reads a model written by qv_model_save (or a llama.cpp `bitnet` GGUF with
+ * TQ2_0 / TQ1_0 weights of the same layout); validates every shape. */
+qv_status qv_model_load(const char *path, qv_model **out, qv_err *err);
+qv_status qv_model_load_mem(const void *bytes, size_t n, const char *name,
+                            qv_model **out, qv_err *err);
+
+#endif

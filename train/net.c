@@ -1,0 +1,981 @@
+/* train/net.c — see net.h. The forward and backward passes are written out
+ * layer by layer as kernel launches; comments give the maths. */
+#include "train/net.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autotune/tune.h"
+#include "common/half.h"
+#include "kernels/ternary.h"
+#include "kernels/verify.h"
+
+#define MAX_CFGS 64
+
+typedef struct param {
+    qv_param_info info;
+    qv_buffer *p, *g, *m1, *m2;
+    int32_t n;
+    int decay;
+} param;
+
+typedef struct lin_dev {
+    int32_t N, K;
+    float scale;
+    qv_buffer *packed; /* ternary */
+    qv_buffer *w16;    /* f16 */
+    qv_buffer *w32;    /* ternary with ste_surrogate: q * scale in f32 */
+    int shadow;        /* param index of the f32 shadow weight, or -1 */
+    int pa, pb;        /* param indices of LoRA A (r,K) and B (N,r), or -1 */
+    qv_buffer *H;      /* LoRA hidden (T, r): activation */
+} lin_dev;
+
+typedef struct layer_dev {
+    int attn_norm, ffn_norm, attn_sub, ffn_sub; /* param indices or -1 */
+    qv_buffer *attn_norm_b, *ffn_norm_b, *attn_sub_b, *ffn_sub_b;
+    lin_dev lin[QV_LIN_COUNT];
+    /* activations */
+    qv_buffer *xn1, *q, *k, *v, *att, *att_n, *x_mid, *xn2, *g, *u, *h, *h_n;
+} layer_dev;
+
+typedef struct cfg_entry {
+    const qv_kernel_decl *k;
+    qv_shape s;
+    qv_config c;
+} cfg_entry;
+
+struct qv_net {
+    qv_device *dev;
+    qv_model_config cfg;
+    qv_net_opts o;
+    int32_t T, D, F, V, Hq, Hkv, hd, kvd, r;
+    float lora_scale;
+    /* frozen (or shadow-trained) non-linear weights */
+    qv_buffer *tok_emb, *out_norm, *head;
+    int p_emb, p_out_norm, p_head;
+    layer_dev *L;
+    param *params;
+    int n_params, cap_params;
+    /* activations */
+    qv_buffer **x; /* n_layers + 1 residual streams (T, D) */
+    qv_buffer *xf, *logits, *dlogits, *loss, *ids, *tgt;
+    /* workspace */
+    qv_buffer *cs, *xq, *xs, *wsD[2], *wsF[3], *dq, *dk, *dv, *attL, *attD,
+        *rstd, *dgj, *dH, *dA, *dB, *red;
+    size_t red_n;
+    cfg_entry cfgs[MAX_CFGS];
+    int n_cfgs;
+    int have_logits;
+};
+
+const char *qv_weights_name(qv_weights w)
+{
+    return w == QV_WEIGHTS_F16 ? "f16" : "ternary";
+}
+
+/* ---- launching ------------------------------------------------------------ */
+
+/* The configuration for kernel k at shape s: the autotuner's, looked up
+ * once per shape, else the default. */
+static const qv_config *config_for(qv_net *n, const qv_kernel_decl *k,
+                                   qv_shape s)
+{
+    if (!n->o.cache)
+        return NULL;
+    for (int i = 0; i < n->n_cfgs; i++)
+        if (n->cfgs[i].k == k && !memcmp(&n->cfgs[i].s, &s, sizeof s))
+            return &n->cfgs[i].c;
+    if (n->n_cfgs == MAX_CFGS)
+        return NULL;
+    cfg_entry *e = &n->cfgs[n->n_cfgs];
+    int tuned = 0;
+    if (qv_tune_lookup(n->o.cache, n->dev, k, s, &e->c, &tuned, NULL))
+        return NULL;
+    e->k = k;
+    e->s = s;
+    n->n_cfgs++;
+    return &e->c;
+}
+
+static qv_status run(qv_net *n, const char *name, qv_shape s,
+                     const qv_arg *args, int nargs, qv_err *err)
+{
+    const qv_kernel_decl *k = qv_kernel_find(name);
+    if (!k)
+        return qv_fail(err, QV_ERR_NOT_FOUND, "train: no kernel %s", name);
+    return qv_launch(n->dev, name, config_for(n, k, s), args, nargs, NULL,
+                     err);
+}
+
+#define LAUNCH(name, s, ...)                                                   \
+    do {                                                                       \
+        qv_arg a_[] = {__VA_ARGS__};                                           \
+        qv_status st_ = run(n, name, s, a_, (int)(sizeof a_ / sizeof a_[0]),   \
+                            err);                                              \
+        if (st_)                                                               \
+            return st_;                                                        \
+    } while (0)
+
+#define B_(b) QV_ARG_B(b)
+#define I_(v) QV_ARG_I(v)
+#define F_(v) QV_ARG_F(v)
+#define S0 ((qv_shape){0, 0, 0, 0})
+#define SH(M, N, K, R) ((qv_shape){(M), (N), (K), (R)})
+
+static qv_status fill(qv_net *n, qv_buffer *b, int32_t count, float v,
+                      qv_err *err)
+{
+    LAUNCH("fill", S0, B_(b), I_(count), F_(v));
+    return QV_OK;
+}
+
+static qv_status axpby(qv_net *n, qv_buffer *x, qv_buffer *y, int32_t count,
+                       float alpha, float beta, qv_err *err)
+{
+    LAUNCH("axpby", S0, B_(x), B_(y), I_(count), F_(alpha), F_(beta));
+    return QV_OK;
+}
+
+static qv_status rmsnorm(qv_net *n, qv_buffer *x, qv_buffer *g, qv_buffer *y,
+                         int32_t D, qv_err *err)
+{
+    LAUNCH("rmsnorm", S0, B_(x), B_(g), B_(y), I_(n->T), I_(D),
+           F_(n->cfg.norm_eps));
+    return QV_OK;
+}
+
+/* dX += d rmsnorm; the gain's gradient into param pg (or the junk buffer). */
+static qv_status rmsnorm_bwd(qv_net *n, qv_buffer *x, qv_buffer *g, int pg,
+                             qv_buffer *dy, qv_buffer *dx, int32_t D,
+                             qv_err *err)
+{
+    qv_buffer *dg = pg >= 0 ? n->params[pg].g : n->dgj;
+    LAUNCH("rmsnorm_bwd", S0, B_(x), B_(g), B_(dy), B_(n->rstd), B_(dx),
+           B_(dg), I_(n->T), I_(D), F_(n->cfg.norm_eps));
+    return QV_OK;
+}
+
+/* ---- parameters ----------------------------------------------------------- */
+
+static qv_status buf(qv_net *n, qv_mem_tag tag, size_t bytes, qv_buffer **out,
+                     qv_err *err)
+{
+    qv_mem_tag old = qv_device_set_tag(n->dev, tag);
+    qv_status s = qv_buffer_new(n->dev, bytes ? bytes : 4, out, err);
+    qv_device_set_tag(n->dev, old);
+    return s;
+}
+
+/* Registers a trained parameter of rows x cols f32 values with its value
+ * uploaded from host (or zeros when host is NULL). */
+static qv_status add_param(qv_net *n, const char *name, int layer, int lin,
+                           int32_t rows, int32_t cols, const float *host,
+                           int decay, qv_mem_tag value_tag, int *idx,
+                           qv_err *err)
+{
+    if (n->n_params == n->cap_params) {
+        int cap = n->cap_params ? 2 * n->cap_params : 64;
+        param *p = realloc(n->params, (size_t)cap * sizeof *p);
+        if (!p)
+            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        n->params = p;
+        n->cap_params = cap;
+    }
+    param *p = &n->params[n->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->info.name, sizeof p->info.name, "%s", name);
+    p->info.rows = rows;
+    p->info.cols = cols;
+    p->info.layer = layer;
+    p->info.lin = lin;
+    p->n = rows * cols;
+    p->decay = decay;
+    size_t bytes = (size_t)p->n * 4;
+    qv_status s;
+    if ((s = buf(n, value_tag, bytes, &p->p, err)) ||
+        (s = buf(n, QV_MEM_GRADIENTS, bytes, &p->g, err)) ||
+        (s = buf(n, QV_MEM_OPTIMIZER, bytes, &p->m1, err)) ||
+        (s = buf(n, QV_MEM_OPTIMIZER, bytes, &p->m2, err)))
+        goto fail;
+    if (host)
+        s = qv_buffer_write(p->p, 0, host, bytes, err);
+    else
+        s = fill(n, p->p, p->n, 0.0f, err);
+    if (!s)
+        s = fill(n, p->m1, p->n, 0.0f, err);
+    if (!s)
+        s = fill(n, p->m2, p->n, 0.0f, err);
+    if (!s)
+        s = fill(n, p->g, p->n, 0.0f, err);
+    if (s)
+        goto fail;
+    *idx = n->n_params++;
+    return QV_OK;
+fail:
+    qv_buffer_destroy(&p->p);
+    qv_buffer_destroy(&p->g);
+    qv_buffer_destroy(&p->m1);
+    qv_buffer_destroy(&p->m2);
+    return s;
+}
+
+/* A frozen f32 vector/matrix, or a trained one in full mode. */
+static qv_status add_f32(qv_net *n, const char *name, int layer, int32_t rows,
+                         int32_t cols, const float *host, int *pidx,
+                         qv_buffer **b, qv_err *err)
+{
+    *pidx = -1;
+    if (n->o.full) {
+        qv_status s = add_param(n, name, layer, -1, rows, cols, host, 0,
+                                QV_MEM_WEIGHTS, pidx, err);
+        if (!s)
+            *b = n->params[*pidx].p;
+        return s;
+    }
+    size_t bytes = (size_t)rows * (size_t)cols * 4;
+    qv_status s = buf(n, QV_MEM_WEIGHTS, bytes, b, err);
+    if (!s)
+        s = qv_buffer_write(*b, 0, host, bytes, err);
+    return s;
+}
+
+static const char *gguf_lin[QV_LIN_COUNT] = {
+    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+    "ffn_down",
+};
+
+static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
+                               qv_err *err)
+{
+    lin_dev *ld = &n->L[l].lin[i];
+    ld->N = hl->N;
+    ld->K = hl->K;
+    ld->scale = hl->scale;
+    ld->shadow = ld->pa = ld->pb = -1;
+    size_t NK = (size_t)hl->N * (size_t)hl->K;
+    qv_status s = QV_OK;
+    if (n->o.weights == QV_WEIGHTS_TERNARY) {
+        size_t bytes = qv_ternary_bytes(hl->N, hl->K);
+        uint32_t *packed = malloc(bytes);
+        if (!packed)
+            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        s = qv_ternary_pack(hl->q, hl->N, hl->K, packed, err);
+        if (!s)
+            s = buf(n, QV_MEM_WEIGHTS, bytes, &ld->packed, err);
+        if (!s)
+            s = qv_buffer_write(ld->packed, 0, packed, bytes, err);
+        free(packed);
+        if (!s && n->o.ste_surrogate) {
+            float *w = malloc(NK * 4);
+            if (!w)
+                return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+            for (size_t j = 0; j < NK; j++)
+                w[j] = (float)hl->q[j] * hl->scale;
+            s = buf(n, QV_MEM_WEIGHTS, NK * 4, &ld->w32, err);
+            if (!s)
+                s = qv_buffer_write(ld->w32, 0, w, NK * 4, err);
+            free(w);
+        }
+    } else {
+        uint16_t *h = malloc(NK * 2);
+        if (!h)
+            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        for (size_t j = 0; j < NK; j++)
+            h[j] = qv_f32_to_f16((float)hl->q[j] * hl->scale);
+        s = buf(n, QV_MEM_WEIGHTS, NK * 2, &ld->w16, err);
+        if (!s)
+            s = qv_buffer_write(ld->w16, 0, h, NK * 2, err);
+        free(h);
+    }
+    if (s)
+        return s;
+    char name[64];
+    if (n->o.full) {
+        if (!hl->w)
+            return qv_fail(err, QV_ERR_INVALID,
+                           "train: full training needs the shadow weights "
+                           "(a model from qv_model_init_random)");
+        snprintf(name, sizeof name, "blk.%d.%s.weight", l, gguf_lin[i]);
+        s = add_param(n, name, l, i, hl->N, hl->K, hl->w, 1, QV_MEM_WEIGHTS,
+                      &ld->shadow, err);
+        if (s)
+            return s;
+    }
+    if (n->r > 0 && (n->o.targets & (1u << i))) {
+        /* A ~ N(0, 1/K) (so H has unit scale), B ~ N(0, b_std^2) (0: zeros) */
+        qv_rng rng = {n->o.seed * 1000003u + (uint64_t)l * 31u + (uint64_t)i};
+        size_t na = (size_t)n->r * (size_t)hl->K, nb = (size_t)hl->N * (size_t)n->r;
+        float *a = malloc(na * 4), *b = malloc(nb * 4);
+        if (!a || !b) {
+            free(a);
+            free(b);
+            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        }
+        float sa = 1.0f / sqrtf((float)hl->K);
+        for (size_t j = 0; j < na; j++)
+            a[j] = sa * qv_rng_uniform(&rng, -1.7320508f, 1.7320508f);
+        for (size_t j = 0; j < nb; j++)
+            b[j] = n->o.lora_b_std * qv_rng_uniform(&rng, -1.7320508f, 1.7320508f);
+        snprintf(name, sizeof name, "blk.%d.%s.lora_a", l, gguf_lin[i]);
+        s = add_param(n, name, l, i, n->r, hl->K, a, 0, QV_MEM_ADAPTER,
+                      &ld->pa, err);
+        if (!s) {
+            snprintf(name, sizeof name, "blk.%d.%s.lora_b", l, gguf_lin[i]);
+            s = add_param(n, name, l, i, hl->N, n->r, b, 0, QV_MEM_ADAPTER,
+                          &ld->pb, err);
+        }
+        free(a);
+        free(b);
+        if (!s)
+            s = buf(n, QV_MEM_ACTIVATIONS, (size_t)n->T * (size_t)n->r * 4,
+                    &ld->H, err);
+    }
+    return s;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
+                     qv_net **out, qv_err *err)
+{
+    *out = NULL;
+    qv_status s = qv_model_config_check(&m->cfg, err);
+    if (s)
+        return s;
+    if (o->batch < 1 || o->seq < 1 || (int64_t)o->batch * o->seq > (1 << 20))
+        return qv_fail(err, QV_ERR_INVALID,
+                       "train: batch %d x sequence %d is out of range",
+                       o->batch, o->seq);
+    if (o->rank < 0 || o->rank > 128)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "train: LoRA rank %d is out of range (1..128)", o->rank);
+    if (o->full && o->weights != QV_WEIGHTS_TERNARY)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "train: full (quantisation-aware) training runs with "
+                       "ternary weights only");
+    qv_net *n = calloc(1, sizeof *n);
+    if (!n)
+        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    n->dev = dev;
+    n->cfg = m->cfg;
+    n->o = *o;
+    n->T = o->batch * o->seq;
+    n->D = m->cfg.dim;
+    n->F = m->cfg.ffn_dim;
+    n->V = m->cfg.vocab;
+    n->Hq = m->cfg.n_heads;
+    n->Hkv = m->cfg.n_kv_heads;
+    n->hd = m->cfg.dim / m->cfg.n_heads;
+    n->kvd = n->Hkv * n->hd;
+    n->r = o->rank > 0 && o->targets ? o->rank : 0;
+    n->lora_scale = n->r ? o->alpha / (float)n->r : 0.0f;
+    n->p_emb = n->p_out_norm = n->p_head = -1;
+    int32_t T = n->T, D = n->D, F = n->F, V = n->V;
+    size_t fT = (size_t)T * 4;
+
+    n->L = calloc((size_t)m->cfg.n_layers, sizeof *n->L);
+    n->x = calloc((size_t)m->cfg.n_layers + 1, sizeof *n->x);
+    if (!n->L || !n->x) {
+        qv_net_free(&n);
+        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    }
+    /* embedding, final norm, head */
+    if ((s = add_f32(n, "token_embd.weight", -1, V, D, m->tok_emb, &n->p_emb,
+                     &n->tok_emb, err)) ||
+        (s = add_f32(n, "output_norm.weight", -1, 1, D, m->out_norm,
+                     &n->p_out_norm, &n->out_norm, err)))
+        goto fail;
+    if (m->cfg.tied)
+        n->head = n->tok_emb;
+    else if ((s = add_f32(n, "output.weight", -1, V, D, m->head, &n->p_head,
+                          &n->head, err)))
+        goto fail;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        layer_dev *L = &n->L[l];
+        const qv_layer *hl = &m->layers[l];
+        char name[64];
+        L->attn_sub = L->ffn_sub = -1;
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        if ((s = add_f32(n, name, l, 1, D, hl->attn_norm, &L->attn_norm,
+                         &L->attn_norm_b, err)))
+            goto fail;
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        if ((s = add_f32(n, name, l, 1, D, hl->ffn_norm, &L->ffn_norm,
+                         &L->ffn_norm_b, err)))
+            goto fail;
+        if (m->cfg.sub_norm) {
+            snprintf(name, sizeof name, "blk.%d.attn_sub_norm.weight", l);
+            if ((s = add_f32(n, name, l, 1, D, hl->attn_sub_norm, &L->attn_sub,
+                             &L->attn_sub_b, err)))
+                goto fail;
+            snprintf(name, sizeof name, "blk.%d.ffn_sub_norm.weight", l);
+            if ((s = add_f32(n, name, l, 1, F, hl->ffn_sub_norm, &L->ffn_sub,
+                             &L->ffn_sub_b, err)))
+                goto fail;
+        }
+        for (int i = 0; i < QV_LIN_COUNT; i++)
+            if ((s = upload_linear(n, l, i, &hl->lin[i], err)))
+                goto fail;
+        /* activations kept for the backward pass */
+        size_t TD = fT * (size_t)D, TF = fT * (size_t)F, TK = fT * (size_t)n->kvd;
+        if ((s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->xn1, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->q, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TK, &L->k, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TK, &L->v, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->att, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->x_mid, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->xn2, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TF, &L->g, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TF, &L->u, err)) ||
+            (s = buf(n, QV_MEM_ACTIVATIONS, TF, &L->h, err)))
+            goto fail;
+        if (m->cfg.sub_norm &&
+            ((s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->att_n, err)) ||
+             (s = buf(n, QV_MEM_ACTIVATIONS, TF, &L->h_n, err))))
+            goto fail;
+    }
+    for (int l = 0; l <= m->cfg.n_layers; l++)
+        if ((s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)D, &n->x[l], err)))
+            goto fail;
+    int32_t maxDF = D > F ? D : F;
+    if ((s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)D, &n->xf, err)) ||
+        (s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)V, &n->logits, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)V, &n->dlogits, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT, &n->loss, err)) ||
+        (s = buf(n, QV_MEM_ACTIVATIONS, fT, &n->ids, err)) ||
+        (s = buf(n, QV_MEM_ACTIVATIONS, fT, &n->tgt, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, (size_t)o->seq * (size_t)n->hd * 4, &n->cs, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT, &n->xs, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)D, &n->wsD[0], err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)D, &n->wsD[1], err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)F, &n->wsF[0], err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)F, &n->wsF[1], err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)F, &n->wsF[2], err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)D, &n->dq, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)n->kvd, &n->dk, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)n->kvd, &n->dv, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)n->Hq, &n->attL, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)n->Hq, &n->attD, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, fT, &n->rstd, err)) ||
+        (s = buf(n, QV_MEM_WORKSPACE, (size_t)maxDF * 4, &n->dgj, err)))
+        goto fail;
+    if (o->weights == QV_WEIGHTS_TERNARY &&
+        (s = buf(n, QV_MEM_WORKSPACE, (size_t)T * (size_t)maxDF, &n->xq, err)))
+        goto fail;
+    if (n->r &&
+        ((s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)n->r, &n->dH, err)) ||
+         (s = buf(n, QV_MEM_WORKSPACE, (size_t)n->r * (size_t)maxDF * 4, &n->dA, err)) ||
+         (s = buf(n, QV_MEM_WORKSPACE, (size_t)n->r * (size_t)maxDF * 4, &n->dB, err))))
+        goto fail;
+    /* partial sums for norms: enough for the largest parameter */
+    int32_t maxp = 1;
+    for (int i = 0; i < n->n_params; i++)
+        if (n->params[i].n > maxp)
+            maxp = n->params[i].n;
+    n->red_n = ((size_t)maxp + 1023) / 1024;
+    if ((s = buf(n, QV_MEM_WORKSPACE, n->red_n * 4, &n->red, err)))
+        goto fail;
+    /* RoPE table: cs[p, i] = (cos, sin)(p * theta^(-2i/hd)), in double */
+    {
+        size_t half = (size_t)n->hd / 2, cnt = (size_t)o->seq * half * 2;
+        float *cs = malloc(cnt * 4);
+        if (!cs) {
+            s = qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+            goto fail;
+        }
+        for (int p = 0; p < o->seq; p++)
+            for (size_t i = 0; i < half; i++) {
+                double f = pow((double)m->cfg.rope_theta,
+                               -2.0 * (double)i / (double)n->hd);
+                cs[((size_t)p * half + i) * 2] = (float)cos(p * f);
+                cs[((size_t)p * half + i) * 2 + 1] = (float)sin(p * f);
+            }
+        s = qv_buffer_write(n->cs, 0, cs, cnt * 4, err);
+        free(cs);
+        if (s)
+            goto fail;
+    }
+    *out = n;
+    return QV_OK;
+fail:
+    qv_net_free(&n);
+    return s;
+}
+
+void qv_net_free(qv_net **pn)
+{
+    if (!pn || !*pn)
+        return;
+    qv_net *n = *pn;
+    for (int i = 0; i < n->n_params; i++) {
+        qv_buffer_destroy(&n->params[i].p);
+        qv_buffer_destroy(&n->params[i].g);
+        qv_buffer_destroy(&n->params[i].m1);
+        qv_buffer_destroy(&n->params[i].m2);
+    }
+    free(n->params);
+    if (n->p_emb < 0)
+        qv_buffer_destroy(&n->tok_emb);
+    if (n->p_out_norm < 0)
+        qv_buffer_destroy(&n->out_norm);
+    if (!n->cfg.tied && n->p_head < 0)
+        qv_buffer_destroy(&n->head);
+    if (n->L)
+        for (int l = 0; l < n->cfg.n_layers; l++) {
+            layer_dev *L = &n->L[l];
+            if (L->attn_norm < 0) qv_buffer_destroy(&L->attn_norm_b);
+            if (L->ffn_norm < 0) qv_buffer_destroy(&L->ffn_norm_b);
+            if (L->attn_sub < 0) qv_buffer_destroy(&L->attn_sub_b);
+            if (L->ffn_sub < 0) qv_buffer_destroy(&L->ffn_sub_b);
+            for (int i = 0; i < QV_LIN_COUNT; i++) {
+                qv_buffer_destroy(&L->lin[i].packed);
+                qv_buffer_destroy(&L->lin[i].w16);
+                qv_buffer_destroy(&L->lin[i].w32);
+                qv_buffer_destroy(&L->lin[i].H);
+            }
+            qv_buffer *acts[] = {L->xn1, L->q,     L->k,   L->v,
+                                 L->att, L->att_n, L->x_mid, L->xn2,
+                                 L->g,   L->u,     L->h,   L->h_n};
+            for (size_t j = 0; j < sizeof acts / sizeof acts[0]; j++)
+                qv_buffer_destroy(&acts[j]);
+        }
+    free(n->L);
+    if (n->x)
+        for (int l = 0; l <= n->cfg.n_layers; l++)
+            qv_buffer_destroy(&n->x[l]);
+    free(n->x);
+    qv_buffer *ws[] = {n->xf,  n->logits, n->dlogits, n->loss,   n->ids,
+                       n->tgt, n->cs,     n->xq,      n->xs,     n->wsD[0],
+                       n->wsD[1], n->wsF[0], n->wsF[1], n->wsF[2], n->dq,
+                       n->dk,  n->dv,     n->attL,    n->attD,   n->rstd,
+                       n->dgj, n->dH,     n->dA,      n->dB,     n->red};
+    for (size_t j = 0; j < sizeof ws / sizeof ws[0]; j++)
+        qv_buffer_destroy(&ws[j]);
+    free(n);
+    *pn = NULL;
+}
+
+/* ---- the linear layers --------------------------------------------------- */
+
+/* Quantises X (T, K) to int8 per token: the BitLinear input. */
+static qv_status quantize_input(qv_net *n, qv_buffer *X, int32_t K, qv_err *err)
+{
+    if (n->o.weights != QV_WEIGHTS_TERNARY || n->o.ste_surrogate)
+        return QV_OK;
+    LAUNCH("quantize_act", SH(n->T, 0, K, 0), B_(X), B_(n->xq), B_(n->xs),
+           I_(n->T), I_(K));
+    return QV_OK;
+}
+
+/* Y (T, N) = BitLinear(X) [+ LoRA]; X already went through quantize_input. */
+static qv_status lin_fwd(qv_net *n, int l, int i, qv_buffer *X, qv_buffer *Y,
+                         qv_err *err)
+{
+    lin_dev *ld = &n->L[l].lin[i];
+    int32_t T = n->T, N = ld->N, K = ld->K;
+    if (ld->w32) /* Y (T, N) = X (T, K) . W (N, K)^T */
+        LAUNCH("f32_matmul", SH(T, N, K, 0), B_(X), B_(ld->w32), B_(Y), I_(T),
+               I_(N), I_(K), I_(0), I_(1), I_(0));
+    else if (n->o.weights == QV_WEIGHTS_TERNARY)
+        LAUNCH("ternary_matmul", SH(T, N, K, 0), B_(n->xq), B_(n->xs),
+               B_(ld->packed), B_(Y), I_(T), I_(N), I_(K), F_(ld->scale));
+    else
+        LAUNCH("f16_matmul", SH(T, N, K, 0), B_(X), B_(ld->w16), B_(Y), I_(T),
+               I_(N), I_(K));
+    if (ld->pa >= 0)
+        LAUNCH("lora_fwd", SH(T, N, K, n->r), B_(X), B_(n->params[ld->pa].p),
+               B_(n->params[ld->pb].p), B_(ld->H), B_(Y), I_(T), I_(N), I_(K),
+               I_(n->r), F_(n->lora_scale));
+    return QV_OK;
+}
+
+/* Given dY (T, N) of linear i with input X (T, K): dX = dY . W (written, or
+ * added when accumulate), adapter gradients added, shadow weight gradient
+ * added (full training). Straight-through estimator: the int8 input
+ * quantisation and the ternary weight quantisation pass gradients as if
+ * they were the identity. */
+static qv_status lin_bwd(qv_net *n, int l, int i, qv_buffer *X, qv_buffer *dY,
+                         qv_buffer *dX, int accumulate, qv_buffer *tmp,
+                         qv_err *err)
+{
+    lin_dev *ld = &n->L[l].lin[i];
+    int32_t T = n->T, N = ld->N, K = ld->K;
+    qv_buffer *dst = accumulate ? tmp : dX;
+    if (n->o.weights == QV_WEIGHTS_TERNARY)
+        LAUNCH("ternary_matmul_t", SH(T, N, K, 0), B_(dY), B_(ld->packed),
+               B_(dst), I_(T), I_(N), I_(K), F_(ld->scale));
+    else
+        LAUNCH("f16_matmul_t", SH(T, N, K, 0), B_(dY), B_(ld->w16), B_(dst),
+               I_(T), I_(N), I_(K));
+    if (ld->pa >= 0) {
+        param *A = &n->params[ld->pa], *B = &n->params[ld->pb];
+        LAUNCH("lora_bwd", SH(T, N, K, n->r), B_(X), B_(A->p), B_(B->p),
+               B_(ld->H), B_(dY), B_(n->dH), B_(n->dA), B_(n->dB), B_(dst),
+               I_(T), I_(N), I_(K), I_(n->r), F_(n->lora_scale));
+        qv_status s;
+        if ((s = axpby(n, n->dA, A->g, A->n, 1.0f, 1.0f, err)) ||
+            (s = axpby(n, n->dB, B->g, B->n, 1.0f, 1.0f, err)))
+            return s;
+    }
+    if (ld->shadow >= 0) /* dW (N, K) += dY^T (N, T) . X (T, K) */
+        LAUNCH("f32_matmul", SH(N, K, T, 0), B_(dY), B_(X),
+               B_(n->params[ld->shadow].g), I_(N), I_(K), I_(T), I_(1), I_(0),
+               I_(1));
+    if (accumulate)
+        return axpby(n, tmp, dX, T * K, 1.0f, 1.0f, err);
+    return QV_OK;
+}
+
+/* ---- forward / backward ------------------------------------------------- */
+
+static qv_status layer_fwd(qv_net *n, int l, qv_err *err)
+{
+    layer_dev *L = &n->L[l];
+    qv_buffer *x = n->x[l], *y = n->x[l + 1];
+    int32_t T = n->T, D = n->D, F = n->F;
+    qv_status s;
+    /* attention */
+    if ((s = rmsnorm(n, x, L->attn_norm_b, L->xn1, D, err)) ||
+        (s = quantize_input(n, L->xn1, D, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_Q, L->xn1, L->q, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_K, L->xn1, L->k, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_V, L->xn1, L->v, err)))
+        return s;
+    LAUNCH("rope", S0, B_(L->q), B_(n->cs), I_(T), I_(n->Hq), I_(n->hd),
+           I_(n->o.seq), I_(1));
+    LAUNCH("rope", S0, B_(L->k), B_(n->cs), I_(T), I_(n->Hkv), I_(n->hd),
+           I_(n->o.seq), I_(1));
+    LAUNCH("attention", S0, B_(L->q), B_(L->k), B_(L->v), B_(L->att),
+           I_(n->o.batch), I_(n->o.seq), I_(n->Hq), I_(n->Hkv), I_(n->hd),
+           F_(1.0f / sqrtf((float)n->hd)));
+    qv_buffer *o_in = L->att;
+    if (L->att_n) {
+        if ((s = rmsnorm(n, L->att, L->attn_sub_b, L->att_n, D, err)))
+            return s;
+        o_in = L->att_n;
+    }
+    if ((s = quantize_input(n, o_in, D, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_O, o_in, n->wsD[0], err)) ||
+        (s = axpby(n, x, L->x_mid, T * D, 1.0f, 0.0f, err)) ||
+        (s = axpby(n, n->wsD[0], L->x_mid, T * D, 1.0f, 1.0f, err)))
+        return s;
+    /* MLP */
+    if ((s = rmsnorm(n, L->x_mid, L->ffn_norm_b, L->xn2, D, err)) ||
+        (s = quantize_input(n, L->xn2, D, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_GATE, L->xn2, L->g, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_UP, L->xn2, L->u, err)))
+        return s;
+    LAUNCH("swiglu", S0, B_(L->g), B_(L->u), B_(L->h), I_(T * F),
+           I_(n->cfg.act));
+    qv_buffer *d_in = L->h;
+    if (L->h_n) {
+        if ((s = rmsnorm(n, L->h, L->ffn_sub_b, L->h_n, F, err)))
+            return s;
+        d_in = L->h_n;
+    }
+    if ((s = quantize_input(n, d_in, F, err)) ||
+        (s = lin_fwd(n, l, QV_LIN_DOWN, d_in, n->wsD[0], err)) ||
+        (s = axpby(n, L->x_mid, y, T * D, 1.0f, 0.0f, err)) ||
+        (s = axpby(n, n->wsD[0], y, T * D, 1.0f, 1.0f, err)))
+        return s;
+    return QV_OK;
+}
+
+/* dx holds d loss / d x[l+1] on entry and d loss / d x[l] on return. */
+static qv_status layer_bwd(qv_net *n, int l, qv_buffer *dx, qv_err *err)
+{
+    layer_dev *L = &n->L[l];
+    int32_t T = n->T, D = n->D, F = n->F;
+    qv_status s;
+    qv_buffer *wa = n->wsF[0], *wb = n->wsF[1], *wc = n->wsF[2];
+    /* MLP: y = x_mid + down(sub(swiglu(gate(xn2), up(xn2)))) */
+    qv_buffer *d_in = L->h_n ? L->h_n : L->h;
+    if ((s = lin_bwd(n, l, QV_LIN_DOWN, d_in, dx, wa, 0, NULL, err)))
+        return s;
+    qv_buffer *dh = wa, *du = wb;
+    if (L->h_n) {
+        if ((s = fill(n, wb, T * F, 0.0f, err)) ||
+            (s = rmsnorm_bwd(n, L->h, L->ffn_sub_b, L->ffn_sub, wa, wb, F, err)))
+            return s;
+        dh = wb;
+        du = wa;
+    }
+    LAUNCH("swiglu_bwd", S0, B_(L->g), B_(L->u), B_(dh), B_(wc), B_(du),
+           I_(T * F), I_(n->cfg.act));
+    if ((s = lin_bwd(n, l, QV_LIN_GATE, L->xn2, wc, n->wsD[0], 0, NULL, err)) ||
+        (s = lin_bwd(n, l, QV_LIN_UP, L->xn2, du, n->wsD[0], 1, n->wsD[1], err)) ||
+        (s = rmsnorm_bwd(n, L->x_mid, L->ffn_norm_b, L->ffn_norm, n->wsD[0], dx,
+                         D, err)))
+        return s;
+    /* attention: x_mid = x + o(sub(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))) */
+    qv_buffer *o_in = L->att_n ? L->att_n : L->att;
+    if ((s = lin_bwd(n, l, QV_LIN_O, o_in, dx, n->wsD[0], 0, NULL, err)))
+        return s;
+    qv_buffer *datt = n->wsD[0];
+    if (L->att_n) {
+        if ((s = fill(n, n->wsD[1], T * D, 0.0f, err)) ||
+            (s = rmsnorm_bwd(n, L->att, L->attn_sub_b, L->attn_sub, n->wsD[0],
+                             n->wsD[1], D, err)))
+            return s;
+        datt = n->wsD[1];
+    }
+    LAUNCH("attention_bwd", S0, B_(L->q), B_(L->k), B_(L->v), B_(datt),
+           B_(n->attL), B_(n->attD), B_(n->dq), B_(n->dk), B_(n->dv),
+           I_(n->o.batch), I_(n->o.seq), I_(n->Hq), I_(n->Hkv), I_(n->hd),
+           F_(1.0f / sqrtf((float)n->hd)));
+    LAUNCH("rope", S0, B_(n->dq), B_(n->cs), I_(T), I_(n->Hq), I_(n->hd),
+           I_(n->o.seq), I_(-1));
+    LAUNCH("rope", S0, B_(n->dk), B_(n->cs), I_(T), I_(n->Hkv), I_(n->hd),
+           I_(n->o.seq), I_(-1));
+    /* datt is free now: wsD[0] or wsD[1] is the sum, the other the tmp */
+    qv_buffer *sum = n->wsD[0], *tmp = n->wsD[1];
+    if ((s = lin_bwd(n, l, QV_LIN_Q, L->xn1, n->dq, sum, 0, NULL, err)) ||
+        (s = lin_bwd(n, l, QV_LIN_K, L->xn1, n->dk, sum, 1, tmp, err)) ||
+        (s = lin_bwd(n, l, QV_LIN_V, L->xn1, n->dv, sum, 1, tmp, err)) ||
+        (s = rmsnorm_bwd(n, n->x[l], L->attn_norm_b, L->attn_norm, sum, dx, D,
+                         err)))
+        return s;
+    return QV_OK;
+}
+
+qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
+                     int backward, float gscale, double *loss_sum,
+                     int64_t *count, qv_err *err)
+{
+    int32_t T = n->T, D = n->D, V = n->V;
+    int nl = n->cfg.n_layers;
+    qv_status s;
+    if (backward && !targets)
+        return qv_fail(err, QV_ERR_INVALID, "train: backward needs targets");
+    if ((s = qv_buffer_write(n->ids, 0, tokens, (size_t)T * 4, err)))
+        return s;
+    LAUNCH("embed", S0, B_(n->ids), B_(n->tok_emb), B_(n->x[0]), I_(T), I_(D),
+           I_(V));
+    for (int l = 0; l < nl; l++)
+        if ((s = layer_fwd(n, l, err)))
+            return s;
+    if ((s = rmsnorm(n, n->x[nl], n->out_norm, n->xf, D, err)))
+        return s;
+    /* logits (T, V) = xf (T, D) . head (V, D)^T */
+    LAUNCH("f32_matmul", SH(T, V, D, 0), B_(n->xf), B_(n->head), B_(n->logits),
+           I_(T), I_(V), I_(D), I_(0), I_(1), I_(0));
+    n->have_logits = 1;
+    if (!targets)
+        return qv_device_sync(n->dev, err);
+    if ((s = qv_buffer_write(n->tgt, 0, targets, (size_t)T * 4, err)))
+        return s;
+    LAUNCH("cross_entropy", S0, B_(n->logits), B_(n->tgt), B_(n->loss),
+           B_(n->dlogits), I_(T), I_(V), F_(gscale));
+    if (backward) {
+        qv_buffer *dx = n->wsD[0];
+        /* dxf (T, D) = dlogits (T, V) . head (V, D) */
+        LAUNCH("f32_matmul", SH(T, D, V, 0), B_(n->dlogits), B_(n->head),
+               B_(dx), I_(T), I_(D), I_(V), I_(0), I_(0), I_(0));
+        int ph = n->cfg.tied ? n->p_emb : n->p_head;
+        if (ph >= 0) /* dhead (V, D) += dlogits^T (V, T) . xf (T, D) */
+            LAUNCH("f32_matmul", SH(V, D, T, 0), B_(n->dlogits), B_(n->xf),
+                   B_(n->params[ph].g), I_(V), I_(D), I_(T), I_(1), I_(0),
+                   I_(1));
+        /* the residual stream's gradient needs a buffer of its own (layer_bwd
+         * uses wsD as scratch): xf, whose last reader was dhead above */
+        qv_buffer *dstream = n->xf;
+        if ((s = fill(n, dstream, T * D, 0.0f, err)) ||
+            (s = rmsnorm_bwd(n, n->x[nl], n->out_norm, n->p_out_norm, dx,
+                             dstream, D, err)))
+            return s;
+        for (int l = nl - 1; l >= 0; l--)
+            if ((s = layer_bwd(n, l, dstream, err)))
+                return s;
+        if (n->p_emb >= 0)
+            LAUNCH("embed_bwd", S0, B_(n->ids), B_(dstream),
+                   B_(n->params[n->p_emb].g), I_(T), I_(D), I_(V));
+    }
+    float *loss = malloc((size_t)T * 4);
+    if (!loss)
+        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    s = qv_buffer_read(n->loss, 0, loss, (size_t)T * 4, err);
+    if (!s) {
+        double sum = 0.0;
+        int64_t c = 0;
+        for (int32_t t = 0; t < T; t++)
+            if (targets[t] >= 0 && targets[t] < V) {
+                sum += loss[t];
+                c++;
+            }
+        if (loss_sum)
+            *loss_sum += sum;
+        if (count)
+            *count += c;
+    }
+    free(loss);
+    return s;
+}
+
+qv_status qv_net_logits(qv_net *n, int32_t row, float *out, qv_err *err)
+{
+    if (!n->have_logits || row < 0 || row >= n->T)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "train: no logits row %d (run a forward pass first)",
+                       row);
+    return qv_buffer_read(n->logits, (size_t)row * (size_t)n->V * 4, out,
+                          (size_t)n->V * 4, err);
+}
+
+/* ---- optimizer ---------------------------------------------------------- */
+
+qv_status qv_net_zero_grads(qv_net *n, qv_err *err)
+{
+    for (int i = 0; i < n->n_params; i++) {
+        qv_status s = fill(n, n->params[i].g, n->params[i].n, 0.0f, err);
+        if (s)
+            return s;
+    }
+    return QV_OK;
+}
+
+static qv_status sum_partial(qv_net *n, qv_buffer *x, int32_t count, int mode,
+                             double *out, qv_err *err)
+{
+    LAUNCH("reduce_partial", S0, B_(x), B_(n->red), I_(count), I_(mode));
+    size_t parts = ((size_t)count + 1023) / 1024;
+    float *h = malloc(parts * 4);
+    if (!h)
+        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    qv_status s = qv_buffer_read(n->red, 0, h, parts * 4, err);
+    double acc = 0.0;
+    for (size_t i = 0; i < parts && !s; i++)
+        acc += h[i];
+    free(h);
+    *out = acc;
+    return s;
+}
+
+qv_status qv_net_grad_norm(qv_net *n, double *norm, qv_err *err)
+{
+    double ss = 0.0;
+    for (int i = 0; i < n->n_params; i++) {
+        double v;
+        qv_status s = sum_partial(n, n->params[i].g, n->params[i].n, 0, &v, err);
+        if (s)
+            return s;
+        ss += v;
+    }
+    *norm = sqrt(ss);
+    return QV_OK;
+}
+
+qv_status qv_net_adamw(qv_net *n, const qv_adamw_hp *hp, int64_t step,
+                       float gscale, qv_err *err)
+{
+    if (step < 1)
+        return qv_fail(err, QV_ERR_INVALID, "train: optimizer step %lld < 1",
+                       (long long)step);
+    float bc1 = (float)(1.0 - pow((double)hp->beta1, (double)step));
+    float bc2 = (float)(1.0 - pow((double)hp->beta2, (double)step));
+    for (int i = 0; i < n->n_params; i++) {
+        param *p = &n->params[i];
+        LAUNCH("adamw", S0, B_(p->p), B_(p->g), B_(p->m1), B_(p->m2), I_(p->n),
+               F_(hp->lr), F_(hp->beta1), F_(hp->beta2), F_(hp->eps),
+               F_(p->decay ? hp->weight_decay : 0.0f), F_(bc1), F_(bc2),
+               F_(gscale));
+    }
+    return QV_OK;
+}
+
+qv_status qv_net_requantize(qv_net *n, qv_err *err)
+{
+    for (int l = 0; l < n->cfg.n_layers; l++)
+        for (int i = 0; i < QV_LIN_COUNT; i++) {
+            lin_dev *ld = &n->L[l].lin[i];
+            if (ld->shadow < 0)
+                continue;
+            param *p = &n->params[ld->shadow];
+            double sabs;
+            qv_status s = sum_partial(n, p->p, p->n, 1, &sabs, err);
+            if (s)
+                return s;
+            float scale = (float)(sabs / (double)p->n);
+            if (!(scale >= 1e-5f))
+                scale = 1e-5f;
+            ld->scale = scale;
+            LAUNCH("ternary_pack", S0, B_(p->p), B_(ld->packed), I_(ld->N),
+                   I_(ld->K), F_(1.0f / scale));
+        }
+    return QV_OK;
+}
+
+/* ---- parameter access ---------------------------------------------------- */
+
+int qv_net_n_params(const qv_net *n) { return n->n_params; }
+
+void qv_net_param_info(const qv_net *n, int i, qv_param_info *out)
+{
+    *out = n->params[i].info;
+}
+
+static qv_buffer *param_buf(qv_net *n, int i, int which)
+{
+    param *p = &n->params[i];
+    switch (which) {
+    case QV_PARAM_VALUE: return p->p;
+    case QV_PARAM_GRAD: return p->g;
+    case QV_PARAM_M1: return p->m1;
+    default: return p->m2;
+    }
+}
+
+qv_status qv_net_param_read(qv_net *n, int i, int which, float *host,
+                            qv_err *err)
+{
+    if (i < 0 || i >= n->n_params)
+        return qv_fail(err, QV_ERR_INVALID, "train: no parameter %d", i);
+    return qv_buffer_read(param_buf(n, i, which), 0, host,
+                          (size_t)n->params[i].n * 4, err);
+}
+
+qv_status qv_net_param_write(qv_net *n, int i, int which, const float *host,
+                             qv_err *err)
+{
+    if (i < 0 || i >= n->n_params)
+        return qv_fail(err, QV_ERR_INVALID, "train: no parameter %d", i);
+    return qv_buffer_write(param_buf(n, i, which), 0, host,
+                           (size_t)n->params[i].n * 4, err);
+}
+
+qv_status qv_net_export(qv_net *n, qv_model *m, qv_err *err)
+{
+    qv_status s = QV_OK;
+    if (n->p_emb >= 0)
+        s = qv_net_param_read(n, n->p_emb, QV_PARAM_VALUE, m->tok_emb, err);
+    if (!s && n->p_out_norm >= 0)
+        s = qv_net_param_read(n, n->p_out_norm, QV_PARAM_VALUE, m->out_norm, err);
+    if (!s && n->p_head >= 0)
+        s = qv_net_param_read(n, n->p_head, QV_PARAM_VALUE, m->head, err);
+    for (int l = 0; l < n->cfg.n_layers && !s; l++) {
+        layer_dev *L = &n->L[l];
+        qv_layer *hl = &m->layers[l];
+        if (L->attn_norm >= 0)
+            s = qv_net_param_read(n, L->attn_norm, QV_PARAM_VALUE, hl->attn_norm, err);
+        if (!s && L->ffn_norm >= 0)
+            s = qv_net_param_read(n, L->ffn_norm, QV_PARAM_VALUE, hl->ffn_norm, err);
+        if (!s && L->attn_sub >= 0)
+            s = qv_net_param_read(n, L->attn_sub, QV_PARAM_VALUE, hl->attn_sub_norm, err);
+        if (!s && L->ffn_sub >= 0)
+            s = qv_net_param_read(n, L->ffn_sub, QV_PARAM_VALUE, hl->ffn_sub_norm, err);
+        for (int i = 0; i < QV_LIN_COUNT && !s; i++)
+            if (L->lin[i].shadow >= 0 && hl->lin[i].w)
+                s = qv_net_param_read(n, L->lin[i].shadow, QV_PARAM_VALUE,
+                                      hl->lin[i].w, err);
+    }
+    if (!s)
+        s = qv_model_requantize(m, err);
+    return s;
+}
+
+void qv_net_memory_get(const qv_net *n, qv_net_memory *out)
+{
+    out->peak = qv_device_peak_bytes(n->dev);
+    memcpy(out->by_tag, n->dev->tag_peak, sizeof out->by_tag);
+}
