@@ -5,6 +5,7 @@
  * written the way the device code writes it. */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "common/half.h"
 #include "kernels/ref/ref_kernels.h"
@@ -176,27 +177,48 @@ static double dot_do_v(const float *dout, const float *v, int t, int j, int h,
     return s;
 }
 
+/* Softmax statistics of query (t = b*S + i, h): log-sum-exp of its scores
+ * and D = sum_j P[i,j] (dO_i . V_j), in double. */
+static void row_stats(const float *q, const float *k, const float *v,
+                      const float *dout, int b, int i, int h, int S, int Hq,
+                      int Hkv, int hd, float scale, double *lse_out,
+                      double *d_out)
+{
+    int hk = h / (Hq / Hkv), t = b * S + i;
+    double mx = -INFINITY, sum = 0.0, D = 0.0;
+    for (int j = 0; j <= i; j++)
+        mx = fmax(mx, score(q, k, t, b * S + j, h, hk, Hq, Hkv, hd, scale));
+    for (int j = 0; j <= i; j++)
+        sum += exp(score(q, k, t, b * S + j, h, hk, Hq, Hkv, hd, scale) - mx);
+    double lse = mx + log(sum);
+    for (int j = 0; j <= i; j++) {
+        double p = exp(score(q, k, t, b * S + j, h, hk, Hq, Hkv, hd, scale) - lse);
+        D += p * dot_do_v(dout, v, t, b * S + j, h, hk, Hq, Hkv, hd);
+    }
+    *lse_out = lse;
+    *d_out = D;
+}
+
 void qv_ref_attention_bwd(const float *q, const float *k, const float *v,
                           const float *dout, float *L, float *Dd, float *dq,
                           float *dk, float *dv, int B, int S, int Hq, int Hkv,
                           int hd, float scale)
 {
     int grp = Hq / Hkv;
+    /* the statistics in double, kept for stage 1 (recomputed there when
+     * there is no memory for them) */
+    size_t nrow = (size_t)B * (size_t)S * (size_t)Hq;
+    double *lse_d = malloc(nrow * sizeof *lse_d), *dd_d = malloc(nrow * sizeof *dd_d);
     /* stage 0: per query */
     for (int b = 0; b < B; b++)
         for (int i = 0; i < S; i++)
             for (int h = 0; h < Hq; h++) {
                 int t = b * S + i, hk = h / grp;
-                double mx = -INFINITY, sum = 0.0;
-                for (int j = 0; j <= i; j++)
-                    mx = fmax(mx, score(q, k, t, b * S + j, h, hk, Hq, Hkv, hd, scale));
-                for (int j = 0; j <= i; j++)
-                    sum += exp(score(q, k, t, b * S + j, h, hk, Hq, Hkv, hd, scale) - mx);
-                double lse = mx + log(sum);
-                double D = 0.0;
-                for (int j = 0; j <= i; j++) {
-                    double p = exp(score(q, k, t, b * S + j, h, hk, Hq, Hkv, hd, scale) - lse);
-                    D += p * dot_do_v(dout, v, t, b * S + j, h, hk, Hq, Hkv, hd);
+                double lse, D;
+                row_stats(q, k, v, dout, b, i, h, S, Hq, Hkv, hd, scale, &lse, &D);
+                if (lse_d && dd_d) {
+                    lse_d[(size_t)t * Hq + h] = lse;
+                    dd_d[(size_t)t * Hq + h] = D;
                 }
                 L[(size_t)t * Hq + h] = (float)lse;
                 Dd[(size_t)t * Hq + h] = (float)D;
@@ -221,10 +243,16 @@ void qv_ref_attention_bwd(const float *q, const float *k, const float *v,
                 for (int h = hk * grp; h < (hk + 1) * grp; h++)
                     for (int i = j; i < S; i++) {
                         int t = b * S + i;
-                        double lse = L[(size_t)t * Hq + h];
+                        double lse, D;
+                        if (lse_d && dd_d) {
+                            lse = lse_d[(size_t)t * Hq + h];
+                            D = dd_d[(size_t)t * Hq + h];
+                        } else {
+                            row_stats(q, k, v, dout, b, i, h, S, Hq, Hkv, hd,
+                                      scale, &lse, &D);
+                        }
                         double p = exp(score(q, k, t, tj, h, hk, Hq, Hkv, hd, scale) - lse);
-                        double ds = p * (dot_do_v(dout, v, t, tj, h, hk, Hq, Hkv, hd) -
-                                         Dd[(size_t)t * Hq + h]);
+                        double ds = p * (dot_do_v(dout, v, t, tj, h, hk, Hq, Hkv, hd) - D);
                         const float *qi = q + ((size_t)t * Hq + h) * hd;
                         const float *di = dout + ((size_t)t * Hq + h) * hd;
                         for (int d = 0; d < hd; d++) {
@@ -237,6 +265,8 @@ void qv_ref_attention_bwd(const float *q, const float *k, const float *v,
                     dk[((size_t)tj * Hkv + hk) * hd + d] = (float)(ak[d] * scale);
                 }
             }
+    free(lse_d);
+    free(dd_d);
 }
 
 static float act_f(float g, int act)
