@@ -217,9 +217,10 @@ qv_status qv_model_init_random(const qv_model_config *cfg, uint64_t seed,
         goto nomem;
     for (size_t i = 0; i < VD; i++)
         m->tok_emb[i] = 0.02f * gauss(&r);
+    /* an untied head of std 1/sqrt(dim) starts with unit-scale logits */
     if (m->head)
         for (size_t i = 0; i < VD; i++)
-            m->head[i] = 0.02f * gauss(&r);
+            m->head[i] = gauss(&r) / sqrtf((float)cfg->dim);
     for (int l = 0; l < cfg->n_layers; l++) {
         qv_layer *L = &m->layers[l];
         L->attn_norm = ones((size_t)cfg->dim);

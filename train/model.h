@@ -93,7 +93,8 @@ typedef struct qv_model {
 } qv_model;
 
 /* Allocates a model of shape cfg with weights drawn from seed: embedding
- * and shadow weights N(0, 0.02^2) (so `w` is set), norms 1, ternary codes
+ * and shadow weights N(0, 0.02^2) (so `w` is set), an untied head
+ * N(0, 1/dim) (unit-scale logits), norms 1, ternary codes
  * and scales by absmean quantisation of the shadow weights. */
 qv_status qv_model_init_random(const qv_model_config *cfg, uint64_t seed,
                                qv_model **out, qv_err *err);

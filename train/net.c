@@ -318,11 +318,11 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
             a[j] = sa * qv_rng_uniform(&rng, -1.7320508f, 1.7320508f);
         for (size_t j = 0; j < nb; j++)
             b[j] = n->o.lora_b_std * qv_rng_uniform(&rng, -1.7320508f, 1.7320508f);
-        snprintf(name, sizeof name, "blk.%d.%s.lora_a", l, gguf_lin[i]);
+        snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", l, gguf_lin[i]);
         s = add_param(n, name, l, i, n->r, hl->K, a, 0, QV_MEM_ADAPTER,
                       &ld->pa, err);
         if (!s) {
-            snprintf(name, sizeof name, "blk.%d.%s.lora_b", l, gguf_lin[i]);
+            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", l, gguf_lin[i]);
             s = add_param(n, name, l, i, hl->N, n->r, b, 0, QV_MEM_ADAPTER,
                           &ld->pb, err);
         }

@@ -85,7 +85,7 @@ qv_status qv_net_requantize(qv_net *n, qv_err *err);
 /* The trained parameters, for checkpoints, adapters and gradient checks. */
 int qv_net_n_params(const qv_net *n);
 typedef struct qv_param_info {
-    char name[64];   /* GGUF-style, e.g. "blk.0.attn_q.lora_a" */
+    char name[64];   /* GGUF-style, e.g. "blk.0.attn_q.weight.lora_a" */
     int32_t rows, cols;
     int layer;       /* -1 for non-layer parameters */
     int lin;         /* qv_lin_id for adapters and shadow weights, else -1 */
