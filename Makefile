@@ -104,11 +104,17 @@ $(BUILD)/spv/%.spv: kernels/vulkan/%.comp $(wildcard kernels/vulkan/*.glsl)
 	@$(if $(Q),echo "  GLSLC   $<")
 	$(Q)$(GLSLC) --target-env=vulkan1.1 -O -Ikernels/vulkan -o $@ $<
 
-$(BUILD)/gen/embedded_data.c: $(BUILD)/tools/embed $(CL_SRC) $(SPV) $(FLAGS_STAMP)
+# The built-in model, fine-tuning data and pretraining corpus (docs/data.md),
+# each only if present.
+DATA_EMBED := $(wildcard data/model/qvac-tiny.gguf data/finetune/pirate.jsonl data/corpus/stories.txt)
+DATA_NAME = $(if $(findstring qvac-tiny,$(1)),model/qvac-tiny.gguf,data/$(notdir $(1)))
+
+$(BUILD)/gen/embedded_data.c: $(BUILD)/tools/embed $(CL_SRC) $(SPV) $(DATA_EMBED) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(BUILD)/tools/embed $@ \
 	  $(foreach f,$(CL_SRC),opencl/$(notdir $(f))=$(f)) \
-	  $(foreach f,$(SPV),vulkan/$(notdir $(f))=$(f))
+	  $(foreach f,$(SPV),vulkan/$(notdir $(f))=$(f)) \
+	  $(foreach f,$(DATA_EMBED),$(call DATA_NAME,$(f))=$(f))
 
 $(BUILD)/obj/gen/embedded_data.o: $(BUILD)/gen/embedded_data.c
 	@mkdir -p $(dir $@)

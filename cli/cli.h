@@ -26,7 +26,14 @@ int qv_cmd_kernels(int argc, char **argv);
 void qv_help_kernels(FILE *out);
 int qv_cmd_tune(int argc, char **argv);
 void qv_help_tune(FILE *out);
-void qv_help_kernels(FILE *out);
+int qv_cmd_finetune(int argc, char **argv);
+void qv_help_finetune(FILE *out);
+int qv_cmd_compare(int argc, char **argv);
+void qv_help_compare(FILE *out);
+int qv_cmd_generate(int argc, char **argv);
+void qv_help_generate(FILE *out);
+int qv_cmd_pretrain(int argc, char **argv);
+void qv_help_pretrain(FILE *out);
 
 /* Prints "qvac: <msg>" to stderr; returns QV_EXIT_FAIL. */
 int qv_cli_error(const qv_err *err);

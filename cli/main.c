@@ -17,6 +17,14 @@ static const qv_cmd commands[] = {
      qv_cmd_kernels, qv_help_kernels},
     {"tune", "autotune the kernels on each device and cache the best",
      qv_cmd_tune, qv_help_tune},
+    {"finetune", "LoRA fine-tuning of a BitNet model on one device",
+     qv_cmd_finetune, qv_help_finetune},
+    {"compare", "the same fine-tune with ternary and 16-bit weights, side by side",
+     qv_cmd_compare, qv_help_compare},
+    {"generate", "continue a prompt with a model (and an adapter)",
+     qv_cmd_generate, qv_help_generate},
+    {"pretrain", "train a BitNet model from scratch (quantisation-aware)",
+     qv_cmd_pretrain, qv_help_pretrain},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -99,14 +99,46 @@ static const qv_config *config_for(qv_net *n, const qv_kernel_decl *k,
     return &e->c;
 }
 
+/* QVAC_PROFILE=1 in the environment: every launch waits for its device
+ * time, summed per kernel and printed to stderr when the net is freed. */
+typedef struct prof_entry {
+    const char *name;
+    double ns;
+    long calls;
+} prof_entry;
+static prof_entry g_prof[64];
+
 static qv_status run(qv_net *n, const char *name, qv_shape s,
                      const qv_arg *args, int nargs, qv_err *err)
 {
     const qv_kernel_decl *k = qv_kernel_find(name);
     if (!k)
         return qv_fail(err, QV_ERR_NOT_FOUND, "train: no kernel %s", name);
-    return qv_launch(n->dev, name, config_for(n, k, s), args, nargs, NULL,
-                     err);
+    static int profile = -1;
+    if (profile < 0)
+        profile = getenv("QVAC_PROFILE") != NULL;
+    uint64_t ns = 0;
+    qv_status st = qv_launch(n->dev, name, config_for(n, k, s), args, nargs,
+                             profile ? &ns : NULL, err);
+    for (int i = 0; profile && i < 64; i++)
+        if (!g_prof[i].name || !strcmp(g_prof[i].name, name)) {
+            g_prof[i].name = name;
+            g_prof[i].ns += (double)ns;
+            g_prof[i].calls++;
+            break;
+        }
+    return st;
+}
+
+static void prof_print(void)
+{
+    double total = 0;
+    for (int i = 0; i < 64 && g_prof[i].name; i++)
+        total += g_prof[i].ns;
+    for (int i = 0; i < 64 && g_prof[i].name; i++)
+        fprintf(stderr, "profile %-18s %8ld calls %10.1f ms %5.1f%%\n",
+                g_prof[i].name, g_prof[i].calls, g_prof[i].ns / 1e6,
+                100.0 * g_prof[i].ns / (total > 0 ? total : 1));
 }
 
 #define LAUNCH(name, s, ...)                                                   \
@@ -509,6 +541,8 @@ void qv_net_free(qv_net **pn)
     if (!pn || !*pn)
         return;
     qv_net *n = *pn;
+    if (getenv("QVAC_PROFILE"))
+        prof_print();
     for (int i = 0; i < n->n_params; i++) {
         qv_buffer_destroy(&n->params[i].p);
         qv_buffer_destroy(&n->params[i].g);

@@ -1,0 +1,798 @@
+/* cli/cmd_train.c — `qvac finetune`, `qvac compare`, `qvac generate` and
+ * `qvac pretrain`: argument parsing, device choice, progress bars and the
+ * summary tables. The work is done by train/. */
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "autotune/cache.h"
+#include "cli/cli.h"
+#include "common/embedded.h"
+#include "formats/dataset.h"
+#include "formats/tokenizer.h"
+#include "kernels/verify.h"
+#include "train/train.h"
+
+#define BUILTIN_MODEL "model/qvac-tiny.gguf"
+#define BUILTIN_DATA "data/pirate.jsonl"
+#define BUILTIN_CORPUS "data/stories.txt"
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) { (void)sig; g_stop = 1; }
+
+/* ---- options shared by finetune, compare and pretrain ------------------- */
+
+typedef struct targs {
+    const char *cmd;
+    const char *model, *data, *device, *out, *resume, *db;
+    qv_train_opts o;
+    double val_fraction;
+    int json, steps_set;
+    /* pretrain */
+    qv_model_config mc;
+    /* generate */
+    const char *adapter, *prompt;
+    int tokens;
+    float temperature;
+} targs;
+
+static int parse_int(const char *cmd, const char *opt, const char *v,
+                     long lo, long hi, long *out)
+{
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi)
+        return qv_cli_usage(cmd, "%s needs an integer in %ld..%ld", opt, lo, hi);
+    *out = n;
+    return 0;
+}
+
+static int parse_float(const char *cmd, const char *opt, const char *v,
+                       double lo, double hi, double *out)
+{
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (!*v || *end || !(d >= lo && d <= hi))
+        return qv_cli_usage(cmd, "%s needs a number in %g..%g", opt, lo, hi);
+    *out = d;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, targs *a)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        double d;
+        int rc = 0;
+        if (!strcmp(o, "--json")) { a->json = 1; continue; }
+        if (!v)
+            return qv_cli_usage(a->cmd, "unknown or incomplete option '%s'", o);
+        i++;
+        if (!strcmp(o, "--model")) a->model = v;
+        else if (!strcmp(o, "--data")) a->data = v;
+        else if (!strcmp(o, "--device")) a->device = v;
+        else if (!strcmp(o, "--out")) a->out = v;
+        else if (!strcmp(o, "--resume")) a->resume = v;
+        else if (!strcmp(o, "--db")) a->db = v;
+        else if (!strcmp(o, "--adapter")) a->adapter = v;
+        else if (!strcmp(o, "--prompt")) a->prompt = v;
+        else if (!strcmp(o, "--weights")) {
+            if (!strcmp(v, "ternary")) a->o.weights = QV_WEIGHTS_TERNARY;
+            else if (!strcmp(v, "f16")) a->o.weights = QV_WEIGHTS_F16;
+            else return qv_cli_usage(a->cmd, "--weights is ternary or f16");
+        } else if (!strcmp(o, "--targets")) {
+            qv_err e;
+            if (qv_lin_parse_targets(v, &a->o.targets, &e))
+                return qv_cli_usage(a->cmd, "%s", e.msg);
+        }
+        else if (!strcmp(o, "--rank")) { if (!(rc = parse_int(a->cmd, o, v, 1, 128, &n))) a->o.rank = (int32_t)n; }
+        else if (!strcmp(o, "--alpha")) { if (!(rc = parse_float(a->cmd, o, v, 1e-6, 1e6, &d))) a->o.alpha = (float)d; }
+        else if (!strcmp(o, "--lr")) { if (!(rc = parse_float(a->cmd, o, v, 1e-9, 10, &d))) a->o.lr = (float)d; }
+        else if (!strcmp(o, "--steps")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000000, &n))) { a->o.steps = n; a->steps_set = 1; } }
+        else if (!strcmp(o, "--warmup")) { if (!(rc = parse_int(a->cmd, o, v, 0, 100000000, &n))) a->o.warmup = n; }
+        else if (!strcmp(o, "--batch")) { if (!(rc = parse_int(a->cmd, o, v, 1, 4096, &n))) a->o.batch = (int32_t)n; }
+        else if (!strcmp(o, "--seq-len")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->o.seq = (int32_t)n; }
+        else if (!strcmp(o, "--accum")) { if (!(rc = parse_int(a->cmd, o, v, 1, 4096, &n))) a->o.accum = (int32_t)n; }
+        else if (!strcmp(o, "--clip")) { if (!(rc = parse_float(a->cmd, o, v, 0, 1e6, &d))) a->o.clip = (float)d; }
+        else if (!strcmp(o, "--weight-decay")) { if (!(rc = parse_float(a->cmd, o, v, 0, 10, &d))) a->o.weight_decay = (float)d; }
+        else if (!strcmp(o, "--val-fraction")) { if (!(rc = parse_float(a->cmd, o, v, 0, 0.9, &d))) a->val_fraction = d; }
+        else if (!strcmp(o, "--ckpt-every")) { if (!(rc = parse_int(a->cmd, o, v, 0, 100000000, &n))) a->o.ckpt_every = n; }
+        else if (!strcmp(o, "--eval-batches")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) a->o.eval_batches = (int32_t)n; }
+        else if (!strcmp(o, "--seed")) {
+            char *end = NULL;
+            a->o.seed = strtoull(v, &end, 10);
+            if (!*v || *end) return qv_cli_usage(a->cmd, "--seed needs an integer");
+        }
+        else if (!strcmp(o, "--tokens")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) a->tokens = (int)n; }
+        else if (!strcmp(o, "--temperature")) { if (!(rc = parse_float(a->cmd, o, v, 0, 10, &d))) a->temperature = (float)d; }
+        else if (!strcmp(o, "--dim")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->mc.dim = (int32_t)n; }
+        else if (!strcmp(o, "--layers")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_layers = (int32_t)n; }
+        else if (!strcmp(o, "--heads")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_heads = (int32_t)n; }
+        else if (!strcmp(o, "--kv-heads")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_kv_heads = (int32_t)n; }
+        else if (!strcmp(o, "--ffn")) { if (!(rc = parse_int(a->cmd, o, v, 1, 262144, &n))) a->mc.ffn_dim = (int32_t)n; }
+        else if (!strcmp(o, "--ctx")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->mc.ctx = (int32_t)n; }
+        else return qv_cli_usage(a->cmd, "unknown option '%s'", o);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- what a run starts from ------------------------------------------------ */
+
+static qv_status load_model(const char *path, qv_model **m, qv_err *err)
+{
+    if (path)
+        return qv_model_load(path, m, err);
+    const qv_embedded_file *f = qv_embedded_find(BUILTIN_MODEL);
+    if (!f)
+        return qv_fail(err, QV_ERR_NOT_FOUND,
+                       "this build has no built-in model (data/model/qvac-tiny.gguf "
+                       "was missing when it was built); pass --model FILE or run "
+                       "`qvac pretrain` and rebuild");
+    return qv_model_load_mem(f->data, f->size, "built-in model", m, err);
+}
+
+static qv_status load_data(const char *path, qv_dataset **ds, qv_err *err)
+{
+    qv_status s;
+    if (path) {
+        s = qv_dataset_load_file(path, ds, err);
+    } else {
+        const qv_embedded_file *f = qv_embedded_find(BUILTIN_DATA);
+        if (!f)
+            return qv_fail(err, QV_ERR_NOT_FOUND,
+                           "this build has no built-in dataset; pass --data FILE");
+        s = qv_dataset_load_mem((const char *)f->data, f->size,
+                                "built-in dataset", ds, err);
+    }
+    if (s)
+        return s;
+    size_t stored = 0;
+    const qv_dataset_issue *is = qv_dataset_issues(*ds, &stored);
+    for (size_t i = 0; i < stored; i++)
+        fprintf(stderr, "qvac: %s:%llu: skipped: %s\n", qv_dataset_name(*ds),
+                (unsigned long long)is[i].line, is[i].reason);
+    uint64_t total = qv_dataset_n_issues(*ds);
+    if (total > stored)
+        fprintf(stderr, "qvac: %s: %llu more lines skipped\n",
+                qv_dataset_name(*ds), (unsigned long long)(total - stored));
+    return QV_OK;
+}
+
+/* The device: the one named, else the fastest kind present: a GPU, then
+ * OpenCL on the CPU (PoCL, multi-threaded), then Vulkan on the CPU, then
+ * the reference. */
+static qv_device *pick_device(qv_devlist *devs, const char *want, qv_err *err)
+{
+    if (want) {
+        qv_device *d = qv_devlist_find(devs, want);
+        if (!d)
+            qv_fail(err, QV_ERR_NOT_FOUND,
+                    "no device '%s' (see `qvac devices`)", want);
+        return d;
+    }
+    qv_device *best = NULL;
+    int best_rank = -1;
+    for (size_t i = 0; i < devs->n; i++) {
+        qv_device *d = devs->dev[i];
+        int r = !d->info.is_cpu ? 3 : !strcmp(d->info.backend, "opencl") ? 2
+              : !strcmp(d->info.backend, "vulkan") ? 1 : 0;
+        if (r > best_rank) {
+            best = d;
+            best_rank = r;
+        }
+    }
+    return best;
+}
+
+static qv_tune_cache *open_cache(const char *db)
+{
+    char path[1024];
+    if (!db) {
+        if (qv_tune_cache_default_path(path, sizeof path, NULL))
+            return NULL;
+        db = path;
+    }
+    if (access(db, R_OK))
+        return NULL;
+    qv_tune_cache *c = NULL;
+    if (qv_tune_cache_open(db, 1, 2000, &c, NULL))
+        return NULL;
+    return c;
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+typedef struct prog {
+    int tty, quiet;
+    const char *label;
+    double last;
+} prog;
+
+static void fmt_time(double s, char *buf, size_t n)
+{
+    if (!(s >= 0) || s > 1e7)
+        s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static int on_progress(void *user, const qv_train_progress *p)
+{
+    prog *ps = user;
+    if (ps->quiet)
+        return 0;
+    if (strcmp(p->phase, "train")) {
+        if (ps->tty)
+            fprintf(stderr, "\r\033[K%s: %s ...", ps->label, p->phase);
+        else
+            fprintf(stderr, "%s: %s ...\n", ps->label, p->phase);
+        return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    /* a line per step on a terminal; every 2 s (and the last step) in logs */
+    if (!ps->tty && now - ps->last < 2.0 && p->step != p->steps)
+        return 0;
+    ps->last = now;
+    char eta[32], mem[32];
+    fmt_time(p->eta_s, eta, sizeof eta);
+    qv_fmt_bytes(p->peak_bytes, mem, sizeof mem);
+    int width = 20, fill = p->steps ? (int)(width * p->step / p->steps) : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "%s%s [%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  "
+            "ETA %s  peak %s%s", ps->tty ? "\r\033[K" : "", ps->label, bar,
+            (long long)p->step, (long long)p->steps, p->loss, (double)p->lr,
+            p->tokens_per_s, eta, mem, ps->tty ? "" : "\n");
+    if (ps->tty && p->step == p->steps)
+        fputc('\n', stderr);
+    return 0;
+}
+
+/* ---- finetune ------------------------------------------------------------------- */
+
+void qv_help_finetune(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac finetune [--model M.gguf] [--data D.jsonl] [--device ID]\n"
+        "                     [--weights ternary|f16] [--rank R] [--alpha A] [--targets LIST]\n"
+        "                     [--lr LR] [--steps N] [--warmup N] [--batch B] [--seq-len S]\n"
+        "                     [--accum N] [--clip C] [--seed N] [--val-fraction F]\n"
+        "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH] [--json]\n\n"
+        "LoRA fine-tuning of a BitNet b1.58 model on one device. The ternary base is\n"
+        "frozen; adapters on the target modules are trained with AdamW (warm-up, cosine\n"
+        "decay, gradient clipping, accumulation). Data is JSON Lines, one object a line:\n"
+        "{\"text\": ...} or {\"prompt\": ..., \"completion\": ...} (loss on the completion).\n"
+        "With no --model / --data: the built-in model and the built-in dataset.\n\n"
+        "options:\n"
+        "  --model FILE       GGUF model (architecture bitnet, ternary weights)\n"
+        "  --data FILE        JSON Lines dataset\n"
+        "  --device ID        device (`qvac devices`; default: the fastest found)\n"
+        "  --weights MODE     ternary (default) or f16: the same weights in 16 bits\n"
+        "  --rank R           LoRA rank (default 16)      --alpha A  scale alpha/r (32)\n"
+        "  --targets LIST     q,k,v,o,gate,up,down or all (default q,v)\n"
+        "  --lr LR            peak learning rate (2e-3)   --warmup N  warm-up steps (5)\n"
+        "  --steps N          optimizer steps (60)        --accum N   micro-batches a step (1)\n"
+        "  --batch B          sequences a micro-batch (4) --seq-len S tokens a sequence (64)\n"
+        "  --clip C           max gradient norm (1.0; 0 = off)\n"
+        "  --seed N           seed of data order and adapter init (42)\n"
+        "  --val-fraction F   held-out share of the data for validation loss (0.1)\n"
+        "  --ckpt-every N     checkpoint every N steps (and always at the end)\n"
+        "  --out DIR          where adapter.gguf, metrics.json, checkpoint.gguf go (qvac-out)\n"
+        "  --resume DIR       continue the run whose checkpoint is in DIR (same options)\n"
+        "  --db PATH          autotune cache to take kernel configurations from\n"
+        "  --json             print the summary as one JSON object\n"
+        "  -h, --help         this help\n\n"
+        "Ctrl-C stops after the current step and writes a checkpoint; --resume goes on.\n");
+}
+
+static void defaults(targs *a, const char *cmd)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    qv_train_opts_default(&a->o);
+    a->val_fraction = 0.1;
+    a->tokens = 120;
+    a->temperature = 0.7f;
+}
+
+typedef struct run_out {
+    qv_train_result r;
+    char device[32];
+    double seconds;
+} run_out;
+
+/* Loads, splits, trains; prints progress. */
+static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
+                              const char *label, int quiet, run_out *ro,
+                              qv_err *err)
+{
+    memset(ro, 0, sizeof *ro);
+    qv_model *m = NULL;
+    qv_dataset *all = NULL, *tr = NULL, *va = NULL;
+    qv_tune_cache *cache = open_cache(a->db);
+    qv_status s = load_model(a->model, &m, err);
+    if (!s)
+        s = load_data(a->data, &all, err);
+    if (!s)
+        s = qv_dataset_split(all, a->val_fraction, o->seed, &tr, &va, err);
+    qv_device *dev = s ? NULL : pick_device(devs, a->device, err);
+    if (!s && !dev)
+        s = err->code ? err->code : QV_ERR_NOT_FOUND;
+    if (!s) {
+        snprintf(ro->device, sizeof ro->device, "%s", dev->info.id);
+        prog ps = {.tty = isatty(2), .quiet = quiet, .label = label};
+        o->cache = cache;
+        o->progress = on_progress;
+        o->progress_user = &ps;
+        o->stop = &g_stop;
+        if (!quiet)
+            fprintf(stderr, "%s: %s (%s), %s weights, %zu train / %zu validation "
+                    "examples\n", label, dev->info.id, dev->info.name,
+                    qv_weights_name(o->weights), qv_dataset_n_examples(tr),
+                    va ? qv_dataset_n_examples(va) : (size_t)0);
+        s = qv_train_run(dev, m, tr, va && qv_dataset_n_examples(va) ? va : NULL,
+                         o, &ro->r, err);
+    }
+    qv_tune_cache_destroy(&cache);
+    qv_dataset_free(tr);
+    qv_dataset_free(va);
+    qv_dataset_free(all);
+    qv_model_free(&m);
+    return s;
+}
+
+static json_t *mem_json(const qv_net_memory *mm)
+{
+    json_t *j = json_object();
+    for (int t = 0; t < QV_MEM_NTAGS; t++)
+        if (mm->by_tag[t])
+            json_object_set_new(j, qv_mem_tag_name((qv_mem_tag)t),
+                                json_integer((json_int_t)mm->by_tag[t]));
+    return j;
+}
+
+int qv_cmd_finetune(int argc, char **argv)
+{
+    targs a;
+    defaults(&a, "finetune");
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    a.o.out_dir = a.out ? a.out : a.resume ? a.resume : "qvac-out";
+    a.o.resume_dir = a.resume;
+    qv_err err = {0};
+    qv_devlist *devs = NULL;
+    if (qv_devlist_open(&devs, &err))
+        return qv_cli_error(&err);
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    run_out ro;
+    qv_status s = run_finetune(&a, devs, &a.o, "finetune", a.json, &ro, &err);
+    qv_devlist_destroy(&devs);
+    if (s)
+        return qv_cli_error(&err);
+    qv_train_result *r = &ro.r;
+    if (r->interrupted) {
+        fprintf(stderr, "\nqvac: interrupted at step %lld of %lld; the checkpoint "
+                "is in %s: run the same command with --resume %s to go on\n",
+                (long long)r->steps_done, (long long)a.o.steps, a.o.out_dir,
+                a.o.out_dir);
+        free(r->losses);
+        return QV_EXIT_FAIL;
+    }
+    if (a.json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "device", json_string(ro.device));
+        json_object_set_new(j, "weights", json_string(qv_weights_name(a.o.weights)));
+        json_object_set_new(j, "steps", json_integer(r->steps_done));
+        json_object_set_new(j, "train_loss_before", json_real(r->train_loss_before));
+        json_object_set_new(j, "train_loss_after", json_real(r->train_loss_after));
+        if (!isnan(r->val_loss_before)) {
+            json_object_set_new(j, "val_loss_before", json_real(r->val_loss_before));
+            json_object_set_new(j, "val_loss_after", json_real(r->val_loss_after));
+        }
+        json_object_set_new(j, "tokens_per_s", json_real(r->tokens_per_s));
+        json_object_set_new(j, "peak_bytes", json_integer((json_int_t)r->mem.peak));
+        json_object_set_new(j, "peak_bytes_by_category", mem_json(&r->mem));
+        json_object_set_new(j, "trained_params", json_integer((json_int_t)r->adapter_params));
+        char p[4200];
+        snprintf(p, sizeof p, "%s/adapter.gguf", a.o.out_dir);
+        json_object_set_new(j, "adapter", json_string(p));
+        snprintf(p, sizeof p, "%s/metrics.json", a.o.out_dir);
+        json_object_set_new(j, "metrics", json_string(p));
+        qv_cli_print_json(j);
+    } else {
+        char b[32];
+        printf("\n%-22s %10s %10s\n", "", "before", "after");
+        printf("%-22s %10.4f %10.4f\n", "train loss", r->train_loss_before,
+               r->train_loss_after);
+        if (!isnan(r->val_loss_before))
+            printf("%-22s %10.4f %10.4f\n", "validation loss",
+                   r->val_loss_before, r->val_loss_after);
+        printf("\n%-22s %s (%s weights)\n", "device", ro.device,
+               qv_weights_name(a.o.weights));
+        printf("%-22s %lld (from %lld)\n", "steps", (long long)r->steps_done,
+               (long long)r->start_step);
+        printf("%-22s %.1f\n", "tokens/s", r->tokens_per_s);
+        printf("%-22s %llu\n", "trained parameters",
+               (unsigned long long)r->adapter_params);
+        qv_fmt_bytes(r->mem.peak, b, sizeof b);
+        printf("%-22s %s\n", "peak device memory", b);
+        for (int t = 0; t < QV_MEM_NTAGS; t++)
+            if (r->mem.by_tag[t]) {
+                qv_fmt_bytes(r->mem.by_tag[t], b, sizeof b);
+                printf("  %-20s %s\n", qv_mem_tag_name((qv_mem_tag)t), b);
+            }
+        printf("\nwrote %s/adapter.gguf, %s/metrics.json, %s/checkpoint.gguf\n",
+               a.o.out_dir, a.o.out_dir, a.o.out_dir);
+    }
+    free(r->losses);
+    return QV_EXIT_OK;
+}
+
+/* ---- compare ---------------------------------------------------------------------- */
+
+void qv_help_compare(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac compare [--model M.gguf] [--data D.jsonl] [--device ID] [--steps N]\n"
+        "                    [finetune options] [--json]\n\n"
+        "Runs the same short fine-tune twice on one device, one after the other: with the\n"
+        "base weights ternary (2 bits a weight, the ternary kernels) and with the same\n"
+        "weights in 16 bits (f16 kernels), and prints throughput and peak device memory of\n"
+        "both and their ratios. Defaults: the built-in model and data, 8 steps.\n"
+        "--json prints one object with both runs and memory_reduction (the fraction of\n"
+        "peak memory the ternary run saves).\n");
+}
+
+int qv_cmd_compare(int argc, char **argv)
+{
+    targs a;
+    defaults(&a, "compare");
+    a.o.steps = 8;
+    a.o.warmup = 2;
+    a.o.eval_batches = 2;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (a.resume)
+        return qv_cli_usage("compare", "--resume is not for compare");
+    qv_err err = {0};
+    qv_devlist *devs = NULL;
+    if (qv_devlist_open(&devs, &err))
+        return qv_cli_error(&err);
+    signal(SIGINT, on_sigint);
+    run_out ro[2];
+    const char *labels[2] = {"ternary", "f16"};
+    qv_status s = QV_OK;
+    for (int w = 0; w < 2 && !s; w++) {
+        qv_train_opts o = a.o;
+        o.weights = (qv_weights)w;
+        o.out_dir = NULL;
+        s = run_finetune(&a, devs, &o, labels[w], a.json, &ro[w], &err);
+        if (!s && ro[w].r.interrupted)
+            s = qv_fail(&err, QV_ERR_INVALID, "compare: interrupted");
+    }
+    qv_devlist_destroy(&devs);
+    if (s)
+        return qv_cli_error(&err);
+    qv_train_result *t = &ro[0].r, *f = &ro[1].r;
+    double red = f->mem.peak ? 1.0 - (double)t->mem.peak / (double)f->mem.peak : 0;
+    double wred = f->mem.by_tag[QV_MEM_WEIGHTS]
+                      ? 1.0 - (double)t->mem.by_tag[QV_MEM_WEIGHTS] /
+                                  (double)f->mem.by_tag[QV_MEM_WEIGHTS]
+                      : 0;
+    double speed = f->tokens_per_s > 0 ? t->tokens_per_s / f->tokens_per_s : 0;
+    if (a.json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "device", json_string(ro[0].device));
+        json_object_set_new(j, "steps", json_integer(a.o.steps));
+        for (int w = 0; w < 2; w++) {
+            json_t *r = json_object();
+            json_object_set_new(r, "tokens_per_s", json_real(ro[w].r.tokens_per_s));
+            json_object_set_new(r, "peak_bytes", json_integer((json_int_t)ro[w].r.mem.peak));
+            json_object_set_new(r, "peak_bytes_by_category", mem_json(&ro[w].r.mem));
+            json_object_set_new(r, "train_loss_before", json_real(ro[w].r.train_loss_before));
+            json_object_set_new(r, "train_loss_after", json_real(ro[w].r.train_loss_after));
+            json_object_set_new(j, labels[w], r);
+        }
+        json_object_set_new(j, "memory_reduction", json_real(red));
+        json_object_set_new(j, "weights_memory_reduction", json_real(wred));
+        json_object_set_new(j, "speedup", json_real(speed));
+        qv_cli_print_json(j);
+    } else {
+        char b1[32], b2[32];
+        printf("\ncompare on %s, %lld steps of %d x %d tokens\n\n", ro[0].device,
+               (long long)a.o.steps, a.o.batch, a.o.seq);
+        printf("%-22s %14s %14s %10s\n", "", "ternary", "f16", "ratio");
+        printf("%-22s %14.1f %14.1f %9.2fx\n", "tokens/s", t->tokens_per_s,
+               f->tokens_per_s, speed);
+        qv_fmt_bytes(t->mem.peak, b1, sizeof b1);
+        qv_fmt_bytes(f->mem.peak, b2, sizeof b2);
+        printf("%-22s %14s %14s %9.2fx\n", "peak device memory", b1, b2,
+               f->mem.peak ? (double)t->mem.peak / (double)f->mem.peak : 0);
+        for (int tg = 0; tg < QV_MEM_NTAGS; tg++) {
+            if (!t->mem.by_tag[tg] && !f->mem.by_tag[tg])
+                continue;
+            qv_fmt_bytes(t->mem.by_tag[tg], b1, sizeof b1);
+            qv_fmt_bytes(f->mem.by_tag[tg], b2, sizeof b2);
+            printf("  %-20s %14s %14s\n", qv_mem_tag_name((qv_mem_tag)tg), b1, b2);
+        }
+        printf("%-22s %14.4f %14.4f\n", "train loss after", t->train_loss_after,
+               f->train_loss_after);
+        printf("\nmemory reduction: %.1f%% of peak device memory (weights alone: "
+               "%.1f%%)\n", 100.0 * red, 100.0 * wred);
+    }
+    free(t->losses);
+    free(f->losses);
+    return QV_EXIT_OK;
+}
+
+/* ---- generate ----------------------------------------------------------------------- */
+
+void qv_help_generate(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac generate [--model M.gguf] [--adapter A.gguf] --prompt TEXT\n"
+        "                     [--tokens N] [--temperature T] [--seed N] [--device ID]\n"
+        "                     [--weights ternary|f16]\n\n"
+        "Continues TEXT with the model (the built-in one by default), with a LoRA adapter\n"
+        "from `qvac finetune` when given, so you can see what the adapter changed.\n"
+        "Temperature 0 is greedy; the default is 0.7 (seeded sampling, 120 tokens).\n");
+}
+
+int qv_cmd_generate(int argc, char **argv)
+{
+    targs a;
+    defaults(&a, "generate");
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (!a.prompt)
+        return qv_cli_usage("generate", "--prompt TEXT is required");
+    qv_err err = {0};
+    qv_model *m = NULL;
+    if (load_model(a.model, &m, &err))
+        return qv_cli_error(&err);
+    int32_t rank = 0;
+    float alpha = 0;
+    unsigned targets = 0;
+    if (a.adapter && qv_adapter_info(a.adapter, &rank, &alpha, &targets, &err)) {
+        qv_model_free(&m);
+        return qv_cli_error(&err);
+    }
+    qv_devlist *devs = NULL;
+    if (qv_devlist_open(&devs, &err)) {
+        qv_model_free(&m);
+        return qv_cli_error(&err);
+    }
+    qv_device *dev = pick_device(devs, a.device, &err);
+    size_t plen = strlen(a.prompt);
+    int32_t ctx = m->cfg.ctx;
+    int32_t *ids = malloc(((size_t)ctx + plen + (size_t)a.tokens + 2) * 4);
+    float *logits = malloc((size_t)m->cfg.vocab * 4);
+    qv_net *n = NULL;
+    int32_t cur_s = 0;
+    qv_status s = dev ? QV_OK : QV_ERR_NOT_FOUND;
+    if (!s && (!ids || !logits))
+        s = qv_fail(&err, QV_ERR_NOMEM, "generate: out of memory");
+    int32_t len = 0;
+    if (!s) {
+        ids[len++] = QV_TOK_BOS;
+        qv_tok_encode(a.prompt, plen, ids + len);
+        len += (int32_t)plen;
+        fputs(a.prompt, stdout);
+        fflush(stdout);
+    }
+    qv_rng rng = {a.o.seed * 0x9E3779B97F4A7C15ull + 1};
+    int32_t *window = malloc((size_t)ctx * 4);
+    if (!window && !s)
+        s = qv_fail(&err, QV_ERR_NOMEM, "generate: out of memory");
+    for (int t = 0; t < a.tokens && !s && !g_stop; t++) {
+        /* the last ctx tokens, in a net just long enough (grown by doubling:
+         * the cost of a step is that of its window) */
+        int32_t w = len < ctx ? len : ctx;
+        int32_t need = 16;
+        while (need < w)
+            need *= 2;
+        if (need > ctx)
+            need = ctx;
+        if (need != cur_s) {
+            qv_net_free(&n);
+            qv_net_opts no = {.weights = a.o.weights, .batch = 1, .seq = need,
+                              .rank = rank, .alpha = alpha, .targets = targets,
+                              .seed = 1};
+            s = qv_net_new(dev, m, &no, &n, &err);
+            if (!s && a.adapter)
+                s = qv_adapter_load(n, a.adapter, &err);
+            if (s)
+                break;
+            cur_s = need;
+        }
+        for (int32_t i = 0; i < cur_s; i++)
+            window[i] = i < w ? ids[len - w + i] : QV_TOK_EOS;
+        s = qv_net_run(n, window, NULL, 0, 0.0f, NULL, NULL, &err);
+        if (!s)
+            s = qv_net_logits(n, w - 1, logits, &err);
+        if (s)
+            break;
+        int32_t next = 0;
+        if (a.temperature <= 0.0f) {
+            for (int32_t v = 1; v < m->cfg.vocab; v++)
+                if (logits[v] > logits[next])
+                    next = v;
+        } else {
+            double mx = -INFINITY, sum = 0.0;
+            for (int32_t v = 0; v < m->cfg.vocab; v++)
+                mx = fmax(mx, logits[v]);
+            for (int32_t v = 0; v < m->cfg.vocab; v++)
+                sum += exp((logits[v] - mx) / a.temperature);
+            double u = (double)(qv_rng_next(&rng) >> 11) / 9007199254740992.0 * sum;
+            for (next = 0; next < m->cfg.vocab - 1; next++) {
+                u -= exp((logits[next] - mx) / a.temperature);
+                if (u <= 0)
+                    break;
+            }
+        }
+        if (next == QV_TOK_EOS)
+            break;
+        ids[len++] = next;
+        char c[4];
+        if (qv_tok_decode(&next, 1, c, sizeof c) == 1) {
+            fputc(c[0], stdout);
+            fflush(stdout);
+        }
+    }
+    fputc('\n', stdout);
+    free(window);
+    free(ids);
+    free(logits);
+    qv_net_free(&n);
+    qv_devlist_destroy(&devs);
+    qv_model_free(&m);
+    if (s)
+        return qv_cli_error(&err);
+    return QV_EXIT_OK;
+}
+
+/* ---- pretrain --------------------------------------------------------------------------- */
+
+void qv_help_pretrain(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac pretrain [--data TEXT_FILE] [--out MODEL.gguf] [--device ID]\n"
+        "                     [--dim D] [--layers L] [--heads H] [--kv-heads H] [--ffn F]\n"
+        "                     [--ctx C] [--steps N] [--lr LR] [--batch B] [--seq-len S]\n"
+        "                     [--seed N] [--ckpt-every N] [--resume DIR]\n\n"
+        "Trains a BitNet b1.58 model from scratch with quantisation-aware training (f32\n"
+        "shadow weights, ternary forward, straight-through estimator) on plain text, and\n"
+        "writes it as GGUF (TQ2_0 weights where rows are multiples of 256). This is how\n"
+        "the built-in model is made (see docs/data.md for the exact command).\n"
+        "Defaults: the built-in corpus; dim 256, 4 layers, 4 heads (2 kv), ffn 768,\n"
+        "ctx 128, squared ReLU, sub-norms; 1500 steps of 8 x 128 tokens at lr 3e-3.\n");
+}
+
+int qv_cmd_pretrain(int argc, char **argv)
+{
+    targs a;
+    defaults(&a, "pretrain");
+    a.mc = (qv_model_config){
+        .vocab = QV_TOK_VOCAB, .dim = 256, .n_layers = 4, .n_heads = 4,
+        .n_kv_heads = 2, .ffn_dim = 768, .ctx = 128, .rope_theta = 10000.0f,
+        .norm_eps = 1e-5f, .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0,
+    };
+    a.o.full = 1;
+    a.o.steps = 1500;
+    a.o.warmup = 50;
+    a.o.lr = 3e-3f;
+    a.o.batch = 8;
+    a.o.seq = 128;
+    a.o.weight_decay = 0.01f;
+    a.o.ckpt_every = 100;
+    a.o.eval_batches = 16;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (a.o.seq > a.mc.ctx)
+        return qv_cli_usage("pretrain", "--seq-len %d exceeds --ctx %d", a.o.seq, a.mc.ctx);
+    const char *out = a.out ? a.out : "qvac-tiny.gguf";
+    char ckdir[4200];
+    snprintf(ckdir, sizeof ckdir, "%s.ckpt", out);
+    a.o.out_dir = ckdir;
+    a.o.resume_dir = a.resume;
+    qv_err err = {0};
+    qv_model *m = NULL;
+    qv_dataset *all = NULL, *tr = NULL, *va = NULL;
+    qv_status s = qv_model_init_random(&a.mc, a.o.seed, &m, &err);
+    if (!s) {
+        if (a.data) {
+            FILE *f = fopen(a.data, "rb");
+            if (!f) {
+                s = qv_fail(&err, QV_ERR_NOT_FOUND, "cannot open %s", a.data);
+            } else {
+                fseek(f, 0, SEEK_END);
+                long sz = ftell(f);
+                fseek(f, 0, SEEK_SET);
+                char *b = sz > 0 ? malloc((size_t)sz) : NULL;
+                if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz)
+                    s = qv_fail(&err, QV_ERR_IO, "cannot read %s", a.data);
+                else
+                    s = qv_dataset_from_text(b, (size_t)sz, a.data, &all, &err);
+                free(b);
+                fclose(f);
+            }
+        } else {
+            const qv_embedded_file *f = qv_embedded_find(BUILTIN_CORPUS);
+            if (!f)
+                s = qv_fail(&err, QV_ERR_NOT_FOUND,
+                            "this build has no built-in corpus; pass --data FILE");
+            else
+                s = qv_dataset_from_text((const char *)f->data, f->size,
+                                         "built-in corpus", &all, &err);
+        }
+    }
+    if (!s)
+        s = qv_dataset_split(all, 0.02, a.o.seed, &tr, &va, &err);
+    qv_devlist *devs = NULL;
+    if (!s)
+        s = qv_devlist_open(&devs, &err);
+    qv_device *dev = s ? NULL : pick_device(devs, a.device, &err);
+    if (!s && !dev)
+        s = QV_ERR_NOT_FOUND;
+    qv_train_result r;
+    memset(&r, 0, sizeof r);
+    if (!s) {
+        uint64_t nt, no;
+        qv_model_count(&a.mc, &nt, &no);
+        fprintf(stderr, "pretrain: %s (%s): %llu ternary + %llu other parameters, "
+                "%zu tokens of text\n", dev->info.id, dev->info.name,
+                (unsigned long long)nt, (unsigned long long)no,
+                qv_dataset_n_tokens(tr));
+        signal(SIGINT, on_sigint);
+        signal(SIGTERM, on_sigint);
+        prog ps = {.tty = isatty(2), .label = "pretrain"};
+        a.o.progress = on_progress;
+        a.o.progress_user = &ps;
+        a.o.stop = &g_stop;
+        qv_tune_cache *cache = open_cache(a.db);
+        a.o.cache = cache;
+        s = qv_train_run(dev, m, tr, va, &a.o, &r, &err);
+        qv_tune_cache_destroy(&cache);
+    }
+    if (!s && r.interrupted) {
+        fprintf(stderr, "\nqvac: interrupted at step %lld; resume with --resume %s\n",
+                (long long)r.steps_done, ckdir);
+        s = QV_ERR_INVALID;
+        err.msg[0] = '\0';
+        snprintf(err.msg, sizeof err.msg, "pretraining interrupted");
+    }
+    if (!s) {
+        qv_model_drop_shadow(m);
+        s = qv_model_save(m, out, &err);
+    }
+    if (!s)
+        printf("pretrain: loss %.4f -> %.4f (validation %.4f -> %.4f), %.0f tok/s; "
+               "wrote %s\n", r.train_loss_before, r.train_loss_after,
+               r.val_loss_before, r.val_loss_after, r.tokens_per_s, out);
+    free(r.losses);
+    qv_devlist_destroy(&devs);
+    qv_dataset_free(tr);
+    qv_dataset_free(va);
+    qv_dataset_free(all);
+    qv_model_free(&m);
+    if (s)
+        return qv_cli_error(&err);
+    return QV_EXIT_OK;
+}
