@@ -195,8 +195,23 @@ void qv_model_drop_shadow(qv_model *m)
         }
 }
 
+static qv_status init(const qv_model_config *cfg, uint64_t seed, int shadow,
+                      qv_model **out, qv_err *err);
+
 qv_status qv_model_init_random(const qv_model_config *cfg, uint64_t seed,
                                qv_model **out, qv_err *err)
+{
+    return init(cfg, seed, 1, out, err);
+}
+
+qv_status qv_model_init_synthetic(const qv_model_config *cfg, uint64_t seed,
+                                  qv_model **out, qv_err *err)
+{
+    return init(cfg, seed, 0, out, err);
+}
+
+static qv_status init(const qv_model_config *cfg, uint64_t seed, int shadow,
+                      qv_model **out, qv_err *err)
 {
     *out = NULL;
     qv_status s = qv_model_config_check(cfg, err);
@@ -237,9 +252,18 @@ qv_status qv_model_init_random(const qv_model_config *cfg, uint64_t seed,
             qv_linear *lin = &L->lin[i];
             qv_model_lin_shape(cfg, (qv_lin_id)i, &lin->N, &lin->K);
             size_t n = (size_t)lin->N * (size_t)lin->K;
-            lin->w = malloc(n * sizeof(float));
             lin->q = malloc(n);
-            if (!lin->w || !lin->q)
+            if (!lin->q)
+                goto nomem;
+            if (!shadow) {
+                /* codes straight from the generator, about 1/3 each */
+                for (size_t j = 0; j < n; j++)
+                    lin->q[j] = (int8_t)((int)(qv_rng_next(&r) % 3u) - 1);
+                lin->scale = qv_f16_to_f32(qv_f32_to_f16(0.02f));
+                continue;
+            }
+            lin->w = malloc(n * sizeof(float));
+            if (!lin->w)
                 goto nomem;
             for (size_t j = 0; j < n; j++)
                 lin->w[j] = 0.02f * gauss(&r);
