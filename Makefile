@@ -2,7 +2,7 @@
 #   make            build/qvac
 #   make test       the Criterion suite (then the same under ASan+UBSan)
 #   make asan       the suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make demo       list devices, check every kernel on every device
+#   make demo       fine-tune the built-in model on the built-in data (before/after, compare)
 #   make clean
 # Every target that needs system packages runs scripts/deps.sh first (quiet
 # and quick when all is installed).
@@ -168,9 +168,9 @@ fuzz: deps
 	    build-fuzz/corpus/$$n > build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; \
 	  tail -1 build-fuzz/$$n.log; done
 
+# The main job end to end on the embedded defaults (scripts/demo.sh).
 demo: all
-	$(BUILD)/qvac devices
-	$(BUILD)/qvac check
+	@BUILD=$(BUILD) bash scripts/demo.sh
 
 # Autotuner benchmark (benchmarks/README.md): the exhaustive search on every
 # device, strategies replayed against it, CLBlast SGEMM beside the tuned
@@ -183,6 +183,18 @@ $(BUILD)/bench_tune: benchmarks/bench_tune.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
+
+# Training benchmark (benchmarks/README.md): the same short LoRA fine-tune
+# with ternary and with f16 weights, built-in and BitNet-shaped models, on
+# every device but ref. Long on CPU devices; a too-slow run is skipped.
+.PHONY: bench-train
+bench-train: all $(BUILD)/bench_train
+	$(BUILD)/bench_train --out benchmarks/reports/training.md
+
+$(BUILD)/bench_train: benchmarks/bench_train.c $(LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -46,6 +46,11 @@ int qv_cli_usage(const char *cmd, const char *fmt, ...)
 /* True if argv[i] is -h or --help anywhere in argv. */
 int qv_cli_wants_help(int argc, char **argv);
 
+/* The device named by want, else the one training runs on by default: a
+ * GPU first, then OpenCL on the CPU (PoCL, multi-threaded), then Vulkan on
+ * the CPU, then the reference. NULL (and err) when there is none. */
+qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err);
+
 /* Prints a JSON value (indented) on stdout and releases it. */
 struct json_t;
 void qv_cli_print_json(struct json_t *v);

@@ -7,7 +7,7 @@
 void qv_help_devices(FILE *out)
 {
     fprintf(out,
-            "usage: qvac devices [--json]\n\n"
+            "usage: qvac devices [--json] [--best]\n\n"
             "Lists every compute device qvac can use: the plain-C reference "
             "(`ref`), every\nOpenCL device of every platform (`opencl:N`) and "
             "every Vulkan device (`vulkan:N`).\nThe id is what every --device "
@@ -17,6 +17,8 @@ void qv_help_devices(FILE *out)
             "cache.\n\n"
             "options:\n"
             "  --json     print a JSON list of objects instead of a table\n"
+            "  --best     print only the id of the device training uses by default\n"
+            "             (a GPU, else OpenCL on the CPU, else Vulkan, else ref)\n"
             "  -h, --help this help\n");
 }
 
@@ -37,10 +39,12 @@ static json_t *device_json(const qv_device_info *i)
 
 int qv_cmd_devices(int argc, char **argv)
 {
-    int as_json = 0;
+    int as_json = 0, best = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             as_json = 1;
+        else if (!strcmp(argv[i], "--best"))
+            best = 1;
         else
             return qv_cli_usage("devices", "unknown option '%s'", argv[i]);
     }
@@ -48,6 +52,13 @@ int qv_cmd_devices(int argc, char **argv)
     qv_devlist *list = NULL;
     if (qv_devlist_open(&list, &err))
         return qv_cli_error(&err);
+    if (best) {
+        qv_device *d = qv_cli_pick_device(list, NULL, &err);
+        if (d)
+            printf("%s\n", d->info.id);
+        qv_devlist_destroy(&list);
+        return d ? QV_EXIT_OK : qv_cli_error(&err);
+    }
     if (as_json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < list->n; i++)

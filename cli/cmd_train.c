@@ -166,30 +166,9 @@ static qv_status load_data(const char *path, qv_dataset **ds, qv_err *err)
     return QV_OK;
 }
 
-/* The device: the one named, else the fastest kind present: a GPU, then
- * OpenCL on the CPU (PoCL, multi-threaded), then Vulkan on the CPU, then
- * the reference. */
 static qv_device *pick_device(qv_devlist *devs, const char *want, qv_err *err)
 {
-    if (want) {
-        qv_device *d = qv_devlist_find(devs, want);
-        if (!d)
-            qv_fail(err, QV_ERR_NOT_FOUND,
-                    "no device '%s' (see `qvac devices`)", want);
-        return d;
-    }
-    qv_device *best = NULL;
-    int best_rank = -1;
-    for (size_t i = 0; i < devs->n; i++) {
-        qv_device *d = devs->dev[i];
-        int r = !d->info.is_cpu ? 3 : !strcmp(d->info.backend, "opencl") ? 2
-              : !strcmp(d->info.backend, "vulkan") ? 1 : 0;
-        if (r > best_rank) {
-            best = d;
-            best_rank = r;
-        }
-    }
-    return best;
+    return qv_cli_pick_device(devs, want, err);
 }
 
 static qv_tune_cache *open_cache(const char *db)
@@ -680,8 +659,8 @@ void qv_help_pretrain(FILE *out)
         "shadow weights, ternary forward, straight-through estimator) on plain text, and\n"
         "writes it as GGUF (TQ2_0 weights where rows are multiples of 256). This is how\n"
         "the built-in model is made (see docs/data.md for the exact command).\n"
-        "Defaults: the built-in corpus; dim 256, 4 layers, 4 heads (2 kv), ffn 768,\n"
-        "ctx 128, squared ReLU, sub-norms; 1500 steps of 8 x 128 tokens at lr 3e-3.\n");
+        "Defaults: the built-in corpus; dim 256, 3 layers, 4 heads (2 kv), ffn 512,\n"
+        "ctx 128, squared ReLU, sub-norms; 2000 steps of 4 x 128 tokens at lr 3e-3.\n");
 }
 
 int qv_cmd_pretrain(int argc, char **argv)
@@ -689,15 +668,15 @@ int qv_cmd_pretrain(int argc, char **argv)
     targs a;
     defaults(&a, "pretrain");
     a.mc = (qv_model_config){
-        .vocab = QV_TOK_VOCAB, .dim = 256, .n_layers = 4, .n_heads = 4,
-        .n_kv_heads = 2, .ffn_dim = 768, .ctx = 128, .rope_theta = 10000.0f,
+        .vocab = QV_TOK_VOCAB, .dim = 256, .n_layers = 3, .n_heads = 4,
+        .n_kv_heads = 2, .ffn_dim = 512, .ctx = 128, .rope_theta = 10000.0f,
         .norm_eps = 1e-5f, .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0,
     };
     a.o.full = 1;
-    a.o.steps = 1500;
+    a.o.steps = 2000;
     a.o.warmup = 50;
     a.o.lr = 3e-3f;
-    a.o.batch = 8;
+    a.o.batch = 4;
     a.o.seq = 128;
     a.o.weight_decay = 0.01f;
     a.o.ckpt_every = 100;

@@ -67,6 +67,31 @@ int qv_cli_wants_help(int argc, char **argv)
     return 0;
 }
 
+qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err)
+{
+    if (want) {
+        qv_device *d = qv_devlist_find(devs, want);
+        if (!d)
+            qv_fail(err, QV_ERR_NOT_FOUND,
+                    "no device '%s' (see `qvac devices`)", want);
+        return d;
+    }
+    qv_device *best = NULL;
+    int best_rank = -1;
+    for (size_t i = 0; i < devs->n; i++) {
+        qv_device *d = devs->dev[i];
+        int r = !d->info.is_cpu ? 3 : !strcmp(d->info.backend, "opencl") ? 2
+              : !strcmp(d->info.backend, "vulkan") ? 1 : 0;
+        if (r > best_rank) {
+            best = d;
+            best_rank = r;
+        }
+    }
+    if (!best)
+        qv_fail(err, QV_ERR_NOT_FOUND, "no device found (see `qvac devices`)");
+    return best;
+}
+
 void qv_cli_print_json(json_t *v)
 {
     char *s = json_dumps(v, JSON_INDENT(2));
