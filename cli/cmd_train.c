@@ -268,6 +268,8 @@ void qv_help_finetune(FILE *out)
         "  --seed N           seed of data order and adapter init (42)\n"
         "  --val-fraction F   held-out share of the data for validation loss (0.1)\n"
         "  --ckpt-every N     checkpoint every N steps (and always at the end)\n"
+        "  --eval-batches N   batches the before/after losses are measured on (8)\n"
+        "  --weight-decay W   AdamW decoupled weight decay (0)\n"
         "  --out DIR          where adapter.gguf, metrics.json, checkpoint.gguf go (qvac-out)\n"
         "  --resume DIR       continue the run whose checkpoint is in DIR (same options)\n"
         "  --db PATH          autotune cache to take kernel configurations from\n"
@@ -557,6 +559,7 @@ int qv_cmd_generate(int argc, char **argv)
         qv_model_free(&m);
         return qv_cli_error(&err);
     }
+    signal(SIGINT, on_sigint);
     qv_device *dev = pick_device(devs, a.device, &err);
     size_t plen = strlen(a.prompt);
     int32_t ctx = m->cfg.ctx;

@@ -8,7 +8,20 @@
 
 #include "common/half.h"
 #include "kernels/ternary.h"
-#include "kernels/verify.h"
+
+/* splitmix64: the model's own generator, so that the model code links
+ * without the compute layer (the fuzz target for the loader does). */
+typedef struct qv_rng {
+    uint64_t s;
+} qv_rng;
+
+static uint64_t qv_rng_next(qv_rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 
 static const char *lin_names[QV_LIN_COUNT] = {"q",    "k",  "v",   "o",
                                               "gate", "up", "down"};

@@ -116,7 +116,7 @@ static qv_status run(qv_net *n, const char *name, qv_shape s,
         return qv_fail(err, QV_ERR_NOT_FOUND, "train: no kernel %s", name);
     static int profile = -1;
     if (profile < 0)
-        profile = getenv("QVAC_PROFILE") != NULL;
+        profile = getenv("QVAC_PROFILE") && strcmp(getenv("QVAC_PROFILE"), "0");
     uint64_t ns = 0;
     qv_status st = qv_launch(n->dev, name, config_for(n, k, s), args, nargs,
                              profile ? &ns : NULL, err);
@@ -139,6 +139,7 @@ static void prof_print(void)
         fprintf(stderr, "profile %-18s %8ld calls %10.1f ms %5.1f%%\n",
                 g_prof[i].name, g_prof[i].calls, g_prof[i].ns / 1e6,
                 100.0 * g_prof[i].ns / (total > 0 ? total : 1));
+    memset(g_prof, 0, sizeof g_prof); /* each net reports its own */
 }
 
 #define LAUNCH(name, s, ...)                                                   \
@@ -541,7 +542,7 @@ void qv_net_free(qv_net **pn)
     if (!pn || !*pn)
         return;
     qv_net *n = *pn;
-    if (getenv("QVAC_PROFILE"))
+    if (g_prof[0].name)
         prof_print();
     for (int i = 0; i < n->n_params; i++) {
         qv_buffer_destroy(&n->params[i].p);

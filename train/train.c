@@ -84,10 +84,19 @@ qv_status qv_train_eval(qv_net *n, const qv_dataset *ds, int32_t batch,
 /* ---- checkpoints ----------------------------------------------------------- */
 
 /* What must match for --resume to continue a run. */
-static void run_signature(const qv_train_opts *o, char *buf, size_t n)
+static void run_signature(const qv_train_opts *o, const qv_model *m,
+                          const qv_dataset *ds, char *buf, size_t n)
 {
     char t[64];
     qv_lin_format_targets(o->targets, t, sizeof t);
+    const qv_model_config *c = &m->cfg;
+    int w = snprintf(buf, n, "model=%dx%d/%d/%d/%d data=%zu/%zu ", c->n_layers,
+                     c->dim, c->ffn_dim, c->n_heads, c->vocab,
+                     qv_dataset_n_examples(ds), qv_dataset_n_tokens(ds));
+    if (w < 0 || (size_t)w >= n)
+        return;
+    buf += w;
+    n -= (size_t)w;
     snprintf(buf, n,
              "weights=%s rank=%d alpha=%g targets=%s lr=%g steps=%lld "
              "warmup=%lld batch=%d seq=%d accum=%d clip=%g wd=%g seed=%llu "
@@ -125,12 +134,11 @@ typedef struct ckpt_state {
 } ckpt_state;
 
 static qv_status save_checkpoint(qv_net *n, const qv_train_opts *o,
-                                 const ckpt_state *st, const double *losses,
-                                 qv_err *err)
+                                 const char *sig, const ckpt_state *st,
+                                 const double *losses, qv_err *err)
 {
-    char path[4200], sig[512];
+    char path[4200];
     snprintf(path, sizeof path, "%s/checkpoint.gguf", o->out_dir);
-    run_signature(o, sig, sizeof sig);
     qv_gguf_writer *w = NULL;
     int np = qv_net_n_params(n);
     float **bufs = calloc((size_t)np * 3, sizeof *bufs);
@@ -184,11 +192,11 @@ static qv_status save_checkpoint(qv_net *n, const qv_train_opts *o,
 }
 
 static qv_status load_checkpoint(qv_net *n, const qv_train_opts *o,
-                                 ckpt_state *st, double *losses, qv_err *err)
+                                 const char *sig, ckpt_state *st,
+                                 double *losses, qv_err *err)
 {
-    char path[4200], sig[512];
+    char path[4200];
     snprintf(path, sizeof path, "%s/checkpoint.gguf", o->resume_dir);
-    run_signature(o, sig, sizeof sig);
     qv_gguf *g = NULL;
     qv_status s = qv_gguf_open(path, &g, err);
     if (s)
@@ -199,7 +207,8 @@ static qv_status load_checkpoint(qv_net *n, const qv_train_opts *o,
     if (!s && strcmp(have, sig))
         s = qv_fail(err, QV_ERR_INVALID,
                     "%s was written by a run with other settings:\n  it:   "
-                    "%.200s\n  this: %.200s\nresume with the same options",
+                    "%.300s\n  this: %.300s\nresume with the same model, data "
+                    "and options",
                     path, have, sig);
     if (!s)
         s = qv_gguf_get_u64(g, "qvac.step", &step, err);
@@ -379,13 +388,18 @@ qv_status qv_adapter_load(qv_net *n, const char *path, qv_err *err)
 
 /* ---- metrics -------------------------------------------------------------------- */
 
-static qv_status write_metrics(const qv_train_opts *o, const qv_train_result *r,
-                               const qv_device *dev, qv_err *err)
+static json_t *real_or_null(double v)
 {
-    char path[4200], tmp[4300], sig[512];
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static qv_status write_metrics(const qv_train_opts *o, const char *sig,
+                               const qv_train_result *r, const qv_device *dev,
+                               qv_err *err)
+{
+    char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/metrics.json", o->out_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    run_signature(o, sig, sizeof sig);
     json_t *j = json_object(), *mem = json_object(), *losses = json_array();
     if (!j || !mem || !losses) {
         json_decref(j);
@@ -398,11 +412,11 @@ static qv_status write_metrics(const qv_train_opts *o, const qv_train_result *r,
     json_object_set_new(j, "weights", json_string(qv_weights_name(o->weights)));
     json_object_set_new(j, "run", json_string(sig));
     json_object_set_new(j, "steps", json_integer(r->steps_done));
-    json_object_set_new(j, "train_loss_before", json_real(r->train_loss_before));
-    json_object_set_new(j, "train_loss_after", json_real(r->train_loss_after));
+    json_object_set_new(j, "train_loss_before", real_or_null(r->train_loss_before));
+    json_object_set_new(j, "train_loss_after", real_or_null(r->train_loss_after));
     if (!isnan(r->val_loss_before)) {
-        json_object_set_new(j, "val_loss_before", json_real(r->val_loss_before));
-        json_object_set_new(j, "val_loss_after", json_real(r->val_loss_after));
+        json_object_set_new(j, "val_loss_before", real_or_null(r->val_loss_before));
+        json_object_set_new(j, "val_loss_after", real_or_null(r->val_loss_after));
     }
     json_object_set_new(j, "tokens_per_s", json_real(r->tokens_per_s));
     json_object_set_new(j, "peak_bytes", json_integer((json_int_t)r->mem.peak));
@@ -468,6 +482,8 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
     int32_t *tok = malloc(cnt * 4), *tgt = malloc(cnt * 4);
     double *losses = calloc((size_t)o->steps + 1, sizeof *losses);
     ckpt_state st = {0};
+    char sig[768];
+    run_signature(o, m, train, sig, sizeof sig);
     st.before[0] = st.before[1] = NAN;
     qv_train_progress p = {.steps = o->steps};
     if (!tok || !tgt || !losses) {
@@ -477,7 +493,7 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
     if (o->out_dir && (s = mkdir_p(o->out_dir, err)))
         goto done;
     if (o->resume_dir) {
-        if ((s = load_checkpoint(n, o, &st, losses, err)))
+        if ((s = load_checkpoint(n, o, sig, &st, losses, err)))
             goto done;
     } else {
         p.phase = "eval before";
@@ -555,7 +571,7 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
         if (report(o, &p))
             res->interrupted = 1;
         if (o->out_dir && o->ckpt_every > 0 && step % o->ckpt_every == 0 &&
-            step < o->steps && (s = save_checkpoint(n, o, &st, losses, err)))
+            step < o->steps && (s = save_checkpoint(n, o, sig, &st, losses, err)))
             goto done;
         if (res->interrupted)
             break;
@@ -565,7 +581,7 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
     res->seconds = now_s() - t0;
     res->tokens_per_s = res->seconds > 0 ? (double)res->tokens / res->seconds : 0.0;
     res->steps_done = st.step;
-    if (o->out_dir && (s = save_checkpoint(n, o, &st, losses, err)))
+    if (o->out_dir && (s = save_checkpoint(n, o, sig, &st, losses, err)))
         goto done;
     if (!res->interrupted) {
         p.phase = "eval after";
@@ -594,7 +610,7 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
     res->n_losses = st.step;
     losses = NULL;
     if (!s && o->out_dir)
-        s = write_metrics(o, res, dev, err);
+        s = write_metrics(o, sig, res, dev, err);
 done:
     free(tok);
     free(tgt);
