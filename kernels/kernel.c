@@ -649,7 +649,7 @@ const qv_kernel_decl *const qv_kernels[] = {
     &k_quantize_act, &k_ternary_matmul, &k_ternary_matmul_t,
     &k_f16_matmul,   &k_lora_fwd,       &k_lora_bwd,
     &k_f16_matmul_t, &k_f32_matmul,
-    &qv_k_embed,     &qv_k_embed_bwd,   &qv_k_rmsnorm,
+    &qv_k_embed,     &qv_k_embed_f16,   &qv_k_embed_bwd,   &qv_k_rmsnorm,
     &qv_k_rmsnorm_bwd, &qv_k_rope,      &qv_k_attention,
     &qv_k_attention_bwd, &qv_k_swiglu,  &qv_k_swiglu_bwd,
     &qv_k_axpby,     &qv_k_fill,        &qv_k_cross_entropy,

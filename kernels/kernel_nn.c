@@ -53,6 +53,8 @@ static void grid_2d(size_t cols, size_t rows, const qv_config *c,
 /* ---- embed / embed_bwd ---------------------------------------------------- */
 /* embed:     ids i32 (T) | E (V,D) | X (T,D) out | T | D | V
  *            X[t] = E[ids[t]] (a zero row for an id outside 0..V-1)
+ * embed_f16: the same from an IEEE half table E (V,D): frozen embeddings
+ *            (fine-tuning) are held in 16 bits
  * embed_bwd: ids (T) | dX (T,D) | dE (V,D) inout | T | D | V
  *            dE[v] += sum over t with ids[t] = v of dX[t], t ascending */
 
@@ -66,7 +68,10 @@ static qv_status emb_check(const qv_kernel_decl *k, const qv_arg *a,
         return s;
     size_t T = (size_t)ai(a, 3), D = (size_t)ai(a, 4), V = (size_t)ai(a, 5);
     need[0] = T * 4;
-    if (!strcmp(k->name, "embed")) {
+    if (!strcmp(k->name, "embed_f16")) {
+        need[1] = V * D * 2;
+        need[2] = T * D * 4;
+    } else if (!strcmp(k->name, "embed")) {
         need[1] = V * D * 4;
         need[2] = T * D * 4;
     } else {
@@ -112,6 +117,27 @@ const qv_kernel_decl qv_k_embed = {
     EW_PARAMS,
     .n_stages = 1,
     .stage_names = {"embed"},
+    .check_args = emb_check,
+    .grid = emb_grid,
+    .example = emb_example,
+};
+
+const qv_kernel_decl qv_k_embed_f16 = {
+    .name = "embed_f16",
+    .summary = "token embedding gather from an IEEE half table: "
+               "X[t] = (float)E[ids[t]]",
+    .n_args = 6,
+    .args = {
+        {"ids", QV_ARG_BUF, QV_T_I32, QV_IN},
+        {"E", QV_ARG_BUF, QV_T_F16, QV_IN},
+        {"X", QV_ARG_BUF, QV_T_F32, QV_OUT},
+        {"T", QV_ARG_I32, QV_T_NONE, 0},
+        {"D", QV_ARG_I32, QV_T_NONE, 0},
+        {"V", QV_ARG_I32, QV_T_NONE, 0},
+    },
+    EW_PARAMS,
+    .n_stages = 1,
+    .stage_names = {"embed_f16"},
     .check_args = emb_check,
     .grid = emb_grid,
     .example = emb_example,

@@ -33,6 +33,7 @@ double qv_verify_tolerance(const qv_kernel_decl *k)
     if (!strcmp(k->name, "ternary_matmul"))
         return QV_TOL_TERNARY;
     if (!strcmp(k->name, "ternary_pack") || !strcmp(k->name, "embed") ||
+        !strcmp(k->name, "embed_f16") ||
         !strcmp(k->name, "fill"))
         return 0.0; /* exact: codes, copies */
     return QV_TOL_FLOAT;

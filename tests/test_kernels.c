@@ -91,6 +91,7 @@ Test(kernels, lora_bwd) { check_kernel("lora_bwd"); }
 Test(kernels, f16_matmul_t) { check_kernel("f16_matmul_t"); }
 Test(kernels, f32_matmul) { check_kernel("f32_matmul"); }
 Test(kernels, embed) { check_kernel("embed"); }
+Test(kernels, embed_f16) { check_kernel("embed_f16"); }
 Test(kernels, embed_bwd) { check_kernel("embed_bwd"); }
 Test(kernels, rmsnorm) { check_kernel("rmsnorm"); }
 Test(kernels, rmsnorm_bwd) { check_kernel("rmsnorm_bwd"); }
@@ -111,7 +112,7 @@ Test(kernels, every_kernel_has_a_test)
     /* a kernel added to the registry without a Test above fails here */
     static const char *const tested[] = {
         "quantize_act", "ternary_matmul", "ternary_matmul_t", "f16_matmul",
-        "lora_fwd", "lora_bwd", "f16_matmul_t", "f32_matmul", "embed",
+        "lora_fwd", "lora_bwd", "f16_matmul_t", "f32_matmul", "embed", "embed_f16",
         "embed_bwd", "rmsnorm", "rmsnorm_bwd", "rope", "attention",
         "attention_bwd", "swiglu", "swiglu_bwd", "axpby", "fill",
         "cross_entropy", "adamw", "reduce_partial", "ternary_pack", NULL,

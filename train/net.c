@@ -52,8 +52,10 @@ struct qv_net {
     qv_net_opts o;
     int32_t T, D, F, V, Hq, Hkv, hd, kvd, r;
     float lora_scale;
-    /* frozen (or shadow-trained) non-linear weights */
+    /* frozen (or shadow-trained) non-linear weights; frozen embeddings and
+     * head are held in IEEE half (emb16), trained ones in f32 */
     qv_buffer *tok_emb, *out_norm, *head;
+    int emb16;
     int p_emb, p_out_norm, p_head;
     layer_dev *L;
     param *params;
@@ -274,6 +276,22 @@ static qv_status add_f32(qv_net *n, const char *name, int layer, int32_t rows,
     return s;
 }
 
+/* A frozen matrix in IEEE half. */
+static qv_status upload_f16(qv_net *n, const float *host, size_t count,
+                            qv_buffer **b, qv_err *err)
+{
+    uint16_t *h = malloc(count * 2);
+    if (!h)
+        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    for (size_t i = 0; i < count; i++)
+        h[i] = qv_f32_to_f16(host[i]);
+    qv_status s = buf(n, QV_MEM_WEIGHTS, count * 2, b, err);
+    if (!s)
+        s = qv_buffer_write(*b, 0, h, count * 2, err);
+    free(h);
+    return s;
+}
+
 static const char *gguf_lin[QV_LIN_COUNT] = {
     "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
     "ffn_down",
@@ -415,15 +433,22 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
     }
     /* embedding, final norm, head */
-    if ((s = add_f32(n, "token_embd.weight", -1, V, D, m->tok_emb, &n->p_emb,
-                     &n->tok_emb, err)) ||
-        (s = add_f32(n, "output_norm.weight", -1, 1, D, m->out_norm,
-                     &n->p_out_norm, &n->out_norm, err)))
+    n->emb16 = !o->full;
+    if (n->emb16) {
+        if ((s = upload_f16(n, m->tok_emb, (size_t)V * (size_t)D, &n->tok_emb, err)) ||
+            (!m->cfg.tied &&
+             (s = upload_f16(n, m->head, (size_t)V * (size_t)D, &n->head, err))))
+            goto fail;
+    } else if ((s = add_f32(n, "token_embd.weight", -1, V, D, m->tok_emb,
+                            &n->p_emb, &n->tok_emb, err)) ||
+               (!m->cfg.tied &&
+                (s = add_f32(n, "output.weight", -1, V, D, m->head, &n->p_head,
+                             &n->head, err))))
         goto fail;
     if (m->cfg.tied)
         n->head = n->tok_emb;
-    else if ((s = add_f32(n, "output.weight", -1, V, D, m->head, &n->p_head,
-                          &n->head, err)))
+    if ((s = add_f32(n, "output_norm.weight", -1, 1, D, m->out_norm,
+                     &n->p_out_norm, &n->out_norm, err)))
         goto fail;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         layer_dev *L = &n->L[l];
@@ -786,16 +811,20 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
         return qv_fail(err, QV_ERR_INVALID, "train: backward needs targets");
     if ((s = qv_buffer_write(n->ids, 0, tokens, (size_t)T * 4, err)))
         return s;
-    LAUNCH("embed", S0, B_(n->ids), B_(n->tok_emb), B_(n->x[0]), I_(T), I_(D),
-           I_(V));
+    LAUNCH(n->emb16 ? "embed_f16" : "embed", S0, B_(n->ids), B_(n->tok_emb),
+           B_(n->x[0]), I_(T), I_(D), I_(V));
     for (int l = 0; l < nl; l++)
         if ((s = layer_fwd(n, l, err)))
             return s;
     if ((s = rmsnorm(n, n->x[nl], n->out_norm, n->xf, D, err)))
         return s;
     /* logits (T, V) = xf (T, D) . head (V, D)^T */
-    LAUNCH("f32_matmul", SH(T, V, D, 0), B_(n->xf), B_(n->head), B_(n->logits),
-           I_(T), I_(V), I_(D), I_(0), I_(1), I_(0));
+    if (n->emb16)
+        LAUNCH("f16_matmul", SH(T, V, D, 0), B_(n->xf), B_(n->head),
+               B_(n->logits), I_(T), I_(V), I_(D));
+    else
+        LAUNCH("f32_matmul", SH(T, V, D, 0), B_(n->xf), B_(n->head),
+               B_(n->logits), I_(T), I_(V), I_(D), I_(0), I_(1), I_(0));
     n->have_logits = 1;
     if (!targets)
         return qv_device_sync(n->dev, err);
@@ -806,8 +835,12 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
     if (backward) {
         qv_buffer *dx = n->wsD[0];
         /* dxf (T, D) = dlogits (T, V) . head (V, D) */
-        LAUNCH("f32_matmul", SH(T, D, V, 0), B_(n->dlogits), B_(n->head),
-               B_(dx), I_(T), I_(D), I_(V), I_(0), I_(0), I_(0));
+        if (n->emb16)
+            LAUNCH("f16_matmul_t", SH(T, V, D, 0), B_(n->dlogits),
+                   B_(n->head), B_(dx), I_(T), I_(V), I_(D));
+        else
+            LAUNCH("f32_matmul", SH(T, D, V, 0), B_(n->dlogits), B_(n->head),
+                   B_(dx), I_(T), I_(D), I_(V), I_(0), I_(0), I_(0));
         int ph = n->cfg.tied ? n->p_emb : n->p_head;
         if (ph >= 0) /* dhead (V, D) += dlogits^T (V, T) . xf (T, D) */
             LAUNCH("f32_matmul", SH(V, D, T, 0), B_(n->dlogits), B_(n->xf),

@@ -89,6 +89,8 @@ static qv_status ref_launch(qv_device *dev, const qv_kernel_decl *k,
                           I(6), I(7), I(8));
     else if (!strcmp(n, "embed"))
         qv_ref_embed(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5));
+    else if (!strcmp(n, "embed_f16"))
+        qv_ref_embed_f16(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5));
     else if (!strcmp(n, "embed_bwd"))
         qv_ref_embed_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), I(3), I(4), I(5));
     else if (!strcmp(n, "rmsnorm"))

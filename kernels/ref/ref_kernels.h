@@ -47,6 +47,8 @@ void qv_ref_f32_matmul(const float *a, const float *b, float *c, int M, int N,
                        int K, int ta, int tb, int accumulate);
 void qv_ref_embed(const int32_t *ids, const float *e, float *x, int T, int D,
                   int V);
+void qv_ref_embed_f16(const int32_t *ids, const uint16_t *e, float *x, int T,
+                      int D, int V);
 void qv_ref_embed_bwd(const int32_t *ids, const float *dx, float *de, int T,
                       int D, int V);
 void qv_ref_rmsnorm(const float *x, const float *g, float *y, int T, int D,

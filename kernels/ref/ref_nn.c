@@ -54,6 +54,17 @@ void qv_ref_embed(const int32_t *ids, const float *e, float *x, int T, int D,
     }
 }
 
+void qv_ref_embed_f16(const int32_t *ids, const uint16_t *e, float *x, int T,
+                      int D, int V)
+{
+    for (int t = 0; t < T; t++) {
+        int id = ids[t];
+        for (int d = 0; d < D; d++)
+            x[(size_t)t * D + d] =
+                id >= 0 && id < V ? qv_f16_to_f32(e[(size_t)id * D + d]) : 0.0f;
+    }
+}
+
 void qv_ref_embed_bwd(const int32_t *ids, const float *dx, float *de, int T,
                       int D, int V)
 {

@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // kernels/vulkan/attention.comp — causal grouped-query softmax attention, one
 // invocation per (query row t, head h), index t*Hq + h. Query i = t % S of
 // sequence b = t / S attends to keys j <= i of that sequence through kv head
@@ -19,10 +20,16 @@ layout(push_constant) uniform PC {
 
 const int MAX_HD = 128;
 
+// Loops over d run in blocks of UNROLL plus a tail, d ascending
+// (ew_common.glsl: lavapipe's cap on loop iterations).
 float score(int qo, int ko, int hd)
 {
     float s = 0.0;
-    for (int d = 0; d < hd; d++)
+    int d = 0;
+    for (; d + UNROLL <= hd; d += UNROLL)
+        [[unroll]] for (int u = 0; u < UNROLL; u++)
+            s += Q[qo + d + u] * Kb[ko + d + u];
+    for (; d < hd; d++)
         s += Q[qo + d] * Kb[ko + d];
     return s * pc.scale;
 }
@@ -50,13 +57,21 @@ void main()
         if (s > m) {
             float c = exp(m - s);
             l *= c;
-            for (int d = 0; d < hd; d++)
+            int d = 0;
+            for (; d + UNROLL <= hd; d += UNROLL)
+                [[unroll]] for (int u = 0; u < UNROLL; u++)
+                    acc[d + u] *= c;
+            for (; d < hd; d++)
                 acc[d] *= c;
             m = s;
         }
         float p = exp(s - m);
         l += p;
-        for (int d = 0; d < hd; d++)
+        int d = 0;
+        for (; d + UNROLL <= hd; d += UNROLL)
+            [[unroll]] for (int u = 0; u < UNROLL; u++)
+                acc[d + u] += p * Vb[ko + d + u];
+        for (; d < hd; d++)
             acc[d] += p * Vb[ko + d];
     }
     for (int d = 0; d < hd; d++)

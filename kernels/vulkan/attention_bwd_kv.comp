@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // kernels/vulkan/attention_bwd_kv.comp — attention_bwd stage 1, one invocation
 // per (key row tj, kv head hk), index tj*Hkv + hk. Over the heads h of the
 // group (ascending) and, for each, the queries i >= j of the sequence
@@ -47,14 +48,28 @@ void main()
         for (int i = j; i < S; i++) {
             const int r = (t0 + i) * Hq + h;
             const int qo = r * hd;
+            // d ascending, in blocks of UNROLL plus a tail
+            // (ew_common.glsl: lavapipe's loop cap)
             float s = 0.0, dov = 0.0;
-            for (int d = 0; d < hd; d++) {
+            int d = 0;
+            for (; d + UNROLL <= hd; d += UNROLL)
+                [[unroll]] for (int u = 0; u < UNROLL; u++) {
+                    s += Q[qo + d + u] * Kb[ko + d + u];
+                    dov += dO[qo + d + u] * Vb[ko + d + u];
+                }
+            for (; d < hd; d++) {
                 s += Q[qo + d] * Kb[ko + d];
                 dov += dO[qo + d] * Vb[ko + d];
             }
             float p = exp(s * pc.scale - L[r]);
             float ds = p * (dov - Dd[r]);
-            for (int d = 0; d < hd; d++) {
+            d = 0;
+            for (; d + UNROLL <= hd; d += UNROLL)
+                [[unroll]] for (int u = 0; u < UNROLL; u++) {
+                    av[d + u] += p * dO[qo + d + u];
+                    ak[d + u] += ds * Q[qo + d + u];
+                }
+            for (; d < hd; d++) {
                 av[d] += p * dO[qo + d];
                 ak[d] += ds * Q[qo + d];
             }

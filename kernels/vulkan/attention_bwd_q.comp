@@ -1,9 +1,10 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // kernels/vulkan/attention_bwd_q.comp — attention_bwd stage 0, one invocation
 // per (query row t, head h), index t*Hq + h (as attention.comp). Over the
 // keys j <= i of the sequence, in float, j ascending:
-//   L  = logsumexp_j(s_j), s_j = scale * Q_i . K_j   (max, then sum)
+//   L  = logsumexp_j(s_j), s_j = scale * Q_i . K_j   (running max and sum)
 //   Dd = sum_j P_j (dO_i . V_j),  P_j = exp(s_j - L)
 //   dQ_i = scale * sum_j P_j (dO_i . V_j - Dd) K_j
 // hd <= 128 (private array). Maths: kernels/ref/ref_nn.c.
@@ -25,20 +26,35 @@ layout(push_constant) uniform PC {
 
 const int MAX_HD = 128;
 
-float dot_q_k(int qo, int ko, int hd)
+// Q_i . K_j * scale and dO_i . V_j in one pass over d, d ascending, in
+// blocks of UNROLL plus a tail (ew_common.glsl: lavapipe's loop cap).
+void dots(int qo, int ko, int hd, out float s, out float dov)
 {
-    float s = 0.0;
-    for (int d = 0; d < hd; d++)
-        s += Q[qo + d] * Kb[ko + d];
-    return s * pc.scale;
+    float a = 0.0, b = 0.0;
+    int d = 0;
+    for (; d + UNROLL <= hd; d += UNROLL)
+        [[unroll]] for (int u = 0; u < UNROLL; u++) {
+            a += Q[qo + d + u] * Kb[ko + d + u];
+            b += dO[qo + d + u] * Vb[ko + d + u];
+        }
+    for (; d < hd; d++) {
+        a += Q[qo + d] * Kb[ko + d];
+        b += dO[qo + d] * Vb[ko + d];
+    }
+    s = a * pc.scale;
+    dov = b;
 }
 
-float dot_do_v(int qo, int ko, int hd)
+float score(int qo, int ko, int hd)
 {
-    float s = 0.0;
-    for (int d = 0; d < hd; d++)
-        s += dO[qo + d] * Vb[ko + d];
-    return s;
+    float a = 0.0;
+    int d = 0;
+    for (; d + UNROLL <= hd; d += UNROLL)
+        [[unroll]] for (int u = 0; u < UNROLL; u++)
+            a += Q[qo + d + u] * Kb[ko + d + u];
+    for (; d < hd; d++)
+        a += Q[qo + d] * Kb[ko + d];
+    return a * pc.scale;
 }
 
 void main()
@@ -53,19 +69,24 @@ void main()
     const int hk = h / (Hq / Hkv);
     const int qo = g * hd;
 
-    float mx = dot_q_k(qo, (t0 * Hkv + hk) * hd, hd);
-    for (int j = 1; j <= i; j++)
-        mx = max(mx, dot_q_k(qo, ((t0 + j) * Hkv + hk) * hd, hd));
-    float sum = 0.0;
-    for (int j = 0; j <= i; j++)
-        sum += exp(dot_q_k(qo, ((t0 + j) * Hkv + hk) * hd, hd) - mx);
-    const float lse = mx + log(sum);
+    // logsumexp: running max m and sum l of exp(s - m), rescaled when m grows
+    float m = score(qo, (t0 * Hkv + hk) * hd, hd);
+    float l = 0.0;
+    for (int j = 0; j <= i; j++) {
+        float s = score(qo, ((t0 + j) * Hkv + hk) * hd, hd);
+        if (s > m) {
+            l *= exp(m - s);
+            m = s;
+        }
+        l += exp(s - m);
+    }
+    const float lse = m + log(l);
 
     float D = 0.0;
     for (int j = 0; j <= i; j++) {
-        const int ko = ((t0 + j) * Hkv + hk) * hd;
-        float p = exp(dot_q_k(qo, ko, hd) - lse);
-        D += p * dot_do_v(qo, ko, hd);
+        float s, dov;
+        dots(qo, ((t0 + j) * Hkv + hk) * hd, hd, s, dov);
+        D += exp(s - lse) * dov;
     }
     L[g] = lse;
     Dd[g] = D;
@@ -75,9 +96,14 @@ void main()
         acc[d] = 0.0;
     for (int j = 0; j <= i; j++) {
         const int ko = ((t0 + j) * Hkv + hk) * hd;
-        float p = exp(dot_q_k(qo, ko, hd) - lse);
-        float ds = p * (dot_do_v(qo, ko, hd) - D);
-        for (int d = 0; d < hd; d++)
+        float s, dov;
+        dots(qo, ko, hd, s, dov);
+        float ds = exp(s - lse) * (dov - D);
+        int d = 0;
+        for (; d + UNROLL <= hd; d += UNROLL)
+            [[unroll]] for (int u = 0; u < UNROLL; u++)
+                acc[d + u] += ds * Kb[ko + d + u];
+        for (; d < hd; d++)
             acc[d] += ds * Kb[ko + d];
     }
     for (int d = 0; d < hd; d++)

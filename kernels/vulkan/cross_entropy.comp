@@ -22,21 +22,36 @@ void main()
     const int V = pc.V;
     const uint base = t * uint(V);
     int y = targets[t];
+    const int Vb = V - V % UNROLL;  // blocked part, then the tail
     if (y < 0 || y >= V) {
         loss[t] = 0.0;
-        for (int v = 0; v < V; v++)
+        for (int v = 0; v < Vb; v += UNROLL)
+            for (int u = 0; u < UNROLL; u++)
+                dZ[base + v + u] = 0.0;
+        for (int v = Vb; v < V; v++)
             dZ[base + v] = 0.0;
         return;
     }
     float mx = Z[base];
-    for (int v = 1; v < V; v++)
+    for (int v = 0; v < Vb; v += UNROLL)
+        for (int u = 0; u < UNROLL; u++)
+            mx = max(mx, Z[base + v + u]);
+    for (int v = Vb; v < V; v++)
         mx = max(mx, Z[base + v]);
     float sum = 0.0;
-    for (int v = 0; v < V; v++)
+    for (int v = 0; v < Vb; v += UNROLL)
+        for (int u = 0; u < UNROLL; u++)
+            sum += exp(Z[base + v + u] - mx);
+    for (int v = Vb; v < V; v++)
         sum += exp(Z[base + v] - mx);
     float lse = mx + log(sum);
     loss[t] = lse - Z[base + y];
-    for (int v = 0; v < V; v++) {
+    for (int v = 0; v < Vb; v += UNROLL)
+        for (int u = 0; u < UNROLL; u++) {
+            float p = exp(Z[base + v + u] - lse);
+            dZ[base + v + u] = pc.gscale * (v + u == y ? p - 1.0 : p);
+        }
+    for (int v = Vb; v < V; v++) {
         float p = exp(Z[base + v] - lse);
         dZ[base + v] = pc.gscale * (v == y ? p - 1.0 : p);
     }

@@ -19,7 +19,12 @@ void main()
         return;
     const uint D = uint(pc.D);
     float acc = dE[v * D + d];
-    for (int t = 0; t < pc.T; t++)
+    int t = 0;
+    for (; t + UNROLL <= pc.T; t += UNROLL)
+        for (int u = 0; u < UNROLL; u++)
+            if (ids[t + u] == int(v))
+                acc += dX[uint(t + u) * D + d];
+    for (; t < pc.T; t++)
         if (ids[t] == int(v))
             acc += dX[uint(t) * D + d];
     dE[v * D + d] = acc;

@@ -19,11 +19,21 @@ void main()
     const int D = pc.D;
     const uint base = t * uint(D);
     float ss = 0.0;
-    for (int d = 0; d < D; d++) {
+    int d = 0;
+    for (; d + UNROLL <= D; d += UNROLL)
+        for (int u = 0; u < UNROLL; u++) {
+            float x = X[base + d + u];
+            ss += x * x;
+        }
+    for (; d < D; d++) {
         float x = X[base + d];
         ss += x * x;
     }
     float r = 1.0 / sqrt(ss / float(D) + pc.eps);
-    for (int d = 0; d < D; d++)
+    d = 0;
+    for (; d + UNROLL <= D; d += UNROLL)
+        for (int u = 0; u < UNROLL; u++)
+            Y[base + d + u] = X[base + d + u] * r * g[d + u];
+    for (; d < D; d++)
         Y[base + d] = X[base + d] * r * g[d];
 }

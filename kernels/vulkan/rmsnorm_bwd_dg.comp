@@ -21,7 +21,13 @@ void main()
         return;
     const uint D = uint(pc.D);
     float acc = 0.0;
-    for (int t = 0; t < pc.T; t++)
+    int t = 0;
+    for (; t + UNROLL <= pc.T; t += UNROLL)
+        for (int u = 0; u < UNROLL; u++) {
+            uint e = uint(t + u) * D + d;
+            acc += dY[e] * X[e] * rstd[t + u];
+        }
+    for (; t < pc.T; t++)
         acc += dY[uint(t) * D + d] * X[uint(t) * D + d] * rstd[t];
     dg[d] += acc;
 }

@@ -23,16 +23,32 @@ void main()
     const int D = pc.D;
     const uint base = t * uint(D);
     float ss = 0.0;
-    for (int d = 0; d < D; d++) {
+    int d = 0;
+    for (; d + UNROLL <= D; d += UNROLL)
+        for (int u = 0; u < UNROLL; u++) {
+            float x = X[base + d + u];
+            ss += x * x;
+        }
+    for (; d < D; d++) {
         float x = X[base + d];
         ss += x * x;
     }
     float r = 1.0 / sqrt(ss / float(D) + pc.eps);
     rstd[t] = r;
     float dot = 0.0;
-    for (int d = 0; d < D; d++)
+    d = 0;
+    for (; d + UNROLL <= D; d += UNROLL)
+        for (int u = 0; u < UNROLL; u++)
+            dot += (dY[base + d + u] * g[d + u]) * (X[base + d + u] * r);
+    for (; d < D; d++)
         dot += (dY[base + d] * g[d]) * (X[base + d] * r);
     float mean = dot / float(D);
-    for (int d = 0; d < D; d++)
+    d = 0;
+    for (; d + UNROLL <= D; d += UNROLL)
+        for (int u = 0; u < UNROLL; u++) {
+            uint e = base + d + u;
+            dX[e] += r * (dY[e] * g[d + u] - X[e] * r * mean);
+        }
+    for (; d < D; d++)
         dX[base + d] += r * (dY[base + d] * g[d] - X[base + d] * r * mean);
 }
