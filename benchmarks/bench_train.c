@@ -61,11 +61,11 @@ typedef struct bench_model {
 #define BITNET_CFG(D, L, H, F)                                                 \
     {.vocab = 32002, .dim = (D), .n_layers = (L), .n_heads = (H),             \
      .n_kv_heads = (H), .ffn_dim = (F), .ctx = 2048, .rope_theta = 10000.0f,  \
-     .norm_eps = 1e-5f, .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0}
+     .norm_eps = 1e-5f, .act = QV_ACT_SILU, .sub_norm = 1, .tied = 1}
 
 static const bench_model models[] = {
     {"builtin", "built-in", "qvac-tiny (" BUILTIN_PATH ")",
-     {.vocab = 258, .dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+     {.vocab = 258, .dim = 256, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
       .ffn_dim = 512, .ctx = 2048, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
       .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0}},
     {"700m", "~700M", "1bitLLM/bitnet_b1_58-large", BITNET_CFG(1536, 24, 16, 4096)},
@@ -407,7 +407,9 @@ static int write_report(const opts *o, const char *cmdline, const char *started,
                 mr[i].source ? mr[i].source : "-", c->dim, c->n_layers,
                 c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab, tp, op, b1, b2, b3);
     }
-    fprintf(f, "\nAll: squared ReLU, sub-norms, untied output head, context 2048.\n\n");
+    fprintf(f, "\nBitNet-shaped models: SiLU and a tied output head as in their "
+               "configs, plus sub-norms; context 2048. The built-in model: squared "
+               "ReLU, sub-norms, untied head.\n\n");
 
     fprintf(f, "## Throughput\n\n");
     fprintf(f, "tokens/s over the training steps (qv_train_result.tokens_per_s; "
