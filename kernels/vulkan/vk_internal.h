@@ -22,7 +22,7 @@
 
 #include "kernels/backend.h"
 
-#define VK_MAX_KERNELS 16
+#define VK_MAX_KERNELS 32
 #define VK_MAX_PIPES 128   /* cached pipelines; least recently used go */
 #define VK_STAGING_BYTES ((VkDeviceSize)16 << 20) /* largest staging chunk */
 
