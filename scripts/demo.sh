@@ -17,7 +17,7 @@ echo
 # A worker tunes its kernels once per device; a short search at the demo's
 # shape (cached: a second demo skips it).
 for k in ternary_matmul ternary_matmul_t lora_fwd lora_bwd f32_matmul f16_matmul f16_matmul_t; do
-    "$Q" tune --device "$DEV" --kernel "$k" --shape 384,256,256,8 --budget-evals 8 | tail -n +2 | head -1
+    "$Q" tune --device "$DEV" --kernel "$k" --shape 384,256,256,8 --budget-evals 8 | sed -n 2p
 done
 echo
 
