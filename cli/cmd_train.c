@@ -263,7 +263,7 @@ void qv_help_finetune(FILE *out)
         "  --targets LIST     q,k,v,o,gate,up,down or all (default q,v)\n"
         "  --lr LR            peak learning rate (2e-3)   --warmup N  warm-up steps (5)\n"
         "  --steps N          optimizer steps (60)        --accum N   micro-batches a step (1)\n"
-        "  --batch B          sequences a micro-batch (4) --seq-len S tokens a sequence (64)\n"
+        "  --batch B          sequences a micro-batch (4) --seq-len S tokens a sequence (128)\n"
         "  --clip C           max gradient norm (1.0; 0 = off)\n"
         "  --seed N           seed of data order and adapter init (42)\n"
         "  --val-fraction F   held-out share of the data for validation loss (0.1)\n"

@@ -17,7 +17,7 @@ echo
 # A worker tunes its kernels once per device; a short search at the demo's
 # shape (cached: a second demo skips it).
 for k in ternary_matmul ternary_matmul_t lora_fwd lora_bwd f32_matmul f16_matmul f16_matmul_t; do
-    "$Q" tune --device "$DEV" --kernel "$k" --shape 384,256,256,8 --budget-evals 8 | sed -n 2p
+    "$Q" tune --device "$DEV" --kernel "$k" --shape 512,256,256,8 --budget-evals 8 | sed -n 2p
 done
 echo
 
@@ -40,9 +40,9 @@ sample "before fine-tuning (built-in model)"
 
 rm -rf "$OUT"
 "$Q" finetune --device "$DEV" --out "$OUT" --steps "$STEPS" --targets all \
-    --rank 8 --alpha 16 --lr 5e-3 --batch 4 --seq-len 96 --eval-batches 4
+    --rank 8 --alpha 16 --lr 5e-3 --batch 4 --seq-len 128 --eval-batches 4
 echo
 
 sample "after fine-tuning (built-in model + $OUT/adapter.gguf)" --adapter "$OUT/adapter.gguf"
 
-"$Q" compare --device "$DEV" --steps 6 --targets all --rank 8 --batch 4 --seq-len 96
+"$Q" compare --device "$DEV" --steps 6 --targets all --rank 8 --batch 4 --seq-len 128

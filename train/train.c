@@ -25,7 +25,7 @@ void qv_train_opts_default(qv_train_opts *o)
     o->steps = 60;
     o->warmup = 5;
     o->batch = 4;
-    o->seq = 64;
+    o->seq = 128;
     o->accum = 1;
     o->clip = 1.0f;
     o->weight_decay = 0.0f;
