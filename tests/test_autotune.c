@@ -38,6 +38,8 @@ TestSuite(autotune, .init = setup, .fini = teardown, .timeout = 600);
 static long pick_max(const qv_space *s, int by_local)
 {
     long best = 0;
+    if (by_local && !s->k->local_bytes)
+        by_local = 0; /* no local memory: the largest group instead */
     for (size_t i = 1; i < s->n; i++) {
         uint64_t a = by_local ? s->k->local_bytes(&s->cfg[i])
                               : (uint64_t)s->cfg[i].v[0] * s->cfg[i].v[1];
