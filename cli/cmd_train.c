@@ -344,6 +344,24 @@ static json_t *mem_json(const qv_net_memory *mm)
     return j;
 }
 
+/* The figures of one run, as `--json` prints them. */
+static json_t *result_json(const qv_train_result *r)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "steps", json_integer(r->steps_done));
+    json_object_set_new(j, "train_loss_before", json_real(r->train_loss_before));
+    json_object_set_new(j, "train_loss_after", json_real(r->train_loss_after));
+    if (!isnan(r->val_loss_before)) {
+        json_object_set_new(j, "val_loss_before", json_real(r->val_loss_before));
+        json_object_set_new(j, "val_loss_after", json_real(r->val_loss_after));
+    }
+    json_object_set_new(j, "tokens_per_s", json_real(r->tokens_per_s));
+    json_object_set_new(j, "peak_bytes", json_integer((json_int_t)r->mem.peak));
+    json_object_set_new(j, "peak_bytes_by_category", mem_json(&r->mem));
+    json_object_set_new(j, "trained_params", json_integer((json_int_t)r->adapter_params));
+    return j;
+}
+
 int qv_cmd_finetune(int argc, char **argv)
 {
     targs a;
@@ -374,20 +392,9 @@ int qv_cmd_finetune(int argc, char **argv)
         return QV_EXIT_FAIL;
     }
     if (a.json) {
-        json_t *j = json_object();
+        json_t *j = result_json(r);
         json_object_set_new(j, "device", json_string(ro.device));
         json_object_set_new(j, "weights", json_string(qv_weights_name(a.o.weights)));
-        json_object_set_new(j, "steps", json_integer(r->steps_done));
-        json_object_set_new(j, "train_loss_before", json_real(r->train_loss_before));
-        json_object_set_new(j, "train_loss_after", json_real(r->train_loss_after));
-        if (!isnan(r->val_loss_before)) {
-            json_object_set_new(j, "val_loss_before", json_real(r->val_loss_before));
-            json_object_set_new(j, "val_loss_after", json_real(r->val_loss_after));
-        }
-        json_object_set_new(j, "tokens_per_s", json_real(r->tokens_per_s));
-        json_object_set_new(j, "peak_bytes", json_integer((json_int_t)r->mem.peak));
-        json_object_set_new(j, "peak_bytes_by_category", mem_json(&r->mem));
-        json_object_set_new(j, "trained_params", json_integer((json_int_t)r->adapter_params));
         char p[4200];
         snprintf(p, sizeof p, "%s/adapter.gguf", a.o.out_dir);
         json_object_set_new(j, "adapter", json_string(p));
@@ -480,15 +487,8 @@ int qv_cmd_compare(int argc, char **argv)
         json_t *j = json_object();
         json_object_set_new(j, "device", json_string(ro[0].device));
         json_object_set_new(j, "steps", json_integer(a.o.steps));
-        for (int w = 0; w < 2; w++) {
-            json_t *r = json_object();
-            json_object_set_new(r, "tokens_per_s", json_real(ro[w].r.tokens_per_s));
-            json_object_set_new(r, "peak_bytes", json_integer((json_int_t)ro[w].r.mem.peak));
-            json_object_set_new(r, "peak_bytes_by_category", mem_json(&ro[w].r.mem));
-            json_object_set_new(r, "train_loss_before", json_real(ro[w].r.train_loss_before));
-            json_object_set_new(r, "train_loss_after", json_real(ro[w].r.train_loss_after));
-            json_object_set_new(j, labels[w], r);
-        }
+        for (int w = 0; w < 2; w++)
+            json_object_set_new(j, labels[w], result_json(&ro[w].r));
         json_object_set_new(j, "memory_reduction", json_real(red));
         json_object_set_new(j, "weights_memory_reduction", json_real(wred));
         json_object_set_new(j, "speedup", json_real(speed));
