@@ -9,7 +9,7 @@
 
 VERSION := 0.1.0
 CC      ?= cc
-PKGS    := OpenCL vulkan jansson libxxhash sqlite3
+PKGS    := OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack
 GLSLC   ?= glslc
 
 BUILD   ?= build
@@ -25,7 +25,7 @@ endif
 WITH_OPENCL ?= 1
 WITH_VULKAN ?= 1
 QV_DEFS :=
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c autotune/*.c train/*.c)
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/ref/*.c formats/*.c autotune/*.c train/*.c scheduler/*.c worker/*.c)
 CL_SRC  :=
 COMP_SRC:=
 ifeq ($(WITH_OPENCL),1)
@@ -161,7 +161,7 @@ fuzz: deps
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -I. -Wall -Wextra -Werror \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson); \
+	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson msgpack); \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
