@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 qv_status qv_fail(qv_err *err, qv_status code, const char *fmt, ...)
 {
@@ -11,6 +12,33 @@ qv_status qv_fail(qv_err *err, qv_status code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+qv_status qv_err_prefix(qv_err *err, qv_status code, const char *fmt, ...)
+{
+    if (err) {
+        char old[sizeof err->msg];
+        memcpy(old, err->msg, sizeof old);
+        old[sizeof old - 1] = '\0';
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        size_t at = n < 0 ? 0 : (size_t)n;
+        if (at < sizeof err->msg - 1) {
+            size_t len = strlen(old);
+            err->msg[at++] = ':';
+            if (at < sizeof err->msg - 1)
+                err->msg[at++] = ' ';
+            size_t room = sizeof err->msg - at - 1;
+            if (len > room)
+                len = room;
+            memcpy(err->msg + at, old, len);
+            err->msg[at + len] = '\0';
+        }
         err->code = code;
     }
     return code;

@@ -34,6 +34,14 @@ qv_status qv_fail(qv_err *err, qv_status code, const char *fmt, ...)
 #endif
     ;
 
+/* Puts "<formatted prefix>: " before the message already in err (the one
+ * a callee wrote) and sets code; returns code. Safe on NULL. */
+qv_status qv_err_prefix(qv_err *err, qv_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* Resets err to "no error". Safe on NULL. */
 void qv_err_clear(qv_err *err);
 

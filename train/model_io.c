@@ -226,7 +226,7 @@ static qv_status read_linear(const qv_gguf *g, const char *name, qv_linear *l,
             s = qv_ternary_unpack(packed, l->N, l->K, l->q, err);
         free(packed);
         if (s)
-            return qv_fail(err, s, "model: tensor %s: %s", name, err ? err->msg : "");
+            return qv_err_prefix(err, s, "model: tensor %s", name);
         return QV_OK;
     }
     if (t->type != QV_GGML_I8)
@@ -260,8 +260,7 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
     const char *arch = NULL;
     qv_status s = qv_gguf_get_str(g, "general.architecture", &arch, NULL, err);
     if (s)
-        return qv_fail(err, s, "%s: not a model file (%s)", what,
-                       err ? err->msg : "");
+        return qv_err_prefix(err, s, "%s: not a model file", what);
     if (strcmp(arch, "bitnet"))
         return qv_fail(err, QV_ERR_UNSUPPORTED,
                        "%s: architecture '%.64s'; qvac fine-tunes 'bitnet' "
@@ -275,7 +274,7 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
         (s = get_u32(g, "bitnet.attention.head_count", &c.n_heads, err)) ||
         (s = qv_gguf_get_f32(g, "bitnet.attention.layer_norm_rms_epsilon",
                              &c.norm_eps, err)))
-        return qv_fail(err, s, "%s: %s", what, err ? err->msg : "");
+        return qv_err_prefix(err, s, "%s", what);
     c.n_kv_heads = c.n_heads;
     if (qv_gguf_find_kv(g, "bitnet.attention.head_count_kv") &&
         (s = get_u32(g, "bitnet.attention.head_count_kv", &c.n_kv_heads, err)))
@@ -303,7 +302,7 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
     c.sub_norm = qv_gguf_find_tensor(g, "blk.0.attn_sub_norm.weight") != NULL;
     c.tied = qv_gguf_find_tensor(g, "output.weight") == NULL;
     if ((s = qv_model_config_check(&c, err)))
-        return qv_fail(err, QV_ERR_CORRUPT, "%s: %s", what, err ? err->msg : "");
+        return qv_err_prefix(err, QV_ERR_CORRUPT, "%s", what);
     uint64_t nt, no;
     qv_model_count(&c, &nt, &no);
     if (nt + no > ((uint64_t)1 << 36))
@@ -375,7 +374,7 @@ qv_status qv_model_load_mem(const void *bytes, size_t n, const char *name,
     qv_gguf *g = NULL;
     qv_status s = qv_gguf_parse(bytes, n, &g, err);
     if (s)
-        return qv_fail(err, s, "%s: %s", name, err ? err->msg : "");
+        return qv_err_prefix(err, s, "%s", name);
     s = load_gguf(g, name, out, err);
     qv_gguf_free(g);
     return s;

@@ -343,7 +343,7 @@ qv_status qv_adapter_info(const char *path, int32_t *rank, float *alpha,
     if (!s)
         *rank = (int32_t)r;
     if (s && err)
-        qv_fail(err, s, "%s: not a qvac adapter: %.400s", path, err->msg);
+        qv_err_prefix(err, s, "%s: not a qvac adapter", path);
     qv_gguf_free(g);
     return s;
 }
