@@ -1,0 +1,2302 @@
+/* scheduler/store.c — the scheduler's durable state (see store.h).
+ *
+ * One SQLite database (WAL, synchronous=FULL, foreign keys, busy timeout)
+ * and a blob folder. Every statement is prepared once and kept in a small
+ * cache; every change runs in one BEGIN IMMEDIATE transaction that is rolled
+ * back on any error. The schema is a list of migrations applied in order on
+ * open; PRAGMA user_version records how far a database has come.
+ */
+#include "scheduler/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define QV_STORE_APP_ID 1903583603 /* 0x71766173, "qvas" */
+#define STMT_CACHE 64
+
+struct qv_store {
+    sqlite3 *db;
+    int busy_ms;
+    int version;
+    unsigned upload_seq;
+    char dir[3072];
+    char dbpath[3200];
+    struct { const char *sql; sqlite3_stmt *st; } cache[STMT_CACHE];
+};
+
+struct qv_blob_upload {
+    XXH3_state_t *xs;
+    int fd;
+    uint64_t size, received;
+    char hash[QV_BLOB_HEX];
+    char tmp[3300];
+};
+
+/* ---- names --------------------------------------------------------------- */
+
+static const char *const STATE_NAMES[] = {
+    "queued", "assigned", "running", "succeeded", "failed", "cancelled"
+};
+
+const char *qv_job_state_name(qv_job_state s)
+{
+    if ((unsigned)s < sizeof STATE_NAMES / sizeof STATE_NAMES[0])
+        return STATE_NAMES[s];
+    return "unknown";
+}
+
+int qv_job_state_parse(const char *name, qv_job_state *out)
+{
+    for (unsigned i = 0; name && i < sizeof STATE_NAMES / sizeof STATE_NAMES[0];
+         i++)
+        if (strcmp(name, STATE_NAMES[i]) == 0) {
+            if (out)
+                *out = (qv_job_state)i;
+            return 1;
+        }
+    return 0;
+}
+
+int64_t qv_store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+static qv_status db_fail(const qv_store *s, int rc, const char *what,
+                         qv_err *err)
+{
+    const char *p = s->dbpath;
+    const char *detail = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return qv_fail(err, QV_ERR_IO,
+                       "scheduler store %s: database is locked by another "
+                       "process (waited %d ms to %s); stop the other qvac "
+                       "scheduler using this data folder or use --data DIR",
+                       p, s->busy_ms, what);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return qv_fail(err, QV_ERR_CORRUPT,
+                       "scheduler store %s: not a qvac scheduler database or "
+                       "corrupt (%s) while trying to %s; move it away or use "
+                       "--data DIR", p, detail, what);
+    case SQLITE_READONLY:
+        return qv_fail(err, QV_ERR_IO, "scheduler store %s: read-only, cannot "
+                       "%s (%s); make it writable", p, what, detail);
+    case SQLITE_FULL:
+        return qv_fail(err, QV_ERR_IO, "scheduler store %s: disk full, cannot "
+                       "%s (nothing was written); free some space", p, what);
+    case SQLITE_NOMEM:
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store %s: out of memory "
+                       "trying to %s", p, what);
+    case SQLITE_CANTOPEN:
+        return qv_fail(err, QV_ERR_IO, "scheduler store %s: cannot open (%s); "
+                       "check the folder's permissions or use --data DIR",
+                       p, detail);
+    case SQLITE_CONSTRAINT:
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store %s: cannot %s: %s",
+                       p, what, detail);
+    default:
+        return qv_fail(err, QV_ERR_IO, "scheduler store %s: cannot %s: %s",
+                       p, what, detail);
+    }
+}
+
+/* ---- statements ------------------------------------------------------------ */
+
+/* A cached prepared statement for sql (a string literal: cached by address),
+ * reset and with no bindings. Release it with done(). */
+static qv_status prep(qv_store *s, const char *sql, sqlite3_stmt **out,
+                      qv_err *err)
+{
+    *out = NULL;
+    int free_slot = -1;
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (s->cache[i].sql == sql) {
+            *out = s->cache[i].st;
+            return QV_OK;
+        }
+        if (!s->cache[i].sql && free_slot < 0)
+            free_slot = i;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &st, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return db_fail(s, rc, "prepare a query", err);
+    }
+    if (free_slot >= 0) {
+        s->cache[free_slot].sql = sql;
+        s->cache[free_slot].st = st;
+    }
+    /* A full cache cannot happen (fewer queries than slots); if it did, the
+     * statement would leak, so make it impossible instead. */
+    else {
+        sqlite3_finalize(st);
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: statement cache "
+                       "full (a qvac bug: raise STMT_CACHE)");
+    }
+    *out = st;
+    return QV_OK;
+}
+
+static void done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v && v[0])
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* bind_text that keeps "" as "" (NOT NULL text columns). */
+static void bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+/* Steps a change statement to completion and releases it. */
+static qv_status run(qv_store *s, sqlite3_stmt *st, const char *what,
+                     qv_err *err)
+{
+    int rc = sqlite3_step(st);
+    qv_status r = rc == SQLITE_DONE ? QV_OK : db_fail(s, rc, what, err);
+    done(st);
+    return r;
+}
+
+/* ---- transactions ---------------------------------------------------------- */
+
+static qv_status tx_begin(qv_store *s, const char *what, qv_err *err)
+{
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? QV_OK : db_fail(s, rc, what, err);
+}
+
+static qv_status tx_end(qv_store *s, qv_status r, const char *what,
+                        qv_err *err)
+{
+    if (r == QV_OK) {
+        int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            r = db_fail(s, rc, what, err);
+    }
+    if (r != QV_OK && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+/* ---- schema ---------------------------------------------------------------- */
+
+static const char V1_SQL[] =
+    "CREATE TABLE jobs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT NOT NULL, priority INTEGER NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('queued','assigned','running',"
+    "  'succeeded','failed','cancelled')),"
+    " created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+    " options TEXT NOT NULL, progress TEXT,"
+    " model_hash TEXT, data_hash TEXT,"
+    " need_backend TEXT NOT NULL, need_memory INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " max_attempts INTEGER NOT NULL CHECK (max_attempts >= 1),"
+    " checkpoint_hash TEXT, adapter_hash TEXT, metrics_hash TEXT,"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE attempts ("
+    " job INTEGER NOT NULL REFERENCES jobs(id), number INTEGER NOT NULL,"
+    " worker TEXT NOT NULL, device TEXT NOT NULL,"
+    " started INTEGER NOT NULL, lease_expiry INTEGER NOT NULL,"
+    " ended INTEGER, outcome TEXT, reason TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (job, number));"
+    "CREATE TABLE events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " job INTEGER NOT NULL REFERENCES jobs(id), time INTEGER NOT NULL,"
+    " kind TEXT NOT NULL, text TEXT NOT NULL);"
+    "CREATE INDEX events_job ON events (job, id);"
+    "CREATE TABLE workers ("
+    " id TEXT PRIMARY KEY, pubkey TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+    " enrolled INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('active','lost','revoked')));"
+    "CREATE TABLE devices ("
+    " worker TEXT NOT NULL REFERENCES workers(id), device TEXT NOT NULL,"
+    " backend TEXT NOT NULL, name TEXT NOT NULL, memory INTEGER NOT NULL,"
+    " tuned TEXT NOT NULL, PRIMARY KEY (worker, device));"
+    "CREATE TABLE blobs ("
+    " hash TEXT PRIMARY KEY, size INTEGER NOT NULL, path TEXT NOT NULL,"
+    " refcount INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+    "CREATE TABLE clients ("
+    " pubkey TEXT PRIMARY KEY, name TEXT NOT NULL, added INTEGER NOT NULL);"
+    "CREATE TABLE tokens ("
+    " token TEXT PRIMARY KEY, created INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0,"
+    " used_by TEXT);";
+
+/* Version 2: indexes for dispatch (queued jobs in priority order) and for
+ * finding the open attempts of a worker and the expired leases. */
+static const char V2_SQL[] =
+    "CREATE INDEX jobs_dispatch ON jobs (state, priority DESC, created, id);"
+    "CREATE INDEX attempts_open ON attempts (worker, lease_expiry)"
+    " WHERE ended IS NULL;";
+
+static const struct { int version; const char *sql; } MIGRATIONS[] = {
+    { 1, V1_SQL },
+    { 2, V2_SQL },
+};
+
+static qv_status pragma_int(qv_store *s, const char *sql, int *v, qv_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *v = sqlite3_column_int(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? QV_OK : db_fail(s, rc, "read the schema", err);
+}
+
+static qv_status migrate(qv_store *s, int limit, qv_err *err)
+{
+    qv_status r = tx_begin(s, "migrate the schema", err);
+    if (r != QV_OK)
+        return r;
+    int app = 0, ver = 0, tables = 0;
+    r = pragma_int(s, "PRAGMA application_id", &app, err);
+    if (r == QV_OK)
+        r = pragma_int(s, "PRAGMA user_version", &ver, err);
+    if (r == QV_OK)
+        r = pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables, err);
+    if (r == QV_OK && ((app != 0 && app != QV_STORE_APP_ID) ||
+                       (app == 0 && tables > 0)))
+        r = qv_fail(err, QV_ERR_CORRUPT, "scheduler store %s: another "
+                    "program's database, not a qvac scheduler's; move it "
+                    "away or use --data DIR", s->dbpath);
+    if (r == QV_OK && ver > QV_STORE_SCHEMA)
+        r = qv_fail(err, QV_ERR_CORRUPT, "scheduler store %s: written by a "
+                    "newer qvac (schema %d, this one knows %d); upgrade qvac "
+                    "or use --data DIR", s->dbpath, ver, QV_STORE_SCHEMA);
+    if (r == QV_OK && app == 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QV_STORE_APP_ID);
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            r = db_fail(s, rc, "create the schema", err);
+    }
+    for (size_t i = 0; r == QV_OK && i < sizeof MIGRATIONS / sizeof MIGRATIONS[0];
+         i++) {
+        int v = MIGRATIONS[i].version;
+        if (v <= ver || v > limit)
+            continue;
+        int rc = sqlite3_exec(s->db, MIGRATIONS[i].sql, NULL, NULL, NULL);
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            char what[64];
+            snprintf(what, sizeof what, "migrate the schema to version %d", v);
+            r = db_fail(s, rc, what, err);
+        }
+        ver = v;
+    }
+    r = tx_end(s, r, "migrate the schema", err);
+    if (r == QV_OK)
+        r = pragma_int(s, "PRAGMA user_version", &s->version, err);
+    return r;
+}
+
+/* ---- files ----------------------------------------------------------------- */
+
+static qv_status mkdirs(const char *path, qv_err *err)
+{
+    char buf[3300];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        int last = (*p == '\0');
+        if (*p != '/' && !last)
+            continue;
+        *p = '\0';
+        struct stat sb;
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return qv_fail(err, QV_ERR_IO, "scheduler store: cannot create "
+                           "folder %s: %s; use --data DIR", buf,
+                           strerror(errno));
+        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return qv_fail(err, QV_ERR_IO, "scheduler store: %s is not a "
+                           "folder; use --data DIR", buf);
+        if (last)
+            return QV_OK;
+        *p = '/';
+    }
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Removes partial uploads a previous process left behind. */
+static void clean_tmp(const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l > 5 && strcmp(e->d_name + l - 5, ".part") == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+qv_status qv_store_open(const char *dir, const qv_store_opts *opts,
+                        qv_store **out, qv_err *err)
+{
+    if (!out)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *out = NULL;
+    if (!dir || !dir[0] || strlen(dir) >= 3000)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: empty or "
+                       "overlong data folder path");
+    int limit = opts && opts->schema_limit > 0 ? opts->schema_limit
+                                               : QV_STORE_SCHEMA;
+    if (limit > QV_STORE_SCHEMA)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: schema limit "
+                       "%d is past the latest version %d", limit,
+                       QV_STORE_SCHEMA);
+    qv_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store %s: out of memory",
+                       dir);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->dbpath, sizeof s->dbpath, "%s/scheduler.db", dir);
+    s->busy_ms = opts && opts->busy_ms > 0 ? opts->busy_ms : 5000;
+
+    char sub[3300];
+    qv_status r = mkdirs(dir, err);
+    if (r == QV_OK) {
+        snprintf(sub, sizeof sub, "%s/blobs/tmp", dir);
+        r = mkdirs(sub, err);
+    }
+    if (r == QV_OK) {
+        clean_tmp(sub);
+        int rc = sqlite3_open_v2(s->dbpath, &s->db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                 NULL);
+        if (rc != SQLITE_OK)
+            r = db_fail(s, rc, "open", err);
+    }
+    if (r == QV_OK) {
+        sqlite3_busy_timeout(s->db, s->busy_ms);
+        int rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL,
+                              NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL,
+                              NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, "PRAGMA foreign_keys=ON", NULL, NULL,
+                              NULL);
+        if (rc != SQLITE_OK)
+            r = db_fail(s, rc, "configure the database", err);
+    }
+    if (r == QV_OK)
+        r = migrate(s, limit, err);
+    if (r != QV_OK) {
+        qv_store_close(&s);
+        return r;
+    }
+    *out = s;
+    return QV_OK;
+}
+
+void qv_store_close(qv_store **store)
+{
+    if (!store || !*store)
+        return;
+    qv_store *s = *store;
+    for (int i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(s->cache[i].st);
+    sqlite3_close_v2(s->db);
+    free(s);
+    *store = NULL;
+}
+
+int qv_store_schema_version(const qv_store *store)
+{
+    return store ? store->version : 0;
+}
+
+qv_status qv_store_check(qv_store *s, qv_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st,
+                                NULL);
+    qv_status r = QV_OK;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            if (!t || strcmp((const char *)t, "ok") != 0)
+                r = qv_fail(err, QV_ERR_CORRUPT, "scheduler store %s: "
+                            "integrity check failed: %s; restore a backup",
+                            s->dbpath, t ? (const char *)t : "?");
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    if (r == QV_OK && rc != SQLITE_OK)
+        r = db_fail(s, rc, "check integrity", err);
+    return r;
+}
+
+/* ---- validation ------------------------------------------------------------ */
+
+int qv_blob_hash_valid(const char *hex)
+{
+    if (!hex)
+        return 0;
+    for (int i = 0; i < 32; i++)
+        if (!((hex[i] >= '0' && hex[i] <= '9') ||
+              (hex[i] >= 'a' && hex[i] <= 'f')))
+            return 0;
+    return hex[32] == '\0';
+}
+
+static void hash_hex(XXH128_hash_t h, char out[QV_BLOB_HEX])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hx[c.digest[i] >> 4];
+        out[2 * i + 1] = hx[c.digest[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+void qv_blob_hash(const void *data, size_t n, char out[QV_BLOB_HEX])
+{
+    hash_hex(XXH3_128bits(n ? data : "", n), out);
+}
+
+static qv_status check_hash(const char *hash, const char *what, qv_err *err)
+{
+    if (qv_blob_hash_valid(hash))
+        return QV_OK;
+    return qv_fail(err, QV_ERR_INVALID, "scheduler store: %s \"%.40s\" is not "
+                   "a blob hash (32 lower-case hex digits)", what,
+                   hash ? hash : "(null)");
+}
+
+static qv_status check_id(const char *v, const char *what, qv_err *err)
+{
+    if (!v || !v[0] || strlen(v) >= QV_STORE_ID_MAX)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: %s is empty or "
+                       "longer than %d bytes", what, QV_STORE_ID_MAX - 1);
+    return QV_OK;
+}
+
+static qv_status check_json_object(const char *text, const char *what,
+                                   qv_err *err)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    int ok = j && json_is_object(j);
+    json_decref(j);
+    if (ok)
+        return QV_OK;
+    return qv_fail(err, QV_ERR_INVALID, "scheduler store: %s is not a JSON "
+                   "object (%s)", what, j ? "another JSON value" : je.text);
+}
+
+/* ---- blobs: table ---------------------------------------------------------- */
+
+static void blob_rel(const char *hash, char *rel, size_t n)
+{
+    snprintf(rel, n, "blobs/%.2s/%s", hash, hash + 2);
+}
+
+static qv_status blob_lookup(qv_store *s, const char *hash, int *has,
+                             uint64_t *size, qv_err *err)
+{
+    static const char SQL[] = "SELECT size FROM blobs WHERE hash = ?";
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, hash);
+    int rc = sqlite3_step(st);
+    *has = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW && size)
+        *size = (uint64_t)sqlite3_column_int64(st, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "look up a blob", err);
+    done(st);
+    return r;
+}
+
+/* The blob must be stored (a job referencing it would be unrunnable). */
+static qv_status blob_need(qv_store *s, const char *hash, const char *what,
+                           qv_err *err)
+{
+    qv_status r = check_hash(hash, what, err);
+    int has = 0;
+    if (r == QV_OK)
+        r = blob_lookup(s, hash, &has, NULL, err);
+    if (r == QV_OK && !has)
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler store: %s %s is not "
+                    "stored; upload it first", what, hash);
+    return r;
+}
+
+static qv_status blob_ref(qv_store *s, const char *hash, int delta,
+                          qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE blobs SET refcount = max(refcount + ?, 0) WHERE hash = ?";
+    if (!hash || !hash[0])
+        return QV_OK;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int(st, 1, delta);
+    bind_str(st, 2, hash);
+    return run(s, st, "count a blob reference", err);
+}
+
+qv_status qv_store_blob_has(qv_store *s, const char *hash, int *has,
+                            uint64_t *size, qv_err *err)
+{
+    if (!s || !has)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store/output");
+    *has = 0;
+    qv_status r = check_hash(hash, "blob", err);
+    return r == QV_OK ? blob_lookup(s, hash, has, size, err) : r;
+}
+
+qv_status qv_store_blob_path(qv_store *s, const char *hash, char *path,
+                             size_t path_size, qv_err *err)
+{
+    int has = 0;
+    qv_status r = qv_store_blob_has(s, hash, &has, NULL, err);
+    if (r != QV_OK)
+        return r;
+    if (!has)
+        return qv_fail(err, QV_ERR_NOT_FOUND, "scheduler store: blob %s is "
+                       "not stored", hash);
+    char rel[64];
+    blob_rel(hash, rel, sizeof rel);
+    if (!path || (size_t)snprintf(path, path_size, "%s/%s", s->dir, rel) >=
+                     path_size)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: path buffer too "
+                       "small for blob %s", hash);
+    return QV_OK;
+}
+
+qv_status qv_store_blob_read(qv_store *s, const char *hash, uint64_t offset,
+                             void *buf, size_t len, size_t *got, qv_err *err)
+{
+    char path[3400];
+    if (!got || (!buf && len))
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no buffer");
+    *got = 0;
+    qv_status r = qv_store_blob_path(s, hash, path, sizeof path, err);
+    if (r != QV_OK)
+        return r;
+    if (offset > (uint64_t)INT64_MAX)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: blob %s: offset "
+                       "%llu out of range", hash, (unsigned long long)offset);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return qv_fail(err, QV_ERR_IO, "scheduler store: blob %s: cannot open "
+                       "%s: %s", hash, path, strerror(errno));
+    size_t total = 0;
+    while (total < len) {
+        ssize_t k = pread(fd, (char *)buf + total, len - total,
+                          (off_t)(offset + total));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            r = qv_fail(err, QV_ERR_IO, "scheduler store: blob %s: cannot "
+                        "read %s: %s", hash, path, strerror(errno));
+            break;
+        }
+        if (k == 0)
+            break;
+        total += (size_t)k;
+    }
+    close(fd);
+    *got = total;
+    return r;
+}
+
+/* ---- blobs: uploads -------------------------------------------------------- */
+
+void qv_blob_upload_abort(qv_blob_upload **up)
+{
+    if (!up || !*up)
+        return;
+    qv_blob_upload *u = *up;
+    if (u->fd >= 0)
+        close(u->fd);
+    if (u->tmp[0])
+        unlink(u->tmp);
+    XXH3_freeState(u->xs);
+    free(u);
+    *up = NULL;
+}
+
+qv_status qv_store_blob_begin(qv_store *s, const char *expected, uint64_t size,
+                              qv_blob_upload **up, qv_err *err)
+{
+    if (!s || !up)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store/output");
+    *up = NULL;
+    qv_status r = check_hash(expected, "expected blob hash", err);
+    if (r != QV_OK)
+        return r;
+    if (size > (uint64_t)INT64_MAX)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: blob %s: size "
+                       "out of range", expected);
+    qv_blob_upload *u = calloc(1, sizeof *u);
+    if (!u)
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+    u->fd = -1;
+    u->size = size;
+    snprintf(u->hash, sizeof u->hash, "%s", expected);
+    u->xs = XXH3_createState();
+    if (!u->xs || XXH3_128bits_reset(u->xs) != XXH_OK) {
+        qv_blob_upload_abort(&u);
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+    }
+    snprintf(u->tmp, sizeof u->tmp, "%s/blobs/tmp/%s.%ld.%u.part", s->dir,
+             expected, (long)getpid(), s->upload_seq++);
+    u->fd = open(u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (u->fd < 0) {
+        r = qv_fail(err, QV_ERR_IO, "scheduler store: cannot create %s: %s; "
+                    "check the data folder", u->tmp, strerror(errno));
+        u->tmp[0] = '\0';
+        qv_blob_upload_abort(&u);
+        return r;
+    }
+    *up = u;
+    return QV_OK;
+}
+
+uint64_t qv_blob_upload_received(const qv_blob_upload *up)
+{
+    return up ? up->received : 0;
+}
+
+qv_status qv_blob_upload_append(qv_blob_upload *u, uint64_t offset,
+                                const void *data, size_t n, qv_err *err)
+{
+    if (!u || (!data && n))
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no upload/data");
+    if (offset != u->received)
+        return qv_fail(err, QV_ERR_INVALID, "blob %s: chunk at offset %llu, "
+                       "expected %llu (chunks must arrive in order)", u->hash,
+                       (unsigned long long)offset,
+                       (unsigned long long)u->received);
+    if (n > u->size - u->received)
+        return qv_fail(err, QV_ERR_INVALID, "blob %s: chunk of %zu bytes at "
+                       "%llu runs past the announced size %llu", u->hash, n,
+                       (unsigned long long)offset,
+                       (unsigned long long)u->size);
+    size_t w = 0;
+    while (w < n) {
+        ssize_t k = write(u->fd, (const char *)data + w, n - w);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return qv_fail(err, QV_ERR_IO, "blob %s: cannot write %s: %s",
+                           u->hash, u->tmp, strerror(errno));
+        w += (size_t)k;
+    }
+    XXH3_128bits_update(u->xs, data, n);
+    u->received += n;
+    return QV_OK;
+}
+
+static qv_status blob_record(qv_store *s, const char *hash, uint64_t size,
+                             int64_t now_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT OR IGNORE INTO blobs (hash, size, path, refcount, created)"
+        " VALUES (?, ?, ?, 0, ?)";
+    char rel[64];
+    blob_rel(hash, rel, sizeof rel);
+    qv_status r = tx_begin(s, "record a blob", err);
+    sqlite3_stmt *st;
+    if (r == QV_OK)
+        r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, hash);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)size);
+        bind_str(st, 3, rel);
+        sqlite3_bind_int64(st, 4, now_ms);
+        r = run(s, st, "record a blob", err);
+    }
+    return tx_end(s, r, "record a blob", err);
+}
+
+qv_status qv_store_blob_finish(qv_store *s, qv_blob_upload **up,
+                               int64_t now_ms, qv_err *err)
+{
+    if (!s || !up || !*up)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no upload");
+    qv_blob_upload *u = *up;
+    qv_status r = QV_OK;
+    char got[QV_BLOB_HEX];
+    if (u->received != u->size)
+        r = qv_fail(err, QV_ERR_CORRUPT, "blob %s: %llu of %llu bytes "
+                    "arrived; upload it again", u->hash,
+                    (unsigned long long)u->received,
+                    (unsigned long long)u->size);
+    if (r == QV_OK) {
+        hash_hex(XXH3_128bits_digest(u->xs), got);
+        if (strcmp(got, u->hash) != 0)
+            r = qv_fail(err, QV_ERR_CORRUPT, "blob %s: the bytes that arrived "
+                        "hash to %s; nothing stored, upload it again",
+                        u->hash, got);
+    }
+    if (r == QV_OK && fsync(u->fd) != 0)
+        r = qv_fail(err, QV_ERR_IO, "blob %s: cannot sync %s: %s", u->hash,
+                    u->tmp, strerror(errno));
+    if (r == QV_OK) {
+        int rc = close(u->fd);
+        u->fd = -1;
+        if (rc != 0)
+            r = qv_fail(err, QV_ERR_IO, "blob %s: cannot close %s: %s",
+                        u->hash, u->tmp, strerror(errno));
+    }
+    char dir[3300], final[3400];
+    snprintf(dir, sizeof dir, "%s/blobs/%.2s", s->dir, u->hash);
+    snprintf(final, sizeof final, "%s/%s", dir, u->hash + 2);
+    int have = 0;
+    if (r == QV_OK)
+        r = blob_lookup(s, u->hash, &have, NULL, err);
+    if (r == QV_OK && have) {
+        /* Already stored: the stored file is never replaced. */
+        qv_blob_upload_abort(up);
+        return QV_OK;
+    }
+    if (r == QV_OK)
+        r = mkdirs(dir, err);
+    if (r == QV_OK && rename(u->tmp, final) != 0)
+        r = qv_fail(err, QV_ERR_IO, "blob %s: cannot move %s into place: %s",
+                    u->hash, u->tmp, strerror(errno));
+    if (r == QV_OK) {
+        u->tmp[0] = '\0'; /* renamed: nothing left to delete */
+        if (fsync_dir(dir) != 0)
+            r = qv_fail(err, QV_ERR_IO, "blob %s: cannot sync folder %s: %s",
+                        u->hash, dir, strerror(errno));
+    }
+    if (r == QV_OK)
+        r = blob_record(s, u->hash, u->size, now_ms, err);
+    qv_blob_upload_abort(up);
+    return r;
+}
+
+qv_status qv_store_blob_put(qv_store *s, const void *data, size_t n,
+                            const char *expected, int64_t now_ms,
+                            char out[QV_BLOB_HEX], qv_err *err)
+{
+    if (!s || (!data && n))
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store/data");
+    char h[QV_BLOB_HEX];
+    qv_blob_hash(data, n, h);
+    if (expected) {
+        qv_status r = check_hash(expected, "expected blob hash", err);
+        if (r != QV_OK)
+            return r;
+        if (strcmp(h, expected) != 0)
+            return qv_fail(err, QV_ERR_CORRUPT, "blob %s: the bytes hash to "
+                           "%s; nothing stored", expected, h);
+    }
+    if (out)
+        snprintf(out, QV_BLOB_HEX, "%s", h);
+    int has = 0;
+    qv_status r = blob_lookup(s, h, &has, NULL, err);
+    if (r != QV_OK || has)
+        return r; /* already stored: never replaced */
+    qv_blob_upload *u = NULL;
+    r = qv_store_blob_begin(s, h, n, &u, err);
+    if (r == QV_OK)
+        r = qv_blob_upload_append(u, 0, data, n, err);
+    if (r == QV_OK)
+        return qv_store_blob_finish(s, &u, now_ms, err);
+    qv_blob_upload_abort(&u);
+    return r;
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static qv_status add_event(qv_store *s, int64_t job, int64_t now_ms,
+                           const char *kind, qv_err *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+static qv_status add_event(qv_store *s, int64_t job, int64_t now_ms,
+                           const char *kind, qv_err *err, const char *fmt, ...)
+{
+    static const char SQL[] =
+        "INSERT INTO events (job, time, kind, text) VALUES (?, ?, ?, ?)";
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, now_ms);
+    bind_str(st, 3, kind);
+    bind_str(st, 4, text);
+    return run(s, st, "log an event", err);
+}
+
+qv_status qv_store_events(qv_store *s, int64_t job, int64_t after_id,
+                          size_t max, qv_event **events, size_t *n,
+                          qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT id, job, time, kind, text FROM events"
+        " WHERE job = ? AND id > ? ORDER BY id LIMIT ?";
+    if (!s || !events || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *events = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, after_id);
+    sqlite3_bind_int64(st, 3, max ? (sqlite3_int64)max : -1);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            qv_event *ne = realloc(*events, nc * sizeof *ne);
+            if (!ne) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
+                            "memory listing events");
+                break;
+            }
+            *events = ne;
+            cap = nc;
+        }
+        qv_event *e = &(*events)[(*n)++];
+        e->id = sqlite3_column_int64(st, 0);
+        e->job = sqlite3_column_int64(st, 1);
+        e->time_ms = sqlite3_column_int64(st, 2);
+        col_copy(st, 3, e->kind, sizeof e->kind);
+        col_copy(st, 4, e->text, sizeof e->text);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list events", err);
+    done(st);
+    if (r != QV_OK) {
+        qv_events_free(events);
+        *n = 0;
+    }
+    return r;
+}
+
+void qv_events_free(qv_event **events)
+{
+    if (events) {
+        free(*events);
+        *events = NULL;
+    }
+}
+
+/* ---- jobs: records --------------------------------------------------------- */
+
+#define RUNNABLE_SQL                                                          \
+    "EXISTS (SELECT 1 FROM devices d JOIN workers w ON w.id = d.worker"       \
+    " WHERE w.state <> 'revoked'"                                             \
+    " AND (j.need_backend = '' OR d.backend = j.need_backend)"                \
+    " AND d.memory >= j.need_memory)"
+
+#define JOB_SELECT                                                            \
+    "SELECT j.id, j.name, j.priority, j.state, j.created, j.updated,"         \
+    " j.options, j.progress, j.model_hash, j.data_hash, j.need_backend,"      \
+    " j.need_memory, j.attempts, j.max_attempts, j.checkpoint_hash,"          \
+    " j.adapter_hash, j.metrics_hash, j.reason, j.cancel_requested,"          \
+    " a.worker, a.device, a.lease_expiry, " RUNNABLE_SQL                      \
+    " FROM jobs j LEFT JOIN attempts a"                                       \
+    " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
+
+void qv_job_clear(qv_job *job)
+{
+    if (!job)
+        return;
+    free(job->options_json);
+    free(job->progress_json);
+    memset(job, 0, sizeof *job);
+}
+
+void qv_jobs_free(qv_job **jobs, size_t n)
+{
+    if (!jobs || !*jobs)
+        return;
+    for (size_t i = 0; i < n; i++)
+        qv_job_clear(&(*jobs)[i]);
+    free(*jobs);
+    *jobs = NULL;
+}
+
+static qv_status job_from_row(sqlite3_stmt *st, qv_job *j, qv_err *err)
+{
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, j->name, sizeof j->name);
+    j->priority = sqlite3_column_int(st, 2);
+    qv_job_state_parse((const char *)sqlite3_column_text(st, 3), &j->state);
+    j->created_ms = sqlite3_column_int64(st, 4);
+    j->updated_ms = sqlite3_column_int64(st, 5);
+    j->options_json = col_dup(st, 6);
+    j->progress_json = col_dup(st, 7);
+    col_copy(st, 8, j->model_hash, sizeof j->model_hash);
+    col_copy(st, 9, j->data_hash, sizeof j->data_hash);
+    col_copy(st, 10, j->backend, sizeof j->backend);
+    j->min_memory = (uint64_t)sqlite3_column_int64(st, 11);
+    j->attempts = sqlite3_column_int(st, 12);
+    j->max_attempts = sqlite3_column_int(st, 13);
+    col_copy(st, 14, j->checkpoint_hash, sizeof j->checkpoint_hash);
+    col_copy(st, 15, j->adapter_hash, sizeof j->adapter_hash);
+    col_copy(st, 16, j->metrics_hash, sizeof j->metrics_hash);
+    col_copy(st, 17, j->reason, sizeof j->reason);
+    j->cancel_requested = sqlite3_column_int(st, 18);
+    col_copy(st, 19, j->worker, sizeof j->worker);
+    col_copy(st, 20, j->device, sizeof j->device);
+    j->lease_expiry_ms = sqlite3_column_int64(st, 21);
+    j->runnable = sqlite3_column_int(st, 22);
+    if (!j->options_json || (sqlite3_column_type(st, 7) != SQLITE_NULL &&
+                             !j->progress_json)) {
+        qv_job_clear(j);
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory "
+                       "reading a job");
+    }
+    return QV_OK;
+}
+
+qv_status qv_store_job(qv_store *s, int64_t id, qv_job *out, qv_err *err)
+{
+    static const char SQL[] = JOB_SELECT " WHERE j.id = ?";
+    if (!s || !out)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = job_from_row(st, out, err);
+    else if (rc == SQLITE_DONE)
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler: no job %lld",
+                    (long long)id);
+    else
+        r = db_fail(s, rc, "read a job", err);
+    done(st);
+    return r;
+}
+
+qv_status qv_store_list_jobs(qv_store *s, int all, qv_job **jobs, size_t *n,
+                             qv_err *err)
+{
+    static const char SQL_ALL[] = JOB_SELECT " ORDER BY j.id";
+    static const char SQL_ACTIVE[] = JOB_SELECT
+        " WHERE j.state IN ('queued','assigned','running') ORDER BY j.id";
+    if (!s || !jobs || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *jobs = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, all ? SQL_ALL : SQL_ACTIVE, &st, err);
+    if (r != QV_OK)
+        return r;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            qv_job *nj = realloc(*jobs, nc * sizeof *nj);
+            if (!nj) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
+                            "memory listing jobs");
+                break;
+            }
+            *jobs = nj;
+            cap = nc;
+        }
+        r = job_from_row(st, &(*jobs)[*n], err);
+        if (r != QV_OK)
+            break;
+        (*n)++;
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list jobs", err);
+    done(st);
+    if (r != QV_OK) {
+        qv_jobs_free(jobs, *n);
+        *n = 0;
+    }
+    return r;
+}
+
+qv_status qv_store_unrunnable(qv_store *s, int64_t **ids, size_t *n,
+                              qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT j.id FROM jobs j WHERE j.state = 'queued' AND NOT "
+        RUNNABLE_SQL " ORDER BY j.id";
+    if (!s || !ids || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            int64_t *ni = realloc(*ids, nc * sizeof *ni);
+            if (!ni) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
+                            "memory");
+                break;
+            }
+            *ids = ni;
+            cap = nc;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list unrunnable jobs", err);
+    done(st);
+    if (r != QV_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return r;
+}
+
+/* ---- jobs: submit ---------------------------------------------------------- */
+
+static qv_status submit_one(qv_store *s, const qv_job_spec *spec,
+                            int64_t now_ms, int64_t *id, qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT INTO jobs (name, priority, state, created, updated, options,"
+        " model_hash, data_hash, need_backend, need_memory, max_attempts)"
+        " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)";
+    const char *name = spec->name ? spec->name : "";
+    const char *opt = spec->options_json ? spec->options_json : "{}";
+    const char *be = spec->backend ? spec->backend : "";
+    int maxa = spec->max_attempts ? spec->max_attempts : QV_STORE_MAX_ATTEMPTS;
+    if (strlen(name) >= QV_STORE_ID_MAX)
+        return qv_fail(err, QV_ERR_INVALID, "submit: job name longer than %d "
+                       "bytes", QV_STORE_ID_MAX - 1);
+    if (strlen(be) >= 32)
+        return qv_fail(err, QV_ERR_INVALID, "submit: backend name too long");
+    if (maxa < 1 || maxa > 1000)
+        return qv_fail(err, QV_ERR_INVALID, "submit: max attempts %d out of "
+                       "range (1..1000)", maxa);
+    if (spec->min_memory > (uint64_t)INT64_MAX)
+        return qv_fail(err, QV_ERR_INVALID, "submit: minimum memory out of "
+                       "range");
+    qv_status r = check_json_object(opt, "submit: the options", err);
+    if (r == QV_OK && spec->model_hash)
+        r = blob_need(s, spec->model_hash, "model", err);
+    if (r == QV_OK && spec->data_hash)
+        r = blob_need(s, spec->data_hash, "dataset", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, name);
+    sqlite3_bind_int(st, 2, spec->priority);
+    sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_int64(st, 4, now_ms);
+    bind_str(st, 5, opt);
+    bind_text(st, 6, spec->model_hash);
+    bind_text(st, 7, spec->data_hash);
+    bind_str(st, 8, be);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)spec->min_memory);
+    sqlite3_bind_int(st, 10, maxa);
+    r = run(s, st, "submit a job", err);
+    if (r != QV_OK)
+        return r;
+    *id = sqlite3_last_insert_rowid(s->db);
+    r = blob_ref(s, spec->model_hash, 1, err);
+    if (r == QV_OK)
+        r = blob_ref(s, spec->data_hash, 1, err);
+    if (r == QV_OK)
+        r = add_event(s, *id, now_ms, "submitted", err,
+                      "submitted: priority %d, needs %s with %llu bytes, "
+                      "up to %d attempts", spec->priority, be[0] ? be : "any "
+                      "backend", (unsigned long long)spec->min_memory, maxa);
+    return r;
+}
+
+qv_status qv_store_submit_batch(qv_store *s, const qv_job_spec *specs,
+                                size_t n, int64_t now_ms, int64_t *ids,
+                                qv_err *err)
+{
+    if (!s || (!specs && n) || (!ids && n))
+        return qv_fail(err, QV_ERR_INVALID, "submit: no store, spec or output");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = 0;
+    qv_status r = tx_begin(s, "submit", err);
+    int64_t *tmp = n ? calloc(n, sizeof *tmp) : NULL;
+    if (r == QV_OK && n && !tmp)
+        r = qv_fail(err, QV_ERR_NOMEM, "submit: out of memory");
+    for (size_t i = 0; r == QV_OK && i < n; i++)
+        r = submit_one(s, &specs[i], now_ms, &tmp[i], err);
+    r = tx_end(s, r, "submit", err);
+    /* ids only after COMMIT: an id the caller sees is durable. */
+    for (size_t i = 0; r == QV_OK && i < n; i++)
+        ids[i] = tmp[i];
+    free(tmp);
+    return r;
+}
+
+qv_status qv_store_submit(qv_store *s, const qv_job_spec *spec, int64_t now_ms,
+                          int64_t *id, qv_err *err)
+{
+    if (!spec || !id)
+        return qv_fail(err, QV_ERR_INVALID, "submit: no spec or output");
+    return qv_store_submit_batch(s, spec, 1, now_ms, id, err);
+}
+
+/* ---- jobs: dispatch -------------------------------------------------------- */
+
+static qv_status next_job(qv_store *s, const char *backend, uint64_t memory,
+                          int64_t *job_id, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT id FROM jobs WHERE state = 'queued' AND cancel_requested = 0"
+        " AND (need_backend = '' OR need_backend = ?) AND need_memory <= ?"
+        " ORDER BY priority DESC, created, id LIMIT 1";
+    *job_id = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, backend);
+    sqlite3_bind_int64(st, 2, memory > (uint64_t)INT64_MAX
+                                  ? INT64_MAX : (sqlite3_int64)memory);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *job_id = sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE)
+        r = db_fail(s, rc, "find the next job", err);
+    done(st);
+    return r;
+}
+
+qv_status qv_store_next_job(qv_store *s, const char *backend, uint64_t memory,
+                            int64_t *job_id, qv_err *err)
+{
+    if (!s || !job_id)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *job_id = 0;
+    qv_status r = check_id(backend, "device backend", err);
+    return r == QV_OK ? next_job(s, backend, memory, job_id, err) : r;
+}
+
+/* The few columns the state machine needs. */
+typedef struct job_core {
+    qv_job_state state;
+    int attempts, max_attempts, cancel_requested;
+    char checkpoint[QV_BLOB_HEX];
+    char worker[QV_STORE_ID_MAX];
+} job_core;
+
+static qv_status load_core(qv_store *s, int64_t job, job_core *c, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT j.state, j.attempts, j.max_attempts, j.cancel_requested,"
+        " j.checkpoint_hash, a.worker FROM jobs j LEFT JOIN attempts a"
+        " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
+        " WHERE j.id = ?";
+    memset(c, 0, sizeof *c);
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, job);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        qv_job_state_parse((const char *)sqlite3_column_text(st, 0), &c->state);
+        c->attempts = sqlite3_column_int(st, 1);
+        c->max_attempts = sqlite3_column_int(st, 2);
+        c->cancel_requested = sqlite3_column_int(st, 3);
+        col_copy(st, 4, c->checkpoint, sizeof c->checkpoint);
+        col_copy(st, 5, c->worker, sizeof c->worker);
+    } else if (rc == SQLITE_DONE) {
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler: no job %lld",
+                    (long long)job);
+    } else {
+        r = db_fail(s, rc, "read a job", err);
+    }
+    done(st);
+    return r;
+}
+
+static qv_status set_state(qv_store *s, int64_t job, qv_job_state to,
+                           const char *reason, int64_t now_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE jobs SET state = ?, updated = ?,"
+        " reason = coalesce(?, reason) WHERE id = ?";
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, qv_job_state_name(to));
+    sqlite3_bind_int64(st, 2, now_ms);
+    bind_text(st, 3, reason);
+    sqlite3_bind_int64(st, 4, job);
+    return run(s, st, "change a job's state", err);
+}
+
+static qv_status assign_tx(qv_store *s, int64_t job, const char *worker,
+                           const char *device, int64_t now_ms,
+                           int64_t lease_ms, qv_assignment *out, qv_err *err)
+{
+    static const char SQL_JOB[] =
+        "UPDATE jobs SET state = 'assigned', attempts = attempts + 1,"
+        " updated = ? WHERE id = ? AND state = 'queued'";
+    static const char SQL_ATT[] =
+        "INSERT INTO attempts (job, number, worker, device, started,"
+        " lease_expiry) VALUES (?, ?, ?, ?, ?, ?)";
+    job_core c;
+    qv_status r = load_core(s, job, &c, err);
+    if (r != QV_OK)
+        return r;
+    if (c.state != QV_JOB_QUEUED || c.cancel_requested)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler: job %lld is %s, not "
+                       "queued; it cannot be assigned", (long long)job,
+                       qv_job_state_name(c.state));
+    sqlite3_stmt *st;
+    r = prep(s, SQL_JOB, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, job);
+    r = run(s, st, "assign a job", err);
+    int attempt = c.attempts + 1;
+    int64_t expiry = now_ms + lease_ms;
+    if (r == QV_OK)
+        r = prep(s, SQL_ATT, &st, err);
+    if (r == QV_OK) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_int(st, 2, attempt);
+        bind_str(st, 3, worker);
+        bind_str(st, 4, device);
+        sqlite3_bind_int64(st, 5, now_ms);
+        sqlite3_bind_int64(st, 6, expiry);
+        r = run(s, st, "record an attempt", err);
+    }
+    if (r == QV_OK)
+        r = add_event(s, job, now_ms, "assigned", err,
+                      "attempt %d of %d assigned to %s on %s%s%s", attempt,
+                      c.max_attempts, worker, device,
+                      c.checkpoint[0] ? ", resuming from checkpoint " : "",
+                      c.checkpoint);
+    if (r == QV_OK) {
+        out->job = job;
+        out->attempt = attempt;
+        out->lease_expiry_ms = expiry;
+        snprintf(out->checkpoint_hash, sizeof out->checkpoint_hash, "%s",
+                 c.checkpoint);
+    }
+    return r;
+}
+
+static qv_status check_lease(int64_t lease_ms, qv_err *err)
+{
+    if (lease_ms <= 0 || lease_ms > 7LL * 24 * 3600 * 1000)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler: lease of %lld ms out "
+                       "of range (1 ms .. 7 days)", (long long)lease_ms);
+    return QV_OK;
+}
+
+qv_status qv_store_assign(qv_store *s, int64_t job, const char *worker,
+                          const char *device, int64_t now_ms, int64_t lease_ms,
+                          qv_assignment *out, qv_err *err)
+{
+    if (!s || !out)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(out, 0, sizeof *out);
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = check_id(device, "device id", err);
+    if (r == QV_OK)
+        r = check_lease(lease_ms, err);
+    if (r == QV_OK)
+        r = tx_begin(s, "assign a job", err);
+    if (r != QV_OK)
+        return r;
+    qv_assignment a = {0};
+    r = assign_tx(s, job, worker, device, now_ms, lease_ms, &a, err);
+    r = tx_end(s, r, "assign a job", err);
+    if (r == QV_OK)
+        *out = a;
+    return r;
+}
+
+qv_status qv_store_dispatch(qv_store *s, const char *worker,
+                            const char *device, const char *backend,
+                            uint64_t memory, int64_t now_ms, int64_t lease_ms,
+                            qv_assignment *out, qv_err *err)
+{
+    if (!s || !out)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(out, 0, sizeof *out);
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = check_id(device, "device id", err);
+    if (r == QV_OK)
+        r = check_id(backend, "device backend", err);
+    if (r == QV_OK)
+        r = check_lease(lease_ms, err);
+    if (r == QV_OK)
+        r = tx_begin(s, "dispatch a job", err);
+    if (r != QV_OK)
+        return r;
+    int64_t id = 0;
+    qv_assignment a = {0};
+    r = next_job(s, backend, memory, &id, err);
+    if (r == QV_OK && id)
+        r = assign_tx(s, id, worker, device, now_ms, lease_ms, &a, err);
+    r = tx_end(s, r, "dispatch a job", err);
+    if (r == QV_OK)
+        *out = a;
+    return r;
+}
+
+/* ---- jobs: messages from the running attempt ------------------------------- */
+
+/* Loads the job and decides whether (job, attempt) is its live attempt.
+ * *live = 0 fills ack as STALE. */
+static qv_status attempt_live(qv_store *s, int64_t job, int attempt,
+                              job_core *c, qv_ack *ack, int *live,
+                              qv_err *err)
+{
+    *live = 0;
+    qv_status r = load_core(s, job, c, err);
+    if (r != QV_OK)
+        return r;
+    memset(ack, 0, sizeof *ack);
+    ack->current_attempt = c->attempts;
+    ack->state = c->state;
+    if (attempt == c->attempts &&
+        (c->state == QV_JOB_ASSIGNED || c->state == QV_JOB_RUNNING)) {
+        *live = 1;
+        ack->verdict = c->cancel_requested ? QV_VERDICT_CANCEL
+                                           : QV_VERDICT_ACCEPTED;
+        if (c->cancel_requested)
+            snprintf(ack->note, sizeof ack->note, "job %lld: cancel "
+                     "requested; stop attempt %d", (long long)job, attempt);
+        return QV_OK;
+    }
+    ack->verdict = QV_VERDICT_STALE;
+    snprintf(ack->note, sizeof ack->note, "job %lld attempt %d is stale: the "
+             "job is %s at attempt %d; ignored", (long long)job, attempt,
+             qv_job_state_name(c->state), c->attempts);
+    return QV_OK;
+}
+
+static qv_status renew_tx(qv_store *s, int64_t job, int attempt,
+                          int64_t now_ms, int64_t lease_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE attempts SET lease_expiry = ? WHERE job = ? AND number = ?";
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, now_ms + lease_ms);
+    sqlite3_bind_int64(st, 2, job);
+    sqlite3_bind_int(st, 3, attempt);
+    return run(s, st, "renew a lease", err);
+}
+
+static qv_status to_running(qv_store *s, int64_t job, int attempt,
+                            job_core *c, int64_t now_ms, qv_ack *ack,
+                            qv_err *err)
+{
+    if (c->state != QV_JOB_ASSIGNED)
+        return QV_OK;
+    qv_status r = set_state(s, job, QV_JOB_RUNNING, NULL, now_ms, err);
+    if (r == QV_OK)
+        r = add_event(s, job, now_ms, "running", err, "attempt %d running",
+                      attempt);
+    if (r == QV_OK)
+        ack->state = c->state = QV_JOB_RUNNING;
+    return r;
+}
+
+/* Which of the message kinds below. */
+enum live_op { OP_RENEW, OP_RUNNING, OP_PROGRESS, OP_CHECKPOINT };
+
+static qv_status live_op(qv_store *s, enum live_op op, int64_t job,
+                         int attempt, const char *arg, int64_t now_ms,
+                         int64_t lease_ms, qv_ack *ack, qv_err *err)
+{
+    static const char SQL_PROGRESS[] =
+        "UPDATE jobs SET progress = ?, updated = ? WHERE id = ?";
+    static const char SQL_CKPT[] =
+        "UPDATE jobs SET checkpoint_hash = ?, updated = ? WHERE id = ?";
+    if (!s || !ack)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(ack, 0, sizeof *ack);
+    qv_status r = QV_OK;
+    if (op != OP_CHECKPOINT)
+        r = check_lease(lease_ms, err);
+    if (r == QV_OK && op == OP_PROGRESS)
+        r = check_json_object(arg ? arg : "", "progress report", err);
+    if (r == QV_OK && op == OP_CHECKPOINT)
+        r = check_hash(arg, "checkpoint hash", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "record a message from a worker", err);
+    if (r != QV_OK)
+        return r;
+    job_core c;
+    int live = 0;
+    r = attempt_live(s, job, attempt, &c, ack, &live, err);
+    if (r == QV_OK && live && op != OP_CHECKPOINT)
+        r = renew_tx(s, job, attempt, now_ms, lease_ms, err);
+    if (r == QV_OK && live && (op == OP_RUNNING || op == OP_PROGRESS))
+        r = to_running(s, job, attempt, &c, now_ms, ack, err);
+    sqlite3_stmt *st;
+    if (r == QV_OK && live && op == OP_PROGRESS) {
+        r = prep(s, SQL_PROGRESS, &st, err);
+        if (r == QV_OK) {
+            bind_str(st, 1, arg);
+            sqlite3_bind_int64(st, 2, now_ms);
+            sqlite3_bind_int64(st, 3, job);
+            r = run(s, st, "record progress", err);
+        }
+        if (r == QV_OK)
+            r = add_event(s, job, now_ms, "progress", err, "%s", arg);
+    }
+    if (r == QV_OK && live && op == OP_CHECKPOINT) {
+        r = blob_need(s, arg, "checkpoint", err);
+        if (r == QV_OK && strcmp(arg, c.checkpoint) != 0) {
+            r = prep(s, SQL_CKPT, &st, err);
+            if (r == QV_OK) {
+                bind_str(st, 1, arg);
+                sqlite3_bind_int64(st, 2, now_ms);
+                sqlite3_bind_int64(st, 3, job);
+                r = run(s, st, "record a checkpoint", err);
+            }
+            if (r == QV_OK)
+                r = blob_ref(s, arg, 1, err);
+            if (r == QV_OK)
+                r = blob_ref(s, c.checkpoint, -1, err);
+            if (r == QV_OK)
+                r = add_event(s, job, now_ms, "checkpoint", err,
+                              "attempt %d: checkpoint %s", attempt, arg);
+        }
+    }
+    return tx_end(s, r, "record a message from a worker", err);
+}
+
+qv_status qv_store_renew(qv_store *s, int64_t job, int attempt, int64_t now_ms,
+                         int64_t lease_ms, qv_ack *ack, qv_err *err)
+{
+    return live_op(s, OP_RENEW, job, attempt, NULL, now_ms, lease_ms, ack, err);
+}
+
+qv_status qv_store_running(qv_store *s, int64_t job, int attempt,
+                           int64_t now_ms, int64_t lease_ms, qv_ack *ack,
+                           qv_err *err)
+{
+    return live_op(s, OP_RUNNING, job, attempt, NULL, now_ms, lease_ms, ack,
+                   err);
+}
+
+qv_status qv_store_progress(qv_store *s, int64_t job, int attempt,
+                            const char *progress_json, int64_t now_ms,
+                            int64_t lease_ms, qv_ack *ack, qv_err *err)
+{
+    return live_op(s, OP_PROGRESS, job, attempt, progress_json, now_ms,
+                   lease_ms, ack, err);
+}
+
+qv_status qv_store_set_checkpoint(qv_store *s, int64_t job, int attempt,
+                                  const char *hash, int64_t now_ms,
+                                  qv_ack *ack, qv_err *err)
+{
+    return live_op(s, OP_CHECKPOINT, job, attempt, hash, now_ms, 0, ack, err);
+}
+
+static qv_status end_attempt(qv_store *s, int64_t job, int attempt,
+                             const char *outcome, const char *reason,
+                             int64_t now_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE attempts SET ended = ?, outcome = ?, reason = ?"
+        " WHERE job = ? AND number = ?";
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, now_ms);
+    bind_str(st, 2, outcome);
+    bind_str(st, 3, reason);
+    sqlite3_bind_int64(st, 4, job);
+    sqlite3_bind_int(st, 5, attempt);
+    return run(s, st, "end an attempt", err);
+}
+
+/* The live attempt of a job ended badly (outcome "failed", "expired",
+ * "lost"): retry, fail for good, or honour a pending cancel. */
+static qv_status attempt_failed(qv_store *s, int64_t job, const job_core *c,
+                                const char *outcome, const char *reason,
+                                int64_t now_ms, qv_job_state *to, qv_err *err)
+{
+    char why[512];
+    snprintf(why, sizeof why, "attempt %d of %d %s: %s", c->attempts,
+             c->max_attempts, outcome, reason);
+    qv_status r = end_attempt(s, job, c->attempts, outcome, reason, now_ms,
+                              err);
+    if (r != QV_OK)
+        return r;
+    if (c->cancel_requested) {
+        *to = QV_JOB_CANCELLED;
+        r = set_state(s, job, *to, NULL, now_ms, err);
+        if (r == QV_OK)
+            r = add_event(s, job, now_ms, "cancelled", err,
+                          "cancelled on request (%s)", why);
+    } else if (c->attempts >= c->max_attempts) {
+        *to = QV_JOB_FAILED;
+        r = set_state(s, job, *to, why, now_ms, err);
+        if (r == QV_OK)
+            r = add_event(s, job, now_ms, "failed", err, "%s; no attempts "
+                          "left, the job failed", why);
+    } else {
+        *to = QV_JOB_QUEUED;
+        r = set_state(s, job, *to, why, now_ms, err);
+        if (r == QV_OK)
+            r = add_event(s, job, now_ms, "retry", err, "%s; back in the "
+                          "queue", why);
+    }
+    return r;
+}
+
+qv_status qv_store_fail(qv_store *s, int64_t job, int attempt,
+                        const char *reason, int64_t now_ms, qv_ack *ack,
+                        qv_err *err)
+{
+    if (!s || !ack)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(ack, 0, sizeof *ack);
+    qv_status r = tx_begin(s, "record a failure", err);
+    if (r != QV_OK)
+        return r;
+    job_core c;
+    int live = 0;
+    r = attempt_live(s, job, attempt, &c, ack, &live, err);
+    const char *why = reason && reason[0] ? reason : "no reason given";
+    if (r == QV_OK && live) {
+        r = attempt_failed(s, job, &c, "failed", why, now_ms, &ack->state, err);
+        if (r == QV_OK)
+            ack->verdict = QV_VERDICT_ACCEPTED;
+    } else if (r == QV_OK) {
+        r = add_event(s, job, now_ms, "stale", err, "failure of stale "
+                      "attempt %d ignored (%s)", attempt, why);
+    }
+    return tx_end(s, r, "record a failure", err);
+}
+
+qv_status qv_store_complete(qv_store *s, int64_t job, int attempt,
+                            const char *adapter_hash, const char *metrics_hash,
+                            int64_t now_ms, qv_ack *ack, qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE jobs SET state = 'succeeded', updated = ?, adapter_hash = ?,"
+        " metrics_hash = ?, cancel_requested = 0 WHERE id = ?";
+    if (!s || !ack)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(ack, 0, sizeof *ack);
+    qv_status r = check_hash(adapter_hash, "adapter hash", err);
+    if (r == QV_OK && metrics_hash)
+        r = check_hash(metrics_hash, "metrics hash", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "record a result", err);
+    if (r != QV_OK)
+        return r;
+    job_core c;
+    int live = 0;
+    r = attempt_live(s, job, attempt, &c, ack, &live, err);
+    if (r == QV_OK && live) {
+        r = blob_need(s, adapter_hash, "adapter", err);
+        if (r == QV_OK && metrics_hash)
+            r = blob_need(s, metrics_hash, "metrics", err);
+        if (r == QV_OK)
+            r = end_attempt(s, job, attempt, "succeeded", "", now_ms, err);
+        sqlite3_stmt *st;
+        if (r == QV_OK)
+            r = prep(s, SQL, &st, err);
+        if (r == QV_OK) {
+            sqlite3_bind_int64(st, 1, now_ms);
+            bind_str(st, 2, adapter_hash);
+            bind_text(st, 3, metrics_hash);
+            sqlite3_bind_int64(st, 4, job);
+            r = run(s, st, "record a result", err);
+        }
+        if (r == QV_OK)
+            r = blob_ref(s, adapter_hash, 1, err);
+        if (r == QV_OK)
+            r = blob_ref(s, metrics_hash, 1, err);
+        if (r == QV_OK)
+            r = add_event(s, job, now_ms, "succeeded", err,
+                          "attempt %d succeeded: adapter %s", attempt,
+                          adapter_hash);
+        if (r == QV_OK) {
+            ack->verdict = QV_VERDICT_ACCEPTED;
+            ack->note[0] = '\0';
+            ack->state = QV_JOB_SUCCEEDED;
+        }
+    } else if (r == QV_OK) {
+        r = add_event(s, job, now_ms, "stale", err, "result of stale attempt "
+                      "%d ignored", attempt);
+    }
+    return tx_end(s, r, "record a result", err);
+}
+
+qv_status qv_store_attempts(qv_store *s, int64_t job, qv_attempt_row **rows,
+                            size_t *n, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT job, number, worker, device, started, lease_expiry,"
+        " coalesce(ended, 0), coalesce(outcome, ''), reason FROM attempts"
+        " WHERE job = ? ORDER BY number";
+    if (!s || !rows || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, job);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 4;
+            qv_attempt_row *nr = realloc(*rows, nc * sizeof *nr);
+            if (!nr) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
+                            "memory");
+                break;
+            }
+            *rows = nr;
+            cap = nc;
+        }
+        qv_attempt_row *a = &(*rows)[(*n)++];
+        a->job = sqlite3_column_int64(st, 0);
+        a->number = sqlite3_column_int(st, 1);
+        col_copy(st, 2, a->worker, sizeof a->worker);
+        col_copy(st, 3, a->device, sizeof a->device);
+        a->started_ms = sqlite3_column_int64(st, 4);
+        a->lease_expiry_ms = sqlite3_column_int64(st, 5);
+        a->ended_ms = sqlite3_column_int64(st, 6);
+        col_copy(st, 7, a->outcome, sizeof a->outcome);
+        col_copy(st, 8, a->reason, sizeof a->reason);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list attempts", err);
+    done(st);
+    if (r != QV_OK) {
+        qv_attempts_free(rows);
+        *n = 0;
+    }
+    return r;
+}
+
+void qv_attempts_free(qv_attempt_row **rows)
+{
+    if (rows) {
+        free(*rows);
+        *rows = NULL;
+    }
+}
+
+/* ---- jobs: leases, lost workers, cancel ------------------------------------ */
+
+/* Ends, as `outcome`, the live attempts selected by sql (one bound value,
+ * text or integer) and counts where the jobs went. */
+static qv_status fail_open_attempts(qv_store *s, const char *sql,
+                                    const char *text_arg, int64_t int_arg,
+                                    const char *outcome, const char *reason,
+                                    int64_t now_ms, int *requeued, int *failed,
+                                    qv_err *err)
+{
+    /* Collect first: the statement must not be stepping while we write. */
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, sql, &st, err);
+    if (r != QV_OK)
+        return r;
+    if (text_arg)
+        bind_str(st, 1, text_arg);
+    else
+        sqlite3_bind_int64(st, 1, int_arg);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            int64_t *ni = realloc(ids, nc * sizeof *ni);
+            if (!ni) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
+                            "memory");
+                break;
+            }
+            ids = ni;
+            cap = nc;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "find open attempts", err);
+    done(st);
+    for (size_t i = 0; r == QV_OK && i < n; i++) {
+        job_core c;
+        qv_job_state to = QV_JOB_QUEUED;
+        r = load_core(s, ids[i], &c, err);
+        if (r == QV_OK)
+            r = attempt_failed(s, ids[i], &c, outcome, reason, now_ms, &to,
+                               err);
+        if (r == QV_OK && to == QV_JOB_QUEUED && requeued)
+            (*requeued)++;
+        if (r == QV_OK && to == QV_JOB_FAILED && failed)
+            (*failed)++;
+    }
+    free(ids);
+    return r;
+}
+
+qv_status qv_store_expire_leases(qv_store *s, int64_t now_ms, int *requeued,
+                                 int *failed, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT j.id FROM jobs j JOIN attempts a"
+        " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
+        " WHERE j.state IN ('assigned','running') AND a.lease_expiry < ?"
+        " ORDER BY j.id";
+    if (requeued)
+        *requeued = 0;
+    if (failed)
+        *failed = 0;
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    int rq = 0, fl = 0;
+    qv_status r = tx_begin(s, "expire leases", err);
+    if (r != QV_OK)
+        return r;
+    r = fail_open_attempts(s, SQL, NULL, now_ms, "expired",
+                           "lease expired (no heartbeat from the worker)",
+                           now_ms, &rq, &fl, err);
+    r = tx_end(s, r, "expire leases", err);
+    if (r == QV_OK) {
+        if (requeued)
+            *requeued = rq;
+        if (failed)
+            *failed = fl;
+    }
+    return r;
+}
+
+qv_status qv_store_worker_lost(qv_store *s, const char *worker,
+                               const char *reason, int64_t now_ms,
+                               int *requeued, qv_err *err)
+{
+    static const char SQL_JOBS[] =
+        "SELECT j.id FROM jobs j JOIN attempts a"
+        " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
+        " WHERE j.state IN ('assigned','running') AND a.worker = ?"
+        " ORDER BY j.id";
+    static const char SQL_W[] =
+        "UPDATE workers SET state = 'lost' WHERE id = ? AND state = 'active'";
+    if (requeued)
+        *requeued = 0;
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "mark a worker lost", err);
+    if (r != QV_OK)
+        return r;
+    char why[400];
+    snprintf(why, sizeof why, "worker %s lost (%s)", worker,
+             reason && reason[0] ? reason : "no reason given");
+    int rq = 0;
+    sqlite3_stmt *st;
+    r = prep(s, SQL_W, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, worker);
+        r = run(s, st, "mark a worker lost", err);
+    }
+    if (r == QV_OK)
+        r = fail_open_attempts(s, SQL_JOBS, worker, 0, "lost", why, now_ms,
+                               &rq, NULL, err);
+    r = tx_end(s, r, "mark a worker lost", err);
+    if (r == QV_OK && requeued)
+        *requeued = rq;
+    return r;
+}
+
+qv_status qv_store_cancel(qv_store *s, int64_t job, int64_t now_ms,
+                          qv_cancel_result *result, char *worker, qv_err *err)
+{
+    static const char SQL_REQ[] =
+        "UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ?";
+    if (!s || !result)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    if (worker)
+        worker[0] = '\0';
+    qv_status r = tx_begin(s, "cancel a job", err);
+    if (r != QV_OK)
+        return r;
+    job_core c;
+    qv_cancel_result res = QV_CANCEL_DONE;
+    r = load_core(s, job, &c, err);
+    if (r == QV_OK) {
+        switch (c.state) {
+        case QV_JOB_QUEUED:
+            r = set_state(s, job, QV_JOB_CANCELLED, NULL, now_ms, err);
+            if (r == QV_OK)
+                r = add_event(s, job, now_ms, "cancelled", err,
+                              "cancelled while queued");
+            break;
+        case QV_JOB_ASSIGNED:
+        case QV_JOB_RUNNING:
+            res = QV_CANCEL_REQUESTED;
+            if (!c.cancel_requested) {
+                sqlite3_stmt *st;
+                r = prep(s, SQL_REQ, &st, err);
+                if (r == QV_OK) {
+                    sqlite3_bind_int64(st, 1, now_ms);
+                    sqlite3_bind_int64(st, 2, job);
+                    r = run(s, st, "cancel a job", err);
+                }
+                if (r == QV_OK)
+                    r = add_event(s, job, now_ms, "cancel-requested", err,
+                                  "cancel requested; telling worker %s "
+                                  "(attempt %d)", c.worker, c.attempts);
+            }
+            break;
+        default:
+            r = qv_fail(err, QV_ERR_INVALID, "scheduler: job %lld already "
+                        "%s; nothing to cancel", (long long)job,
+                        qv_job_state_name(c.state));
+        }
+    }
+    r = tx_end(s, r, "cancel a job", err);
+    if (r == QV_OK) {
+        *result = res;
+        if (worker && res == QV_CANCEL_REQUESTED)
+            snprintf(worker, QV_STORE_ID_MAX, "%s", c.worker);
+    }
+    return r;
+}
+
+/* ---- workers and devices --------------------------------------------------- */
+
+qv_status qv_store_worker_upsert(qv_store *s, const char *worker,
+                                 const char *pubkey, const char *name,
+                                 int64_t now_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT INTO workers (id, pubkey, name, enrolled, last_seen, state)"
+        " VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (id) DO UPDATE SET"
+        " pubkey = excluded.pubkey, name = excluded.name,"
+        " last_seen = excluded.last_seen, state = 'active'";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = check_id(pubkey, "worker public key", err);
+    if (r == QV_OK && name && strlen(name) >= QV_STORE_ID_MAX)
+        r = qv_fail(err, QV_ERR_INVALID, "scheduler store: worker name too "
+                    "long");
+    if (r == QV_OK)
+        r = tx_begin(s, "enroll a worker", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, worker);
+        bind_str(st, 2, pubkey);
+        bind_str(st, 3, name);
+        sqlite3_bind_int64(st, 4, now_ms);
+        sqlite3_bind_int64(st, 5, now_ms);
+        r = run(s, st, "enroll a worker", err);
+    }
+    return tx_end(s, r, "enroll a worker", err);
+}
+
+qv_status qv_store_worker_seen(qv_store *s, const char *worker, int64_t now_ms,
+                               qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE workers SET last_seen = ?, state = 'active'"
+        " WHERE id = ? AND state <> 'revoked'";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "record a heartbeat", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        bind_str(st, 2, worker);
+        r = run(s, st, "record a heartbeat", err);
+    }
+    if (r == QV_OK && sqlite3_changes(s->db) == 0)
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler: no enrolled worker %s",
+                    worker);
+    return tx_end(s, r, "record a heartbeat", err);
+}
+
+qv_status qv_store_silent_workers(qv_store *s, int64_t now_ms,
+                                  int64_t silence_ms,
+                                  char (*ids)[QV_STORE_ID_MAX], size_t max,
+                                  size_t *n, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT id FROM workers WHERE state = 'active' AND last_seen < ?"
+        " ORDER BY last_seen LIMIT ?";
+    if (!s || !n || (!ids && max))
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, now_ms - silence_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max)
+        col_copy(st, 0, ids[(*n)++], QV_STORE_ID_MAX);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list silent workers", err);
+    done(st);
+    return r;
+}
+
+qv_status qv_store_device_put(qv_store *s, const char *worker,
+                              const char *device, const char *backend,
+                              const char *name, uint64_t memory,
+                              const char *tuned_json, qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT OR REPLACE INTO devices (worker, device, backend, name,"
+        " memory, tuned) VALUES (?, ?, ?, ?, ?, ?)";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    const char *tuned = tuned_json ? tuned_json : "{}";
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = check_id(device, "device id", err);
+    if (r == QV_OK)
+        r = check_id(backend, "device backend", err);
+    if (r == QV_OK && memory > (uint64_t)INT64_MAX)
+        r = qv_fail(err, QV_ERR_INVALID, "scheduler store: device memory out "
+                    "of range");
+    if (r == QV_OK)
+        r = check_json_object(tuned, "device tuned figures", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "record a device", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, worker);
+        bind_str(st, 2, device);
+        bind_str(st, 3, backend);
+        bind_str(st, 4, name);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)memory);
+        bind_str(st, 6, tuned);
+        r = run(s, st, "record a device", err);
+        if (r == QV_ERR_INVALID) /* the foreign key: no such worker */
+            r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler: device %s of "
+                        "unknown worker %s; enroll the worker first", device,
+                        worker);
+    }
+    return tx_end(s, r, "record a device", err);
+}
+
+qv_status qv_store_list_workers(qv_store *s, qv_worker_row **rows, size_t *n,
+                                qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT w.id, w.pubkey, w.name, w.state, w.last_seen,"
+        " (SELECT count(*) FROM devices d WHERE d.worker = w.id),"
+        " (SELECT count(*) FROM attempts a JOIN jobs j ON j.id = a.job"
+        "  AND j.attempts = a.number WHERE a.worker = w.id AND a.ended IS NULL"
+        "  AND j.state IN ('assigned','running'))"
+        " FROM workers w ORDER BY w.id";
+    if (!s || !rows || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            qv_worker_row *nr = realloc(*rows, nc * sizeof *nr);
+            if (!nr) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
+                            "memory");
+                break;
+            }
+            *rows = nr;
+            cap = nc;
+        }
+        qv_worker_row *w = &(*rows)[(*n)++];
+        col_copy(st, 0, w->id, sizeof w->id);
+        col_copy(st, 1, w->pubkey, sizeof w->pubkey);
+        col_copy(st, 2, w->name, sizeof w->name);
+        col_copy(st, 3, w->state, sizeof w->state);
+        w->last_seen_ms = sqlite3_column_int64(st, 4);
+        w->devices = sqlite3_column_int(st, 5);
+        w->running = sqlite3_column_int(st, 6);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list workers", err);
+    done(st);
+    if (r != QV_OK) {
+        qv_workers_free(rows);
+        *n = 0;
+    }
+    return r;
+}
+
+void qv_workers_free(qv_worker_row **rows)
+{
+    if (rows) {
+        free(*rows);
+        *rows = NULL;
+    }
+}
+
+/* ---- clients and tokens ---------------------------------------------------- */
+
+qv_status qv_store_client_add(qv_store *s, const char *pubkey,
+                              const char *name, int64_t now_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT INTO clients (pubkey, name, added) VALUES (?, ?, ?)"
+        " ON CONFLICT (pubkey) DO UPDATE SET name = excluded.name";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(pubkey, "client public key", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "add a client", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, pubkey);
+        bind_str(st, 2, name);
+        sqlite3_bind_int64(st, 3, now_ms);
+        r = run(s, st, "add a client", err);
+    }
+    return tx_end(s, r, "add a client", err);
+}
+
+qv_status qv_store_key_role(qv_store *s, const char *pubkey, qv_key_role *role,
+                            qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT (SELECT count(*) FROM clients WHERE pubkey = ?1),"
+        " (SELECT count(*) FROM workers WHERE pubkey = ?1"
+        "  AND state <> 'revoked')";
+    if (!s || !role)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *role = QV_KEY_UNKNOWN;
+    qv_status r = check_id(pubkey, "public key", err);
+    sqlite3_stmt *st;
+    if (r == QV_OK)
+        r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, pubkey);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_int(st, 0))
+            *role = QV_KEY_CLIENT;
+        else if (sqlite3_column_int(st, 1))
+            *role = QV_KEY_WORKER;
+    } else {
+        r = db_fail(s, rc, "look up a key", err);
+    }
+    done(st);
+    return r;
+}
+
+qv_status qv_store_token_new(qv_store *s, int64_t now_ms, int64_t ttl_ms,
+                             char token[QV_TOKEN_HEX], qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT INTO tokens (token, created, expires) VALUES (?, ?, ?)";
+    if (!s || !token)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    token[0] = '\0';
+    if (ttl_ms <= 0)
+        return qv_fail(err, QV_ERR_INVALID, "token: lifetime must be positive");
+    unsigned char raw[16];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t k = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (k != (ssize_t)sizeof raw)
+        return qv_fail(err, QV_ERR_IO, "token: cannot read /dev/urandom");
+    char t[QV_TOKEN_HEX];
+    for (int i = 0; i < 16; i++)
+        snprintf(t + 2 * i, 3, "%02x", raw[i]);
+    qv_status r = tx_begin(s, "create a token", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, t);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, now_ms + ttl_ms);
+        r = run(s, st, "create a token", err);
+    }
+    r = tx_end(s, r, "create a token", err);
+    if (r == QV_OK)
+        memcpy(token, t, QV_TOKEN_HEX);
+    return r;
+}
+
+qv_status qv_store_token_use(qv_store *s, const char *token,
+                             const char *pubkey, int64_t now_ms, qv_err *err)
+{
+    static const char SQL_GET[] =
+        "SELECT expires, used FROM tokens WHERE token = ?";
+    static const char SQL_USE[] =
+        "UPDATE tokens SET used = 1, used_by = ? WHERE token = ?";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(token, "token", err);
+    if (r == QV_OK)
+        r = check_id(pubkey, "public key", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "use a token", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL_GET, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, token);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            r = qv_fail(err, QV_ERR_NOT_FOUND, "token: unknown enrollment "
+                        "token; ask for a new one with qvac token");
+        else if (rc != SQLITE_ROW)
+            r = db_fail(s, rc, "use a token", err);
+        else if (sqlite3_column_int(st, 1))
+            r = qv_fail(err, QV_ERR_INVALID, "token: already used; tokens "
+                        "are one-time, ask for a new one with qvac token");
+        else if (sqlite3_column_int64(st, 0) <= now_ms)
+            r = qv_fail(err, QV_ERR_INVALID, "token: expired; ask for a new "
+                        "one with qvac token");
+        done(st);
+    }
+    if (r == QV_OK)
+        r = prep(s, SQL_USE, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, pubkey);
+        bind_str(st, 2, token);
+        r = run(s, st, "use a token", err);
+    }
+    return tx_end(s, r, "use a token", err);
+}
