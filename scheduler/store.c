@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include <sodium.h>
 
 #define QV_STORE_APP_ID 1903583603 /* 0x71766173, "qvas" */
 #define STMT_CACHE 64
@@ -37,7 +37,7 @@ struct qv_store {
 };
 
 struct qv_blob_upload {
-    XXH3_state_t *xs;
+    crypto_hash_sha256_state xs;
     int fd;
     uint64_t size, received;
     char hash[QV_BLOB_HEX];
@@ -504,28 +504,29 @@ int qv_blob_hash_valid(const char *hex)
 {
     if (!hex)
         return 0;
-    for (int i = 0; i < 32; i++)
+    for (int i = 0; i < QV_BLOB_HEX - 1; i++)
         if (!((hex[i] >= '0' && hex[i] <= '9') ||
               (hex[i] >= 'a' && hex[i] <= 'f')))
             return 0;
-    return hex[32] == '\0';
+    return hex[QV_BLOB_HEX - 1] == '\0';
 }
 
-static void hash_hex(XXH128_hash_t h, char out[QV_BLOB_HEX])
+static void hash_hex(const unsigned char d[crypto_hash_sha256_BYTES],
+                     char out[QV_BLOB_HEX])
 {
-    XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, h);
     static const char hx[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hx[c.digest[i] >> 4];
-        out[2 * i + 1] = hx[c.digest[i] & 15];
+    for (size_t i = 0; i < crypto_hash_sha256_BYTES; i++) {
+        out[2 * i] = hx[d[i] >> 4];
+        out[2 * i + 1] = hx[d[i] & 15];
     }
-    out[32] = '\0';
+    out[2 * crypto_hash_sha256_BYTES] = '\0';
 }
 
 void qv_blob_hash(const void *data, size_t n, char out[QV_BLOB_HEX])
 {
-    hash_hex(XXH3_128bits(n ? data : "", n), out);
+    unsigned char d[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(d, n ? data : (const void *)"", n);
+    hash_hex(d, out);
 }
 
 static qv_status check_hash(const char *hash, const char *what, qv_err *err)
@@ -634,7 +635,7 @@ qv_status qv_store_blob_path(qv_store *s, const char *hash, char *path,
     if (!has)
         return qv_fail(err, QV_ERR_NOT_FOUND, "scheduler store: blob %s is "
                        "not stored", hash);
-    char rel[64];
+    char rel[96];
     blob_rel(hash, rel, sizeof rel);
     if (!path || (size_t)snprintf(path, path_size, "%s/%s", s->dir, rel) >=
                      path_size)
@@ -691,7 +692,6 @@ void qv_blob_upload_abort(qv_blob_upload **up)
         close(u->fd);
     if (u->tmp[0])
         unlink(u->tmp);
-    XXH3_freeState(u->xs);
     free(u);
     *up = NULL;
 }
@@ -714,11 +714,7 @@ qv_status qv_store_blob_begin(qv_store *s, const char *expected, uint64_t size,
     u->fd = -1;
     u->size = size;
     snprintf(u->hash, sizeof u->hash, "%s", expected);
-    u->xs = XXH3_createState();
-    if (!u->xs || XXH3_128bits_reset(u->xs) != XXH_OK) {
-        qv_blob_upload_abort(&u);
-        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
-    }
+    crypto_hash_sha256_init(&u->xs);
     snprintf(u->tmp, sizeof u->tmp, "%s/blobs/tmp/%s.%ld.%u.part", s->dir,
              expected, (long)getpid(), s->upload_seq++);
     u->fd = open(u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -763,7 +759,7 @@ qv_status qv_blob_upload_append(qv_blob_upload *u, uint64_t offset,
                            u->hash, u->tmp, strerror(errno));
         w += (size_t)k;
     }
-    XXH3_128bits_update(u->xs, data, n);
+    crypto_hash_sha256_update(&u->xs, data, n);
     u->received += n;
     return QV_OK;
 }
@@ -774,7 +770,7 @@ static qv_status blob_record(qv_store *s, const char *hash, uint64_t size,
     static const char SQL[] =
         "INSERT OR IGNORE INTO blobs (hash, size, path, refcount, created)"
         " VALUES (?, ?, ?, 0, ?)";
-    char rel[64];
+    char rel[96];
     blob_rel(hash, rel, sizeof rel);
     qv_status r = tx_begin(s, "record a blob", err);
     sqlite3_stmt *st;
@@ -804,7 +800,9 @@ qv_status qv_store_blob_finish(qv_store *s, qv_blob_upload **up,
                     (unsigned long long)u->received,
                     (unsigned long long)u->size);
     if (r == QV_OK) {
-        hash_hex(XXH3_128bits_digest(u->xs), got);
+        unsigned char d[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256_final(&u->xs, d);
+        hash_hex(d, got);
         if (strcmp(got, u->hash) != 0)
             r = qv_fail(err, QV_ERR_CORRUPT, "blob %s: the bytes that arrived "
                         "hash to %s; nothing stored, upload it again",

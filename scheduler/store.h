@@ -22,16 +22,10 @@
  * the job fails with the reason of its last attempt. Every state change is an
  * event in the job's log.
  *
- * Blob hashes are XXH3-128, written as 32 lower-case hex digits (canonical,
- * big-endian byte order). Why 128 bits of a non-cryptographic hash is enough
- * here: blobs only arrive over CURVE-authenticated sockets from keys the
- * scheduler admitted, so the hash guards against transfer and storage
- * corruption and gives de-duplication, not against a forger (an admitted
- * client can already submit any job it likes). Accidental collisions among
- * n blobs have probability about n^2 / 2^129: negligible for any store
- * (1e-20 at a billion blobs). A blob already stored is never replaced, so a
- * later colliding upload cannot alter what earlier jobs reference. If the
- * trust model ever widens, switch to SHA-256 (same 32-byte slot, longer hex).
+ * Blob hashes are SHA-256 (libsodium), written as 64 lower-case hex
+ * digits: what docs/protocol.md names in `welcome.hash`, so that a client in
+ * any language (Python's hashlib) names blobs as the scheduler does. A blob
+ * already stored is never replaced.
  *
  * One owner per allocation: a qv_store owns its connection; records filled
  * by the list functions are owned by the caller and freed with the matching
@@ -49,7 +43,7 @@
 
 #define QV_STORE_SCHEMA 2           /* latest schema version (user_version) */
 #define QV_STORE_MAX_ATTEMPTS 3     /* default max attempts of a job */
-#define QV_BLOB_HEX 33              /* 32 hex digits + NUL */
+#define QV_BLOB_HEX 65              /* 64 hex digits (SHA-256) + NUL */
 #define QV_TOKEN_HEX 33             /* enrollment tokens: 32 hex digits */
 #define QV_STORE_ID_MAX 128         /* worker / device ids, names, keys */
 
@@ -325,7 +319,7 @@ qv_status qv_store_token_use(qv_store *store, const char *token,
 
 /* 1 if hex is exactly 32 lower-case hex digits. */
 int qv_blob_hash_valid(const char *hex);
-/* XXH3-128 of the bytes as 32 lower-case hex digits. */
+/* SHA-256 of the bytes as 64 lower-case hex digits. */
 void qv_blob_hash(const void *data, size_t n, char out[QV_BLOB_HEX]);
 
 /* Stores the bytes (if expected is not NULL, they must hash to it: else

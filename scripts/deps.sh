@@ -8,7 +8,7 @@ set -euo pipefail
 
 DEB_PKGS=(
   build-essential pkg-config clang
-  libzmq3-dev libmsgpack-dev libsqlite3-dev
+  libzmq3-dev libmsgpack-dev libsodium-dev libsqlite3-dev
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
   libvulkan-dev mesa-vulkan-drivers glslc vulkan-tools
   libcriterion-dev libjansson-dev libxxhash-dev
@@ -19,11 +19,11 @@ print_other() {
   cat <<'MSG'
 qvac deps: this script installs packages on Debian/Ubuntu only.
   macOS (Homebrew):
-    brew install pkg-config zeromq msgpack sqlite criterion jansson xxhash \
+    brew install pkg-config zeromq msgpack libsodium sqlite criterion jansson xxhash \
                  shaderc vulkan-loader vulkan-headers molten-vk clblast
     (OpenCL comes with macOS; install Xcode's command line tools for clang)
   Fedora:
-    sudo dnf install gcc clang make pkgconf-pkg-config zeromq-devel msgpack-devel \
+    sudo dnf install gcc clang make pkgconf-pkg-config zeromq-devel msgpack-devel libsodium-devel \
                  sqlite-devel ocl-icd-devel opencl-headers pocl clinfo \
                  vulkan-loader-devel vulkan-headers mesa-vulkan-drivers glslc \
                  vulkan-tools criterion-devel jansson-devel xxhash-devel clblast-devel

@@ -240,7 +240,7 @@ Test(store, submit_validates_its_input)
     cr_assert_eq(id, 0);
     qv_job_spec not_obj = { .options_json = "[1, 2]" };
     cr_assert_eq(qv_store_submit(st, &not_obj, T0, &id, &e), QV_ERR_INVALID);
-    qv_job_spec missing = { .model_hash = "0123456789abcdef0123456789abcdef" };
+    qv_job_spec missing = { .model_hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" };
     cr_assert_eq(qv_store_submit(st, &missing, T0, &id, &e), QV_ERR_NOT_FOUND);
     cr_assert_not_null(strstr(e.msg, "upload it first"), "%s", e.msg);
     qv_job_spec badhash = { .data_hash = "../../etc/passwd" };
@@ -425,7 +425,7 @@ Test(store, assign_heartbeat_progress_complete)
     blob(st, "adapter bytes", ad);
     blob(st, "{\"loss\": 1}", me);
     /* A result naming a blob not stored is refused and changes nothing. */
-    cr_assert_eq(qv_store_complete(st, id, 1, "ffffffffffffffffffffffffffffffff",
+    cr_assert_eq(qv_store_complete(st, id, 1, "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
                                    NULL, T0, &ack, &e), QV_ERR_NOT_FOUND);
     cr_assert_eq(job_state(st, id), QV_JOB_RUNNING);
     cr_assert_eq(qv_store_complete(st, id, 1, ad, me, T0 + 9000, &ack, &e),
@@ -722,7 +722,7 @@ Test(store, checkpoint_is_handed_to_the_next_attempt)
     cr_assert_eq(qv_store_set_checkpoint(st, id, 1, "not-a-hash", T0, &ack, &e),
                  QV_ERR_INVALID);
     cr_assert_eq(qv_store_set_checkpoint(st, id, 1,
-                                         "00000000000000000000000000000000",
+                                         "0000000000000000000000000000000000000000000000000000000000000000",
                                          T0, &ack, &e), QV_ERR_NOT_FOUND);
     cr_assert_eq(qv_store_set_checkpoint(st, id, 1, c1, T0 + 1, &ack, &e),
                  QV_OK, "%s", e.msg);
@@ -797,9 +797,11 @@ Test(store, blob_put_get_read)
     char h[QV_BLOB_HEX], h2[QV_BLOB_HEX];
     qv_blob_hash(data, sizeof data - 1, h);
     cr_assert(qv_blob_hash_valid(h));
-    /* Known answer: XXH3-128 of "" is 99aa06d3014798d86001c324468d497f. */
+    /* Known answers: SHA-256 of "" and of "abc" (FIPS 180-2). */
     qv_blob_hash("", 0, h2);
-    cr_assert_str_eq(h2, "99aa06d3014798d86001c324468d497f");
+    cr_assert_str_eq(h2, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    qv_blob_hash("abc", 3, h2);
+    cr_assert_str_eq(h2, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
     char out[QV_BLOB_HEX];
     cr_assert_eq(qv_store_blob_put(st, data, sizeof data - 1, h, T0, out, &e),
@@ -965,7 +967,7 @@ Test(store, bad_hash_strings_are_refused)
                      QV_ERR_INVALID);
     }
     cr_assert_eq(qv_blob_hash_valid(NULL), 0);
-    cr_assert_eq(qv_blob_hash_valid("0123456789abcdef0123456789abcdef"), 1);
+    cr_assert_eq(qv_blob_hash_valid("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), 1);
     cr_assert_eq(sql_int("SELECT count(*) FROM blobs"), 0);
 }
 
