@@ -1,0 +1,1769 @@
+/* scheduler/server.c — the scheduler daemon loop (see server.h and
+ * docs/protocol.md). */
+#include "scheduler/server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <zmq.h>
+
+#include "formats/wire.h"
+#include "scheduler/keys.h"
+#include "scheduler/store.h"
+
+#ifndef QV_VERSION
+#define QV_VERSION "0"
+#endif
+
+#define MAX_SESS 1024
+#define MAX_XFER 4
+#define MAX_FOLLOW 4
+#define MAX_DEV QV_WIRE_MAX_DEVICES
+#define CHUNK (1u << 20)
+#define CREDIT (8u << 20)
+#define MAX_PARTS 8
+
+enum { ROLE_NONE = 0, ROLE_CLIENT, ROLE_WORKER };
+
+typedef struct dev {
+    char id[QV_STORE_ID_MAX], backend[32], name[QV_STORE_ID_MAX];
+    uint64_t memory;
+    int64_t job;
+    int attempt;
+} dev;
+
+typedef struct upload {
+    qv_blob_upload *u;
+    char hash[QV_BLOB_HEX];
+    uint64_t size;
+} upload;
+
+typedef struct download {
+    int active;
+    char hash[QV_BLOB_HEX];
+    uint64_t size, off, credit;
+} download;
+
+typedef struct follow {
+    int active;
+    int64_t job, after;
+} follow_t;
+
+typedef struct sess {
+    int used;
+    uint8_t rid[256];
+    size_t rid_len;
+    char key[QV_KEY_Z85];
+    int64_t last_ms;
+    char worker[QV_STORE_ID_MAX]; /* after enroll */
+    int enrolled;
+    dev devs[MAX_DEV];
+    int ndev;
+    upload ups[MAX_XFER];
+    download downs[MAX_XFER];
+    follow_t fol[MAX_FOLLOW];
+} sess;
+
+struct qv_server {
+    qv_server_opts o;
+    char data_dir[4096];
+    char name[QV_STORE_ID_MAX];
+    char endpoint[256];
+    qv_keypair kp;
+    void *ctx, *router, *zap;
+    pthread_t zap_thread;
+    int zap_started;
+    qv_store *store;
+    atomic_int stop;
+    sess *sess;
+    uint8_t *buf; /* CHUNK bytes for downloads */
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void logf_(qv_server *s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void logf_(qv_server *s, const char *fmt, ...)
+{
+    if (!s->o.log)
+        return;
+    char line[1600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->o.log(s->o.log_ud, line);
+}
+
+/* A short name of a peer for log lines: its key, else its routing id. */
+static const char *peer(const sess *p, char *buf, size_t n)
+{
+    if (p->key[0]) {
+        snprintf(buf, n, "key %s", p->key);
+        return buf;
+    }
+    size_t o = (size_t)snprintf(buf, n, "peer ");
+    for (size_t i = 0; i < p->rid_len && o + 3 < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%02x", p->rid[i]);
+    return buf;
+}
+
+static void send_out(qv_server *s, sess *p, qv_wire_out *out)
+{
+    if (zmq_send(s->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    for (int i = 0; i < QV_WIRE_FRAMES; i++)
+        zmq_send(s->router, out->frame[i].data, out->frame[i].size,
+                 (i + 1 < QV_WIRE_FRAMES ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+}
+
+/* Finishes and sends a writer; a build failure is logged (a bug). */
+static void send_w(qv_server *s, sess *p, qv_wire_writer *w)
+{
+    qv_wire_out out = {0};
+    qv_err e = {0};
+    if (qv_wire_finish(w, &out, &e) == QV_OK)
+        send_out(s, p, &out);
+    else
+        logf_(s, "internal: cannot build a reply: %s", e.msg);
+    qv_wire_out_free(&out);
+    qv_wire_writer_free(w);
+}
+
+static void send_error(qv_server *s, sess *p, const char *code,
+                       const char *msg, const char *re)
+{
+    qv_wire_out out = {0};
+    if (qv_wire_error_reply(code, msg, re, &out, NULL) == QV_OK)
+        send_out(s, p, &out);
+    qv_wire_out_free(&out);
+}
+
+static qv_wire_writer *wnew(qv_wire_type t, size_t n)
+{
+    qv_wire_writer *w = NULL;
+    if (qv_wire_writer_new(t, n, &w, NULL) != QV_OK)
+        return NULL;
+    return w;
+}
+
+static sess *find_sess(qv_server *s, const void *rid, size_t n, int create,
+                       int64_t now)
+{
+    sess *free_one = NULL;
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *p = &s->sess[i];
+        if (!p->used) {
+            if (!free_one)
+                free_one = p;
+            continue;
+        }
+        if (p->rid_len == n && memcmp(p->rid, rid, n) == 0)
+            return p;
+    }
+    if (!create || !free_one || n > sizeof free_one->rid)
+        return NULL;
+    memset(free_one, 0, sizeof *free_one);
+    free_one->used = 1;
+    memcpy(free_one->rid, rid, n);
+    free_one->rid_len = n;
+    free_one->last_ms = now;
+    return free_one;
+}
+
+static void sess_drop(sess *p)
+{
+    for (int i = 0; i < MAX_XFER; i++)
+        if (p->ups[i].u)
+            qv_blob_upload_abort(&p->ups[i].u);
+    p->used = 0;
+}
+
+static sess *worker_sess(qv_server *s, const char *worker)
+{
+    sess *best = NULL;
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *p = &s->sess[i];
+        if (p->used && p->enrolled && strcmp(p->worker, worker) == 0 &&
+            (!best || p->last_ms > best->last_ms))
+            best = p;
+    }
+    return best;
+}
+
+static int is_terminal(qv_job_state st)
+{
+    return st == QV_JOB_SUCCEEDED || st == QV_JOB_FAILED ||
+           st == QV_JOB_CANCELLED;
+}
+
+/* The worker id of a key (scans the workers table), "" when none. */
+static qv_status worker_of_key(qv_server *s, const char *key, char *id,
+                               uint64_t *max_id, qv_err *err)
+{
+    qv_worker_row *rows = NULL;
+    size_t n = 0;
+    id[0] = '\0';
+    if (max_id)
+        *max_id = 0;
+    qv_status st = qv_store_list_workers(s->store, &rows, &n, err);
+    if (st != QV_OK)
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].pubkey, key) == 0)
+            snprintf(id, QV_STORE_ID_MAX, "%s", rows[i].id);
+        uint64_t v = strtoull(rows[i].id, NULL, 10);
+        if (max_id && v > *max_id)
+            *max_id = v;
+    }
+    qv_workers_free(&rows);
+    return QV_OK;
+}
+
+/* ---- options: msgpack map <-> JSON object ------------------------------ */
+
+static qv_status opts_to_json(const msgpack_object *map, char **out,
+                              qv_err *err)
+{
+    json_t *o = json_object();
+    if (!o)
+        return qv_fail(err, QV_ERR_NOMEM, "out of memory");
+    if (map) {
+        for (uint32_t i = 0; i < map->via.map.size; i++) {
+            const msgpack_object *k = &map->via.map.ptr[i].key;
+            const msgpack_object *v = &map->via.map.ptr[i].val;
+            char key[QV_WIRE_MAX_KEY + 1];
+            if (k->type != MSGPACK_OBJECT_STR ||
+                k->via.str.size > QV_WIRE_MAX_KEY) {
+                json_decref(o);
+                return qv_fail(err, QV_ERR_CORRUPT, "submit.options: keys must be strings");
+            }
+            memcpy(key, k->via.str.ptr, k->via.str.size);
+            key[k->via.str.size] = '\0';
+            json_t *jv = NULL;
+            switch (v->type) {
+            case MSGPACK_OBJECT_NIL: jv = json_null(); break;
+            case MSGPACK_OBJECT_BOOLEAN: jv = json_boolean(v->via.boolean); break;
+            case MSGPACK_OBJECT_POSITIVE_INTEGER:
+                if (v->via.u64 <= INT64_MAX)
+                    jv = json_integer((json_int_t)v->via.u64);
+                break;
+            case MSGPACK_OBJECT_NEGATIVE_INTEGER: jv = json_integer(v->via.i64); break;
+            case MSGPACK_OBJECT_FLOAT32:
+            case MSGPACK_OBJECT_FLOAT64: jv = json_real(v->via.f64); break;
+            case MSGPACK_OBJECT_STR: jv = json_stringn(v->via.str.ptr, v->via.str.size); break;
+            default: break;
+            }
+            if (!jv) {
+                json_decref(o);
+                return qv_fail(err, QV_ERR_CORRUPT,
+                               "submit.options.%s: must be nil, a bool, a number "
+                               "(that fits an i64) or a string", key);
+            }
+            json_object_set_new(o, key, jv);
+        }
+    }
+    *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return *out ? QV_OK : qv_fail(err, QV_ERR_NOMEM, "out of memory");
+}
+
+static void w_opts(qv_wire_writer *w, const char *json)
+{
+    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    if (o && json_is_object(o))
+        json_object_foreach(o, k, v)
+            if (!json_is_object(v) && !json_is_array(v))
+                n++;
+    qv_wire_kv_map(w, "options", n);
+    if (o && json_is_object(o))
+        json_object_foreach(o, k, v) {
+            if (json_is_object(v) || json_is_array(v))
+                continue;
+            qv_wire_w_key(w, k);
+            if (json_is_integer(v)) qv_wire_w_i64(w, json_integer_value(v));
+            else if (json_is_real(v)) qv_wire_w_f64(w, json_real_value(v));
+            else if (json_is_string(v)) qv_wire_w_str(w, json_string_value(v));
+            else if (json_is_boolean(v)) qv_wire_w_bool(w, json_is_true(v));
+            else qv_wire_w_nil(w);
+        }
+    json_decref(o);
+}
+
+/* ---- job records ------------------------------------------------------- */
+
+typedef struct prog {
+    int has_step, has_steps, has_loss, has_tps, has_peak;
+    uint64_t step, steps, peak;
+    double loss, tps;
+} prog;
+
+static void parse_prog(const char *json, prog *g)
+{
+    memset(g, 0, sizeof *g);
+    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+    if (!o)
+        return;
+    json_t *v;
+    if ((v = json_object_get(o, "step")) && json_is_integer(v) && json_integer_value(v) >= 0)
+        g->has_step = 1, g->step = (uint64_t)json_integer_value(v);
+    if ((v = json_object_get(o, "steps")) && json_is_integer(v) && json_integer_value(v) >= 0)
+        g->has_steps = 1, g->steps = (uint64_t)json_integer_value(v);
+    if ((v = json_object_get(o, "peak_bytes")) && json_is_integer(v) && json_integer_value(v) >= 0)
+        g->has_peak = 1, g->peak = (uint64_t)json_integer_value(v);
+    if ((v = json_object_get(o, "loss")) && json_is_number(v))
+        g->has_loss = 1, g->loss = json_number_value(v);
+    if ((v = json_object_get(o, "tokens_per_s")) && json_is_number(v))
+        g->has_tps = 1, g->tps = json_number_value(v);
+    json_decref(o);
+}
+
+/* Writes (pass 1) or counts (pass 0) the fields of a job record. */
+static size_t w_job_fields(qv_wire_writer *w, const qv_job *j, const prog *g,
+                           int pass)
+{
+    size_t n = 0;
+#define F(cond, stmt) do { if (cond) { n++; if (pass) { stmt; } } } while (0)
+    char unr[256];
+    snprintf(unr, sizeof unr, "no enrolled device has backend %s with %" PRIu64
+             " bytes of memory", j->backend[0] ? j->backend : "any", j->min_memory);
+    F(1, qv_wire_kv_u64(w, "id", (uint64_t)j->id));
+    F(1, qv_wire_kv_str(w, "name", j->name));
+    F(1, qv_wire_kv_str(w, "state", qv_job_state_name(j->state)));
+    F(1, qv_wire_kv_i64(w, "priority", j->priority));
+    F(1, qv_wire_kv_u64(w, "attempt", (uint64_t)j->attempts));
+    F(1, qv_wire_kv_u64(w, "max_attempts", (uint64_t)j->max_attempts));
+    F(g->has_step, qv_wire_kv_u64(w, "step", g->step));
+    F(g->has_steps, qv_wire_kv_u64(w, "steps", g->steps));
+    F(g->has_loss, qv_wire_kv_f64(w, "loss", g->loss));
+    F(g->has_tps, qv_wire_kv_f64(w, "tokens_per_s", g->tps));
+    F(g->has_peak, qv_wire_kv_u64(w, "peak_bytes", g->peak));
+    F(j->worker[0], qv_wire_kv_str(w, "worker", j->worker));
+    F(j->device[0], qv_wire_kv_str(w, "device", j->device));
+    F(j->reason[0], qv_wire_kv_str(w, "reason", j->reason));
+    F(j->state == QV_JOB_QUEUED && !j->runnable, qv_wire_kv_str(w, "unrunnable", unr));
+    F(j->created_ms > 0, qv_wire_kv_u64(w, "submitted_ms", (uint64_t)j->created_ms));
+    F(j->updated_ms > 0, qv_wire_kv_u64(w, "updated_ms", (uint64_t)j->updated_ms));
+    F(j->model_hash[0], qv_wire_kv_str(w, "model", j->model_hash));
+    F(j->data_hash[0], qv_wire_kv_str(w, "data", j->data_hash));
+    F(j->adapter_hash[0], qv_wire_kv_str(w, "adapter", j->adapter_hash));
+    F(j->metrics_hash[0], qv_wire_kv_str(w, "metrics", j->metrics_hash));
+    F(j->checkpoint_hash[0], qv_wire_kv_str(w, "checkpoint", j->checkpoint_hash));
+#undef F
+    return n;
+}
+
+static void w_job(qv_wire_writer *w, const qv_job *j)
+{
+    prog g;
+    parse_prog(j->progress_json, &g);
+    qv_wire_w_map(w, w_job_fields(w, j, &g, 0));
+    w_job_fields(w, j, &g, 1);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void send_abort(qv_server *s, sess *p, int64_t job, int attempt,
+                       const char *reason)
+{
+    qv_wire_writer *w = wnew(QV_MSG_ABORT, 3);
+    if (!w)
+        return;
+    qv_wire_kv_u64(w, "job", (uint64_t)job);
+    qv_wire_kv_u64(w, "attempt", (uint64_t)attempt);
+    qv_wire_kv_str(w, "reason", reason);
+    send_w(s, p, w);
+}
+
+static void send_assign(qv_server *s, sess *p, dev *d, const qv_assignment *a)
+{
+    qv_job j = {0};
+    qv_err e = {0};
+    if (qv_store_job(s->store, a->job, &j, &e) != QV_OK) {
+        logf_(s, "assign job %" PRId64 ": %s", a->job, e.msg);
+        return;
+    }
+    int resume = a->checkpoint_hash[0] != '\0';
+    qv_wire_writer *w = wnew(QV_MSG_ASSIGN, 7 + (size_t)resume);
+    if (w) {
+        qv_wire_kv_u64(w, "job", (uint64_t)a->job);
+        qv_wire_kv_u64(w, "attempt", (uint64_t)a->attempt);
+        qv_wire_kv_str(w, "device", d->id);
+        qv_wire_kv_str(w, "model", j.model_hash);
+        qv_wire_kv_str(w, "data", j.data_hash);
+        w_opts(w, j.options_json);
+        qv_wire_kv_u64(w, "checkpoint_every", (uint64_t)s->o.checkpoint_every);
+        if (resume)
+            qv_wire_kv_str(w, "resume", a->checkpoint_hash);
+        send_w(s, p, w);
+    }
+    d->job = a->job;
+    d->attempt = a->attempt;
+    logf_(s, "job %" PRId64 " attempt %d -> worker %s device %s%s%s", a->job,
+          a->attempt, p->worker, d->id, resume ? ", resuming from " : "",
+          resume ? a->checkpoint_hash : "");
+    qv_job_clear(&j);
+}
+
+static void dispatch(qv_server *s, int64_t now)
+{
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *p = &s->sess[i];
+        if (!p->used || !p->enrolled)
+            continue;
+        for (int k = 0; k < p->ndev; k++) {
+            dev *d = &p->devs[k];
+            if (d->job)
+                continue;
+            qv_assignment a = {0};
+            qv_err e = {0};
+            if (qv_store_dispatch(s->store, p->worker, d->id, d->backend,
+                                  d->memory, now, s->o.lease_ms, &a, &e) != QV_OK) {
+                logf_(s, "dispatch to worker %s device %s: %s", p->worker, d->id, e.msg);
+                continue;
+            }
+            if (a.job)
+                send_assign(s, p, d, &a);
+        }
+    }
+}
+
+/* Frees devices whose job is no longer theirs (ended, expired, requeued). */
+static void reconcile(qv_server *s, sess *p)
+{
+    for (int k = 0; k < p->ndev; k++) {
+        dev *d = &p->devs[k];
+        if (!d->job)
+            continue;
+        qv_job j = {0};
+        if (qv_store_job(s->store, d->job, &j, NULL) != QV_OK ||
+            (j.state != QV_JOB_ASSIGNED && j.state != QV_JOB_RUNNING) ||
+            j.attempts != d->attempt || strcmp(j.worker, p->worker) != 0)
+            d->job = 0, d->attempt = 0;
+        qv_job_clear(&j);
+    }
+}
+
+static void free_dev_of(sess *p, int64_t job)
+{
+    for (int k = 0; k < p->ndev; k++)
+        if (p->devs[k].job == job)
+            p->devs[k].job = 0, p->devs[k].attempt = 0;
+}
+
+/* ---- session messages -------------------------------------------------- */
+
+#define GET(call) do { if ((st = (call)) != QV_OK) goto bad; } while (0)
+#define OPT(call) do { st = (call); if (st != QV_OK && st != QV_ERR_NOT_FOUND) goto bad; } while (0)
+
+static void on_hello(qv_server *s, sess *p, const msgpack_object *b, int known_worker)
+{
+    qv_err e = {0};
+    qv_status st;
+    char role[16], name[QV_WIRE_MAX_NAME + 1];
+    GET(qv_wire_get_str(b, "role", role, sizeof role, &e));
+    GET(qv_wire_get_str(b, "name", name, sizeof name, &e));
+    if (strcmp(role, "client") != 0 && strcmp(role, "worker") != 0) {
+        send_error(s, p, "malformed", "hello.role: must be \"client\" or \"worker\"", "hello");
+        logf_(s, "hello with role '%s' refused", role);
+        return;
+    }
+    qv_wire_writer *w = wnew(QV_MSG_WELCOME, 7);
+    if (!w)
+        return;
+    qv_wire_kv_str(w, "scheduler", s->name);
+    qv_wire_kv_str(w, "version", QV_VERSION);
+    qv_wire_kv_str(w, "hash", "sha256");
+    qv_wire_kv_u64(w, "lease_ms", (uint64_t)s->o.lease_ms);
+    qv_wire_kv_u64(w, "chunk", CHUNK);
+    qv_wire_kv_u64(w, "credit", CREDIT);
+    qv_wire_kv_bool(w, "enrolled", known_worker);
+    send_w(s, p, w);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "hello");
+}
+
+static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
+                      int known_worker, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    char key[QV_WIRE_MAX_KEY + 1], name[QV_WIRE_MAX_NAME + 1], token[QV_WIRE_MAX_NAME + 1];
+    char buf[200];
+    const msgpack_object *devs = NULL;
+    size_t nd = 0;
+    GET(qv_wire_get_str(b, "key", key, sizeof key, &e));
+    GET(qv_wire_get_str(b, "name", name, sizeof name, &e));
+    GET(qv_wire_get_array(b, "devices", &devs, &nd, QV_WIRE_MAX_DEVICES, &e));
+    token[0] = '\0';
+    OPT(qv_wire_get_str(b, "token", token, sizeof token, &e));
+    if (qv_keys_valid(key) != QV_OK) {
+        send_error(s, p, "invalid", "enroll.key: not a 40-character Z85 public key", "enroll");
+        logf_(s, "enroll from %s: bad key field", peer(p, buf, sizeof buf));
+        return;
+    }
+    if (p->key[0] && strcmp(key, p->key) != 0) {
+        send_error(s, p, "denied", "enroll.key: not the key of this connection", "enroll");
+        logf_(s, "enroll denied: %s announced another key %s", peer(p, buf, sizeof buf), key);
+        return;
+    }
+    /* Device fields first: nothing changes unless all are good. */
+    dev nds[MAX_DEV];
+    char *tuned[MAX_DEV] = {0};
+    memset(nds, 0, sizeof nds);
+    for (size_t i = 0; i < nd; i++) {
+        const msgpack_object *m = &devs[i];
+        GET(qv_wire_get_str(m, "id", nds[i].id, sizeof nds[i].id, &e));
+        GET(qv_wire_get_str(m, "backend", nds[i].backend, sizeof nds[i].backend, &e));
+        GET(qv_wire_get_str(m, "name", nds[i].name, sizeof nds[i].name, &e));
+        GET(qv_wire_get_u64(m, "memory", &nds[i].memory, &e));
+    }
+    int known = known_worker || s->o.insecure;
+    char id[QV_STORE_ID_MAX];
+    uint64_t max_id = 0;
+    st = worker_of_key(s, key, id, &max_id, &e);
+    if (st != QV_OK)
+        goto internal;
+    if (!id[0] || !known_worker) {
+        if (!known && !token[0]) {
+            send_error(s, p, "denied", "enroll: this key is not admitted; pass the "
+                       "token from `qvac token` (qvac worker --token T)", "enroll");
+            logf_(s, "enroll denied: unknown %s and no token", peer(p, buf, sizeof buf));
+            return;
+        }
+        if (token[0] && !(known_worker && id[0])) {
+            char secret[33];
+            st = qv_token_split(token, secret, NULL, &e);
+            if (st == QV_OK)
+                st = qv_store_token_use(s->store, secret, key, now, &e);
+            if (st != QV_OK) {
+                send_error(s, p, "denied", e.msg, "enroll");
+                logf_(s, "enroll denied for key %s: %s", key, e.msg);
+                return;
+            }
+        }
+    }
+    if (!id[0])
+        snprintf(id, sizeof id, "%" PRIu64, max_id + 1);
+    st = qv_store_worker_upsert(s->store, id, key, name, now, &e);
+    if (st != QV_OK)
+        goto internal;
+    for (size_t i = 0; i < nd; i++) {
+        const msgpack_object *tm = NULL;
+        json_t *tj = json_object();
+        if (qv_wire_get_map(&devs[i], "tuned", &tm, NULL) == QV_OK && tm)
+            for (uint32_t k = 0; k < tm->via.map.size; k++) {
+                const msgpack_object *kk = &tm->via.map.ptr[k].key, *vv = &tm->via.map.ptr[k].val;
+                if (kk->type != MSGPACK_OBJECT_STR || kk->via.str.size > 64)
+                    continue;
+                char kn[65];
+                memcpy(kn, kk->via.str.ptr, kk->via.str.size);
+                kn[kk->via.str.size] = '\0';
+                double v = vv->type == MSGPACK_OBJECT_FLOAT32 || vv->type == MSGPACK_OBJECT_FLOAT64 ? vv->via.f64
+                         : vv->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double)vv->via.u64
+                         : vv->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? (double)vv->via.i64 : -1;
+                if (v >= 0)
+                    json_object_set_new(tj, kn, json_real(v));
+            }
+        tuned[i] = json_dumps(tj, JSON_COMPACT);
+        json_decref(tj);
+        st = qv_store_device_put(s->store, id, nds[i].id, nds[i].backend,
+                                 nds[i].name, nds[i].memory, tuned[i] ? tuned[i] : "{}", &e);
+        free(tuned[i]);
+        if (st != QV_OK)
+            goto internal;
+    }
+    /* Keep the running jobs of devices that stay. */
+    for (size_t i = 0; i < nd; i++)
+        for (int k = 0; k < p->ndev; k++)
+            if (strcmp(p->devs[k].id, nds[i].id) == 0)
+                nds[i].job = p->devs[k].job, nds[i].attempt = p->devs[k].attempt;
+    memcpy(p->devs, nds, sizeof nds);
+    p->ndev = (int)nd;
+    snprintf(p->worker, sizeof p->worker, "%s", id);
+    if (!p->key[0])
+        memcpy(p->key, key, QV_KEY_Z85);
+    p->enrolled = 1;
+    qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
+    if (w) {
+        qv_wire_kv_u64(w, "worker", strtoull(id, NULL, 10));
+        send_w(s, p, w);
+    }
+    logf_(s, "worker %s (%s, key %s) enrolled with %zu device(s)", id, name, key, nd);
+    reconcile(s, p);
+    dispatch(s, now);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "enroll");
+    return;
+internal:
+    send_error(s, p, "internal", e.msg, "enroll");
+    logf_(s, "enroll of key %s failed: %s", key, e.msg);
+}
+
+/* The worker id of this connection (after enroll, or from its key). */
+static int sess_worker(qv_server *s, sess *p)
+{
+    if (p->worker[0])
+        return 1;
+    if (!p->key[0])
+        return 0;
+    char id[QV_STORE_ID_MAX];
+    if (worker_of_key(s, p->key, id, NULL, NULL) != QV_OK || !id[0])
+        return 0;
+    snprintf(p->worker, sizeof p->worker, "%s", id);
+    return 1;
+}
+
+static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    const msgpack_object *run = NULL;
+    size_t n = 0;
+    OPT(qv_wire_get_array(b, "running", &run, &n, QV_WIRE_MAX_DEVICES, &e));
+    if (st == QV_ERR_NOT_FOUND)
+        n = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t job, attempt;
+        GET(qv_wire_get_u64(&run[i], "job", &job, &e));
+        GET(qv_wire_get_u64(&run[i], "attempt", &attempt, &e));
+    }
+    if (sess_worker(s, p))
+        qv_store_worker_seen(s->store, p->worker, now, NULL);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t job = 0, attempt = 0;
+        char devid[QV_STORE_ID_MAX] = "";
+        qv_wire_get_u64(&run[i], "job", &job, NULL);
+        qv_wire_get_u64(&run[i], "attempt", &attempt, NULL);
+        qv_wire_get_str(&run[i], "device", devid, sizeof devid, NULL);
+        qv_ack ack = {0};
+        qv_err e2 = {0};
+        if (qv_store_renew(s->store, (int64_t)job, (int)attempt, now, s->o.lease_ms,
+                           &ack, &e2) != QV_OK) {
+            logf_(s, "heartbeat job %" PRIu64 " attempt %" PRIu64 ": %s", job, attempt, e2.msg);
+            send_abort(s, p, (int64_t)job, (int)attempt, e2.msg);
+            continue;
+        }
+        if (ack.verdict == QV_VERDICT_CANCEL) {
+            send_abort(s, p, (int64_t)job, (int)attempt, "cancelled");
+        } else if (ack.verdict == QV_VERDICT_STALE) {
+            logf_(s, "stale heartbeat for job %" PRIu64 " attempt %" PRIu64 " ignored: %s",
+                  job, attempt, ack.note);
+            send_abort(s, p, (int64_t)job, (int)attempt, ack.note[0] ? ack.note : "stale attempt");
+        } else {
+            for (int k = 0; k < p->ndev; k++)
+                if (strcmp(p->devs[k].id, devid) == 0)
+                    p->devs[k].job = (int64_t)job, p->devs[k].attempt = (int)attempt;
+        }
+    }
+    reconcile(s, p);
+    qv_wire_writer *w = wnew(QV_MSG_HEARTBEAT, 0);
+    if (w)
+        send_w(s, p, w);
+    dispatch(s, now);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "heartbeat");
+    logf_(s, "heartbeat refused: %s", e.msg);
+}
+
+static void on_progress(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    uint64_t job, attempt, step, u;
+    double f;
+    char ckpt[QV_WIRE_HASH_MAX + 1] = "";
+    GET(qv_wire_get_u64(b, "job", &job, &e));
+    GET(qv_wire_get_u64(b, "attempt", &attempt, &e));
+    GET(qv_wire_get_u64(b, "step", &step, &e));
+    OPT(qv_wire_get_str(b, "checkpoint", ckpt, sizeof ckpt, &e));
+    json_t *o = json_object();
+    json_object_set_new(o, "step", json_integer((json_int_t)step));
+    if (qv_wire_get_u64(b, "steps", &u, NULL) == QV_OK)
+        json_object_set_new(o, "steps", json_integer((json_int_t)u));
+    if (qv_wire_get_u64(b, "peak_bytes", &u, NULL) == QV_OK)
+        json_object_set_new(o, "peak_bytes", json_integer((json_int_t)u));
+    if (qv_wire_get_f64(b, "loss", &f, NULL) == QV_OK)
+        json_object_set_new(o, "loss", json_real(f));
+    if (qv_wire_get_f64(b, "tokens_per_s", &f, NULL) == QV_OK)
+        json_object_set_new(o, "tokens_per_s", json_real(f));
+    char *js = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (sess_worker(s, p))
+        qv_store_worker_seen(s->store, p->worker, now, NULL);
+    qv_ack ack = {0};
+    st = qv_store_progress(s->store, (int64_t)job, (int)attempt, js ? js : "{}",
+                           now, s->o.lease_ms, &ack, &e);
+    free(js);
+    if (st != QV_OK) {
+        logf_(s, "progress of job %" PRIu64 " refused: %s", job, e.msg);
+        send_error(s, p, qv_wire_error_code(st), e.msg, "progress");
+        return;
+    }
+    if (ack.verdict == QV_VERDICT_ACCEPTED && ckpt[0]) {
+        qv_ack a2 = {0};
+        if (qv_store_set_checkpoint(s->store, (int64_t)job, (int)attempt, ckpt, now, &a2, &e) != QV_OK)
+            logf_(s, "checkpoint %s of job %" PRIu64 " not recorded: %s", ckpt, job, e.msg);
+    }
+    if (ack.verdict == QV_VERDICT_STALE) {
+        logf_(s, "stale progress for job %" PRIu64 " attempt %" PRIu64 " ignored: %s",
+              job, attempt, ack.note);
+        send_abort(s, p, (int64_t)job, (int)attempt, ack.note[0] ? ack.note : "stale attempt");
+    } else if (ack.verdict == QV_VERDICT_CANCEL) {
+        send_abort(s, p, (int64_t)job, (int)attempt, "cancelled");
+    }
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "progress");
+    logf_(s, "progress refused: %s", e.msg);
+}
+
+static void send_ack(qv_server *s, sess *p, uint64_t job, uint64_t attempt)
+{
+    qv_wire_writer *w = wnew(QV_MSG_ACK, 2);
+    if (!w)
+        return;
+    qv_wire_kv_u64(w, "job", job);
+    qv_wire_kv_u64(w, "attempt", attempt);
+    send_w(s, p, w);
+}
+
+static void on_result(qv_server *s, sess *p, qv_wire_type t,
+                      const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    const char *tn = qv_wire_type_name(t);
+    uint64_t job, attempt;
+    char adapter[QV_WIRE_HASH_MAX + 1] = "", metrics[QV_WIRE_HASH_MAX + 1] = "";
+    char reason[QV_WIRE_MAX_TEXT + 1] = "";
+    bool retry = true;
+    GET(qv_wire_get_u64(b, "job", &job, &e));
+    GET(qv_wire_get_u64(b, "attempt", &attempt, &e));
+    if (t == QV_MSG_DONE) {
+        GET(qv_wire_get_str(b, "adapter", adapter, sizeof adapter, &e));
+        GET(qv_wire_get_str(b, "metrics", metrics, sizeof metrics, &e));
+    } else {
+        GET(qv_wire_get_str(b, "reason", reason, sizeof reason, &e));
+        OPT(qv_wire_get_bool(b, "retry", &retry, &e));
+    }
+    if (sess_worker(s, p))
+        qv_store_worker_seen(s->store, p->worker, now, NULL);
+    qv_ack ack = {0};
+    if (t == QV_MSG_DONE)
+        st = qv_store_complete(s->store, (int64_t)job, (int)attempt, adapter,
+                               metrics, now, &ack, &e);
+    else
+        st = qv_store_fail(s->store, (int64_t)job, (int)attempt, reason, now, &ack, &e);
+    if (st != QV_OK) {
+        logf_(s, "%s of job %" PRIu64 " attempt %" PRIu64 " refused: %s", tn, job, attempt, e.msg);
+        send_error(s, p, qv_wire_error_code(st), e.msg, tn);
+        return;
+    }
+    if (ack.verdict == QV_VERDICT_STALE)
+        logf_(s, "stale %s for job %" PRIu64 " attempt %" PRIu64 " ignored: %s", tn,
+              job, attempt, ack.note);
+    else
+        logf_(s, "job %" PRIu64 " attempt %" PRIu64 " %s%s%s -> %s", job, attempt, tn,
+              reason[0] ? ": " : "", reason, qv_job_state_name(ack.state));
+    if (t == QV_MSG_FAILED && !retry)
+        logf_(s, "job %" PRIu64 ": the worker says retrying cannot help", job);
+    free_dev_of(p, (int64_t)job);
+    send_ack(s, p, job, attempt);
+    dispatch(s, now);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, tn);
+    logf_(s, "%s refused: %s", tn, e.msg);
+}
+
+/* ---- client messages --------------------------------------------------- */
+
+static void on_submit(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    char name[QV_WIRE_MAX_NAME + 1] = "", model[QV_WIRE_HASH_MAX + 1],
+         data[QV_WIRE_HASH_MAX + 1], backend[32] = "";
+    int64_t prio = 0;
+    uint64_t mem = 0;
+    const msgpack_object *opts = NULL, *needs = NULL;
+    char *json = NULL;
+    OPT(qv_wire_get_str(b, "name", name, sizeof name, &e));
+    OPT(qv_wire_get_i64(b, "priority", &prio, &e));
+    GET(qv_wire_get_str(b, "model", model, sizeof model, &e));
+    GET(qv_wire_get_str(b, "data", data, sizeof data, &e));
+    OPT(qv_wire_get_map(b, "options", &opts, &e));
+    OPT(qv_wire_get_map(b, "needs", &needs, &e));
+    if (needs) {
+        OPT(qv_wire_get_str(needs, "backend", backend, sizeof backend, &e));
+        OPT(qv_wire_get_u64(needs, "memory", &mem, &e));
+    }
+    if (backend[0] && strcmp(backend, "opencl") && strcmp(backend, "vulkan") &&
+        strcmp(backend, "ref") && strcmp(backend, "any")) {
+        send_error(s, p, "invalid", "submit.needs.backend: must be opencl, vulkan, ref or any", "submit");
+        return;
+    }
+    if (prio < -1000000000 || prio > 1000000000) {
+        send_error(s, p, "invalid", "submit.priority: must be within +-1e9", "submit");
+        return;
+    }
+    GET(opts_to_json(opts, &json, &e));
+    qv_job_spec spec = {
+        .name = name, .priority = (int)prio, .options_json = json,
+        .model_hash = model, .data_hash = data,
+        .backend = strcmp(backend, "any") ? backend : "",
+        .min_memory = mem, .max_attempts = s->o.max_attempts,
+    };
+    int64_t id = 0;
+    st = qv_store_submit(s->store, &spec, now, &id, &e);
+    free(json);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "submit");
+        logf_(s, "submit refused: %s", e.msg);
+        return;
+    }
+    qv_wire_writer *w = wnew(QV_MSG_SUBMITTED, 1);
+    if (w) {
+        qv_wire_kv_u64(w, "job", (uint64_t)id);
+        send_w(s, p, w);
+    }
+    logf_(s, "job %" PRId64 " submitted (%s)", id, name);
+    dispatch(s, now);
+    return;
+bad:
+    free(json);
+    send_error(s, p, qv_wire_error_code(st), e.msg, "submit");
+    logf_(s, "submit refused: %s", e.msg);
+}
+
+static void on_jobs(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    qv_status st;
+    uint64_t job = 0, after = 0, limit = 1000;
+    bool all = false;
+    OPT(qv_wire_get_u64(b, "job", &job, &e));
+    OPT(qv_wire_get_bool(b, "all", &all, &e));
+    OPT(qv_wire_get_u64(b, "after", &after, &e));
+    OPT(qv_wire_get_u64(b, "limit", &limit, &e));
+    if (limit == 0 || limit > 1000)
+        limit = 1000;
+    qv_job *jobs = NULL, one = {0};
+    size_t n = 0;
+    if (job) {
+        st = qv_store_job(s->store, (int64_t)job, &one, &e);
+        if (st != QV_OK) {
+            send_error(s, p, qv_wire_error_code(st), e.msg, "jobs");
+            return;
+        }
+    } else {
+        st = qv_store_list_jobs(s->store, all, &jobs, &n, &e);
+        if (st != QV_OK) {
+            send_error(s, p, qv_wire_error_code(st), e.msg, "jobs");
+            return;
+        }
+    }
+    size_t first = 0, cnt = 0;
+    while (first < n && (uint64_t)jobs[first].id <= after)
+        first++;
+    cnt = n - first;
+    bool more = cnt > limit;
+    if (more)
+        cnt = (size_t)limit;
+    if (job)
+        cnt = 1;
+    qv_wire_writer *w = wnew(QV_MSG_JOB_LIST, 2);
+    if (w) {
+        qv_wire_kv_array(w, "jobs", cnt);
+        for (size_t i = 0; i < cnt; i++)
+            w_job(w, job ? &one : &jobs[first + i]);
+        qv_wire_kv_bool(w, "more", more);
+        send_w(s, p, w);
+    }
+    qv_job_clear(&one);
+    qv_jobs_free(&jobs, n);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "jobs");
+}
+
+static void on_workers(qv_server *s, sess *p)
+{
+    qv_err e = {0};
+    qv_worker_row *rows = NULL;
+    size_t n = 0;
+    qv_status st = qv_store_list_workers(s->store, &rows, &n, &e);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "workers");
+        return;
+    }
+    if (n > 1024)
+        n = 1024;
+    qv_wire_writer *w = wnew(QV_MSG_WORKER_LIST, 1);
+    if (w) {
+        qv_wire_kv_array(w, "workers", n);
+        for (size_t i = 0; i < n; i++) {
+            sess *ws = worker_sess(s, rows[i].id);
+            const char *state = strcmp(rows[i].state, "active") ? "lost"
+                              : rows[i].running > 0 ? "busy" : "idle";
+            qv_wire_w_map(w, ws ? 5 : 4);
+            uint64_t wid = strtoull(rows[i].id, NULL, 10);
+            qv_wire_kv_u64(w, "id", wid ? wid : i + 1);
+            qv_wire_kv_str(w, "name", rows[i].name);
+            qv_wire_kv_str(w, "state", state);
+            qv_wire_kv_u64(w, "last_seen_ms", (uint64_t)rows[i].last_seen_ms);
+            if (ws) {
+                qv_wire_kv_array(w, "devices", (size_t)ws->ndev);
+                for (int k = 0; k < ws->ndev; k++) {
+                    qv_wire_w_map(w, 4);
+                    qv_wire_kv_str(w, "id", ws->devs[k].id);
+                    qv_wire_kv_str(w, "backend", ws->devs[k].backend);
+                    qv_wire_kv_str(w, "name", ws->devs[k].name);
+                    qv_wire_kv_u64(w, "memory", ws->devs[k].memory);
+                }
+            }
+        }
+        send_w(s, p, w);
+    }
+    qv_workers_free(&rows);
+}
+
+static void on_cancel(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    uint64_t job;
+    GET(qv_wire_get_u64(b, "job", &job, &e));
+    qv_cancel_result res;
+    char worker[QV_STORE_ID_MAX] = "";
+    st = qv_store_cancel(s->store, (int64_t)job, now, &res, worker, &e);
+    if (st != QV_OK && st != QV_ERR_INVALID) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "cancel");
+        return;
+    }
+    qv_job j = {0};
+    if (qv_store_job(s->store, (int64_t)job, &j, &e) != QV_OK) {
+        send_error(s, p, "internal", e.msg, "cancel");
+        return;
+    }
+    if (st == QV_OK && res == QV_CANCEL_REQUESTED) {
+        sess *ws = worker_sess(s, worker);
+        if (ws)
+            send_abort(s, ws, (int64_t)job, j.attempts, "cancelled by a client");
+        logf_(s, "job %" PRIu64 ": cancel requested, worker %s told", job, worker);
+    } else if (st == QV_OK) {
+        logf_(s, "job %" PRIu64 " cancelled", job);
+    }
+    qv_wire_writer *w = wnew(QV_MSG_CANCELLED, 2);
+    if (w) {
+        qv_wire_kv_u64(w, "job", job);
+        qv_wire_kv_str(w, "state", qv_job_state_name(j.state));
+        send_w(s, p, w);
+    }
+    qv_job_clear(&j);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "cancel");
+}
+
+/* Sends the events of job after `after` (in batches); returns the last id
+ * sent (or after), *ended = whether the job is over. */
+static int64_t send_events(qv_server *s, sess *p, int64_t job, int64_t after,
+                           int follow, int always, int *ended)
+{
+    qv_job j = {0};
+    *ended = 1;
+    if (qv_store_job(s->store, job, &j, NULL) != QV_OK)
+        return after;
+    int term = is_terminal(j.state);
+    qv_job_clear(&j);
+    *ended = term || !follow;
+    for (;;) {
+        qv_event *ev = NULL;
+        size_t n = 0;
+        qv_err e = {0};
+        if (qv_store_events(s->store, job, after, 512, &ev, &n, &e) != QV_OK) {
+            send_error(s, p, "internal", e.msg, "logs");
+            *ended = 1;
+            return after;
+        }
+        int last = n < 512;
+        if (n || (last && (always || *ended))) {
+            qv_wire_writer *w = wnew(QV_MSG_LOG, 3);
+            if (w) {
+                qv_wire_kv_u64(w, "job", (uint64_t)job);
+                qv_wire_kv_array(w, "events", n);
+                for (size_t i = 0; i < n; i++) {
+                    qv_job_state js;
+                    int has = qv_job_state_parse(ev[i].kind, &js);
+                    qv_wire_w_map(w, has ? 4 : 3);
+                    qv_wire_kv_u64(w, "seq", (uint64_t)ev[i].id);
+                    qv_wire_kv_u64(w, "t_ms", (uint64_t)ev[i].time_ms);
+                    qv_wire_kv_str(w, "text", ev[i].text);
+                    if (has)
+                        qv_wire_kv_str(w, "state", ev[i].kind);
+                }
+                qv_wire_kv_bool(w, "end", last && *ended);
+                send_w(s, p, w);
+            }
+        }
+        if (n)
+            after = ev[n - 1].id;
+        qv_events_free(&ev);
+        if (last)
+            return after;
+    }
+}
+
+static void on_logs(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    qv_status st;
+    uint64_t job, from = 0;
+    bool follow = false;
+    GET(qv_wire_get_u64(b, "job", &job, &e));
+    OPT(qv_wire_get_bool(b, "follow", &follow, &e));
+    OPT(qv_wire_get_u64(b, "from", &from, &e));
+    qv_job j = {0};
+    st = qv_store_job(s->store, (int64_t)job, &j, &e);
+    qv_job_clear(&j);
+    if (st != QV_OK)
+        goto bad;
+    int ended;
+    int64_t last = send_events(s, p, (int64_t)job, from ? (int64_t)from - 1 : 0,
+                               follow, 1, &ended);
+    if (!ended) {
+        int slot = -1;
+        for (int i = 0; i < MAX_FOLLOW; i++)
+            if (!p->fol[i].active || p->fol[i].job == (int64_t)job) {
+                slot = i;
+                break;
+            }
+        if (slot < 0)
+            slot = 0; /* the oldest follow gives way */
+        p->fol[slot] = (follow_t){1, (int64_t)job, last};
+    }
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "logs");
+}
+
+static void on_fetch(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    qv_status st;
+    uint64_t job;
+    GET(qv_wire_get_u64(b, "job", &job, &e));
+    qv_job j = {0};
+    GET(qv_store_job(s->store, (int64_t)job, &j, &e));
+    if (j.state != QV_JOB_SUCCEEDED) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "job %" PRIu64 " is %s, not succeeded: nothing to fetch yet",
+                 job, qv_job_state_name(j.state));
+        send_error(s, p, "invalid", msg, "fetch");
+        qv_job_clear(&j);
+        return;
+    }
+    uint64_t asz = 0, msz = 0;
+    int has = 0;
+    if (j.adapter_hash[0])
+        qv_store_blob_has(s->store, j.adapter_hash, &has, &asz, NULL);
+    if (j.metrics_hash[0])
+        qv_store_blob_has(s->store, j.metrics_hash, &has, &msz, NULL);
+    int na = j.adapter_hash[0] != 0, nm = j.metrics_hash[0] != 0;
+    qv_wire_writer *w = wnew(QV_MSG_RESULT, 2 + 2 * (size_t)na + 2 * (size_t)nm);
+    if (w) {
+        qv_wire_kv_u64(w, "job", job);
+        qv_wire_kv_str(w, "state", "succeeded");
+        if (na) {
+            qv_wire_kv_str(w, "adapter", j.adapter_hash);
+            qv_wire_kv_u64(w, "adapter_size", asz);
+        }
+        if (nm) {
+            qv_wire_kv_str(w, "metrics", j.metrics_hash);
+            qv_wire_kv_u64(w, "metrics_size", msz);
+        }
+        send_w(s, p, w);
+    }
+    qv_job_clear(&j);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "fetch");
+}
+
+/* ---- blobs ------------------------------------------------------------- */
+
+static void send_credit(qv_server *s, sess *p, const char *hash, uint64_t c)
+{
+    qv_wire_writer *w = wnew(QV_MSG_BLOB_CREDIT, 2);
+    if (!w)
+        return;
+    qv_wire_kv_str(w, "hash", hash);
+    qv_wire_kv_u64(w, "credit", c);
+    send_w(s, p, w);
+}
+
+static void send_blob_ok(qv_server *s, sess *p, const char *hash, uint64_t size)
+{
+    qv_wire_writer *w = wnew(QV_MSG_BLOB_OK, 2);
+    if (!w)
+        return;
+    qv_wire_kv_str(w, "hash", hash);
+    qv_wire_kv_u64(w, "size", size);
+    send_w(s, p, w);
+}
+
+static int sha_ok(const char *h) { return qv_blob_hash_valid(h); }
+
+static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    qv_status st;
+    char hash[QV_WIRE_HASH_MAX + 1];
+    uint64_t size;
+    GET(qv_wire_get_str(b, "hash", hash, sizeof hash, &e));
+    GET(qv_wire_get_u64(b, "size", &size, &e));
+    if (!sha_ok(hash)) {
+        send_error(s, p, "invalid", "blob_put.hash: this scheduler names blobs by "
+                   "SHA-256 (64 lower-case hex digits)", "blob_put");
+        return;
+    }
+    int has = 0;
+    uint64_t have = 0;
+    GET(qv_store_blob_has(s->store, hash, &has, &have, &e));
+    if (has) {
+        send_blob_ok(s, p, hash, have);
+        return;
+    }
+    int slot = -1;
+    for (int i = 0; i < MAX_XFER; i++)
+        if (p->ups[i].u && strcmp(p->ups[i].hash, hash) == 0) {
+            qv_blob_upload_abort(&p->ups[i].u);
+            slot = i;
+        }
+    for (int i = 0; slot < 0 && i < MAX_XFER; i++)
+        if (!p->ups[i].u)
+            slot = i;
+    if (slot < 0) {
+        send_error(s, p, "busy", "blob_put: 4 uploads already in progress on this "
+                   "connection; finish one first", "blob_put");
+        return;
+    }
+    GET(qv_store_blob_begin(s->store, hash, size, &p->ups[slot].u, &e));
+    memcpy(p->ups[slot].hash, hash, QV_BLOB_HEX); /* sha_ok: 64 digits + NUL */
+    p->ups[slot].size = size;
+    send_credit(s, p, hash, CREDIT);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "blob_put");
+    logf_(s, "blob_put refused: %s", e.msg);
+}
+
+static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    qv_status st;
+    char hash[QV_WIRE_HASH_MAX + 1];
+    uint64_t off, size;
+    const void *bytes;
+    size_t n;
+    GET(qv_wire_get_str(b, "hash", hash, sizeof hash, &e));
+    GET(qv_wire_get_u64(b, "offset", &off, &e));
+    GET(qv_wire_get_u64(b, "size", &size, &e));
+    GET(qv_wire_get_bin(b, "bytes", &bytes, &n, QV_WIRE_MAX_CHUNK, &e));
+    upload *u = NULL;
+    for (int i = 0; i < MAX_XFER; i++)
+        if (p->ups[i].u && strcmp(p->ups[i].hash, hash) == 0)
+            u = &p->ups[i];
+    if (!u) {
+        send_error(s, p, "invalid", "blob_chunk: no upload of this blob in progress; "
+                   "send blob_put first", "blob_chunk");
+        return;
+    }
+    if (size != u->size) {
+        send_error(s, p, "invalid", "blob_chunk.size: not the size announced in blob_put", "blob_chunk");
+        return;
+    }
+    st = qv_blob_upload_append(u->u, off, bytes, n, &e);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "blob_chunk");
+        return;
+    }
+    if (qv_blob_upload_received(u->u) == u->size) {
+        st = qv_store_blob_finish(s->store, &u->u, now, &e);
+        if (st == QV_ERR_CORRUPT) {
+            send_error(s, p, "hash_mismatch", e.msg, "blob_chunk");
+            logf_(s, "blob %s: hash mismatch, discarded", hash);
+        } else if (st != QV_OK) {
+            send_error(s, p, qv_wire_error_code(st), e.msg, "blob_chunk");
+            logf_(s, "blob %s: %s", hash, e.msg);
+        } else {
+            send_blob_ok(s, p, hash, size);
+        }
+        return;
+    }
+    if (n)
+        send_credit(s, p, hash, n);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "blob_chunk");
+}
+
+static void pump(qv_server *s, sess *p, download *d)
+{
+    while (d->active) {
+        uint64_t left = d->size - d->off;
+        size_t n = (size_t)(left < CHUNK ? left : CHUNK);
+        if (n > d->credit)
+            n = (size_t)d->credit;
+        if (n == 0 && left > 0)
+            return; /* out of credit */
+        size_t got = 0;
+        qv_err e = {0};
+        if (n && (qv_store_blob_read(s->store, d->hash, d->off, s->buf, n, &got, &e) != QV_OK || got != n)) {
+            send_error(s, p, "internal", e.msg[0] ? e.msg : "blob read came short", "blob_get");
+            d->active = 0;
+            return;
+        }
+        qv_wire_writer *w = wnew(QV_MSG_BLOB_CHUNK, 4);
+        if (!w)
+            return;
+        qv_wire_kv_str(w, "hash", d->hash);
+        qv_wire_kv_u64(w, "offset", d->off);
+        qv_wire_kv_u64(w, "size", d->size);
+        qv_wire_kv_bin(w, "bytes", s->buf, n);
+        send_w(s, p, w);
+        d->off += n;
+        d->credit -= n;
+        if (d->off == d->size)
+            d->active = 0;
+    }
+}
+
+static void on_blob_get(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    qv_status st;
+    char hash[QV_WIRE_HASH_MAX + 1];
+    uint64_t off = 0, credit;
+    GET(qv_wire_get_str(b, "hash", hash, sizeof hash, &e));
+    OPT(qv_wire_get_u64(b, "offset", &off, &e));
+    GET(qv_wire_get_u64(b, "credit", &credit, &e));
+    int has = 0;
+    uint64_t size = 0;
+    if (sha_ok(hash))
+        GET(qv_store_blob_has(s->store, hash, &has, &size, &e));
+    if (!has) {
+        send_error(s, p, "not_found", "blob_get: no such blob on the scheduler", "blob_get");
+        return;
+    }
+    if (off > size) {
+        send_error(s, p, "invalid", "blob_get.offset: past the end of the blob", "blob_get");
+        return;
+    }
+    int slot = -1;
+    for (int i = 0; i < MAX_XFER; i++)
+        if (p->downs[i].active && strcmp(p->downs[i].hash, hash) == 0)
+            slot = i;
+    for (int i = 0; slot < 0 && i < MAX_XFER; i++)
+        if (!p->downs[i].active)
+            slot = i;
+    if (slot < 0) {
+        send_error(s, p, "busy", "blob_get: 4 downloads already in progress on this connection", "blob_get");
+        return;
+    }
+    download *d = &p->downs[slot];
+    d->active = 1;
+    memcpy(d->hash, hash, QV_BLOB_HEX);
+    d->size = size;
+    d->off = off;
+    d->credit = credit;
+    pump(s, p, d);
+    return;
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "blob_get");
+}
+
+static void on_blob_credit(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    qv_status st;
+    char hash[QV_WIRE_HASH_MAX + 1];
+    uint64_t credit;
+    GET(qv_wire_get_str(b, "hash", hash, sizeof hash, &e));
+    GET(qv_wire_get_u64(b, "credit", &credit, &e));
+    for (int i = 0; i < MAX_XFER; i++)
+        if (p->downs[i].active && strcmp(p->downs[i].hash, hash) == 0) {
+            p->downs[i].credit += credit;
+            pump(s, p, &p->downs[i]);
+        }
+    return; /* credit for a finished transfer is normal: ignored */
+bad:
+    send_error(s, p, qv_wire_error_code(st), e.msg, "blob_credit");
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+static int client_msg(qv_wire_type t)
+{
+    return t == QV_MSG_SUBMIT || t == QV_MSG_JOBS || t == QV_MSG_WORKERS ||
+           t == QV_MSG_CANCEL || t == QV_MSG_LOGS || t == QV_MSG_FETCH;
+}
+
+static int worker_msg(qv_wire_type t)
+{
+    return t == QV_MSG_HEARTBEAT || t == QV_MSG_PROGRESS || t == QV_MSG_DONE ||
+           t == QV_MSG_FAILED;
+}
+
+static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
+{
+    sess *p = find_sess(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), 1, now);
+    if (!p) {
+        logf_(s, "too many connections: a message dropped");
+        return;
+    }
+    p->last_ms = now;
+    char buf[200];
+    const char *uid = NULL, *key = NULL;
+    if (!s->o.insecure) {
+        uid = zmq_msg_gets(&parts[1], "User-Id");
+        key = zmq_msg_gets(&parts[1], "X-Key");
+        if (key && !p->key[0] && qv_keys_valid(key) == QV_OK)
+            snprintf(p->key, sizeof p->key, "%s", key);
+    }
+    qv_wire_frame fr[MAX_PARTS];
+    for (int i = 1; i < np; i++)
+        fr[i - 1] = (qv_wire_frame){zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i])};
+    const char *re = NULL;
+    qv_wire_type t;
+    if (np >= 3 && qv_wire_type_parse(fr[1].data, fr[1].size, &t, NULL) == QV_OK)
+        re = qv_wire_type_name(t);
+    qv_wire_msg *m = NULL;
+    qv_err e = {0};
+    qv_status st = qv_wire_decode(fr, (size_t)(np - 1), &m, &e);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, re);
+        logf_(s, "refused a message from %s: %s", peer(p, buf, sizeof buf), e.msg);
+        return;
+    }
+    t = qv_wire_msg_type(m);
+    const msgpack_object *b = qv_wire_msg_body(m);
+    /* Who is it? */
+    int role = ROLE_NONE;
+    if (s->o.insecure) {
+        role = ROLE_CLIENT | ROLE_WORKER;
+    } else {
+        if (uid && strcmp(uid, "client") == 0) role = ROLE_CLIENT;
+        else if (uid && strcmp(uid, "worker") == 0) role = ROLE_WORKER;
+        if (role == ROLE_NONE && p->key[0] && t != QV_MSG_HELLO) {
+            qv_key_role kr = QV_KEY_UNKNOWN;
+            if (qv_store_key_role(s->store, p->key, &kr, NULL) == QV_OK)
+                role = kr == QV_KEY_CLIENT ? ROLE_CLIENT : kr == QV_KEY_WORKER ? ROLE_WORKER : ROLE_NONE;
+        }
+        if (role == ROLE_NONE && p->enrolled)
+            role = ROLE_WORKER;
+    }
+    int allowed = t == QV_MSG_HELLO || t == QV_MSG_ENROLL || t == QV_MSG_ERROR ||
+                  (client_msg(t) && (role & ROLE_CLIENT)) ||
+                  (worker_msg(t) && (role & ROLE_WORKER)) ||
+                  (!client_msg(t) && !worker_msg(t) && role != ROLE_NONE);
+    if (!allowed) {
+        send_error(s, p, "denied", role == ROLE_NONE
+                   ? "this key is not admitted: add it with `qvac clients add KEY` "
+                     "on the scheduler, or enroll with a token"
+                   : "this key's role may not send this message", re);
+        logf_(s, "denied %s from %s (%s)", re ? re : "?", peer(p, buf, sizeof buf),
+              role == ROLE_NONE ? "unknown key" : "wrong role");
+        qv_wire_msg_free(m);
+        return;
+    }
+    switch (t) {
+    case QV_MSG_HELLO: on_hello(s, p, b, role == ROLE_WORKER); break;
+    case QV_MSG_ENROLL: on_enroll(s, p, b, role == ROLE_WORKER, now); break;
+    case QV_MSG_HEARTBEAT: on_heartbeat(s, p, b, now); break;
+    case QV_MSG_PROGRESS: on_progress(s, p, b, now); break;
+    case QV_MSG_DONE:
+    case QV_MSG_FAILED: on_result(s, p, t, b, now); break;
+    case QV_MSG_SUBMIT: on_submit(s, p, b, now); break;
+    case QV_MSG_JOBS: on_jobs(s, p, b); break;
+    case QV_MSG_WORKERS: on_workers(s, p); break;
+    case QV_MSG_CANCEL: on_cancel(s, p, b, now); break;
+    case QV_MSG_LOGS: on_logs(s, p, b); break;
+    case QV_MSG_FETCH: on_fetch(s, p, b); break;
+    case QV_MSG_BLOB_PUT: on_blob_put(s, p, b); break;
+    case QV_MSG_BLOB_CHUNK: on_blob_chunk(s, p, b, now); break;
+    case QV_MSG_BLOB_GET: on_blob_get(s, p, b); break;
+    case QV_MSG_BLOB_CREDIT: on_blob_credit(s, p, b); break;
+    case QV_MSG_BLOB_OK: break; /* a receiver's confirmation: nothing to do */
+    case QV_MSG_ERROR: {
+        char code[64] = "", msg[QV_WIRE_MAX_TEXT + 1] = "";
+        qv_wire_get_str(b, "code", code, sizeof code, NULL);
+        qv_wire_get_str(b, "message", msg, sizeof msg, NULL);
+        logf_(s, "error from %s: %s: %s", peer(p, buf, sizeof buf), code, msg);
+        break; /* never answered */
+    }
+    default:
+        send_error(s, p, "unsupported", "the scheduler does not accept this message type", re);
+        logf_(s, "refused %s from %s: not a message the scheduler accepts", re ? re : "?",
+              peer(p, buf, sizeof buf));
+        break;
+    }
+    qv_wire_msg_free(m);
+}
+
+static void tick(qv_server *s, int64_t now)
+{
+    qv_err e = {0};
+    int rq = 0, fl = 0;
+    if (qv_store_expire_leases(s->store, now, &rq, &fl, &e) != QV_OK)
+        logf_(s, "lease expiry: %s", e.msg);
+    else if (rq || fl)
+        logf_(s, "leases expired: %d job(s) requeued, %d failed", rq, fl);
+    char ids[16][QV_STORE_ID_MAX];
+    size_t n = 0;
+    if (qv_store_silent_workers(s->store, now, s->o.lease_ms, ids, 16, &n, &e) == QV_OK) {
+        for (size_t i = 0; i < n; i++) {
+            int req = 0;
+            if (qv_store_worker_lost(s->store, ids[i], "silent past its lease", now, &req, &e) == QV_OK)
+                logf_(s, "worker %s lost (silent for %" PRId64 " ms); %d job(s) requeued",
+                      ids[i], s->o.lease_ms, req);
+            for (int k = 0; k < MAX_SESS; k++)
+                if (s->sess[k].used && strcmp(s->sess[k].worker, ids[i]) == 0) {
+                    s->sess[k].enrolled = 0;
+                    s->sess[k].ndev = 0;
+                }
+        }
+    }
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *p = &s->sess[i];
+        if (!p->used)
+            continue;
+        int live = 0;
+        for (int k = 0; k < MAX_FOLLOW; k++) {
+            follow_t *f = &p->fol[k];
+            if (!f->active)
+                continue;
+            int ended;
+            f->after = send_events(s, p, f->job, f->after, 1, 0, &ended);
+            if (ended)
+                f->active = 0;
+            else
+                live = 1;
+        }
+        if (p->enrolled)
+            reconcile(s, p);
+        if (!live && now - p->last_ms > 3 * s->o.lease_ms)
+            sess_drop(p);
+    }
+    dispatch(s, now);
+}
+
+qv_status qv_server_run(qv_server *s, qv_err *err)
+{
+    int64_t next_tick = 0;
+    while (!atomic_load(&s->stop)) {
+        int64_t now = qv_store_now_ms();
+        if (now >= next_tick) {
+            tick(s, now);
+            next_tick = now + s->o.tick_ms;
+        }
+        zmq_pollitem_t it = {s->router, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&it, 1, s->o.tick_ms);
+        if (rc < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            if (zmq_errno() == ETERM)
+                break;
+            return qv_fail(err, QV_ERR_IO, "scheduler: poll failed (%s)", zmq_strerror(zmq_errno()));
+        }
+        for (int budget = 0; budget < 256 && !atomic_load(&s->stop); budget++) {
+            zmq_msg_t parts[MAX_PARTS];
+            int np = 0, more = 1, extra = 0, failed = 0;
+            while (more) {
+                zmq_msg_t *m = np < MAX_PARTS ? &parts[np] : NULL;
+                zmq_msg_t scratch;
+                if (!m)
+                    m = &scratch;
+                zmq_msg_init(m);
+                if (zmq_msg_recv(m, s->router, (np == 0 && !extra) ? ZMQ_DONTWAIT : 0) < 0) {
+                    zmq_msg_close(m);
+                    failed = 1;
+                    break;
+                }
+                more = zmq_msg_more(m);
+                if (m == &scratch) {
+                    zmq_msg_close(m);
+                    extra++;
+                } else {
+                    np++;
+                }
+            }
+            if (failed && np == 0)
+                break;
+            now = qv_store_now_ms();
+            if (!failed && np >= 2 && !extra) {
+                handle(s, parts, np, now);
+            } else if (!failed && np >= 2) {
+                sess *p = find_sess(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), 1, now);
+                if (p) {
+                    char msg[128];
+                    snprintf(msg, sizeof msg, "a message has %d frames; the protocol has 3",
+                             np - 1 + extra);
+                    send_error(s, p, "malformed", msg, NULL);
+                }
+                logf_(s, "refused a message of %d frames", np - 1 + extra);
+            }
+            for (int i = 0; i < np; i++)
+                zmq_msg_close(&parts[i]);
+        }
+    }
+    return QV_OK;
+}
+
+void qv_server_stop(qv_server *s)
+{
+    if (s)
+        atomic_store(&s->stop, 1);
+}
+
+/* ---- ZAP --------------------------------------------------------------- */
+
+
+static void *zap_main(void *argp)
+{
+    qv_server *s = argp;
+    void *sock = s->zap;
+    qv_store *st = NULL;
+    qv_store_open(s->data_dir, NULL, &st, NULL);
+    for (;;) {
+        zmq_msg_t fr[8];
+        int n = 0, more = 1, fail = 0;
+        while (more) {
+            zmq_msg_t junk;
+            zmq_msg_t *m = n < 8 ? &fr[n] : &junk;
+            zmq_msg_init(m);
+            if (zmq_msg_recv(m, sock, 0) < 0) {
+                zmq_msg_close(m);
+                fail = 1;
+                break;
+            }
+            more = zmq_msg_more(m);
+            if (m == &junk)
+                zmq_msg_close(m);
+            else
+                n++;
+        }
+        if (fail) {
+            for (int i = 0; i < n; i++)
+                zmq_msg_close(&fr[i]);
+            if (zmq_errno() == ETERM)
+                break;
+            continue;
+        }
+        const char *role = "unknown";
+        char key[QV_KEY_Z85] = "";
+        int ok = n >= 7 && zmq_msg_size(&fr[5]) == 5 &&
+                 memcmp(zmq_msg_data(&fr[5]), "CURVE", 5) == 0 &&
+                 zmq_msg_size(&fr[6]) == 32;
+        if (ok && zmq_z85_encode(key, zmq_msg_data(&fr[6]), 32)) {
+            qv_key_role kr = QV_KEY_UNKNOWN;
+            if (st && qv_store_key_role(st, key, &kr, NULL) == QV_OK)
+                role = kr == QV_KEY_CLIENT ? "client" : kr == QV_KEY_WORKER ? "worker" : "unknown";
+        }
+        /* version, request id, status, text, user id, metadata */
+        uint8_t meta[64];
+        size_t ml = 0;
+        if (key[0]) {
+            meta[ml++] = 5;
+            memcpy(meta + ml, "X-Key", 5), ml += 5;
+            meta[ml++] = 0, meta[ml++] = 0, meta[ml++] = 0, meta[ml++] = 40;
+            memcpy(meta + ml, key, 40), ml += 40;
+        }
+        zmq_send(sock, "1.0", 3, ZMQ_SNDMORE);
+        if (n >= 2)
+            zmq_send(sock, zmq_msg_data(&fr[1]), zmq_msg_size(&fr[1]), ZMQ_SNDMORE);
+        else
+            zmq_send(sock, "", 0, ZMQ_SNDMORE);
+        zmq_send(sock, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+        zmq_send(sock, ok ? "OK" : "not CURVE", ok ? 2 : 9, ZMQ_SNDMORE);
+        zmq_send(sock, role, strlen(role), ZMQ_SNDMORE);
+        zmq_send(sock, meta, ml, 0);
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&fr[i]);
+    }
+    zmq_close(sock);
+    qv_store_close(&st);
+    return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *err)
+{
+    *out = NULL;
+    qv_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler: out of memory");
+    s->sess = calloc(MAX_SESS, sizeof *s->sess);
+    s->buf = malloc(CHUNK);
+    if (!s->sess || !s->buf) {
+        qv_server_close(&s);
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler: out of memory");
+    }
+    if (opts)
+        s->o = *opts;
+    if (!s->o.bind) s->o.bind = "tcp://*:5555";
+    if (s->o.lease_ms <= 0) s->o.lease_ms = 10000;
+    if (s->o.max_attempts <= 0) s->o.max_attempts = QV_STORE_MAX_ATTEMPTS;
+    if (s->o.checkpoint_every <= 0) s->o.checkpoint_every = 100;
+    if (s->o.tick_ms <= 0) {
+        s->o.tick_ms = (int)(s->o.lease_ms / 4);
+        if (s->o.tick_ms > 250) s->o.tick_ms = 250;
+        if (s->o.tick_ms < 10) s->o.tick_ms = 10;
+    }
+    qv_status st = QV_OK;
+    if (s->o.data_dir)
+        snprintf(s->data_dir, sizeof s->data_dir, "%s", s->o.data_dir);
+    else
+        st = qv_paths_data_dir(s->data_dir, sizeof s->data_dir, err);
+    if (st == QV_OK)
+        st = qv_paths_mkdir(s->data_dir, err);
+    if (st == QV_OK)
+        st = qv_store_open(s->data_dir, NULL, &s->store, err);
+    if (st != QV_OK) {
+        qv_server_close(&s);
+        return st;
+    }
+    if (s->o.name)
+        snprintf(s->name, sizeof s->name, "%s", s->o.name);
+    else if (gethostname(s->name, sizeof s->name - 1) != 0)
+        snprintf(s->name, sizeof s->name, "qvac");
+    s->ctx = zmq_ctx_new();
+    if (!s->ctx) {
+        qv_server_close(&s);
+        return qv_fail(err, QV_ERR_IO, "scheduler: zmq_ctx_new failed");
+    }
+    if (!s->o.insecure) {
+        if (!qv_curve_available()) {
+            qv_server_close(&s);
+            return qv_fail(err, QV_ERR_UNSUPPORTED, "scheduler: this libzmq has no "
+                           "CURVE; install libzmq with libsodium, or run with --insecure");
+        }
+        char path[4200];
+        snprintf(path, sizeof path, "%s/scheduler.key", s->data_dir);
+        st = qv_keys_load_or_create(path, &s->kp, err);
+        if (st == QV_OK) {
+            snprintf(path, sizeof path, "%s/scheduler.pub", s->data_dir);
+            st = qv_keys_write_public(path, s->kp.pub, err);
+        }
+        if (st == QV_OK && (!s->o.client_key || s->o.client_key[0])) {
+            qv_keypair ck;
+            char cdir[4096];
+            if (s->o.client_key) {
+                snprintf(path, sizeof path, "%s", s->o.client_key);
+            } else {
+                st = qv_paths_config_dir(cdir, sizeof cdir, err);
+                snprintf(path, sizeof path, "%s/client.key", cdir);
+            }
+            if (st == QV_OK)
+                st = qv_keys_load_or_create(path, &ck, err);
+            if (st == QV_OK)
+                st = qv_store_client_add(s->store, ck.pub, "account", qv_store_now_ms(), err);
+        }
+        if (st == QV_OK) {
+            s->zap = zmq_socket(s->ctx, ZMQ_REP);
+            if (!s->zap || zmq_bind(s->zap, "inproc://zeromq.zap.01") != 0)
+                st = qv_fail(err, QV_ERR_IO, "scheduler: ZAP handler: %s", zmq_strerror(zmq_errno()));
+        }
+        if (st == QV_OK) {
+            if (pthread_create(&s->zap_thread, NULL, zap_main, s) != 0)
+                st = qv_fail(err, QV_ERR_IO, "scheduler: cannot start the ZAP thread");
+            else
+                s->zap_started = 1;
+        }
+        if (st != QV_OK) {
+            qv_server_close(&s);
+            return st;
+        }
+    }
+    s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+    int64_t maxmsg = QV_WIRE_MAX_BODY + 4096;
+    int linger = 0, hwm = 10000;
+    if (!s->router) {
+        qv_server_close(&s);
+        return qv_fail(err, QV_ERR_IO, "scheduler: zmq_socket failed");
+    }
+    zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (!s->o.insecure) {
+        st = qv_sock_curve_server(s->router, &s->kp, err);
+        zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, "qvac", 4);
+        if (st != QV_OK) {
+            qv_server_close(&s);
+            return st;
+        }
+    }
+    if (zmq_bind(s->router, s->o.bind) != 0) {
+        st = qv_fail(err, QV_ERR_IO, "scheduler: cannot bind %s (%s); is another "
+                     "scheduler running? pick another --bind", s->o.bind,
+                     zmq_strerror(zmq_errno()));
+        qv_server_close(&s);
+        return st;
+    }
+    size_t el = sizeof s->endpoint;
+    zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->endpoint, &el);
+    logf_(s, "scheduler %s listening on %s (%s), data %s", s->name, s->endpoint,
+          s->o.insecure ? "INSECURE: no CURVE" : "CURVE", s->data_dir);
+    *out = s;
+    return QV_OK;
+}
+
+const char *qv_server_endpoint(const qv_server *s) { return s->endpoint; }
+const char *qv_server_public_key(const qv_server *s) { return s->kp.pub; }
+
+void qv_server_close(qv_server **sp)
+{
+    if (!sp || !*sp)
+        return;
+    qv_server *s = *sp;
+    if (s->sess)
+        for (int i = 0; i < MAX_SESS; i++)
+            if (s->sess[i].used)
+                sess_drop(&s->sess[i]);
+    if (s->router)
+        zmq_close(s->router);
+    if (s->ctx) {
+        if (s->zap_started) {
+            zmq_ctx_shutdown(s->ctx);
+            pthread_join(s->zap_thread, NULL);
+        } else if (s->zap) {
+            zmq_close(s->zap);
+        }
+        zmq_ctx_term(s->ctx);
+    }
+    qv_store_close(&s->store);
+    free(s->sess);
+    free(s->buf);
+    free(s);
+    *sp = NULL;
+}
