@@ -34,6 +34,20 @@ int qv_cmd_generate(int argc, char **argv);
 void qv_help_generate(FILE *out);
 int qv_cmd_pretrain(int argc, char **argv);
 void qv_help_pretrain(FILE *out);
+int qv_cmd_submit(int argc, char **argv);
+void qv_help_submit(FILE *out);
+int qv_cmd_jobs(int argc, char **argv);
+void qv_help_jobs(FILE *out);
+int qv_cmd_workers(int argc, char **argv);
+void qv_help_workers(FILE *out);
+int qv_cmd_logs(int argc, char **argv);
+void qv_help_logs(FILE *out);
+int qv_cmd_cancel(int argc, char **argv);
+void qv_help_cancel(FILE *out);
+int qv_cmd_fetch(int argc, char **argv);
+void qv_help_fetch(FILE *out);
+int qv_cmd_keys(int argc, char **argv);
+void qv_help_keys(FILE *out);
 
 /* Prints "qvac: <msg>" to stderr; returns QV_EXIT_FAIL. */
 int qv_cli_error(const qv_err *err);

@@ -25,6 +25,17 @@ static const qv_cmd commands[] = {
      qv_cmd_generate, qv_help_generate},
     {"pretrain", "train a BitNet model from scratch (quantisation-aware)",
      qv_cmd_pretrain, qv_help_pretrain},
+    {"submit", "submit a fine-tune to the scheduler (uploads what it lacks)",
+     qv_cmd_submit, qv_help_submit},
+    {"jobs", "list the scheduler's jobs", qv_cmd_jobs, qv_help_jobs},
+    {"workers", "list the scheduler's workers and their devices",
+     qv_cmd_workers, qv_help_workers},
+    {"logs", "print (or follow) a job's event log", qv_cmd_logs, qv_help_logs},
+    {"cancel", "cancel a job", qv_cmd_cancel, qv_help_cancel},
+    {"fetch", "download a finished job's adapter and metrics", qv_cmd_fetch,
+     qv_help_fetch},
+    {"keys", "show (create) this account's client key for the scheduler",
+     qv_cmd_keys, qv_help_keys},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

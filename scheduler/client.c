@@ -23,6 +23,7 @@ struct qv_client {
     int timeout_ms;
     qv_client_welcome welcome;
     char last_code[32];
+    bool timed_out;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -131,6 +132,7 @@ const char *qv_client_last_error_code(const qv_client *c)
 {
     return c->last_code;
 }
+bool qv_client_timed_out(const qv_client *c) { return c->timed_out; }
 void qv_client_set_timeout(qv_client *c, int timeout_ms)
 {
     if (timeout_ms > 0)
@@ -181,6 +183,7 @@ static qv_status error_reply(qv_client *c, const qv_wire_msg *m, qv_err *err)
 qv_status qv_client_recv(qv_client *c, qv_wire_msg **out, qv_err *err)
 {
     *out = NULL;
+    c->timed_out = false;
     int64_t deadline = mono_ms() + c->timeout_ms;
     for (;;) {
         int64_t left = deadline - mono_ms();
@@ -194,8 +197,10 @@ qv_status qv_client_recv(qv_client *c, qv_wire_msg **out, qv_err *err)
             return qv_fail(err, QV_ERR_IO, "waiting for the scheduler at %s: %s",
                            c->address, zmq_strerror(errno));
         }
-        if (rc == 0)
+        if (rc == 0) {
+            c->timed_out = true;
             return timeout_error(c, err);
+        }
 
         /* One multipart message; more than 3 frames is refused below. */
         zmq_msg_t parts[QV_WIRE_FRAMES + 1];

@@ -68,6 +68,9 @@ const char *qv_client_address(const qv_client *c);
 const qv_client_welcome *qv_client_welcome_info(const qv_client *c);
 /* The code of the last `error` reply ("not_found", ...), "" if none. */
 const char *qv_client_last_error_code(const qv_client *c);
+/* True when the last qv_client_recv failed because nothing came in time
+ * (as opposed to an error reply or a socket error). */
+bool qv_client_timed_out(const qv_client *c);
 /* Changes the per-reply timeout (ms, > 0). */
 void qv_client_set_timeout(qv_client *c, int timeout_ms);
 
