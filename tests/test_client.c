@@ -527,3 +527,218 @@ Test(client, address_from_env)
     cr_assert_str_eq(qv_client_address_for(&o), "tcp://127.0.0.1:6000");
     unsetenv("QVAC_SCHEDULER");
 }
+
+/* ---- end to end against the real scheduler (scheduler/server.h) --------- */
+
+#include "scheduler/keys.h"
+#include "scheduler/server.h"
+
+typedef struct real {
+    qv_server *srv;
+    pthread_t th;
+    char dir[64];
+    char client_key[128];
+} real;
+
+static void *real_main(void *arg)
+{
+    real *r = arg;
+    qv_server_run(r->srv, NULL);
+    return NULL;
+}
+
+static void real_start(real *r, int insecure)
+{
+    snprintf(r->dir, sizeof r->dir, "/tmp/qv-test-sched-XXXXXX");
+    cr_assert_not_null(mkdtemp(r->dir));
+    snprintf(r->client_key, sizeof r->client_key, "%s/client.key", r->dir);
+    qv_keypair kp;
+    cr_assert_eq(qv_keys_load_or_create(r->client_key, &kp, NULL), QV_OK);
+    char data[128];
+    snprintf(data, sizeof data, "%s/data", r->dir);
+    qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = data,
+                        .client_key = r->client_key, .name = "test-sched",
+                        .insecure = insecure, .tick_ms = 20};
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_server_open(&o, &r->srv, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(pthread_create(&r->th, NULL, real_main, r), 0);
+}
+
+static void real_stop(real *r)
+{
+    qv_server_stop(r->srv);
+    pthread_join(r->th, NULL);
+    qv_server_close(&r->srv);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static qv_wire_msg *ask_ok(qv_client *c, qv_wire_writer *w, qv_wire_type want)
+{
+    qv_wire_out o = {0};
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    qv_status st = qv_client_request(c, &o, want, &m, &e);
+    qv_wire_out_free(&o);
+    cr_assert_eq(st, QV_OK, "%s", e.msg);
+    return m;
+}
+
+static void job_state(qv_client *c, uint64_t id, char *state, size_t n)
+{
+    qv_wire_writer *w = w_new(QV_MSG_JOBS, 2);
+    qv_wire_kv_u64(w, "job", id);
+    qv_wire_kv_bool(w, "all", true);
+    qv_wire_msg *m = ask_ok(c, w, QV_MSG_JOB_LIST);
+    const msgpack_object *items = NULL;
+    size_t k = 0;
+    cr_assert_eq(qv_wire_get_array(qv_wire_msg_body(m), "jobs", &items, &k,
+                                   QV_WIRE_MAX_ARRAY, NULL), QV_OK);
+    cr_assert_eq(k, 1);
+    uint64_t got = 0;
+    qv_wire_get_u64(&items[0], "id", &got, NULL);
+    cr_assert_eq(got, id);
+    cr_assert_eq(qv_wire_get_str(&items[0], "state", state, n, NULL), QV_OK);
+    qv_wire_msg_free(m);
+}
+
+static void submit_jobs_cancel(qv_client *c)
+{
+    size_t n = (2u << 20) + 77;
+    unsigned char *model = pattern(n, 3);
+    const char *data = "{\"text\": \"arr\"}\n";
+    char mh[QV_SHA256_HEX], dh[QV_SHA256_HEX];
+    bool sent = false;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_upload_mem(c, model, n, mh, &sent, NULL, NULL, &e),
+                 QV_OK, "%s", e.msg);
+    cr_assert(sent);
+    cr_assert_eq(qv_client_upload_mem(c, model, n, mh, &sent, NULL, NULL, &e),
+                 QV_OK, "%s", e.msg);
+    cr_assert_not(sent, "a blob the scheduler holds is not sent again");
+    cr_assert_eq(qv_client_upload_mem(c, data, strlen(data), dh, &sent, NULL,
+                                      NULL, &e), QV_OK, "%s", e.msg);
+
+    /* the model comes back byte for byte */
+    char path[] = "/tmp/qv-test-e2e-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(qv_client_download(c, mh, n, path, NULL, NULL, &e), QV_OK,
+                 "%s", e.msg);
+    char back[QV_SHA256_HEX];
+    uint64_t size = 0;
+    cr_assert_eq(qv_sha256_file(path, back, &size, NULL), QV_OK);
+    cr_assert_str_eq(back, mh);
+    cr_assert_eq(size, n);
+    unlink(path);
+
+    qv_wire_writer *w = w_new(QV_MSG_SUBMIT, 5);
+    qv_wire_kv_str(w, "name", "e2e");
+    qv_wire_kv_i64(w, "priority", 3);
+    qv_wire_kv_str(w, "model", mh);
+    qv_wire_kv_str(w, "data", dh);
+    qv_wire_kv_map(w, "options", 1);
+    qv_wire_w_key(w, "steps");
+    qv_wire_w_i64(w, 5);
+    qv_wire_msg *m = ask_ok(c, w, QV_MSG_SUBMITTED);
+    uint64_t id = 0;
+    cr_assert_eq(qv_wire_get_u64(qv_wire_msg_body(m), "job", &id, NULL), QV_OK);
+    qv_wire_msg_free(m);
+    cr_assert_geq(id, 1);
+
+    char state[32];
+    job_state(c, id, state, sizeof state);
+    cr_assert_str_eq(state, "queued");
+
+    /* fetch before it succeeded: refused with a reason */
+    w = w_new(QV_MSG_FETCH, 1);
+    qv_wire_kv_u64(w, "job", id);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, NULL), QV_OK);
+    qv_wire_writer_free(w);
+    cr_assert_neq(qv_client_request(c, &o, QV_MSG_RESULT, &m, &e), QV_OK);
+    qv_wire_out_free(&o);
+    cr_assert(e.msg[0]);
+
+    w = w_new(QV_MSG_CANCEL, 1);
+    qv_wire_kv_u64(w, "job", id);
+    m = ask_ok(c, w, QV_MSG_CANCELLED);
+    cr_assert_eq(qv_wire_get_str(qv_wire_msg_body(m), "state", state,
+                                 sizeof state, NULL), QV_OK);
+    cr_assert_str_eq(state, "cancelled");
+    qv_wire_msg_free(m);
+    job_state(c, id, state, sizeof state);
+    cr_assert_str_eq(state, "cancelled");
+
+    /* a submission naming a blob the scheduler lacks */
+    char none[QV_SHA256_HEX];
+    qv_sha256_mem("none", 4, none);
+    w = w_new(QV_MSG_SUBMIT, 2);
+    qv_wire_kv_str(w, "model", none);
+    qv_wire_kv_str(w, "data", dh);
+    cr_assert_eq(qv_wire_finish(w, &o, NULL), QV_OK);
+    qv_wire_writer_free(w);
+    cr_assert_neq(qv_client_request(c, &o, QV_MSG_SUBMITTED, &m, &e), QV_OK);
+    qv_wire_out_free(&o);
+    cr_assert(e.msg[0]);
+    free(model);
+}
+
+Test(client_e2e, insecure_submit_jobs_cancel, .timeout = 60)
+{
+    real r = {0};
+    real_start(&r, 1);
+    qv_client_opts o = {.address = qv_server_endpoint(r.srv), .insecure = true,
+                        .timeout_ms = 10000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&o, &c, &e), QV_OK, "%s", e.msg);
+    cr_assert_str_eq(qv_client_welcome_info(c)->scheduler, "test-sched");
+    submit_jobs_cancel(c);
+    qv_client_close(&c);
+    real_stop(&r);
+}
+
+Test(client_e2e, curve_submit_jobs_cancel, .timeout = 60)
+{
+    real r = {0};
+    real_start(&r, 0);
+    qv_client_opts o = {.address = qv_server_endpoint(r.srv),
+                        .server_key = qv_server_public_key(r.srv),
+                        .client_key = r.client_key, .timeout_ms = 10000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&o, &c, &e), QV_OK, "%s", e.msg);
+    submit_jobs_cancel(c);
+    qv_client_close(&c);
+
+    /* another key, not admitted: refused, and the refusal says so */
+    char other[128];
+    snprintf(other, sizeof other, "%s/other.key", r.dir);
+    o.client_key = other;
+    o.timeout_ms = 3000;
+    qv_status st = qv_client_connect(&o, &c, &e);
+    if (st == QV_OK) {
+        qv_wire_writer *w = w_new(QV_MSG_JOBS, 0);
+        qv_wire_out out = {0};
+        cr_assert_eq(qv_wire_finish(w, &out, NULL), QV_OK);
+        qv_wire_writer_free(w);
+        qv_wire_msg *m = NULL;
+        st = qv_client_request(c, &out, QV_MSG_JOB_LIST, &m, &e);
+        qv_wire_out_free(&out);
+        qv_client_close(&c);
+    }
+    cr_assert_neq(st, QV_OK);
+    cr_assert(strstr(e.msg, "denied") || strstr(e.msg, "no answer"), "%s",
+              e.msg);
+    real_stop(&r);
+}
