@@ -1,0 +1,172 @@
+/* cli/cmd_scheduler.c — `qvac scheduler`, `qvac token`, `qvac clients`. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "scheduler/keys.h"
+#include "scheduler/server.h"
+#include "scheduler/store.h"
+
+static qv_server *g_srv;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    qv_server_stop(g_srv);
+}
+
+static void log_line(void *ud, const char *line)
+{
+    (void)ud;
+    time_t t = time(NULL);
+    struct tm tm;
+    char ts[32];
+    localtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    fprintf(stderr, "%s %s\n", ts, line);
+}
+
+void qv_help_scheduler(FILE *out)
+{
+    fprintf(out,
+            "usage: qvac scheduler [--bind tcp://*:5555] [--data DIR] [--lease-ms 10000]\n"
+            "                      [--max-attempts 3] [--insecure]\n\n"
+            "Runs the scheduler: one ZeroMQ endpoint, jobs and blobs in DIR (default\n"
+            "$XDG_DATA_HOME/qvac/scheduler). CURVE is on unless --insecure; its public key\n"
+            "is DIR/scheduler.pub, and this account's client key is admitted at start.\n");
+}
+
+int qv_cmd_scheduler(int argc, char **argv)
+{
+    if (qv_cli_wants_help(argc, argv)) {
+        qv_help_scheduler(stdout);
+        return QV_EXIT_OK;
+    }
+    qv_server_opts o = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "--bind") && has) o.bind = argv[++i];
+        else if (!strcmp(a, "--data") && has) o.data_dir = argv[++i];
+        else if (!strcmp(a, "--lease-ms") && has) o.lease_ms = atoll(argv[++i]);
+        else if (!strcmp(a, "--max-attempts") && has) o.max_attempts = atoi(argv[++i]);
+        else if (!strcmp(a, "--insecure")) o.insecure = 1;
+        else return qv_cli_usage("scheduler", "unknown or incomplete option '%s'", a);
+    }
+    if (o.lease_ms < 0 || o.max_attempts < 0)
+        return qv_cli_usage("scheduler", "--lease-ms and --max-attempts must be positive");
+    o.log = log_line;
+    qv_err err = {0};
+    if (qv_server_open(&o, &g_srv, &err) != QV_OK)
+        return qv_cli_error(&err);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (!o.insecure)
+        fprintf(stderr, "scheduler public key: %s\n", qv_server_public_key(g_srv));
+    qv_status st = qv_server_run(g_srv, &err);
+    qv_server_close(&g_srv);
+    fprintf(stderr, "scheduler stopped\n");
+    return st == QV_OK ? QV_EXIT_OK : qv_cli_error(&err);
+}
+
+static qv_status open_data(const char *dir, qv_store **st, char *path, size_t n,
+                           qv_err *err)
+{
+    qv_status s = QV_OK;
+    if (dir)
+        snprintf(path, n, "%s", dir);
+    else
+        s = qv_paths_data_dir(path, n, err);
+    if (s == QV_OK)
+        s = qv_paths_mkdir(path, err);
+    if (s == QV_OK)
+        s = qv_store_open(path, NULL, st, err);
+    return s;
+}
+
+void qv_help_token(FILE *out)
+{
+    fprintf(out,
+            "usage: qvac token [--data DIR] [--ttl SECONDS]\n\n"
+            "Prints a one-time enrollment token (default valid 3600 s) on its last line:\n"
+            "  qvac worker --join tcp://HOST:5555 --token TOKEN\n");
+}
+
+int qv_cmd_token(int argc, char **argv)
+{
+    if (qv_cli_wants_help(argc, argv)) {
+        qv_help_token(stdout);
+        return QV_EXIT_OK;
+    }
+    const char *dir = NULL;
+    long long ttl = 3600;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--ttl") && i + 1 < argc) ttl = atoll(argv[++i]);
+        else return qv_cli_usage("token", "unknown or incomplete option '%s'", argv[i]);
+    }
+    if (ttl <= 0)
+        return qv_cli_usage("token", "--ttl must be a positive number of seconds");
+    qv_err err = {0};
+    qv_store *st = NULL;
+    char path[4096], kpath[4200];
+    qv_keypair kp;
+    if (open_data(dir, &st, path, sizeof path, &err) != QV_OK)
+        return qv_cli_error(&err);
+    snprintf(kpath, sizeof kpath, "%s/scheduler.key", path);
+    char tok[QV_TOKEN_HEX];
+    qv_status s = qv_keys_load_or_create(kpath, &kp, &err);
+    if (s == QV_OK) {
+        snprintf(kpath, sizeof kpath, "%s/scheduler.pub", path);
+        s = qv_keys_write_public(kpath, kp.pub, &err);
+    }
+    if (s == QV_OK)
+        s = qv_store_token_new(st, qv_store_now_ms(), ttl * 1000, tok, &err);
+    qv_store_close(&st);
+    if (s != QV_OK)
+        return qv_cli_error(&err);
+    fprintf(stderr, "one-time enrollment token, valid %lld s:\n", ttl);
+    printf("%s%c%s\n", tok, QV_TOKEN_SEP, kp.pub);
+    return QV_EXIT_OK;
+}
+
+void qv_help_clients(FILE *out)
+{
+    fprintf(out, "usage: qvac clients add KEY [--data DIR]\n\n"
+                 "Admits a client's public key (as `qvac keys` shows it).\n");
+}
+
+int qv_cmd_clients(int argc, char **argv)
+{
+    if (qv_cli_wants_help(argc, argv)) {
+        qv_help_clients(stdout);
+        return QV_EXIT_OK;
+    }
+    const char *dir = NULL, *key = NULL;
+    if (argc < 2 || strcmp(argv[1], "add"))
+        return qv_cli_usage("clients", "expected `qvac clients add KEY`");
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) dir = argv[++i];
+        else if (!key && argv[i][0] != '-') key = argv[i];
+        else return qv_cli_usage("clients", "unknown option '%s'", argv[i]);
+    }
+    if (!key || qv_keys_valid(key) != QV_OK)
+        return qv_cli_usage("clients", "KEY must be a 40-character Z85 public key");
+    qv_err err = {0};
+    qv_store *st = NULL;
+    char path[4096];
+    if (open_data(dir, &st, path, sizeof path, &err) != QV_OK)
+        return qv_cli_error(&err);
+    qv_status s = qv_store_client_add(st, key, "added", qv_store_now_ms(), &err);
+    qv_store_close(&st);
+    if (s != QV_OK)
+        return qv_cli_error(&err);
+    printf("client %s admitted\n", key);
+    return QV_EXIT_OK;
+}
