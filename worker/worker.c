@@ -1,0 +1,1716 @@
+/* worker/worker.c — see worker.h. One network thread (the caller's) owns
+ * the socket, the blob transfers and the job slots; each running job has
+ * its own training thread, which shares only its slot's `mu`-guarded
+ * fields (progress, checkpoint snapshot, result) and the stop flag. */
+#include "worker/worker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+#include <zmq.h>
+
+#include "formats/wire.h"
+#include "kernels/backend.h"
+#include "scheduler/keys.h"
+#include "worker/job.h"
+
+#define PATH_CAP 1024
+#define DIR_CAP 768   /* folders: file paths below them fit PATH_CAP */
+#define BASE_CAP 512  /* the cache folder */
+#define MAX_JOBS 64
+#define MAX_XFERS 256
+#define HASH_CAP 129
+#define REPORT_EVERY_MS 3000
+#define PROGRESS_MIN_MS 1000
+#define PROGRESS_MAX_MS 3000
+#define HELLO_TIMEOUT_MS 5000
+#define SHUTDOWN_GRACE_MS 8000
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- hashing ------------------------------------------------------------ */
+
+static void hex_of(const unsigned char *d, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[d[i] >> 4];
+        out[2 * i + 1] = hx[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+qv_status qv_sha256_file(const char *path, char hex[65], uint64_t *size,
+                         qv_err *err)
+{
+    if (sodium_init() < 0)
+        return qv_fail(err, QV_ERR_UNSUPPORTED, "libsodium failed to start");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qv_fail(err, QV_ERR_IO, "cannot read %s: %s", path,
+                       strerror(errno));
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    unsigned char buf[1 << 16];
+    uint64_t total = 0;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        crypto_hash_sha256_update(&st, buf, n);
+        total += n;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return qv_fail(err, QV_ERR_IO, "cannot read %s", path);
+    unsigned char d[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&st, d);
+    hex_of(d, sizeof d, hex);
+    if (size)
+        *size = total;
+    return QV_OK;
+}
+
+/* ---- small file helpers ---------------------------------------------------- */
+
+static qv_status mkdir_p(const char *dir, qv_err *err)
+{
+    char tmp[PATH_CAP];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp)
+        return qv_fail(err, QV_ERR_INVALID, "%s: path too long", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) && errno != EEXIST)
+                return qv_fail(err, QV_ERR_IO, "cannot create %s: %s", tmp,
+                               strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(tmp, 0700) && errno != EEXIST)
+        return qv_fail(err, QV_ERR_IO, "cannot create %s: %s", tmp,
+                       strerror(errno));
+    return QV_OK;
+}
+
+static void rm_rf(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb))
+        return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                    continue;
+                char sub[PATH_CAP];
+                if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) <
+                    (int)sizeof sub)
+                    rm_rf(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* Hard link, else copy. */
+static qv_status link_or_copy(const char *from, const char *to, qv_err *err)
+{
+    unlink(to);
+    if (!link(from, to))
+        return QV_OK;
+    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
+    if (!a || !b) {
+        if (a)
+            fclose(a);
+        return qv_fail(err, QV_ERR_IO, "cannot copy %s to %s: %s", from, to,
+                       strerror(errno));
+    }
+    char buf[1 << 16];
+    size_t n;
+    int bad = 0;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        bad |= fwrite(buf, 1, n, b) != n;
+    bad |= ferror(a);
+    fclose(a);
+    bad |= fclose(b) != 0;
+    if (bad)
+        return qv_fail(err, QV_ERR_IO, "cannot copy %s to %s", from, to);
+    return QV_OK;
+}
+
+/* ---- the worker's state ----------------------------------------------------- */
+
+typedef enum { J_FREE, J_FETCH, J_RUN, J_UPLOAD, J_REPORT } jstate;
+
+typedef struct job {
+    jstate state;
+    uint64_t id, attempt;
+    char device[QV_WIRE_MAX_NAME + 1];
+    qv_device *dev;
+    char model[HASH_CAP], data[HASH_CAP], resume[HASH_CAP];
+    uint64_t resume_step;
+    qv_job_opts opts;
+    char dir[640], out[DIR_CAP], resume_dir[DIR_CAP];
+    /* the training thread */
+    pthread_t th;
+    bool th_started;
+    volatile sig_atomic_t stop;
+    pthread_mutex_t mu; /* guards the fields down to `result` */
+    int64_t step, steps;
+    double loss, tps;
+    uint64_t peak;
+    ino_t seen_ino;
+    bool snap_ready;
+    char snap_path[PATH_CAP], snap_hash[65];
+    uint64_t snap_size;
+    int64_t snap_step;
+    bool finished;
+    qv_status rs;
+    qv_err rerr;
+    bool interrupted;
+    char adapter_hash[65], metrics_hash[65], final_ckpt_hash[65];
+    uint64_t adapter_size, metrics_size, final_ckpt_size;
+    int64_t final_step;
+    /* network side */
+    char ckpt_hash[65]; /* last uploaded checkpoint */
+    int64_t ckpt_step;
+    double last_progress_ms;
+    int64_t last_sent_step;
+    bool aborted, shutdown;
+    char abort_reason[QV_WIRE_MAX_TEXT + 1];
+    char reason[QV_WIRE_MAX_TEXT + 1];
+    bool ok, retry;  /* REPORT: done (ok) or failed (retry) */
+    double last_report_ms;
+    int uploads;     /* uploads in flight that `done` waits for */
+} job;
+
+typedef enum { X_DOWN, X_UP } xkind;
+typedef enum { P_BLOB, P_CKPT, P_RESULT, P_FINAL_CKPT } xpurpose;
+
+typedef struct xfer {
+    xkind kind;
+    xpurpose purpose;
+    char hash[HASH_CAP];
+    uint64_t size;          /* up: file size; down: from the first chunk */
+    bool size_known;
+    char path[PATH_CAP];    /* up: the file; down: the cache's final path */
+    char part[PATH_CAP + 8]; /* down: the partial file */
+    uint64_t job, attempt;  /* the owner (uploads) */
+    int64_t step;           /* P_CKPT */
+    FILE *f;
+    uint64_t off, credit;
+    crypto_hash_sha256_state sha;
+    bool started;
+    int tries;
+    bool sent_all;
+} xfer;
+
+typedef struct worker {
+    const qv_worker_opts *o;
+    char cache_dir[BASE_CAP], blob_dir[BASE_CAP + 8], jobs_dir[BASE_CAP + 8];
+    char name[QV_WIRE_MAX_NAME + 1];
+    qv_keypair kp;
+    char server_pub[QV_KEY_Z85];
+    qv_devlist *devs;
+    qv_device *use[QV_WIRE_MAX_DEVICES];
+    double tuned[QV_WIRE_MAX_DEVICES][32];
+    const char *tuned_name[QV_WIRE_MAX_DEVICES][32];
+    int n_tuned[QV_WIRE_MAX_DEVICES];
+    size_t n_use;
+    qv_tune_cache *tcache;
+    /* connection */
+    void *ctx, *sock;
+    bool hello_sent, welcomed, ready;
+    double connect_ms, last_rx_ms, last_hb_ms, next_connect_ms, backoff_ms;
+    uint64_t lease_ms, chunk, credit;
+    bool fatal;
+    qv_err fatal_err;
+    /* work */
+    job jobs[MAX_JOBS];
+    xfer *down[MAX_XFERS], *up[MAX_XFERS];
+    size_t n_down, n_up;
+    bool shutting_down;
+    double shutdown_ms;
+} worker;
+
+static void wlog(worker *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void wlog(worker *w, const char *fmt, ...)
+{
+    if (!w->o->log)
+        return;
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    w->o->log(w->o->log_user, line);
+}
+
+/* ---- blob cache ------------------------------------------------------------- */
+
+static void blob_path(worker *w, const char *hash, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", w->blob_dir, hash);
+}
+
+/* Whether the cache holds hash; marks it used (mtime) when it does. */
+static bool blob_have(worker *w, const char *hash)
+{
+    char p[PATH_CAP];
+    blob_path(w, hash, p, sizeof p);
+    if (access(p, R_OK))
+        return false;
+    utimensat(AT_FDCWD, p, NULL, 0);
+    return true;
+}
+
+static bool blob_pinned(worker *w, const char *hash)
+{
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (j->state != J_FREE &&
+            (!strcmp(j->model, hash) || !strcmp(j->data, hash) ||
+             !strcmp(j->resume, hash)))
+            return true;
+    }
+    return false;
+}
+
+typedef struct centry {
+    char name[HASH_CAP];
+    uint64_t size;
+    struct timespec t;
+} centry;
+
+static int centry_cmp(const void *a, const void *b)
+{
+    const centry *x = a, *y = b;
+    if (x->t.tv_sec != y->t.tv_sec)
+        return x->t.tv_sec < y->t.tv_sec ? -1 : 1;
+    if (x->t.tv_nsec != y->t.tv_nsec)
+        return x->t.tv_nsec < y->t.tv_nsec ? -1 : 1;
+    return 0;
+}
+
+/* Least recently used blobs go until the cache fits its cap. */
+static void blob_evict(worker *w)
+{
+    uint64_t cap = w->o->cache_bytes ? w->o->cache_bytes : (20ull << 30);
+    DIR *d = opendir(w->blob_dir);
+    if (!d)
+        return;
+    centry *e = NULL;
+    size_t n = 0, c = 0;
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strlen(de->d_name) >= HASH_CAP || strchr(de->d_name, '.'))
+            continue;
+        char p[PATH_CAP];
+        struct stat sb;
+        blob_path(w, de->d_name, p, sizeof p);
+        if (stat(p, &sb) || !S_ISREG(sb.st_mode))
+            continue;
+        if (n == c) {
+            c = c ? 2 * c : 64;
+            centry *ne = realloc(e, c * sizeof *e);
+            if (!ne)
+                break;
+            e = ne;
+        }
+        snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
+        e[n].size = (uint64_t)sb.st_size;
+        e[n].t = sb.st_mtim;
+        total += e[n].size;
+        n++;
+    }
+    closedir(d);
+    if (total > cap && n)
+        qsort(e, n, sizeof *e, centry_cmp);
+    for (size_t i = 0; i < n && total > cap; i++) {
+        if (blob_pinned(w, e[i].name))
+            continue;
+        char p[PATH_CAP];
+        blob_path(w, e[i].name, p, sizeof p);
+        if (!unlink(p)) {
+            total -= e[i].size;
+            wlog(w, "cache: evicted %.16s (%llu bytes)", e[i].name,
+                 (unsigned long long)e[i].size);
+        }
+    }
+    free(e);
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+
+static bool send_out(worker *w, qv_wire_out *out)
+{
+    bool ok = w->sock != NULL;
+    for (int i = 0; i < QV_WIRE_FRAMES && ok; i++)
+        ok = zmq_send(w->sock, out->frame[i].data, out->frame[i].size,
+                      ZMQ_DONTWAIT | (i < QV_WIRE_FRAMES - 1 ? ZMQ_SNDMORE : 0)) >= 0;
+    qv_wire_out_free(out);
+    return ok;
+}
+
+/* Finishes and sends a writer's message; a message the schema refuses is
+ * a bug here: it is logged, never sent. */
+static bool send_w(worker *w, qv_wire_writer *wr)
+{
+    qv_wire_out out;
+    qv_err e;
+    if (qv_wire_finish(wr, &out, &e)) {
+        qv_wire_writer_free(wr);
+        wlog(w, "cannot encode a message: %s", e.msg);
+        return false;
+    }
+    qv_wire_writer_free(wr);
+    return send_out(w, &out);
+}
+
+static qv_wire_writer *writer(qv_wire_type t, size_t n)
+{
+    qv_wire_writer *wr = NULL;
+    qv_err e;
+    return qv_wire_writer_new(t, n, &wr, &e) ? NULL : wr;
+}
+
+static void send_error(worker *w, const char *code, const char *msg,
+                       const char *re)
+{
+    qv_wire_out out;
+    qv_err e;
+    if (!qv_wire_error_reply(code, msg, re, &out, &e))
+        send_out(w, &out);
+}
+
+/* ---- transfers ---------------------------------------------------------------- */
+
+static xfer *find_down(worker *w, const char *hash)
+{
+    for (size_t i = 0; i < w->n_down; i++)
+        if (!strcmp(w->down[i]->hash, hash))
+            return w->down[i];
+    return NULL;
+}
+
+static void xfer_free(xfer *x)
+{
+    if (x->f)
+        fclose(x->f);
+    free(x);
+}
+
+static void pop_front(xfer **q, size_t *n)
+{
+    memmove(q, q + 1, (*n - 1) * sizeof *q);
+    (*n)--;
+}
+
+static void start_down(worker *w)
+{
+    if (!w->ready || !w->n_down)
+        return;
+    xfer *x = w->down[0];
+    if (x->started)
+        return;
+    x->started = true;
+    if (!x->f) {
+        x->f = fopen(x->part, "wb");
+        x->off = 0;
+        crypto_hash_sha256_init(&x->sha);
+        if (!x->f) {
+            wlog(w, "cannot write %s: %s", x->part, strerror(errno));
+            return;
+        }
+    }
+    qv_wire_writer *wr = writer(QV_MSG_BLOB_GET, 3);
+    qv_wire_kv_str(wr, "hash", x->hash);
+    qv_wire_kv_u64(wr, "offset", x->off);
+    qv_wire_kv_u64(wr, "credit", w->credit);
+    send_w(w, wr);
+}
+
+static void queue_down(worker *w, const char *hash)
+{
+    if (find_down(w, hash) || w->n_down == MAX_XFERS)
+        return;
+    xfer *x = calloc(1, sizeof *x);
+    if (!x)
+        return;
+    x->kind = X_DOWN;
+    snprintf(x->hash, sizeof x->hash, "%s", hash);
+    blob_path(w, hash, x->path, sizeof x->path);
+    snprintf(x->part, sizeof x->part, "%s.part", x->path);
+    w->down[w->n_down++] = x;
+    wlog(w, "fetching blob %.16s", hash);
+    start_down(w);
+}
+
+static void send_chunks(worker *w, xfer *x)
+{
+    while (!x->sent_all && x->credit > 0) {
+        uint64_t n = x->size - x->off;
+        if (n > w->chunk)
+            n = w->chunk;
+        if (n > x->credit)
+            n = x->credit;
+        unsigned char *buf = malloc(n ? n : 1);
+        if (!buf)
+            return;
+        if (n && (fseek(x->f, (long)x->off, SEEK_SET) ||
+                  fread(buf, 1, n, x->f) != n)) {
+            free(buf);
+            wlog(w, "cannot read %s", x->path);
+            return;
+        }
+        qv_wire_writer *wr = writer(QV_MSG_BLOB_CHUNK, 4);
+        qv_wire_kv_str(wr, "hash", x->hash);
+        qv_wire_kv_u64(wr, "offset", x->off);
+        qv_wire_kv_u64(wr, "size", x->size);
+        qv_wire_kv_bin(wr, "bytes", buf, n);
+        send_w(w, wr);
+        free(buf);
+        x->off += n;
+        x->credit -= n;
+        x->sent_all = x->off == x->size;
+    }
+}
+
+static void start_up(worker *w)
+{
+    if (!w->ready || !w->n_up)
+        return;
+    xfer *x = w->up[0];
+    if (x->started)
+        return;
+    x->started = true;
+    x->off = 0;
+    x->credit = 0;
+    x->sent_all = false;
+    if (!x->f)
+        x->f = fopen(x->path, "rb");
+    qv_wire_writer *wr = writer(QV_MSG_BLOB_PUT, 2);
+    qv_wire_kv_str(wr, "hash", x->hash);
+    qv_wire_kv_u64(wr, "size", x->size);
+    send_w(w, wr);
+}
+
+static void queue_up(worker *w, job *j, xpurpose p, const char *path,
+                     const char *hash, uint64_t size, int64_t step)
+{
+    xfer *x = calloc(1, sizeof *x);
+    if (!x || w->n_up == MAX_XFERS) {
+        free(x);
+        return;
+    }
+    x->kind = X_UP;
+    x->purpose = p;
+    snprintf(x->hash, sizeof x->hash, "%s", hash);
+    snprintf(x->path, sizeof x->path, "%s", path);
+    x->size = size;
+    x->job = j->id;
+    x->attempt = j->attempt;
+    x->step = step;
+    if (p != P_CKPT)
+        j->uploads++;
+    w->up[w->n_up++] = x;
+    start_up(w);
+}
+
+/* ---- jobs --------------------------------------------------------------------- */
+
+static job *find_job(worker *w, uint64_t id, uint64_t attempt)
+{
+    for (int i = 0; i < MAX_JOBS; i++)
+        if (w->jobs[i].state != J_FREE && w->jobs[i].id == id &&
+            w->jobs[i].attempt == attempt)
+            return &w->jobs[i];
+    return NULL;
+}
+
+static void send_report(worker *w, job *j)
+{
+    if (!w->ready)
+        return;
+    j->last_report_ms = now_ms();
+    qv_wire_writer *wr;
+    if (j->ok) {
+        wr = writer(QV_MSG_DONE, 4);
+        qv_wire_kv_u64(wr, "job", j->id);
+        qv_wire_kv_u64(wr, "attempt", j->attempt);
+        qv_wire_kv_str(wr, "adapter", j->adapter_hash);
+        qv_wire_kv_str(wr, "metrics", j->metrics_hash);
+    } else {
+        wr = writer(QV_MSG_FAILED, 4);
+        qv_wire_kv_u64(wr, "job", j->id);
+        qv_wire_kv_u64(wr, "attempt", j->attempt);
+        qv_wire_kv_str(wr, "reason", j->reason);
+        qv_wire_kv_bool(wr, "retry", j->retry);
+    }
+    send_w(w, wr);
+}
+
+/* The attempt's outcome is known: report it (until the ack). */
+static void job_report(worker *w, job *j, bool ok, bool retry, const char *fmt,
+                       ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+static void job_report(worker *w, job *j, bool ok, bool retry, const char *fmt,
+                       ...)
+{
+    j->state = J_REPORT;
+    j->ok = ok;
+    j->retry = retry;
+    j->reason[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->reason, sizeof j->reason, fmt, ap);
+        va_end(ap);
+    }
+    if (ok)
+        wlog(w, "job %llu attempt %llu: done (adapter %.16s)",
+             (unsigned long long)j->id, (unsigned long long)j->attempt,
+             j->adapter_hash);
+    else
+        wlog(w, "job %llu attempt %llu: failed%s: %s",
+             (unsigned long long)j->id, (unsigned long long)j->attempt,
+             retry ? " (to retry)" : "", j->reason);
+    send_report(w, j);
+}
+
+static void job_free(worker *w, job *j)
+{
+    (void)w;
+    if (j->th_started)
+        pthread_join(j->th, NULL);
+    pthread_mutex_destroy(&j->mu);
+    rm_rf(j->dir);
+    memset(j, 0, sizeof *j);
+}
+
+static void send_progress(worker *w, job *j)
+{
+    if (!w->ready)
+        return;
+    pthread_mutex_lock(&j->mu);
+    int64_t step = j->step, steps = j->steps;
+    double loss = j->loss, tps = j->tps;
+    uint64_t peak = j->peak;
+    pthread_mutex_unlock(&j->mu);
+    bool has_loss = isfinite(loss) && step > 0;
+    qv_wire_writer *wr = writer(QV_MSG_PROGRESS, 6 + has_loss + !!j->ckpt_hash[0]);
+    qv_wire_kv_u64(wr, "job", j->id);
+    qv_wire_kv_u64(wr, "attempt", j->attempt);
+    qv_wire_kv_u64(wr, "step", (uint64_t)(step > 0 ? step : 0));
+    qv_wire_kv_u64(wr, "steps", (uint64_t)(steps > 0 ? steps : 0));
+    qv_wire_kv_f64(wr, "tokens_per_s", isfinite(tps) ? tps : 0.0);
+    qv_wire_kv_u64(wr, "peak_bytes", peak);
+    if (has_loss)
+        qv_wire_kv_f64(wr, "loss", loss);
+    if (j->ckpt_hash[0])
+        qv_wire_kv_str(wr, "checkpoint", j->ckpt_hash);
+    send_w(w, wr);
+    j->last_progress_ms = now_ms();
+    j->last_sent_step = step;
+}
+
+/* The training thread's progress callback. */
+static int on_progress(void *user, const qv_train_progress *p)
+{
+    job *j = user;
+    pthread_mutex_lock(&j->mu);
+    j->step = p->step;
+    j->steps = p->steps;
+    if (p->phase && !strcmp(p->phase, "train")) {
+        j->loss = p->loss;
+        j->tps = p->tokens_per_s;
+    }
+    j->peak = p->peak_bytes;
+    bool take = !j->snap_ready;
+    pthread_mutex_unlock(&j->mu);
+    /* a checkpoint written since the last call (after the previous step):
+     * snapshot it (a hard link: the trainer replaces the file by rename)
+     * for the network thread to upload */
+    char ck[PATH_CAP + 32];
+    struct stat sb;
+    snprintf(ck, sizeof ck, "%s/checkpoint.gguf", j->out);
+    if (take && p->phase && !strcmp(p->phase, "train") && !stat(ck, &sb) &&
+        sb.st_ino != j->seen_ino) {
+        j->seen_ino = sb.st_ino;
+        char snap[PATH_CAP], hash[65];
+        uint64_t size = 0;
+        snprintf(snap, sizeof snap, "%s/ckpt-%lld.gguf", j->dir,
+                 (long long)(p->step - 1));
+        if (!link_or_copy(ck, snap, NULL) &&
+            !qv_sha256_file(snap, hash, &size, NULL)) {
+            pthread_mutex_lock(&j->mu);
+            snprintf(j->snap_path, sizeof j->snap_path, "%s", snap);
+            memcpy(j->snap_hash, hash, 65);
+            j->snap_size = size;
+            j->snap_step = p->step - 1;
+            j->snap_ready = true;
+            pthread_mutex_unlock(&j->mu);
+        }
+    }
+    return j->stop ? 1 : 0;
+}
+
+static void *job_thread(void *arg)
+{
+    job *j = arg;
+    qv_job_spec spec = {
+        .model_path = NULL, .data_path = NULL, .out_dir = j->out,
+        .resume_dir = j->resume[0] ? j->resume_dir : NULL,
+    };
+    char mp[PATH_CAP], dp[PATH_CAP];
+    /* blob paths were resolved by the network thread into dir/model, data */
+    snprintf(mp, sizeof mp, "%s/model.gguf", j->dir);
+    snprintf(dp, sizeof dp, "%s/data.jsonl", j->dir);
+    spec.model_path = mp;
+    spec.data_path = dp;
+    qv_job_opts o = j->opts;
+    o.train.progress = on_progress;
+    o.train.progress_user = j;
+    o.train.stop = &j->stop;
+    qv_train_result r;
+    qv_err e = {0};
+    qv_status s = qv_job_run(j->dev, &spec, &o, &r, &e);
+    free(r.losses);
+    char path[PATH_CAP + 32];
+    char ah[65] = "", mh[65] = "", ch[65] = "";
+    uint64_t as = 0, ms = 0, cs = 0;
+    if (!s && !r.interrupted) {
+        snprintf(path, sizeof path, "%s/adapter.gguf", j->out);
+        s = qv_sha256_file(path, ah, &as, &e);
+        snprintf(path, sizeof path, "%s/metrics.json", j->out);
+        if (!s)
+            s = qv_sha256_file(path, mh, &ms, &e);
+    }
+    if (!s && r.interrupted) {
+        snprintf(path, sizeof path, "%s/checkpoint.gguf", j->out);
+        if (qv_sha256_file(path, ch, &cs, NULL))
+            ch[0] = '\0';
+    }
+    pthread_mutex_lock(&j->mu);
+    j->rs = s;
+    j->rerr = e;
+    j->interrupted = r.interrupted;
+    memcpy(j->adapter_hash, ah, 65);
+    memcpy(j->metrics_hash, mh, 65);
+    memcpy(j->final_ckpt_hash, ch, 65);
+    j->adapter_size = as;
+    j->metrics_size = ms;
+    j->final_ckpt_size = cs;
+    j->final_step = r.steps_done;
+    j->finished = true;
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* All blobs of a fetching job present: link them into its folder and start
+ * its thread. */
+static void job_try_start(worker *w, job *j)
+{
+    const char *need[3] = {j->model, j->data, j->resume[0] ? j->resume : NULL};
+    bool all = true;
+    for (int i = 0; i < 3; i++)
+        if (need[i] && !blob_have(w, need[i])) {
+            all = false;
+            queue_down(w, need[i]);
+        }
+    if (!all)
+        return;
+    qv_err e = {0};
+    char src[PATH_CAP], dst[PATH_CAP + 32];
+    static const char *names[3] = {"model.gguf", "data.jsonl",
+                                   "resume/checkpoint.gguf"};
+    qv_status s = QV_OK;
+    for (int i = 0; i < 3 && !s; i++) {
+        if (!need[i])
+            continue;
+        blob_path(w, need[i], src, sizeof src);
+        snprintf(dst, sizeof dst, "%s/%s", j->dir, names[i]);
+        s = link_or_copy(src, dst, &e);
+    }
+    if (s) {
+        job_report(w, j, false, true, "worker: %s", e.msg);
+        return;
+    }
+    j->state = J_RUN;
+    j->stop = 0;
+    if (pthread_create(&j->th, NULL, job_thread, j)) {
+        job_report(w, j, false, true, "worker: cannot start a thread");
+        return;
+    }
+    j->th_started = true;
+    wlog(w, "job %llu attempt %llu: running on %s%s",
+         (unsigned long long)j->id, (unsigned long long)j->attempt, j->device,
+         j->resume[0] ? " (resumed)" : "");
+}
+
+/* A download failed: every job waiting for it fails. */
+static void down_failed(worker *w, const char *hash, const char *why)
+{
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (j->state == J_FETCH &&
+            (!strcmp(j->model, hash) || !strcmp(j->data, hash) ||
+             !strcmp(j->resume, hash)))
+            job_report(w, j, false, true, "blob %.16s: %s", hash, why);
+    }
+}
+
+/* The msgpack options map as the JSON object qv_job_opts_parse reads. */
+static qv_status options_json(const msgpack_object *m, char **out, qv_err *err)
+{
+    *out = NULL;
+    if (!m)
+        return QV_OK;
+    json_t *o = json_object();
+    for (uint32_t i = 0; o && i < m->via.map.size; i++) {
+        const msgpack_object_kv *kv = &m->via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR)
+            continue;
+        char key[QV_WIRE_MAX_KEY + 1];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.via.str.size,
+                 kv->key.via.str.ptr);
+        const msgpack_object *v = &kv->val;
+        json_t *jv = NULL;
+        switch (v->type) {
+        case MSGPACK_OBJECT_BOOLEAN: jv = json_boolean(v->via.boolean); break;
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+            jv = v->via.u64 > (uint64_t)INT64_MAX ? json_real((double)v->via.u64)
+                                                  : json_integer((json_int_t)v->via.u64);
+            break;
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER: jv = json_integer(v->via.i64); break;
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64: jv = json_real(v->via.f64); break;
+        case MSGPACK_OBJECT_STR:
+            jv = json_stringn(v->via.str.ptr, v->via.str.size);
+            break;
+        case MSGPACK_OBJECT_NIL: continue;
+        default:
+            json_decref(o);
+            return qv_fail(err, QV_ERR_INVALID,
+                           "job options: '%s' must be a scalar", key);
+        }
+        json_object_set_new(o, key, jv);
+    }
+    *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return *out ? QV_OK : qv_fail(err, QV_ERR_NOMEM, "out of memory");
+}
+
+static qv_device *my_device(worker *w, const char *id)
+{
+    for (size_t i = 0; i < w->n_use; i++)
+        if (!strcmp(w->use[i]->info.id, id))
+            return w->use[i];
+    return NULL;
+}
+
+static void on_assign(worker *w, const msgpack_object *b)
+{
+    uint64_t id = 0, attempt = 0, every = 0;
+    char device[QV_WIRE_MAX_NAME + 1] = "", model[HASH_CAP] = "",
+         data[HASH_CAP] = "", resume[HASH_CAP] = "";
+    qv_wire_get_u64(b, "job", &id, NULL);
+    qv_wire_get_u64(b, "attempt", &attempt, NULL);
+    qv_wire_get_str(b, "device", device, sizeof device, NULL);
+    qv_wire_get_str(b, "model", model, sizeof model, NULL);
+    qv_wire_get_str(b, "data", data, sizeof data, NULL);
+    qv_wire_get_str(b, "resume", resume, sizeof resume, NULL);
+    qv_wire_get_u64(b, "checkpoint_every", &every, NULL);
+    job *j = find_job(w, id, attempt);
+    if (j) { /* the scheduler repeats itself (a reconnect): answer */
+        if (j->state != J_REPORT)
+            send_progress(w, j);
+        return;
+    }
+    j = NULL;
+    for (int i = 0; i < MAX_JOBS && !j; i++)
+        if (w->jobs[i].state == J_FREE)
+            j = &w->jobs[i];
+    job tmp;
+    job *slot = j ? j : &tmp;
+    memset(slot, 0, sizeof *slot);
+    slot->id = id;
+    slot->attempt = attempt;
+    pthread_mutex_init(&slot->mu, NULL);
+    snprintf(slot->device, sizeof slot->device, "%s", device);
+    memcpy(slot->model, model, sizeof model);
+    memcpy(slot->data, data, sizeof data);
+    memcpy(slot->resume, resume, sizeof resume);
+    qv_wire_get_u64(b, "resume_step", &slot->resume_step, NULL);
+    slot->step = (int64_t)slot->resume_step;
+    slot->loss = NAN;
+    slot->state = J_FETCH;
+    if (!j) {
+        job_report(w, slot, false, true, "worker: too many jobs at once");
+        pthread_mutex_destroy(&slot->mu);
+        return; /* (not kept: the scheduler requeues on the lease) */
+    }
+    wlog(w, "job %llu attempt %llu: assigned to %s", (unsigned long long)id,
+         (unsigned long long)attempt, device);
+    slot->dev = my_device(w, device);
+    if (!slot->dev) {
+        job_report(w, j, false, true, "worker: no device '%s' here", device);
+        return;
+    }
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *o = &w->jobs[i];
+        if (o != j && o->state >= J_FETCH && o->state <= J_UPLOAD &&
+            o->dev == slot->dev) {
+            job_report(w, j, false, true, "worker: device %s is busy with job "
+                       "%llu", device, (unsigned long long)o->id);
+            return;
+        }
+    }
+    qv_err e = {0};
+    char *json = NULL;
+    const msgpack_object *opts = NULL;
+    qv_wire_get_map(b, "options", &opts, NULL);
+    qv_status s = options_json(opts, &json, &e);
+    if (!s)
+        s = qv_job_opts_parse(json, &j->opts, &e);
+    free(json);
+    if (s) {
+        job_report(w, j, false, false, "%s", e.msg);
+        return;
+    }
+    if (every)
+        j->opts.train.ckpt_every = (int64_t)every;
+    j->steps = j->opts.train.steps;
+    snprintf(j->dir, sizeof j->dir, "%s/%llu-%llu", w->jobs_dir,
+             (unsigned long long)id, (unsigned long long)attempt);
+    snprintf(j->out, sizeof j->out, "%s/out", j->dir);
+    snprintf(j->resume_dir, sizeof j->resume_dir, "%s/resume", j->dir);
+    rm_rf(j->dir);
+    if ((s = mkdir_p(j->out, &e)) || (s = mkdir_p(j->resume_dir, &e))) {
+        job_report(w, j, false, true, "worker: %s", e.msg);
+        return;
+    }
+    send_progress(w, j);
+    job_try_start(w, j);
+}
+
+static void on_abort(worker *w, const msgpack_object *b)
+{
+    uint64_t id = 0, attempt = 0;
+    char reason[QV_WIRE_MAX_TEXT + 1] = "cancelled";
+    qv_wire_get_u64(b, "job", &id, NULL);
+    qv_wire_get_u64(b, "attempt", &attempt, NULL);
+    qv_wire_get_str(b, "reason", reason, sizeof reason, NULL);
+    job *j = find_job(w, id, attempt);
+    if (!j || j->state == J_REPORT)
+        return;
+    wlog(w, "job %llu attempt %llu: abort (%s)", (unsigned long long)id,
+         (unsigned long long)attempt, reason);
+    j->aborted = true;
+    snprintf(j->abort_reason, sizeof j->abort_reason, "%s", reason);
+    if (j->state == J_RUN)
+        j->stop = 1;
+    else
+        job_report(w, j, false, false, "aborted: %.1000s", j->abort_reason);
+}
+
+/* Polls the jobs: snapshots to upload, finished threads, progress,
+ * reports to resend. */
+static void service_jobs(worker *w)
+{
+    double t = now_ms();
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (j->state == J_RUN) {
+            pthread_mutex_lock(&j->mu);
+            bool snap = j->snap_ready, fin = j->finished;
+            int64_t step = j->step;
+            pthread_mutex_unlock(&j->mu);
+            if (snap) {
+                queue_up(w, j, P_CKPT, j->snap_path, j->snap_hash, j->snap_size,
+                         j->snap_step);
+                pthread_mutex_lock(&j->mu);
+                j->snap_ready = false;
+                pthread_mutex_unlock(&j->mu);
+            }
+            if ((step != j->last_sent_step && t - j->last_progress_ms >= PROGRESS_MIN_MS) ||
+                t - j->last_progress_ms >= PROGRESS_MAX_MS)
+                send_progress(w, j);
+            if (!fin)
+                continue;
+            pthread_join(j->th, NULL);
+            j->th_started = false;
+            send_progress(w, j);
+            char path[PATH_CAP + 32];
+            if (j->rs) {
+                job_report(w, j, false, j->rs != QV_ERR_INVALID, "%s",
+                           j->rerr.msg);
+            } else if (j->aborted) {
+                job_report(w, j, false, false, "aborted: %.1000s", j->abort_reason);
+            } else if (j->interrupted) {
+                /* shutting down: hand back the checkpoint, then the job */
+                j->state = J_UPLOAD;
+                if (j->final_ckpt_hash[0] && w->o->stop && *w->o->stop < 2) {
+                    snprintf(path, sizeof path, "%s/checkpoint.gguf", j->out);
+                    queue_up(w, j, P_FINAL_CKPT, path, j->final_ckpt_hash,
+                             j->final_ckpt_size, j->final_step);
+                }
+            } else {
+                j->state = J_UPLOAD;
+                snprintf(path, sizeof path, "%s/adapter.gguf", j->out);
+                queue_up(w, j, P_RESULT, path, j->adapter_hash, j->adapter_size, 0);
+                snprintf(path, sizeof path, "%s/metrics.json", j->out);
+                queue_up(w, j, P_RESULT, path, j->metrics_hash, j->metrics_size, 0);
+            }
+        }
+        if (j->state == J_UPLOAD && j->uploads == 0) {
+            if (j->interrupted)
+                job_report(w, j, false, true, "worker shutting down (%s at "
+                           "step %lld)", j->ckpt_hash[0] ? "checkpoint uploaded"
+                           : "no checkpoint", (long long)j->ckpt_step);
+            else
+                job_report(w, j, true, false, NULL);
+        } else if (j->state == J_REPORT && t - j->last_report_ms >= REPORT_EVERY_MS) {
+            send_report(w, j);
+        }
+    }
+}
+
+static void up_done(worker *w, xfer *x)
+{
+    job *j = find_job(w, x->job, x->attempt);
+    if (j && x->purpose != P_CKPT && j->uploads > 0)
+        j->uploads--;
+    if (j && (x->purpose == P_CKPT || x->purpose == P_FINAL_CKPT)) {
+        memcpy(j->ckpt_hash, x->hash, 65);
+        j->ckpt_step = x->step;
+        wlog(w, "job %llu: checkpoint at step %lld uploaded",
+             (unsigned long long)j->id, (long long)x->step);
+        if (x->purpose == P_FINAL_CKPT) {
+            pthread_mutex_lock(&j->mu);
+            j->step = x->step;
+            pthread_mutex_unlock(&j->mu);
+        }
+        send_progress(w, j);
+    }
+    if (x->purpose == P_CKPT)
+        unlink(x->path);
+}
+
+/* ---- receiving ------------------------------------------------------------------ */
+
+static void on_chunk(worker *w, const msgpack_object *b)
+{
+    char hash[HASH_CAP] = "";
+    uint64_t off = 0, size = 0;
+    const void *bytes = NULL;
+    size_t n = 0;
+    qv_wire_get_str(b, "hash", hash, sizeof hash, NULL);
+    qv_wire_get_u64(b, "offset", &off, NULL);
+    qv_wire_get_u64(b, "size", &size, NULL);
+    qv_wire_get_bin(b, "bytes", &bytes, &n, QV_WIRE_MAX_CHUNK, NULL);
+    xfer *x = w->n_down ? w->down[0] : NULL;
+    if (!x || strcmp(x->hash, hash) || !x->f)
+        return; /* a late chunk of a transfer given up */
+    if (off != x->off) {
+        send_error(w, "invalid", "wire: blob_chunk.offset: not where the "
+                   "transfer is", "blob_chunk");
+        x->started = false; /* ask again from where we are */
+        start_down(w);
+        return;
+    }
+    if (n && fwrite(bytes, 1, n, x->f) != n) {
+        wlog(w, "cannot write %s", x->part);
+        return;
+    }
+    crypto_hash_sha256_update(&x->sha, bytes, n);
+    x->off += n;
+    x->size = size;
+    if (x->off < size) {
+        qv_wire_writer *wr = writer(QV_MSG_BLOB_CREDIT, 2);
+        qv_wire_kv_str(wr, "hash", hash);
+        qv_wire_kv_u64(wr, "credit", n ? n : w->chunk);
+        send_w(w, wr);
+        return;
+    }
+    /* complete: check it */
+    unsigned char d[crypto_hash_sha256_BYTES];
+    char hex[65];
+    crypto_hash_sha256_final(&x->sha, d);
+    hex_of(d, sizeof d, hex);
+    int bad = fclose(x->f);
+    x->f = NULL;
+    pop_front(w->down, &w->n_down);
+    if (bad || strcmp(hex, x->hash)) {
+        unlink(x->part);
+        wlog(w, "blob %.16s rejected: %s", x->hash,
+             bad ? "cannot write it" : "its bytes do not have its hash");
+        down_failed(w, x->hash, bad ? "cannot write it to the cache"
+                                    : "hash mismatch: the bytes received do "
+                                      "not have the blob's SHA-256");
+    } else if (rename(x->part, x->path)) {
+        unlink(x->part);
+        down_failed(w, x->hash, "cannot store it in the cache");
+    } else {
+        wlog(w, "blob %.16s fetched (%llu bytes)", x->hash,
+             (unsigned long long)x->size);
+        blob_evict(w);
+        for (int i = 0; i < MAX_JOBS; i++)
+            if (w->jobs[i].state == J_FETCH)
+                job_try_start(w, &w->jobs[i]);
+    }
+    xfer_free(x);
+    start_down(w);
+}
+
+static void on_credit(worker *w, const msgpack_object *b, bool ok)
+{
+    char hash[HASH_CAP] = "";
+    uint64_t credit = 0;
+    qv_wire_get_str(b, "hash", hash, sizeof hash, NULL);
+    xfer *x = w->n_up ? w->up[0] : NULL;
+    if (!x || strcmp(x->hash, hash))
+        return;
+    if (!ok) {
+        qv_wire_get_u64(b, "credit", &credit, NULL);
+        x->credit += credit;
+        if (x->f)
+            send_chunks(w, x);
+        return;
+    }
+    pop_front(w->up, &w->n_up);
+    up_done(w, x);
+    xfer_free(x);
+    start_up(w);
+}
+
+static void send_enroll(worker *w, bool with_token)
+{
+    size_t nf = 3 + (with_token && w->o->token);
+    qv_wire_writer *wr = writer(QV_MSG_ENROLL, nf);
+    if (with_token && w->o->token)
+        qv_wire_kv_str(wr, "token", w->o->token);
+    qv_wire_kv_str(wr, "key", w->kp.pub);
+    qv_wire_kv_str(wr, "name", w->name);
+    qv_wire_kv_array(wr, "devices", w->n_use);
+    for (size_t i = 0; i < w->n_use; i++) {
+        const qv_device_info *di = &w->use[i]->info;
+        qv_wire_w_map(wr, 5);
+        qv_wire_kv_str(wr, "id", di->id);
+        qv_wire_kv_str(wr, "backend", di->backend);
+        char nm[QV_WIRE_MAX_NAME + 1];
+        snprintf(nm, sizeof nm, "%.120s", di->name);
+        qv_wire_kv_str(wr, "name", nm);
+        qv_wire_kv_u64(wr, "memory", di->global_mem_bytes);
+        qv_wire_kv_map(wr, "tuned", (size_t)w->n_tuned[i]);
+        for (int k = 0; k < w->n_tuned[i]; k++)
+            qv_wire_kv_f64(wr, w->tuned_name[i][k], w->tuned[i][k]);
+    }
+    send_w(w, wr);
+}
+
+static void send_heartbeat(worker *w)
+{
+    size_t n = 0;
+    for (int i = 0; i < MAX_JOBS; i++)
+        n += w->jobs[i].state >= J_FETCH && w->jobs[i].state <= J_UPLOAD;
+    qv_wire_writer *wr = writer(QV_MSG_HEARTBEAT, 1);
+    qv_wire_kv_array(wr, "running", n);
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (!(j->state >= J_FETCH && j->state <= J_UPLOAD))
+            continue;
+        pthread_mutex_lock(&j->mu);
+        int64_t step = j->step;
+        pthread_mutex_unlock(&j->mu);
+        qv_wire_w_map(wr, 4);
+        qv_wire_kv_u64(wr, "job", j->id);
+        qv_wire_kv_u64(wr, "attempt", j->attempt);
+        qv_wire_kv_u64(wr, "step", (uint64_t)(step > 0 ? step : 0));
+        qv_wire_kv_str(wr, "device", j->device);
+    }
+    send_w(w, wr);
+    w->last_hb_ms = now_ms();
+}
+
+/* Enrolled: the session is usable. Resume whatever was cut. */
+static void on_ready(worker *w)
+{
+    w->ready = true;
+    w->backoff_ms = 0;
+    send_heartbeat(w);
+    if (w->n_down)
+        w->down[0]->started = false;
+    if (w->n_up)
+        w->up[0]->started = false;
+    start_down(w);
+    start_up(w);
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (j->state == J_REPORT)
+            send_report(w, j);
+        else if (j->state != J_FREE)
+            send_progress(w, j);
+    }
+}
+
+static void handle(worker *w, qv_wire_msg *m)
+{
+    const msgpack_object *b = qv_wire_msg_body(m);
+    qv_wire_type t = qv_wire_msg_type(m);
+    switch (t) {
+    case QV_MSG_WELCOME: {
+        uint64_t v = 0;
+        bool enrolled = false;
+        if (!qv_wire_get_u64(b, "lease_ms", &v, NULL) && v >= 300)
+            w->lease_ms = v;
+        if (!qv_wire_get_u64(b, "chunk", &v, NULL) && v > 0 &&
+            v <= QV_WIRE_MAX_CHUNK)
+            w->chunk = v;
+        if (!qv_wire_get_u64(b, "credit", &v, NULL) && v > 0)
+            w->credit = v;
+        qv_wire_get_bool(b, "enrolled", &enrolled, NULL);
+        char sname[QV_WIRE_MAX_NAME + 1] = "";
+        qv_wire_get_str(b, "scheduler", sname, sizeof sname, NULL);
+        wlog(w, "connected to scheduler %s (lease %llu ms)", sname,
+             (unsigned long long)w->lease_ms);
+        w->welcomed = true;
+        send_enroll(w, !enrolled);
+        break;
+    }
+    case QV_MSG_ENROLLED: {
+        uint64_t id = 0;
+        qv_wire_get_u64(b, "worker", &id, NULL);
+        if (!w->ready)
+            wlog(w, "enrolled as worker %llu with %zu device(s)",
+                 (unsigned long long)id, w->n_use);
+        if (!w->o->insecure && w->o->token && w->server_pub[0]) {
+            char p[PATH_CAP];
+            snprintf(p, sizeof p, "%s/scheduler.pub", w->cache_dir);
+            qv_keys_write_public(p, w->server_pub, NULL);
+        }
+        if (!w->ready)
+            on_ready(w);
+        break;
+    }
+    case QV_MSG_HEARTBEAT: break;
+    case QV_MSG_ASSIGN:
+        if (!w->ready)
+            break;
+        if (w->shutting_down) {
+            /* not now: hand it back at once */
+            uint64_t id = 0, at = 0;
+            qv_wire_get_u64(b, "job", &id, NULL);
+            qv_wire_get_u64(b, "attempt", &at, NULL);
+            qv_wire_writer *wr = writer(QV_MSG_FAILED, 4);
+            qv_wire_kv_u64(wr, "job", id);
+            qv_wire_kv_u64(wr, "attempt", at);
+            qv_wire_kv_str(wr, "reason", "worker shutting down");
+            qv_wire_kv_bool(wr, "retry", true);
+            send_w(w, wr);
+            break;
+        }
+        on_assign(w, b);
+        break;
+    case QV_MSG_ABORT: on_abort(w, b); break;
+    case QV_MSG_ACK: {
+        uint64_t id = 0, at = 0;
+        qv_wire_get_u64(b, "job", &id, NULL);
+        qv_wire_get_u64(b, "attempt", &at, NULL);
+        job *j = find_job(w, id, at);
+        if (j && j->state == J_REPORT)
+            job_free(w, j);
+        break;
+    }
+    case QV_MSG_BLOB_CHUNK: on_chunk(w, b); break;
+    case QV_MSG_BLOB_CREDIT: on_credit(w, b, false); break;
+    case QV_MSG_BLOB_OK: on_credit(w, b, true); break;
+    case QV_MSG_BLOB_GET: /* the worker serves no blobs */
+        send_error(w, "not_found", "this worker holds no blobs for others",
+                   "blob_get");
+        break;
+    case QV_MSG_ERROR: {
+        char code[64] = "", msg[QV_WIRE_MAX_TEXT + 1] = "", re[32] = "";
+        qv_wire_get_str(b, "code", code, sizeof code, NULL);
+        qv_wire_get_str(b, "message", msg, sizeof msg, NULL);
+        qv_wire_get_str(b, "re", re, sizeof re, NULL);
+        wlog(w, "scheduler: %s: %s%s%s", code, msg, re[0] ? " (re " : "",
+             re[0] ? re : "");
+        if (!strcmp(code, "denied") &&
+            (!strcmp(re, "hello") || !strcmp(re, "enroll") || !re[0])) {
+            w->fatal = true;
+            qv_fail(&w->fatal_err, QV_ERR_INVALID,
+                    "the scheduler refused this worker: %s%s", msg,
+                    w->o->token ? "" : " (enroll it with --token T, from "
+                                       "`qvac token`)");
+        } else if (!strcmp(re, "blob_get") && w->n_down) {
+            xfer *x = w->down[0];
+            pop_front(w->down, &w->n_down);
+            if (x->f) {
+                fclose(x->f);
+                x->f = NULL;
+            }
+            unlink(x->part);
+            down_failed(w, x->hash, msg);
+            xfer_free(x);
+            start_down(w);
+        } else if ((!strcmp(re, "blob_put") || !strcmp(re, "blob_chunk")) &&
+                   w->n_up) {
+            xfer *x = w->up[0];
+            if (++x->tries < 3) {
+                x->started = false;
+                start_up(w);
+            } else {
+                pop_front(w->up, &w->n_up);
+                job *j = find_job(w, x->job, x->attempt);
+                if (j && x->purpose != P_CKPT && j->state == J_UPLOAD)
+                    job_report(w, j, false, true, "upload of %.16s refused: %s",
+                               x->hash, msg);
+                xfer_free(x);
+                start_up(w);
+            }
+        }
+        break;
+    }
+    default:
+        send_error(w, "unsupported", "a worker does not take this message",
+                   qv_wire_type_name(t));
+        break;
+    }
+}
+
+/* Reads every message waiting on the socket. */
+static void drain(worker *w)
+{
+    for (;;) {
+        zmq_msg_t part[4];
+        size_t n = 0;
+        bool more = true, got = false;
+        while (more) {
+            zmq_msg_t p;
+            zmq_msg_init(&p);
+            if (zmq_msg_recv(&p, w->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&p);
+                break;
+            }
+            got = true;
+            more = zmq_msg_more(&p);
+            if (n < 4)
+                part[n++] = p;
+            else
+                zmq_msg_close(&p);
+        }
+        if (!got)
+            return;
+        w->last_rx_ms = now_ms();
+        qv_wire_frame fr[4];
+        for (size_t i = 0; i < n; i++)
+            fr[i] = (qv_wire_frame){zmq_msg_data(&part[i]), zmq_msg_size(&part[i])};
+        qv_wire_msg *m = NULL;
+        qv_err e = {0};
+        qv_status s = qv_wire_decode(fr, n, &m, &e);
+        bool was_error = n == 3 && fr[1].size == 5 && !memcmp(fr[1].data, "error", 5);
+        char re[QV_WIRE_MAX_TYPE + 1] = "";
+        if (n >= 2 && fr[1].size <= QV_WIRE_MAX_TYPE)
+            snprintf(re, sizeof re, "%.*s", (int)fr[1].size, (const char *)fr[1].data);
+        for (size_t i = 0; i < n; i++)
+            zmq_msg_close(&part[i]);
+        if (s) {
+            wlog(w, "refused a message from the scheduler: %s", e.msg);
+            if (!was_error)
+                send_error(w, qv_wire_error_code(s), e.msg, re);
+            continue;
+        }
+        handle(w, m);
+        qv_wire_msg_free(m);
+    }
+}
+
+/* ---- connection ------------------------------------------------------------------ */
+
+static void disconnect(worker *w)
+{
+    if (w->sock) {
+        int zero = 0;
+        zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(w->sock);
+    }
+    w->sock = NULL;
+    w->hello_sent = w->welcomed = w->ready = false;
+}
+
+static qv_status connect_now(worker *w, qv_err *err)
+{
+    disconnect(w);
+    w->sock = zmq_socket(w->ctx, ZMQ_DEALER);
+    if (!w->sock)
+        return qv_fail(err, QV_ERR_IO, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    int linger = 500, hwm = 10000;
+    zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (!w->o->insecure) {
+        qv_status s = qv_sock_curve_client(w->sock, &w->kp, w->server_pub, err);
+        if (s)
+            return s;
+    }
+    if (zmq_connect(w->sock, w->o->join))
+        return qv_fail(err, QV_ERR_INVALID, "cannot connect to %s: %s",
+                       w->o->join, zmq_strerror(zmq_errno()));
+    qv_wire_writer *wr = writer(QV_MSG_HELLO, 3);
+    qv_wire_kv_str(wr, "role", "worker");
+    qv_wire_kv_str(wr, "name", w->name);
+    qv_wire_kv_str(wr, "version", QV_VERSION);
+    send_w(w, wr);
+    w->hello_sent = true;
+    w->connect_ms = w->last_rx_ms = now_ms();
+    return QV_OK;
+}
+
+/* ---- set-up: keys, devices, tuning ------------------------------------------------- */
+
+static qv_status setup_keys(worker *w, qv_err *err)
+{
+    char p[PATH_CAP];
+    snprintf(p, sizeof p, "%s/worker.key", w->cache_dir);
+    qv_status s = qv_keys_load_or_create(p, &w->kp, err);
+    if (s || w->o->insecure)
+        return s;
+    char pub[QV_KEY_Z85] = "";
+    if (w->o->server_key) {
+        snprintf(pub, sizeof pub, "%s", w->o->server_key);
+    } else if (w->o->token) {
+        if ((s = qv_token_split(w->o->token, NULL, pub, err)))
+            return s;
+    }
+    if (!pub[0]) {
+        snprintf(p, sizeof p, "%s/scheduler.pub", w->cache_dir);
+        if (qv_keys_load_public(p, pub, NULL)) {
+            const char *env = getenv("QVAC_SCHEDULER_KEY");
+            char d[PATH_CAP - 32];
+            if (env && *env)
+                snprintf(pub, sizeof pub, "%s", env);
+            else if (!qv_paths_data_dir(d, sizeof d, NULL)) {
+                snprintf(p, sizeof p, "%s/scheduler.pub", d);
+                if (qv_keys_load_public(p, pub, NULL))
+                    pub[0] = '\0';
+            }
+        }
+    }
+    if (qv_keys_valid(pub))
+        return qv_fail(err, QV_ERR_INVALID,
+                       "no public key of the scheduler: enroll with --token T "
+                       "(from `qvac token`), or pass --scheduler-key");
+    memcpy(w->server_pub, pub, sizeof pub);
+    return QV_OK;
+}
+
+static qv_status setup_devices(worker *w, qv_err *err)
+{
+    qv_status s = qv_devlist_open(&w->devs, err);
+    if (s)
+        return s;
+    const char *list = w->o->devices;
+    if (list) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", list);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            qv_device *d = qv_devlist_find(w->devs, t);
+            if (!d)
+                return qv_fail(err, QV_ERR_NOT_FOUND,
+                               "no device '%s' here (see `qvac devices`)", t);
+            bool dup = false;
+            for (size_t i = 0; i < w->n_use; i++)
+                dup |= w->use[i] == d;
+            if (!dup && w->n_use < QV_WIRE_MAX_DEVICES)
+                w->use[w->n_use++] = d;
+        }
+    } else {
+        for (size_t i = 0; i < w->devs->n && w->n_use < QV_WIRE_MAX_DEVICES; i++)
+            if (strcmp(w->devs->dev[i]->info.backend, "ref"))
+                w->use[w->n_use++] = w->devs->dev[i];
+    }
+    if (!w->n_use)
+        return qv_fail(err, QV_ERR_NOT_FOUND,
+                       "no device to run jobs on (only the reference was found; "
+                       "--devices ref uses it)");
+    return QV_OK;
+}
+
+/* Tunes the cold kernels of every device (not ref) and collects the tuned
+ * GFLOP/s of each kernel for enroll. */
+static void tune_devices(worker *w)
+{
+    qv_device *ref = qv_devlist_find(w->devs, "ref");
+    qv_shape shape = {256, 1024, 1024, 16};
+    qv_tune_opts to = {
+        .budget_evals = w->o->tune_budget_evals ? w->o->tune_budget_evals : 12,
+        .seed = 1, .progress = w->o->tune_progress,
+        .progress_user = w->o->tune_progress_user, .stop = w->o->stop,
+    };
+    for (size_t d = 0; d < w->n_use; d++) {
+        qv_device *dev = w->use[d];
+        if (!strcmp(dev->info.backend, "ref") || !w->tcache || !ref)
+            continue;
+        for (int k = 0; qv_kernels[k] && w->n_tuned[d] < 32; k++) {
+            if (w->o->stop && *w->o->stop)
+                return;
+            const qv_kernel_decl *kd = qv_kernels[k];
+            qv_tune_entry e;
+            qv_err err = {0};
+            qv_status s;
+            if (w->o->no_tune) {
+                qv_tune_key key;
+                memset(&key, 0, sizeof key);
+                qv_shape at;
+                snprintf(key.fingerprint, sizeof key.fingerprint, "%s",
+                         dev->info.fingerprint);
+                snprintf(key.kernel, sizeof key.kernel, "%s", kd->name);
+                qv_tune_bucket(kd, shape, key.bucket, sizeof key.bucket, &at);
+                s = qv_kernel_source_hash(dev, kd, key.src_hash, &err);
+                if (!s)
+                    s = qv_tune_cache_get(w->tcache, &key, &e, &err);
+                if (s)
+                    continue;
+            } else {
+                int cached = 0, interrupted = 0;
+                s = qv_tune_kernel(w->tcache, dev, ref, kd, shape, &to, &e,
+                                   &cached, &interrupted, &err);
+                if (s) {
+                    wlog(w, "tune %s %s: %s", dev->info.id, kd->name, err.msg);
+                    continue;
+                }
+                if (interrupted)
+                    return;
+                if (!cached)
+                    wlog(w, "tuned %s %s: %.2f GFLOP/s", dev->info.id, kd->name,
+                         e.gflops);
+            }
+            if (isfinite(e.gflops) && e.gflops > 0) {
+                w->tuned_name[d][w->n_tuned[d]] = kd->name;
+                w->tuned[d][w->n_tuned[d]++] = e.gflops;
+            }
+        }
+    }
+}
+
+qv_status qv_worker_default_cache_dir(char *buf, size_t n, qv_err *err)
+{
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    int r;
+    if (x && *x)
+        r = snprintf(buf, n, "%s/qvac/worker", x);
+    else if (h && *h)
+        r = snprintf(buf, n, "%s/.cache/qvac/worker", h);
+    else
+        return qv_fail(err, QV_ERR_NOT_FOUND,
+                       "neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir");
+    if (r < 0 || (size_t)r >= n)
+        return qv_fail(err, QV_ERR_INVALID, "cache folder path too long");
+    return QV_OK;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+static bool all_free(worker *w)
+{
+    for (int i = 0; i < MAX_JOBS; i++)
+        if (w->jobs[i].state != J_FREE)
+            return false;
+    return true;
+}
+
+static void begin_shutdown(worker *w)
+{
+    w->shutting_down = true;
+    w->shutdown_ms = now_ms();
+    wlog(w, "shutting down: stopping jobs at their next step");
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (j->state == J_RUN) {
+            j->shutdown = true;
+            j->stop = 1;
+        } else if (j->state == J_FETCH) {
+            job_report(w, j, false, true, "worker shutting down");
+        }
+    }
+}
+
+static qv_status run_loop(worker *w, qv_err *err)
+{
+    w->lease_ms = 10000;
+    w->chunk = 1u << 20;
+    w->credit = 8u << 20;
+    w->next_connect_ms = 0;
+    while (!w->fatal) {
+        double t = now_ms();
+        bool hard = w->o->stop && *w->o->stop >= 2;
+        if (w->o->stop && *w->o->stop && !w->shutting_down)
+            begin_shutdown(w);
+        if (w->shutting_down) {
+            bool threads = false;
+            for (int i = 0; i < MAX_JOBS; i++)
+                threads |= w->jobs[i].state == J_RUN;
+            if (all_free(w))
+                break;
+            /* the scheduler is gone or slow: hand back what we can */
+            if (!threads && (hard || t - w->shutdown_ms > SHUTDOWN_GRACE_MS)) {
+                for (int i = 0; i < MAX_JOBS; i++) {
+                    job *j = &w->jobs[i];
+                    if (j->state == J_UPLOAD)
+                        job_report(w, j, false, true, "worker shutting down");
+                }
+                if (hard || t - w->shutdown_ms > 2 * SHUTDOWN_GRACE_MS)
+                    break;
+            }
+        }
+        if (!w->sock && t >= w->next_connect_ms) {
+            qv_status s = connect_now(w, err);
+            if (s) {
+                disconnect(w);
+                return s;
+            }
+        }
+        if (w->sock) {
+            zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
+            zmq_poll(&pi, 1, 100);
+            drain(w);
+        } else {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        t = now_ms();
+        if (w->sock) {
+            double silent = t - w->last_rx_ms;
+            bool lost = w->ready ? silent > (double)w->lease_ms
+                                 : silent > HELLO_TIMEOUT_MS;
+            if (lost) {
+                w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 500;
+                if (w->backoff_ms > 16000)
+                    w->backoff_ms = 16000;
+                wlog(w, "no answer from the scheduler at %s for %.0f s: "
+                     "reconnecting in %.1f s", w->o->join, silent / 1e3,
+                     w->backoff_ms / 1e3);
+                disconnect(w);
+                w->next_connect_ms = t + w->backoff_ms;
+            } else if (w->ready) {
+                double hb = (double)w->lease_ms / 3.0;
+                if (hb > 2000)
+                    hb = 2000;
+                if (t - w->last_hb_ms >= hb)
+                    send_heartbeat(w);
+            }
+        }
+        service_jobs(w);
+    }
+    if (w->fatal)
+        *err = w->fatal_err;
+    return w->fatal ? w->fatal_err.code : QV_OK;
+}
+
+qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
+{
+    if (!o || !o->join)
+        return qv_fail(err, QV_ERR_INVALID, "worker: --join URL is needed");
+    if (sodium_init() < 0)
+        return qv_fail(err, QV_ERR_UNSUPPORTED, "libsodium failed to start");
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return qv_fail(err, QV_ERR_NOMEM, "out of memory");
+    w->o = o;
+    qv_status s = QV_OK;
+    if (o->cache_dir)
+        snprintf(w->cache_dir, sizeof w->cache_dir, "%s", o->cache_dir);
+    else
+        s = qv_worker_default_cache_dir(w->cache_dir, sizeof w->cache_dir, err);
+    snprintf(w->blob_dir, sizeof w->blob_dir, "%s/blobs", w->cache_dir);
+    snprintf(w->jobs_dir, sizeof w->jobs_dir, "%s/jobs", w->cache_dir);
+    if (!s)
+        s = mkdir_p(w->blob_dir, err);
+    if (!s)
+        s = mkdir_p(w->jobs_dir, err);
+    if (o->name) {
+        snprintf(w->name, sizeof w->name, "%s", o->name);
+    } else {
+        char h[256] = "worker";
+        gethostname(h, sizeof h - 1);
+        h[sizeof h - 1] = '\0';
+        snprintf(w->name, sizeof w->name, "%s", h);
+    }
+    if (!s)
+        s = setup_keys(w, err);
+    if (!s)
+        s = setup_devices(w, err);
+    if (!s && o->tune_db) {
+        qv_err te = {0};
+        if (qv_tune_cache_open(o->tune_db, 0, 2000, &w->tcache, &te))
+            wlog(w, "tune cache: %s (running untuned)", te.msg);
+    }
+    if (!s) {
+        tune_devices(w);
+        for (size_t i = 0; i < w->n_use; i++)
+            wlog(w, "device %s: %s (%s)", w->use[i]->info.id,
+                 w->use[i]->info.name, w->use[i]->info.backend);
+        w->ctx = zmq_ctx_new();
+        if (!w->ctx)
+            s = qv_fail(err, QV_ERR_IO, "zmq_ctx_new failed");
+    }
+    if (!s && !(o->stop && *o->stop))
+        s = run_loop(w, err);
+    /* stop and join every thread before anything they use goes away */
+    for (int i = 0; i < MAX_JOBS; i++) {
+        job *j = &w->jobs[i];
+        if (j->state != J_FREE) {
+            j->stop = 1;
+            if (j->th_started)
+                pthread_join(j->th, NULL);
+            j->th_started = false;
+            pthread_mutex_destroy(&j->mu);
+            rm_rf(j->dir);
+        }
+    }
+    for (size_t i = 0; i < w->n_down; i++) {
+        if (w->down[i]->f)
+            unlink(w->down[i]->part);
+        xfer_free(w->down[i]);
+    }
+    for (size_t i = 0; i < w->n_up; i++)
+        xfer_free(w->up[i]);
+    disconnect(w);
+    if (w->ctx)
+        zmq_ctx_term(w->ctx);
+    qv_tune_cache_destroy(&w->tcache);
+    qv_devlist_destroy(&w->devs);
+    free(w);
+    return s;
+}
