@@ -23,6 +23,7 @@
 
 #include "formats/wire.h"
 #include "kernels/backend.h"
+#include "scheduler/client.h" /* qv_sha256_file */
 #include "scheduler/keys.h"
 #include "worker/job.h"
 
@@ -55,36 +56,6 @@ static void hex_of(const unsigned char *d, size_t n, char *out)
         out[2 * i + 1] = hx[d[i] & 15];
     }
     out[2 * n] = '\0';
-}
-
-qv_status qv_sha256_file(const char *path, char hex[65], uint64_t *size,
-                         qv_err *err)
-{
-    if (sodium_init() < 0)
-        return qv_fail(err, QV_ERR_UNSUPPORTED, "libsodium failed to start");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qv_fail(err, QV_ERR_IO, "cannot read %s: %s", path,
-                       strerror(errno));
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    unsigned char buf[1 << 16];
-    uint64_t total = 0;
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        crypto_hash_sha256_update(&st, buf, n);
-        total += n;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad)
-        return qv_fail(err, QV_ERR_IO, "cannot read %s", path);
-    unsigned char d[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&st, d);
-    hex_of(d, sizeof d, hex);
-    if (size)
-        *size = total;
-    return QV_OK;
 }
 
 /* ---- small file helpers ---------------------------------------------------- */

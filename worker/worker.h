@@ -70,8 +70,4 @@ qv_status qv_worker_default_cache_dir(char *buf, size_t n, qv_err *err);
  * device, a key or token the scheduler refuses (QV_ERR_INVALID). */
 qv_status qv_worker_run(const qv_worker_opts *opts, qv_err *err);
 
-/* SHA-256 of a file as 64 lower-case hex digits; *size gets its length. */
-qv_status qv_sha256_file(const char *path, char hex[65], uint64_t *size,
-                         qv_err *err);
-
 #endif
