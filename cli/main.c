@@ -42,6 +42,8 @@ static const qv_cmd commands[] = {
      qv_help_fetch},
     {"keys", "show (create) this account's client key for the scheduler",
      qv_cmd_keys, qv_help_keys},
+    {"worker", "run jobs for a scheduler on this machine's devices",
+     qv_cmd_worker, qv_help_worker},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,129 @@
+/* cli/cmd_worker.c — `qvac worker`: lend this machine's devices to a
+ * scheduler (worker/worker.h does the work; this parses and prints). */
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "worker/worker.h"
+
+void qv_help_worker(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac worker --join URL [--token T] [--devices LIST] [--cache-dir DIR]\n"
+        "                   [--no-tune] [--insecure] [--scheduler-key Z85] [--name N]\n"
+        "                   [--cache-size GiB] [--tune-db PATH] [--tune-evals N]\n\n"
+        "Runs fine-tuning jobs for the scheduler at URL (`qvac scheduler`): enumerates\n"
+        "the devices, autotunes the ones whose tune cache is cold, enrolls, then takes\n"
+        "one job per device at a time, streaming progress and uploading checkpoints,\n"
+        "the adapter and the metrics. Reconnects with back-off when the scheduler goes\n"
+        "away. Ctrl-C (SIGINT/SIGTERM) stops the jobs at their next step, uploads their\n"
+        "checkpoints and hands them back; a second Ctrl-C hands them back at once.\n\n"
+        "options:\n"
+        "  --join URL          the scheduler, e.g. tcp://host:5555 (required)\n"
+        "  --token T           enrollment token from `qvac token` (first time only: the\n"
+        "                      worker keeps its key in the cache folder)\n"
+        "  --devices LIST      device ids, comma-separated (default: all but ref)\n"
+        "  --cache-dir DIR     key, blob cache and job folders\n"
+        "                      (default: $XDG_CACHE_HOME/qvac/worker)\n"
+        "  --cache-size GiB    cap of the blob cache (default 20)\n"
+        "  --no-tune           do not autotune cold devices\n"
+        "  --tune-evals N      configurations per kernel when tuning (default 12)\n"
+        "  --tune-db PATH      tune cache (default: $XDG_DATA_HOME/qvac/tune.db)\n"
+        "  --insecure          no CURVE (only with a scheduler run with --insecure)\n"
+        "  --scheduler-key Z85 the scheduler's public key (default: from the token)\n"
+        "  --name N            name shown in `qvac workers` (default: host name)\n"
+        "  -h, --help          this help\n");
+}
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_stop < 2)
+        g_stop++;
+}
+
+static void log_line(void *user, const char *line)
+{
+    (void)user;
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+    fprintf(stderr, "%s worker: %s\n", ts, line);
+}
+
+static int tune_progress(void *user, const qv_tune_progress *p)
+{
+    size_t *last = user;
+    if (p->evals < *last)
+        *last = 0;
+    if (p->evals >= *last + 4 || p->evals == p->budget) {
+        *last = p->evals;
+        fprintf(stderr, "tuning %s %s %s: %zu/%zu, best %.3g ms\n", p->device,
+                p->kernel, p->bucket, p->evals, p->budget,
+                isfinite(p->best_ns) ? p->best_ns / 1e6 : 0.0);
+    }
+    return 0;
+}
+
+int qv_cmd_worker(int argc, char **argv)
+{
+    qv_worker_opts o;
+    memset(&o, 0, sizeof o);
+    const char *tune_db = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--no-tune")) o.no_tune = true;
+        else if (!strcmp(a, "--insecure")) o.insecure = true;
+        else if (!v) return qv_cli_usage("worker", "unknown or incomplete option '%s'", a);
+        else if (!strcmp(a, "--join")) o.join = argv[++i];
+        else if (!strcmp(a, "--token")) o.token = argv[++i];
+        else if (!strcmp(a, "--devices")) o.devices = argv[++i];
+        else if (!strcmp(a, "--cache-dir")) o.cache_dir = argv[++i];
+        else if (!strcmp(a, "--scheduler-key")) o.server_key = argv[++i];
+        else if (!strcmp(a, "--name")) o.name = argv[++i];
+        else if (!strcmp(a, "--tune-db")) tune_db = argv[++i];
+        else if (!strcmp(a, "--cache-size")) {
+            double g = strtod(argv[++i], &end);
+            if (*end || !(g > 0))
+                return qv_cli_usage("worker", "--cache-size needs a positive number of GiB");
+            o.cache_bytes = (uint64_t)(g * (double)(1ull << 30));
+        } else if (!strcmp(a, "--tune-evals")) {
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1)
+                return qv_cli_usage("worker", "--tune-evals needs a positive integer");
+            o.tune_budget_evals = (size_t)n;
+        } else
+            return qv_cli_usage("worker", "unknown option '%s'", a);
+    }
+    if (!o.join)
+        return qv_cli_usage("worker", "--join URL is required (the scheduler, "
+                            "e.g. tcp://host:5555)");
+    qv_err err;
+    char db[1024];
+    if (tune_db)
+        o.tune_db = tune_db;
+    else if (!qv_tune_cache_default_path(db, sizeof db, &err))
+        o.tune_db = db;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    size_t last = 0;
+    o.stop = &g_stop;
+    o.log = log_line;
+    o.tune_progress = tune_progress;
+    o.tune_progress_user = &last;
+    if (qv_worker_run(&o, &err))
+        return qv_cli_error(&err);
+    return QV_EXIT_OK;
+}
