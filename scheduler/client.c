@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -594,6 +595,7 @@ qv_status qv_client_download(qv_client *c, const char *hash, uint64_t size,
     if (fd < 0)
         return qv_fail(err, QV_ERR_IO, "%s: cannot create a file next to it: %s",
                        path, strerror(errno));
+    (void)fchmod(fd, 0644); /* mkstemp makes 0600; results are plain files */
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         close(fd);
