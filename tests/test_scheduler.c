@@ -1,0 +1,405 @@
+/* tests/test_scheduler.c — the scheduler daemon through its socket, on
+ * loopback: malformed frames get error replies and change nothing, a blob
+ * whose bytes do not match its hash is refused, enrollment tokens are
+ * single-use and expire, and kill -9 during a stream of submissions loses
+ * no acknowledged job and duplicates none. (Submit, jobs, cancel, blob
+ * upload/download and CURVE admission are in tests/test_client.c.) */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "formats/wire.h"
+#include "scheduler/client.h"
+#include "scheduler/keys.h"
+#include "scheduler/server.h"
+#include "scheduler/store.h"
+
+typedef struct sched {
+    char dir[64];
+    char client_key[160];
+    qv_server *srv;
+    pthread_t th;
+} sched;
+
+static void *sched_main(void *p)
+{
+    sched *s = p;
+    qv_err e;
+    qv_server_run(s->srv, &e);
+    return NULL;
+}
+
+static void sched_start(sched *s, int insecure, const char *dir)
+{
+    if (dir) {
+        snprintf(s->dir, sizeof s->dir, "%s", dir);
+    } else {
+        snprintf(s->dir, sizeof s->dir, "/tmp/qv-sched-XXXXXX");
+        cr_assert_not_null(mkdtemp(s->dir));
+    }
+    snprintf(s->client_key, sizeof s->client_key, "%s/client.key", s->dir);
+    qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = s->dir,
+                        .client_key = s->client_key, .name = "t",
+                        .insecure = insecure, .tick_ms = 20};
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_server_open(&o, &s->srv, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(pthread_create(&s->th, NULL, sched_main, s), 0);
+}
+
+static void sched_stop(sched *s, int remove)
+{
+    qv_server_stop(s->srv);
+    pthread_join(s->th, NULL);
+    qv_server_close(&s->srv);
+    if (remove) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+        cr_expect_eq(system(cmd), 0);
+    }
+}
+
+/* ---- raw frames ------------------------------------------------------------ */
+
+static void send_frames(void *sock, const void *const *data, const size_t *len,
+                        int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_geq(zmq_send(sock, data[i], len[i], i + 1 < n ? ZMQ_SNDMORE : 0),
+                      0);
+}
+
+/* Receives one message; returns its type (QV_MSG_COUNT if undecodable). */
+static qv_wire_type recv_type(void *sock, char *code, size_t code_n)
+{
+    zmq_msg_t part[4];
+    int n = 0, more = 1;
+    while (more && n < 4) {
+        zmq_msg_init(&part[n]);
+        cr_assert_geq(zmq_msg_recv(&part[n], sock, 0), 0, "no reply (timeout)");
+        more = zmq_msg_more(&part[n]);
+        n++;
+    }
+    cr_assert_eq(n, QV_WIRE_FRAMES);
+    qv_wire_frame f[QV_WIRE_FRAMES];
+    for (int i = 0; i < n; i++) {
+        f[i].data = zmq_msg_data(&part[i]);
+        f[i].size = zmq_msg_size(&part[i]);
+    }
+    qv_wire_msg *m = NULL;
+    qv_wire_type t = QV_MSG_COUNT;
+    if (qv_wire_decode(f, QV_WIRE_FRAMES, &m, NULL) == QV_OK) {
+        t = qv_wire_msg_type(m);
+        if (code && t == QV_MSG_ERROR)
+            qv_wire_get_str(qv_wire_msg_body(m), "code", code, code_n, NULL);
+    }
+    qv_wire_msg_free(m);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&part[i]);
+    return t;
+}
+
+static void send_out(void *sock, qv_wire_out *o)
+{
+    const void *d[3] = {o->frame[0].data, o->frame[1].data, o->frame[2].data};
+    size_t l[3] = {o->frame[0].size, o->frame[1].size, o->frame[2].size};
+    send_frames(sock, d, l, 3);
+}
+
+static void send_hello(void *sock)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HELLO, 3, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "role", "client");
+    qv_wire_kv_str(w, "name", "raw");
+    qv_wire_kv_str(w, "version", "0.1.0");
+    qv_wire_out o = {0};
+    qv_err e;
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    send_out(sock, &o);
+    qv_wire_out_free(&o);
+}
+
+Test(scheduler, malformed_frames_get_errors_and_change_nothing, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int tmo = 5000, linger = 0;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(sock, qv_server_endpoint(s.srv)), 0);
+
+    send_hello(sock);
+    cr_assert_eq(recv_type(sock, NULL, 0), QV_MSG_WELCOME);
+
+    static const uint8_t id1[] = {'Q', 'V', 'A', 'C', 1}, id9[] = {'Q', 'V', 'A', 'C', 9};
+    static const uint8_t empty_map[] = {0x80}, garbage[] = {0xc1, 0xff, 0x00};
+    struct {
+        const void *d[4];
+        size_t l[4];
+        int n;
+        const char *why;
+    } bad[] = {
+        {{id9, "jobs", empty_map}, {5, 4, 1}, 3, "another protocol version"},
+        {{"HTTP/", "jobs", empty_map}, {5, 4, 1}, 3, "another protocol"},
+        {{id1, "launch_missiles", empty_map}, {5, 15, 1}, 3, "unknown type"},
+        {{id1, "submit", garbage}, {5, 6, 3}, 3, "garbage body"},
+        {{id1, "submit", empty_map}, {5, 6, 1}, 3, "missing fields"},
+        {{id1, "jobs"}, {5, 4}, 2, "two frames"},
+        {{id1, "", empty_map, empty_map}, {5, 0, 1, 1}, 4, "four frames"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        send_frames(sock, bad[i].d, bad[i].l, bad[i].n);
+        char code[32] = "";
+        cr_expect_eq(recv_type(sock, code, sizeof code), QV_MSG_ERROR,
+                     "%s: no error reply", bad[i].why);
+        cr_expect(code[0], "%s: the error has no code", bad[i].why);
+    }
+    /* still serving, and nothing was queued */
+    send_hello(sock);
+    cr_expect_eq(recv_type(sock, NULL, 0), QV_MSG_WELCOME);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 0);
+
+    qv_store *st = NULL;
+    qv_err e;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    qv_job *jobs = NULL;
+    size_t n = 99;
+    cr_assert_eq(qv_store_list_jobs(st, 1, &jobs, &n, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(n, 0, "malformed messages changed the queue");
+    qv_jobs_free(&jobs, n);
+    qv_store_close(&st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s.dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* ---- blobs ------------------------------------------------------------------ */
+
+Test(scheduler, blob_with_a_lying_hash_is_refused, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    /* announce the hash of "aaaa" and send "bbbb" */
+    char h[QV_SHA256_HEX];
+    qv_sha256_mem("aaaa", 4, h);
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BLOB_PUT, 2, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "hash", h);
+    qv_wire_kv_u64(w, "size", 4);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_BLOB_CREDIT, &m, &e), QV_OK,
+                 "%s", e.msg);
+    qv_wire_out_free(&o);
+    qv_wire_msg_free(m);
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BLOB_CHUNK, 4, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "hash", h);
+    qv_wire_kv_u64(w, "offset", 0);
+    qv_wire_kv_u64(w, "size", 4);
+    qv_wire_kv_bin(w, "bytes", "bbbb", 4);
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_status st = qv_client_request(c, &o, QV_MSG_BLOB_OK, &m, &e);
+    qv_wire_out_free(&o);
+    cr_expect_neq(st, QV_OK, "a blob that does not hash to its name was stored");
+    cr_expect_str_eq(qv_client_last_error_code(c), "hash_mismatch", "%s", e.msg);
+    qv_client_close(&c);
+    sched_stop(&s, 0);
+    qv_store *store = NULL;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &store, &e), QV_OK);
+    int has = 1;
+    uint64_t size = 0;
+    cr_assert_eq(qv_store_blob_has(store, h, &has, &size, &e), QV_OK);
+    cr_expect_eq(has, 0);
+    qv_store_close(&store);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s.dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* ---- enrollment tokens ---------------------------------------------------------- */
+
+static qv_status enroll(sched *s, const char *token, qv_err *e)
+{
+    static int seq;
+    char key[200];
+    snprintf(key, sizeof key, "%s/w-%d-%d.key", s->dir, (int)getpid(), ++seq);
+    qv_keypair kp;
+    cr_assert_eq(qv_keys_load_or_create(key, &kp, e), QV_OK, "%s", e->msg);
+    qv_client_opts co = {.address = qv_server_endpoint(s->srv),
+                         .server_key = qv_server_public_key(s->srv),
+                         .client_key = key, .timeout_ms = 5000, .name = "w"};
+    qv_client *c = NULL;
+    qv_status st = qv_client_connect(&co, &c, e);
+    if (st)
+        return st;
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_ENROLL, 4, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "token", token);
+    qv_wire_kv_str(w, "key", kp.pub);
+    qv_wire_kv_str(w, "name", "test-worker");
+    qv_wire_kv_array(w, "devices", 1);
+    qv_wire_w_map(w, 4);
+    qv_wire_kv_str(w, "id", "ref");
+    qv_wire_kv_str(w, "backend", "ref");
+    qv_wire_kv_str(w, "name", "reference");
+    qv_wire_kv_u64(w, "memory", 1u << 30);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, e), QV_OK, "%s", e->msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    st = qv_client_request(c, &o, QV_MSG_ENROLLED, &m, e);
+    qv_wire_out_free(&o);
+    qv_wire_msg_free(m);
+    qv_client_close(&c);
+    return st;
+}
+
+Test(scheduler, tokens_are_single_use_and_expire, .timeout = 60)
+{
+    if (!qv_curve_available())
+        cr_skip_test("libzmq was built without CURVE");
+    sched s = {0};
+    sched_start(&s, 0, NULL);
+    qv_store *st = NULL;
+    qv_err e;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    char good[QV_TOKEN_HEX], old[QV_TOKEN_HEX];
+    int64_t now = qv_store_now_ms();
+    cr_assert_eq(qv_store_token_new(st, now, 60000, good, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_store_token_new(st, now - 120000, 60000, old, &e), QV_OK);
+    qv_store_close(&st);
+
+    cr_expect_eq(enroll(&s, good, &e), QV_OK, "a fresh token: %s", e.msg);
+    cr_expect_neq(enroll(&s, good, &e), QV_OK, "a used token was accepted");
+    cr_expect_neq(enroll(&s, old, &e), QV_OK, "an expired token was accepted");
+    cr_expect_neq(enroll(&s, "0123456789abcdef0123456789abcdef", &e), QV_OK,
+                  "an unknown token was accepted");
+    sched_stop(&s, 1);
+}
+
+/* ---- kill -9 ------------------------------------------------------------------- */
+
+Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
+{
+    char dir[] = "/tmp/qv-sched-k9-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the scheduler, in its own process */
+        close(pfd[0]);
+        qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = dir,
+                            .client_key = "", .insecure = 1, .tick_ms = 20};
+        qv_server *srv = NULL;
+        qv_err e;
+        if (qv_server_open(&o, &srv, &e))
+            _exit(3);
+        char ep[128];
+        snprintf(ep, sizeof ep, "%s", qv_server_endpoint(srv));
+        if (write(pfd[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+            _exit(4);
+        qv_server_run(srv, &e);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char ep[128];
+    cr_assert_eq(read(pfd[0], ep, sizeof ep), (ssize_t)sizeof ep);
+    close(pfd[0]);
+
+    qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    const char *data = "{\"text\": \"arr\"}\n";
+    char dh[QV_SHA256_HEX];
+    bool sent = false;
+    cr_assert_eq(qv_client_upload_mem(c, data, strlen(data), dh, &sent, NULL,
+                                      NULL, &e), QV_OK, "%s", e.msg);
+    /* submit until killed: the kill lands while submissions are in flight */
+    uint64_t acked[4096];
+    size_t n_acked = 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        qv_wire_writer *w = NULL;
+        cr_assert_eq(qv_wire_writer_new(QV_MSG_SUBMIT, 3, &w, NULL), QV_OK);
+        char name[32];
+        snprintf(name, sizeof name, "k9-%zu", n_acked);
+        qv_wire_kv_str(w, "name", name);
+        qv_wire_kv_str(w, "model", dh);
+        qv_wire_kv_str(w, "data", dh);
+        qv_wire_out o = {0};
+        cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+        qv_wire_writer_free(w);
+        qv_wire_msg *m = NULL;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double el = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
+        if (n_acked >= 20 && el > 0.3)
+            kill(pid, SIGKILL); /* the next request is in flight or lost */
+        qv_status st = qv_client_request(c, &o, QV_MSG_SUBMITTED, &m, &e);
+        qv_wire_out_free(&o);
+        if (st)
+            break; /* no answer: the scheduler is gone */
+        uint64_t id = 0;
+        cr_assert_eq(qv_wire_get_u64(qv_wire_msg_body(m), "job", &id, NULL), QV_OK);
+        qv_wire_msg_free(m);
+        cr_assert_lt(n_acked, sizeof acked / sizeof acked[0]);
+        acked[n_acked++] = id;
+        cr_assert_lt(el, 60.0, "the scheduler did not die");
+    }
+    qv_client_close(&c);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    cr_assert_geq(n_acked, 20);
+
+    /* restart on the same data: every acknowledged job, each once */
+    sched s = {0};
+    sched_start(&s, 1, dir);
+    sched_stop(&s, 0);
+    qv_store *st = NULL;
+    cr_assert_eq(qv_store_open(dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(qv_store_check(st, &e), QV_OK, "%s", e.msg);
+    qv_job *jobs = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_store_list_jobs(st, 1, &jobs, &n, &e), QV_OK, "%s", e.msg);
+    for (size_t i = 0; i < n_acked; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < n; j++)
+            seen += (uint64_t)jobs[j].id == acked[i];
+        cr_expect_eq(seen, 1, "acknowledged job %llu is there %d times",
+                     (unsigned long long)acked[i], seen);
+    }
+    cr_expect_leq(n, n_acked + 1, "more jobs than submissions");
+    printf("kill -9: %zu submissions acknowledged, %zu jobs after restart\n",
+           n_acked, n);
+    qv_jobs_free(&jobs, n);
+    qv_store_close(&st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
