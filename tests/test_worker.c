@@ -406,6 +406,12 @@ static bool is_done(fake *f, void *a) { return f->done_job == *(uint64_t *)a; }
 static bool is_failed(fake *f, void *a) { return f->failed_job == *(uint64_t *)a; }
 static bool is_stepping(fake *f, void *a) { return f->last_job == *(uint64_t *)a && f->last_step >= 2; }
 
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* ---- fixtures ---------------------------------------------------------------- */
 
 static unsigned char *slurp(const char *path, size_t *n)
@@ -628,6 +634,61 @@ Test(worker, rejects_a_blob_whose_bytes_do_not_match, .timeout = 240)
     snprintf(path, sizeof path, "%s/blobs/%s.part", t.dir, wrong);
     cr_expect_neq(access(path, F_OK), 0, "the bad blob's bytes were kept");
     stop_worker(&t);
+    fake_close(&f);
+    free(model);
+    free(data);
+}
+
+static bool rehello(fake *f, void *a)
+{
+    return f->hellos >= 2 && f->enrolled >= 2 && f->last_job == *(uint64_t *)a &&
+           f->last_step > 0;
+}
+
+Test(worker, reconnects_and_carries_on_with_its_job, .timeout = 240)
+{
+    cr_assert_geq(sodium_init(), 0);
+    fake f;
+    fake_open(&f);
+    size_t mn, dn;
+    unsigned char *model = tiny_model(&mn);
+    char *data = tiny_data(1, &dn);
+    char mh[65], dh[65];
+    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
+    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
+    wthread t;
+    start_worker(&t, f.ep);
+    cr_assert(pump(&f, 60000, is_enrolled, NULL));
+    uint64_t job = 11;
+    assign(&f, job, mh, dh, 1000000, 0);
+    cr_assert(pump(&f, 60000, is_stepping, &job), "the job did not start");
+    int64_t before = f.last_step;
+    /* the scheduler goes away for longer than its lease, then comes back
+     * on the same address */
+    zmq_close(f.sock);
+    sleep_ms(4000);
+    f.sock = zmq_socket(f.ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(f.sock, ZMQ_LINGER, &zero, sizeof zero);
+    int rc = -1;
+    for (int i = 0; i < 50 && rc; i++) {
+        rc = zmq_bind(f.sock, f.ep);
+        if (rc)
+            sleep_ms(100);
+    }
+    cr_assert_eq(rc, 0, "cannot bind %s again", f.ep);
+    f.last_step = 0;
+    cr_assert(pump(&f, 30000, rehello, &job), "the worker did not come back "
+              "with its job (hellos %d)", f.hellos);
+    cr_expect_gt(f.last_step, before, "the job did not carry on");
+    cr_expect_eq(f.failed, 0, "%s", f.reason);
+    qv_wire_writer *w = W(QV_MSG_ABORT, 2);
+    qv_wire_kv_u64(w, "job", job);
+    qv_wire_kv_u64(w, "attempt", 1);
+    fsend(&f, w);
+    cr_assert(pump(&f, 10000, is_failed, &job));
+    stop_worker(&t);
+    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
     fake_close(&f);
     free(model);
     free(data);

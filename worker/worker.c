@@ -878,7 +878,8 @@ static void on_assign(worker *w, const msgpack_object *b)
         job_report(w, j, false, false, "%s", e.msg);
         return;
     }
-    if (every)
+    /* the job's own ckpt_every wins; else the scheduler's cadence */
+    if (every && j->opts.train.ckpt_every <= 0)
         j->opts.train.ckpt_every = (int64_t)every;
     j->steps = j->opts.train.steps;
     snprintf(j->dir, sizeof j->dir, "%s/%llu-%llu", w->jobs_dir,
