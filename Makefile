@@ -127,7 +127,8 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_EXTRA) $(FLAGS_STAMP)
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_EXTRA) $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
 
 test: deps $(BUILD)/qvac $(TESTS)
-	@set -e; for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done
+	@set -e; export QVAC_BIN=$(BUILD)/qvac; \
+	for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done
 ifeq ($(SAN),)
 	@$(MAKE) --no-print-directory asan
 endif
@@ -136,7 +137,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 asan check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" \
 	  build-asan/qvac $(patsubst $(BUILD)/%,build-asan/%,$(TESTS))
-	@set -e; export ASAN_OPTIONS=detect_leaks=1 \
+	@set -e; export QVAC_BIN=build-asan/qvac ASAN_OPTIONS=detect_leaks=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
 	for t in $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)); do \

@@ -412,6 +412,8 @@ static qv_status write_metrics(const qv_train_opts *o, const char *sig,
     json_object_set_new(j, "weights", json_string(qv_weights_name(o->weights)));
     json_object_set_new(j, "run", json_string(sig));
     json_object_set_new(j, "steps", json_integer(r->steps_done));
+    /* the step this run started from: > 0 when it resumed a checkpoint */
+    json_object_set_new(j, "start_step", json_integer(r->start_step));
     json_object_set_new(j, "train_loss_before", real_or_null(r->train_loss_before));
     json_object_set_new(j, "train_loss_after", real_or_null(r->train_loss_after));
     if (!isnan(r->val_loss_before)) {

@@ -1,0 +1,362 @@
+/* tests/test_e2e.c — the product with real processes on loopback: `qvac
+ * scheduler`, two `qvac worker`s (reference device), `qvac submit`, `qvac
+ * fetch`. The adapter a worker makes equals what `qvac finetune` makes
+ * locally with the same seed on the same device; a worker killed with
+ * kill -9 mid-job hands the job to the other worker, which resumes it from
+ * its last checkpoint (start_step > 0) and finishes it.
+ *
+ * The binary is $QVAC_BIN (the Makefile sets it; default build/qvac). Every
+ * process is started with its own log under a temporary folder and killed
+ * at the end; every wait is bounded. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "train/model.h"
+
+extern char **environ;
+
+static char root[64];
+static char bin[512];
+static char addr[64];
+static pid_t procs[8];
+static int n_procs;
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts argv with stdout+stderr into log; returns the pid. */
+static pid_t start(char *const argv[], const char *log)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "cannot start %s", argv[0]);
+    return pid;
+}
+
+/* Runs argv to the end; its stdout into out (NUL-terminated). Exit code. */
+static int run(char *const argv[], char *out, size_t n)
+{
+    char log[128];
+    snprintf(log, sizeof log, "%s/run.out", root);
+    pid_t pid = start(argv, log);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    FILE *f = fopen(log, "r");
+    size_t got = f ? fread(out, 1, n - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t l = sizeof a;
+    getsockname(s, (struct sockaddr *)&a, &l);
+    int port = ntohs(a.sin_port);
+    close(s);
+    return port;
+}
+
+static void last_line(const char *text, char *out, size_t n)
+{
+    const char *end = text + strlen(text);
+    while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    const char *start_ = end;
+    while (start_ > text && start_[-1] != '\n')
+        start_--;
+    snprintf(out, n, "%.*s", (int)(end - start_), start_);
+}
+
+/* The record of job id from `qvac jobs --all --json` (caller decrefs). */
+static json_t *job_record(long id)
+{
+    static char out[1 << 16];
+    char *argv[] = {bin, "jobs", "--all", "--json", NULL};
+    if (run(argv, out, sizeof out))
+        return NULL;
+    json_t *j = json_loads(out, 0, NULL);
+    json_t *list = json_is_array(j) ? j : json_object_get(j, "jobs");
+    json_t *found = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+        if (json_integer_value(json_object_get(v, "id")) == id)
+            found = json_incref(v);
+    json_decref(j);
+    return found;
+}
+
+static const char *str_of(json_t *rec, const char *key)
+{
+    const char *s = json_string_value(json_object_get(rec, key));
+    return s ? s : "";
+}
+
+static void setup(void)
+{
+    snprintf(root, sizeof root, "/tmp/qv-e2e-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    const char *b = getenv("QVAC_BIN");
+    snprintf(bin, sizeof bin, "%s", b ? b : "build/qvac");
+    if (bin[0] != '/') {
+        char cwd[256], rel[sizeof bin];
+        cr_assert_not_null(getcwd(cwd, sizeof cwd));
+        memcpy(rel, bin, sizeof rel);
+        cr_assert_lt(strlen(cwd) + strlen(rel) + 2, sizeof bin);
+        strcpy(bin, cwd);
+        strcat(bin, "/");
+        strcat(bin, rel);
+    }
+    cr_assert_eq(access(bin, X_OK), 0, "no qvac binary at %s (set QVAC_BIN)", bin);
+    char p[128];
+    snprintf(p, sizeof p, "%s/config", root);
+    setenv("XDG_CONFIG_HOME", p, 1);
+    snprintf(p, sizeof p, "%s/data", root);
+    setenv("XDG_DATA_HOME", p, 1);
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", free_port());
+    setenv("QVAC_SCHEDULER", addr, 1);
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < n_procs; i++)
+        if (procs[i] > 0) {
+            kill(procs[i], SIGKILL);
+            waitpid(procs[i], NULL, 0);
+        }
+    n_procs = 0;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd)) {
+        /* nothing more to do */
+    }
+}
+
+TestSuite(e2e, .init = setup, .fini = teardown, .timeout = 300);
+
+static void make_inputs(char *model, char *data, size_t n)
+{
+    snprintf(model, n, "%s/m.gguf", root);
+    snprintf(data, n, "%s/d.jsonl", root);
+    qv_model_config cfg = {
+        .vocab = 258, .dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+        .ffn_dim = 48, .ctx = 64, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+        .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0,
+    };
+    qv_model *m = NULL;
+    qv_err e;
+    cr_assert_eq(qv_model_init_random(&cfg, 3, &m, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_model_save(m, model, &e), QV_OK, "%s", e.msg);
+    qv_model_free(&m);
+    FILE *f = fopen(data, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "{\"prompt\": \"Q%d?\\n\", \"completion\": \"Arr, %d!\"}\n", i, i * 3);
+    fclose(f);
+}
+
+static void start_scheduler(void)
+{
+    char sched[128], log[160], bind[80], lease[] = "2000";
+    snprintf(sched, sizeof sched, "%s/sched", root);
+    snprintf(log, sizeof log, "%s/scheduler.log", root);
+    snprintf(bind, sizeof bind, "%s", addr);
+    char *argv[] = {bin, "scheduler", "--bind", bind, "--data", sched,
+                    "--lease-ms", lease, NULL};
+    procs[n_procs++] = start(argv, log);
+    /* the clients find the scheduler's key in its data folder */
+    char pub[200];
+    snprintf(pub, sizeof pub, "%s/scheduler.pub", sched);
+    for (int i = 0; i < 200 && access(pub, R_OK); i++)
+        msleep(50);
+    FILE *f = fopen(pub, "r");
+    cr_assert_not_null(f, "the scheduler did not start (see %s)", log);
+    char line[128] = "";
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    fclose(f);
+    char key[64];
+    cr_assert(sscanf(line, "public %60s", key) == 1 || sscanf(line, "%60s", key) == 1);
+    cr_assert_eq(strlen(key), 40, "scheduler.pub: '%s'", line);
+    setenv("QVAC_SCHEDULER_KEY", key, 1);
+    static char out[4096];
+    char *jobs[] = {bin, "jobs", NULL};
+    int rc = 1;
+    for (int i = 0; i < 50 && (rc = run(jobs, out, sizeof out)); i++)
+        msleep(100);
+    cr_assert_eq(rc, 0, "the scheduler does not answer: %s", out);
+}
+
+static pid_t start_worker(const char *tag)
+{
+    static char out[4096];
+    char sched[128];
+    snprintf(sched, sizeof sched, "%s/sched", root);
+    char *targv[] = {bin, "token", "--data", sched, NULL};
+    cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
+    char token[256], cache[128], log[160];
+    last_line(out, token, sizeof token);
+    snprintf(cache, sizeof cache, "%s/%s", root, tag);
+    snprintf(log, sizeof log, "%s/%s.log", root, tag);
+    char dev[] = "ref";
+    char *argv[] = {bin, "worker", "--join", addr, "--token", token,
+                    "--devices", dev, "--cache-dir", cache, "--no-tune", NULL};
+    pid_t pid = start(argv, log);
+    procs[n_procs++] = pid;
+    return pid;
+}
+
+static long submit(const char *model, const char *data, const char *steps,
+                   const char *ckpt, int wait)
+{
+    static char out[1 << 16];
+    char *argv[] = {bin, "submit", "--model", (char *)model, "--data",
+                    (char *)data, "--steps", (char *)steps, "--rank", "4",
+                    "--batch", "2", "--seq-len", "32", "--seed", "7",
+                    "--eval-batches", "1", "--ckpt-every", (char *)ckpt,
+                    "--backend", "ref", "--json", wait ? "--wait" : NULL, NULL};
+    int rc = run(argv, out, sizeof out);
+    cr_assert_eq(rc, 0, "qvac submit failed: %s", out);
+    /* the JSON object is the last thing printed */
+    const char *brace = strchr(out, '{');
+    cr_assert_not_null(brace, "no JSON from submit: %s", out);
+    json_t *j = json_loads(brace, JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert_not_null(j, "%s", out);
+    long id = (long)json_integer_value(json_object_get(j, "id"));
+    if (!id)
+        id = (long)json_integer_value(json_object_get(j, "job"));
+    json_decref(j);
+    cr_assert_gt(id, 0, "%s", out);
+    return id;
+}
+
+static void fetch(long id, const char *dir)
+{
+    static char out[4096];
+    char sid[32];
+    snprintf(sid, sizeof sid, "%ld", id);
+    char *argv[] = {bin, "fetch", sid, "-o", (char *)dir, NULL};
+    cr_assert_eq(run(argv, out, sizeof out), 0, "qvac fetch: %s", out);
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n ? *n : 1);
+    cr_assert_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+Test(e2e, worker_adapter_equals_local_finetune)
+{
+    char model[128], data[128], got[160], want[160], fdir[128], ldir[128];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    start_worker("w1");
+    long id = submit(model, data, "6", "0", 1);
+    snprintf(fdir, sizeof fdir, "%s/fetched", root);
+    fetch(id, fdir);
+
+    static char out[1 << 16];
+    snprintf(ldir, sizeof ldir, "%s/local", root);
+    char *argv[] = {bin, "finetune", "--model", model, "--data", data,
+                    "--steps", "6", "--rank", "4", "--batch", "2", "--seq-len",
+                    "32", "--seed", "7", "--eval-batches", "1", "--device",
+                    "ref", "--out", ldir, "--json", NULL};
+    cr_assert_eq(run(argv, out, sizeof out), 0, "local finetune: %s", out);
+    snprintf(got, sizeof got, "%s/adapter.gguf", fdir);
+    snprintf(want, sizeof want, "%s/adapter.gguf", ldir);
+    size_t ng, nw;
+    uint8_t *a = slurp(got, &ng), *b = slurp(want, &nw);
+    cr_expect_eq(ng, nw);
+    cr_expect_eq(memcmp(a, b, ng < nw ? ng : nw), 0,
+                 "the worker's adapter differs from the local one");
+    free(a);
+    free(b);
+}
+
+Test(e2e, kill_9_of_a_worker_resumes_on_the_other)
+{
+    char model[128], data[128], fdir[128], mpath[200];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    pid_t a = start_worker("w1");
+    long id = submit(model, data, "400", "10", 0);
+    /* wait until worker A has uploaded a checkpoint */
+    json_t *rec = NULL;
+    for (int i = 0; i < 600; i++) {
+        json_decref(rec);
+        rec = job_record(id);
+        if (rec && str_of(rec, "checkpoint")[0])
+            break;
+        msleep(100);
+    }
+    cr_assert(rec && str_of(rec, "checkpoint")[0],
+              "no checkpoint from worker A (see %s/w1.log)", root);
+    cr_assert_str_neq(str_of(rec, "state"), "succeeded",
+                      "the job ended before the kill; make it longer");
+    json_decref(rec);
+    rec = NULL;
+    start_worker("w2");
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    for (int i = 0; i < n_procs; i++)
+        if (procs[i] == a)
+            procs[i] = 0;
+    /* the lease runs out (2 s), the job goes to worker B and ends there */
+    const char *state = "";
+    for (int i = 0; i < 1200; i++) {
+        json_decref(rec);
+        rec = job_record(id);
+        state = rec ? str_of(rec, "state") : "";
+        if (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
+            !strcmp(state, "cancelled"))
+            break;
+        msleep(100);
+    }
+    cr_assert_str_eq(state, "succeeded", "job %ld ended %s: %s", id, state,
+                     rec ? str_of(rec, "reason") : "");
+    cr_expect_geq(json_integer_value(json_object_get(rec, "attempt")), 2);
+    json_decref(rec);
+    snprintf(fdir, sizeof fdir, "%s/fetched", root);
+    fetch(id, fdir);
+    snprintf(mpath, sizeof mpath, "%s/metrics.json", fdir);
+    json_t *m = json_load_file(mpath, 0, NULL);
+    cr_assert_not_null(m, "%s", mpath);
+    long start_step = (long)json_integer_value(json_object_get(m, "start_step"));
+    long steps = (long)json_integer_value(json_object_get(m, "steps"));
+    printf("kill -9 of the worker: the job resumed at step %ld of %ld on the "
+           "other worker\n", start_step, steps);
+    cr_expect_gt(start_step, 0, "the retry started from step 0");
+    cr_expect_eq(steps, 400);
+    json_decref(m);
+}
