@@ -61,14 +61,19 @@ typedef struct wthread {
     qv_status rc;
     qv_err err;
     char dir[64];
+    qv_devlist *devs;
 } wthread;
 
 static void sha_hex(const void *d, size_t n, char out[65])
 {
     unsigned char h[32];
     crypto_hash_sha256(h, d, n);
-    for (int i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", h[i]);
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hx[h[i] >> 4];
+        out[2 * i + 1] = hx[h[i] & 15];
+    }
+    out[64] = '\0';
 }
 
 static void *worker_main(void *arg)
@@ -90,6 +95,12 @@ static void start_worker(wthread *t, const char *ep)
     t->o.no_tune = true;
     t->o.name = "test-worker";
     t->o.stop = &t->stop;
+    /* opened here, on the main thread: PoCL's start-up threads trip
+     * AddressSanitizer's alternate-stack check when the devices are opened
+     * from another thread */
+    qv_err e;
+    cr_assert_eq(qv_devlist_open(&t->devs, &e), QV_OK, "%s", e.msg);
+    t->o.devs = t->devs;
     cr_assert_eq(pthread_create(&t->th, NULL, worker_main, t), 0);
 }
 
@@ -97,6 +108,7 @@ static void stop_worker(wthread *t)
 {
     t->stop = 1;
     pthread_join(t->th, NULL);
+    qv_devlist_destroy(&t->devs);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
     cr_expect_eq(system(cmd), 0);
@@ -271,7 +283,7 @@ static void handle(fake *f, qv_wire_msg *m)
         if (!x) {
             x = &f->uploaded[f->n_uploaded++];
             memset(x, 0, sizeof *x);
-            snprintf(x->hash, sizeof x->hash, "%s", hash);
+            snprintf(x->hash, sizeof x->hash, "%.64s", hash);
         }
         free(x->bytes);
         x->bytes = malloc(u ? u : 1);
@@ -599,6 +611,7 @@ Test(worker, shutdown_hands_back_with_a_checkpoint, .timeout = 240)
     cr_expect_geq(f.ckpt_progress, 1, "the checkpoint was not uploaded first");
     cr_expect_not_null(strstr(f.reason, "shutting down"), "%s", f.reason);
     pthread_join(t.th, NULL);
+    qv_devlist_destroy(&t.devs);
     cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", t.dir);

@@ -195,6 +195,8 @@ typedef struct xfer {
     bool started;
     int tries;
     bool sent_all;
+    bool resync;            /* down: asked again after a gap */
+    double last_ms;         /* down: last chunk (stalls restart it) */
 } xfer;
 
 typedef struct worker {
@@ -314,7 +316,7 @@ static void blob_evict(worker *w)
                 break;
             e = ne;
         }
-        snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
+        memcpy(e[n].name, de->d_name, strlen(de->d_name) + 1);
         e[n].size = (uint64_t)sb.st_size;
         e[n].t = sb.st_mtim;
         total += e[n].size;
@@ -411,6 +413,7 @@ static void start_down(worker *w)
     if (x->started)
         return;
     x->started = true;
+    x->last_ms = now_ms();
     if (!x->f) {
         x->f = fopen(x->part, "wb");
         x->off = 0;
@@ -1014,12 +1017,19 @@ static void on_chunk(worker *w, const msgpack_object *b)
     if (!x || strcmp(x->hash, hash) || !x->f)
         return; /* a late chunk of a transfer given up */
     if (off != x->off) {
-        send_error(w, "invalid", "wire: blob_chunk.offset: not where the "
-                   "transfer is", "blob_chunk");
-        x->started = false; /* ask again from where we are */
-        start_down(w);
+        /* a gap (a chunk lost): ask again from where we are, once; chunks
+         * already in flight are dropped until the transfer is back */
+        if (off > x->off && !x->resync) {
+            send_error(w, "invalid", "wire: blob_chunk.offset: not where the "
+                       "transfer is", "blob_chunk");
+            x->resync = true;
+            x->started = false;
+            start_down(w);
+        }
         return;
     }
+    x->resync = false;
+    x->last_ms = now_ms();
     if (n && fwrite(bytes, 1, n, x->f) != n) {
         wlog(w, "cannot write %s", x->part);
         return;
@@ -1408,9 +1418,13 @@ static qv_status setup_keys(worker *w, qv_err *err)
 
 static qv_status setup_devices(worker *w, qv_err *err)
 {
-    qv_status s = qv_devlist_open(&w->devs, err);
-    if (s)
-        return s;
+    if (w->o->devs) {
+        w->devs = w->o->devs;
+    } else {
+        qv_status s = qv_devlist_open(&w->devs, err);
+        if (s)
+            return s;
+    }
     const char *list = w->o->devices;
     if (list) {
         char buf[1024];
@@ -1485,8 +1499,8 @@ static void tune_devices(worker *w)
                 if (interrupted)
                     return;
                 if (!cached)
-                    wlog(w, "tuned %s %s: %.2f GFLOP/s", dev->info.id, kd->name,
-                         e.gflops);
+                    wlog(w, "tuned %s %s: %.3g ms (%.2f GFLOP/s)", dev->info.id,
+                         kd->name, e.median_ns / 1e6, e.gflops);
             }
             if (isfinite(e.gflops) && e.gflops > 0) {
                 w->tuned_name[d][w->n_tuned[d]] = kd->name;
@@ -1603,6 +1617,13 @@ static qv_status run_loop(worker *w, qv_err *err)
                     send_heartbeat(w);
             }
         }
+        /* a download that stalls (a lost chunk or credit) asks again */
+        if (w->ready && w->n_down && w->down[0]->started &&
+            t - w->down[0]->last_ms > 20000) {
+            wlog(w, "blob %.16s: stalled, asking again", w->down[0]->hash);
+            w->down[0]->started = false;
+            start_down(w);
+        }
         service_jobs(w);
     }
     if (w->fatal)
@@ -1637,7 +1658,7 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
         char h[256] = "worker";
         gethostname(h, sizeof h - 1);
         h[sizeof h - 1] = '\0';
-        snprintf(w->name, sizeof w->name, "%s", h);
+        snprintf(w->name, sizeof w->name, "%.128s", h);
     }
     if (!s)
         s = setup_keys(w, err);
@@ -1682,7 +1703,8 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
     if (w->ctx)
         zmq_ctx_term(w->ctx);
     qv_tune_cache_destroy(&w->tcache);
-    qv_devlist_destroy(&w->devs);
+    if (!o->devs)
+        qv_devlist_destroy(&w->devs);
     free(w);
     return s;
 }

@@ -38,6 +38,7 @@
 
 #include "autotune/tune.h"
 #include "common/status.h"
+#include "kernels/backend.h"
 
 typedef struct qv_worker_opts {
     const char *join;        /* scheduler endpoint, e.g. tcp://host:5555 */
@@ -48,6 +49,8 @@ typedef struct qv_worker_opts {
                                 QVAC_SCHEDULER_KEY, else this account's
                                 scheduler's <data>/scheduler.pub */
     const char *devices;     /* "ref,opencl:0"; NULL: every device but ref */
+    qv_devlist *devs;        /* devices already open (the caller keeps them);
+                                NULL: qv_worker_run opens them */
     const char *cache_dir;   /* NULL: qv_worker_default_cache_dir */
     const char *tune_db;     /* tune cache; NULL: none (nothing tuned) */
     const char *name;        /* shown in listings; NULL: the host name */
