@@ -197,6 +197,18 @@ $(BUILD)/bench_train: benchmarks/bench_train.c $(LIB) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
+# Scheduler benchmark (benchmarks/README.md): durable submissions per second,
+# dispatch latency and CPU with many heartbeating workers, insecure and
+# CURVE, against the real scheduler on loopback. About two minutes.
+.PHONY: bench-sched
+bench-sched: all $(BUILD)/bench_sched
+	$(BUILD)/bench_sched --out benchmarks/reports/scheduler.md
+
+$(BUILD)/bench_sched: benchmarks/bench_sched.c $(LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
 clean:
 	rm -rf build build-asan build-fuzz
 
