@@ -51,6 +51,8 @@ typedef struct fake {
     int done, failed;
     uint64_t done_job, failed_job;
     bool failed_retry;
+    char ckpt[129];   /* the last checkpoint announced, and its step */
+    int64_t ckpt_step;
     char adapter[129], metrics[129], reason[1100];
 } fake;
 
@@ -327,13 +329,16 @@ static void handle(fake *f, qv_wire_msg *m)
         f->progress_msgs++;
         qv_wire_get_u64(b, "job", &f->last_job, NULL);
         qv_wire_get_u64(b, "step", &u, NULL);
-        f->last_step = (int64_t)u;
-        if (qv_wire_has(b, "checkpoint")) {
+        if (!qv_wire_has(b, "checkpoint"))
+            f->last_step = (int64_t)u;
+        else {
             qv_wire_get_str(b, "checkpoint", hash, sizeof hash, NULL);
             blob *x = find_blob(f->uploaded, f->n_uploaded, hash);
             cr_expect(x && x->got == x->size, "progress names a checkpoint "
                       "not uploaded");
             f->ckpt_progress++;
+            snprintf(f->ckpt, sizeof f->ckpt, "%.64s", hash);
+            f->ckpt_step = (int64_t)u;
         }
         break;
     case QV_MSG_DONE: {
@@ -473,10 +478,15 @@ static char *tiny_data(int variant, size_t *n)
     return d;
 }
 
-static void assign(fake *f, uint64_t job, const char *model, const char *data,
-                   int steps, uint64_t ckpt_every)
+static void assign_resume(fake *f, uint64_t job, const char *model,
+                          const char *data, int steps, uint64_t ckpt_every,
+                          const char *resume, uint64_t resume_step)
 {
-    qv_wire_writer *w = W(QV_MSG_ASSIGN, 7);
+    qv_wire_writer *w = W(QV_MSG_ASSIGN, resume ? 9 : 7);
+    if (resume) {
+        qv_wire_kv_str(w, "resume", resume);
+        qv_wire_kv_u64(w, "resume_step", resume_step);
+    }
     qv_wire_kv_u64(w, "job", job);
     qv_wire_kv_u64(w, "attempt", 1);
     qv_wire_kv_str(w, "device", "ref");
@@ -492,6 +502,12 @@ static void assign(fake *f, uint64_t job, const char *model, const char *data,
     qv_wire_kv_f64(w, "lr", 0.01);
     qv_wire_kv_u64(w, "warmup", 1);
     fsend(f, w);
+}
+
+static void assign(fake *f, uint64_t job, const char *model, const char *data,
+                   int steps, uint64_t ckpt_every)
+{
+    assign_resume(f, job, model, data, steps, ckpt_every, NULL, 0);
 }
 
 /* ---- tests -------------------------------------------------------------------- */
@@ -544,6 +560,25 @@ Test(worker, enrolls_runs_uploads_and_caches, .timeout = 240)
     cr_expect_eq(find_blob(f.served, f.n_served, mh)->gets, 1,
                  "the model was downloaded twice");
     cr_expect_eq(find_blob(f.served, f.n_served, d2h)->gets, 1);
+
+    /* a retried attempt resumes from job 1's checkpoint, not from step 0 */
+    cr_assert(f.ckpt[0]);
+    cr_expect(f.ckpt_step == 2 || f.ckpt_step == 4, "checkpoint at step %lld",
+              (long long)f.ckpt_step);
+    blob *ck = find_blob(f.uploaded, f.n_uploaded, f.ckpt);
+    cr_assert_not_null(ck);
+    serve(&f, ck->bytes, ck->size, NULL);
+    int64_t from = f.ckpt_step;
+    job = 3;
+    assign_resume(&f, job, mh, dh, 6, 2, f.ckpt, (uint64_t)from);
+    cr_assert(pump(&f, 90000, is_done, &job), "job 3 not done (failed: %s)", f.reason);
+    m = find_blob(f.uploaded, f.n_uploaded, f.metrics);
+    cr_assert_not_null(m);
+    char want[64];
+    snprintf(want, sizeof want, "\"start_step\": %lld", (long long)from);
+    char *txt = strndup((const char *)m->bytes, m->size);
+    cr_expect_not_null(strstr(txt, want), "metrics of the resumed job: %s", txt);
+    free(txt);
     stop_worker(&t);
     cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
     fake_close(&f);

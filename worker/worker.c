@@ -591,7 +591,10 @@ static void job_free(worker *w, job *j)
     memset(j, 0, sizeof *j);
 }
 
-static void send_progress(worker *w, job *j)
+/* progress: the attempt's figures now; with ckpt, the checkpoint just
+ * uploaded instead, with its step (the protocol's "a checkpoint at this
+ * step"). */
+static void send_progress_ex(worker *w, job *j, bool ckpt)
 {
     if (!w->ready)
         return;
@@ -600,8 +603,11 @@ static void send_progress(worker *w, job *j)
     double loss = j->loss, tps = j->tps;
     uint64_t peak = j->peak;
     pthread_mutex_unlock(&j->mu);
-    bool has_loss = isfinite(loss) && step > 0;
-    qv_wire_writer *wr = writer(QV_MSG_PROGRESS, 6 + has_loss + !!j->ckpt_hash[0]);
+    ckpt = ckpt && j->ckpt_hash[0];
+    if (ckpt)
+        step = j->ckpt_step;
+    bool has_loss = isfinite(loss) && step > 0 && !ckpt;
+    qv_wire_writer *wr = writer(QV_MSG_PROGRESS, 6 + has_loss + ckpt);
     qv_wire_kv_u64(wr, "job", j->id);
     qv_wire_kv_u64(wr, "attempt", j->attempt);
     qv_wire_kv_u64(wr, "step", (uint64_t)(step > 0 ? step : 0));
@@ -610,11 +616,18 @@ static void send_progress(worker *w, job *j)
     qv_wire_kv_u64(wr, "peak_bytes", peak);
     if (has_loss)
         qv_wire_kv_f64(wr, "loss", loss);
-    if (j->ckpt_hash[0])
+    if (ckpt)
         qv_wire_kv_str(wr, "checkpoint", j->ckpt_hash);
     send_w(w, wr);
-    j->last_progress_ms = now_ms();
-    j->last_sent_step = step;
+    if (!ckpt) {
+        j->last_progress_ms = now_ms();
+        j->last_sent_step = step;
+    }
+}
+
+static void send_progress(worker *w, job *j)
+{
+    send_progress_ex(w, j, false);
 }
 
 /* The training thread's progress callback. */
@@ -640,17 +653,21 @@ static int on_progress(void *user, const qv_train_progress *p)
     if (take && p->phase && !strcmp(p->phase, "train") && !stat(ck, &sb) &&
         sb.st_ino != j->seen_ino) {
         j->seen_ino = sb.st_ino;
+        /* written after the last step that is a multiple of ckpt_every
+         * (this call may come a few steps later when the previous snapshot
+         * was still being uploaded) */
+        int64_t every = j->opts.train.ckpt_every > 0 ? j->opts.train.ckpt_every : 1;
+        int64_t at = (p->step - 1) / every * every;
         char snap[PATH_CAP], hash[65];
         uint64_t size = 0;
-        snprintf(snap, sizeof snap, "%s/ckpt-%lld.gguf", j->dir,
-                 (long long)(p->step - 1));
+        snprintf(snap, sizeof snap, "%s/ckpt-%lld.gguf", j->dir, (long long)at);
         if (!link_or_copy(ck, snap, NULL) &&
             !qv_sha256_file(snap, hash, &size, NULL)) {
             pthread_mutex_lock(&j->mu);
             snprintf(j->snap_path, sizeof j->snap_path, "%s", snap);
             memcpy(j->snap_hash, hash, 65);
             j->snap_size = size;
-            j->snap_step = p->step - 1;
+            j->snap_step = at;
             j->snap_ready = true;
             pthread_mutex_unlock(&j->mu);
         }
@@ -990,12 +1007,7 @@ static void up_done(worker *w, xfer *x)
         j->ckpt_step = x->step;
         wlog(w, "job %llu: checkpoint at step %lld uploaded",
              (unsigned long long)j->id, (long long)x->step);
-        if (x->purpose == P_FINAL_CKPT) {
-            pthread_mutex_lock(&j->mu);
-            j->step = x->step;
-            pthread_mutex_unlock(&j->mu);
-        }
-        send_progress(w, j);
+        send_progress_ex(w, j, true);
     }
     if (x->purpose == P_CKPT)
         unlink(x->path);
@@ -1160,8 +1172,10 @@ static void on_ready(worker *w)
         job *j = &w->jobs[i];
         if (j->state == J_REPORT)
             send_report(w, j);
-        else if (j->state != J_FREE)
+        else if (j->state != J_FREE) {
+            send_progress_ex(w, j, true);
             send_progress(w, j);
+        }
     }
 }
 
