@@ -85,7 +85,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void start_worker(wthread *t, const char *ep)
+static void start_worker_cap(wthread *t, const char *ep, uint64_t cap)
 {
     memset(t, 0, sizeof *t);
     snprintf(t->dir, sizeof t->dir, "/tmp/qvac-worker-XXXXXX");
@@ -97,6 +97,7 @@ static void start_worker(wthread *t, const char *ep)
     t->o.no_tune = true;
     t->o.name = "test-worker";
     t->o.stop = &t->stop;
+    t->o.cache_bytes = cap;
     /* opened here, on the main thread: PoCL's start-up threads trip
      * AddressSanitizer's alternate-stack check when the devices are opened
      * from another thread */
@@ -429,6 +430,11 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+static void start_worker(wthread *t, const char *ep)
+{
+    start_worker_cap(t, ep, 0);
+}
+
 /* ---- fixtures ---------------------------------------------------------------- */
 
 static unsigned char *slurp(const char *path, size_t *n)
@@ -740,4 +746,40 @@ Test(worker, reconnects_and_carries_on_with_its_job, .timeout = 240)
     fake_close(&f);
     free(model);
     free(data);
+}
+
+Test(worker, cache_evicts_least_recently_used_unpinned_blobs, .timeout = 240)
+{
+    cr_assert_geq(sodium_init(), 0);
+    fake f;
+    fake_open(&f);
+    size_t mn, dn, d2n;
+    unsigned char *model = tiny_model(&mn);
+    char *data = tiny_data(1, &dn), *data2 = tiny_data(2, &d2n);
+    char mh[65], dh[65], d2h[65];
+    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
+    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
+    snprintf(d2h, sizeof d2h, "%s", serve(&f, data2, d2n, NULL));
+    wthread t;
+    start_worker_cap(&t, f.ep, mn + d2n);
+    cr_assert(pump(&f, 60000, is_enrolled, NULL));
+    uint64_t job = 21;
+    assign(&f, job, mh, dh, 2, 0);
+    cr_assert(pump(&f, 60000, is_done, &job), "%s", f.reason);
+    /* job 2 needs the model (cached, pinned) and new data: the old data,
+     * least recently used and no longer needed, makes room */
+    job = 22;
+    assign(&f, job, mh, d2h, 2, 0);
+    cr_assert(pump(&f, 60000, is_done, &job), "%s", f.reason);
+    char path[300];
+    snprintf(path, sizeof path, "%s/blobs/%s", t.dir, dh);
+    cr_expect_neq(access(path, F_OK), 0, "the least recently used blob stayed");
+    snprintf(path, sizeof path, "%s/blobs/%s", t.dir, mh);
+    cr_expect_eq(access(path, F_OK), 0, "the model was evicted");
+    cr_expect_eq(find_blob(f.served, f.n_served, mh)->gets, 1);
+    stop_worker(&t);
+    fake_close(&f);
+    free(model);
+    free(data);
+    free(data2);
 }

@@ -1662,10 +1662,27 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
         s = qv_worker_default_cache_dir(w->cache_dir, sizeof w->cache_dir, err);
     snprintf(w->blob_dir, sizeof w->blob_dir, "%s/blobs", w->cache_dir);
     snprintf(w->jobs_dir, sizeof w->jobs_dir, "%s/jobs", w->cache_dir);
+    /* what a killed worker left: job folders and partial blobs */
+    if (!s)
+        rm_rf(w->jobs_dir);
     if (!s)
         s = mkdir_p(w->blob_dir, err);
     if (!s)
         s = mkdir_p(w->jobs_dir, err);
+    if (!s) {
+        DIR *d = opendir(w->blob_dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            char p[PATH_CAP];
+            if (n > 5 && !strcmp(de->d_name + n - 5, ".part") && n < HASH_CAP + 5) {
+                snprintf(p, sizeof p, "%s/%.*s", w->blob_dir, (int)n, de->d_name);
+                unlink(p);
+            }
+        }
+        if (d)
+            closedir(d);
+    }
     if (o->name) {
         snprintf(w->name, sizeof w->name, "%s", o->name);
     } else {
