@@ -1259,8 +1259,8 @@ static void handle(worker *w, qv_wire_msg *m)
         qv_wire_get_str(b, "code", code, sizeof code, NULL);
         qv_wire_get_str(b, "message", msg, sizeof msg, NULL);
         qv_wire_get_str(b, "re", re, sizeof re, NULL);
-        wlog(w, "scheduler: %s: %s%s%s", code, msg, re[0] ? " (re " : "",
-             re[0] ? re : "");
+        wlog(w, "scheduler: %s: %s%s%s%s", code, msg, re[0] ? " (re " : "",
+             re, re[0] ? ")" : "");
         if (!strcmp(code, "denied") &&
             (!strcmp(re, "hello") || !strcmp(re, "enroll") || !re[0])) {
             w->fatal = true;
