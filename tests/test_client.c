@@ -30,7 +30,7 @@ typedef struct fake {
     /* upload received */
     unsigned char *up;
     uint64_t up_size, up_got;
-    char up_hash[QV_SHA256_HEX];
+    char up_hash[QV_WIRE_HASH_MAX + 1];
     int64_t up_granted;     /* credit granted minus bytes received */
     int credit_violation;
     int up_done, puts;
@@ -40,7 +40,7 @@ typedef struct fake {
     char held_hash[QV_SHA256_HEX];
     uint64_t dl_off;
     int64_t dl_credit, dl_max_inflight;
-    char dl_hash[QV_SHA256_HEX];
+    char dl_hash[QV_WIRE_HASH_MAX + 1];
 } fake;
 
 static void send_out(fake *f, zmq_msg_t *id, qv_wire_out *o)
