@@ -65,6 +65,10 @@ typedef struct sess {
     int64_t last_ms;
     char worker[QV_STORE_ID_MAX]; /* after enroll */
     int enrolled;
+    /* the worker handed a job back (failed, retry = true: it is shutting
+     * down or cannot run it now): no new jobs on this connection, so the
+     * retry goes to another worker instead of burning attempts here */
+    int draining;
     dev devs[MAX_DEV];
     int ndev;
     upload ups[MAX_XFER];
@@ -423,7 +427,7 @@ static void dispatch(qv_server *s, int64_t now)
 {
     for (int i = 0; i < MAX_SESS; i++) {
         sess *p = &s->sess[i];
-        if (!p->used || !p->enrolled)
+        if (!p->used || !p->enrolled || p->draining)
             continue;
         for (int k = 0; k < p->ndev; k++) {
             dev *d = &p->devs[k];
@@ -599,6 +603,7 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     if (!p->key[0])
         memcpy(p->key, key, QV_KEY_Z85);
     p->enrolled = 1;
+    p->draining = 0;
     qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
     if (w) {
         qv_wire_kv_u64(w, "worker", strtoull(id, NULL, 10));
@@ -785,6 +790,11 @@ static void on_result(qv_server *s, sess *p, qv_wire_type t,
               reason[0] ? ": " : "", reason, qv_job_state_name(ack.state));
     if (t == QV_MSG_FAILED && !retry)
         logf_(s, "job %" PRIu64 ": the worker says retrying cannot help", job);
+    if (t == QV_MSG_FAILED && retry && ack.verdict != QV_VERDICT_STALE) {
+        p->draining = 1;
+        logf_(s, "worker %s handed job %" PRIu64 " back: no new jobs for it "
+              "until it reconnects", p->worker, job);
+    }
     free_dev_of(p, (int64_t)job);
     send_ack(s, p, job, attempt);
     dispatch(s, now);
