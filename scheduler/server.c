@@ -36,6 +36,7 @@ enum { ROLE_NONE = 0, ROLE_CLIENT, ROLE_WORKER };
 typedef struct dev {
     char id[QV_STORE_ID_MAX], backend[32], name[QV_STORE_ID_MAX];
     uint64_t memory;
+    double score; /* tuned GFLOP/s of ternary_matmul (0: not reported) */
     int64_t job;
     int attempt;
 } dev;
@@ -423,27 +424,67 @@ static void send_assign(qv_server *s, sess *p, dev *d, const qv_assignment *a)
     qv_job_clear(&j);
 }
 
+typedef struct idle_dev {
+    sess *p;
+    dev *d;
+    int order; /* position in the scan, for a stable sort */
+} idle_dev;
+
+/* The fastest device first (tuned ternary_matmul throughput reported at
+ * enrollment), then the order of enrollment. */
+static int by_score(const void *a, const void *b)
+{
+    const idle_dev *x = a, *y = b;
+    if (x->d->score != y->d->score)
+        return x->d->score > y->d->score ? -1 : 1;
+    return x->order - y->order;
+}
+
+/* Hands queued jobs to idle devices: the device with the best tuned
+ * figures asks the store first, so the highest-priority job goes to the
+ * fastest device that can run it. */
 static void dispatch(qv_server *s, int64_t now)
 {
+    int n = 0;
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *p = &s->sess[i];
+        if (p->used && p->enrolled && !p->draining)
+            for (int k = 0; k < p->ndev; k++)
+                n += !p->devs[k].job;
+    }
+    if (!n)
+        return;
+    idle_dev *idle = malloc((size_t)n * sizeof *idle);
+    if (!idle) {
+        logf_(s, "dispatch: out of memory; retried on the next tick");
+        return;
+    }
+    n = 0;
     for (int i = 0; i < MAX_SESS; i++) {
         sess *p = &s->sess[i];
         if (!p->used || !p->enrolled || p->draining)
             continue;
-        for (int k = 0; k < p->ndev; k++) {
-            dev *d = &p->devs[k];
-            if (d->job)
-                continue;
-            qv_assignment a = {0};
-            qv_err e = {0};
-            if (qv_store_dispatch(s->store, p->worker, d->id, d->backend,
-                                  d->memory, now, s->o.lease_ms, &a, &e) != QV_OK) {
-                logf_(s, "dispatch to worker %s device %s: %s", p->worker, d->id, e.msg);
-                continue;
+        for (int k = 0; k < p->ndev; k++)
+            if (!p->devs[k].job) {
+                idle[n] = (idle_dev){p, &p->devs[k], n};
+                n++;
             }
-            if (a.job)
-                send_assign(s, p, d, &a);
-        }
     }
+    qsort(idle, (size_t)n, sizeof idle[0], by_score);
+    for (int i = 0; i < n; i++) {
+        sess *p = idle[i].p;
+        dev *d = idle[i].d;
+        qv_assignment a = {0};
+        qv_err e = {0};
+        if (qv_store_dispatch(s->store, p->worker, d->id, d->backend, d->memory,
+                              now, s->o.lease_ms, &a, &e) != QV_OK) {
+            logf_(s, "dispatch to worker %s device %s: %s", p->worker, d->id, e.msg);
+            continue;
+        }
+        if (a.job)
+            send_assign(s, p, d, &a);
+    }
+    free(idle);
 }
 
 /* Frees devices whose job is no longer theirs (ended, expired, requeued). */
@@ -583,6 +624,8 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
                          : vv->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? (double)vv->via.i64 : -1;
                 if (v >= 0)
                     json_object_set_new(tj, kn, json_real(v));
+                if (v >= 0 && !strcmp(kn, "ternary_matmul"))
+                    nds[i].score = v;
             }
         tuned[i] = json_dumps(tj, JSON_COMPACT);
         json_decref(tj);

@@ -403,3 +403,105 @@ Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* ---- matching -------------------------------------------------------------------- */
+
+/* A raw worker: DEALER, hello + enroll (insecure: no token needed) with one
+ * ref device whose tuned ternary_matmul figure is gflops. */
+static void *fake_worker(void *ctx, const char *ep, const char *name,
+                         double gflops)
+{
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int tmo = 5000, linger = 0;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(sock, ep), 0);
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HELLO, 3, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "role", "worker");
+    qv_wire_kv_str(w, "name", name);
+    qv_wire_kv_str(w, "version", "0.1.0");
+    qv_wire_out o = {0};
+    qv_err e;
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    send_out(sock, &o);
+    qv_wire_out_free(&o);
+    cr_assert_eq(recv_type(sock, NULL, 0), QV_MSG_WELCOME);
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_ENROLL, 3, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "key", "0000000000000000000000000000000000000000");
+    qv_wire_kv_str(w, "name", name);
+    qv_wire_kv_array(w, "devices", 1);
+    qv_wire_w_map(w, 5);
+    qv_wire_kv_str(w, "id", "ref");
+    qv_wire_kv_str(w, "backend", "ref");
+    qv_wire_kv_str(w, "name", "reference");
+    qv_wire_kv_u64(w, "memory", 1u << 30);
+    qv_wire_kv_map(w, "tuned", 1);
+    qv_wire_w_key(w, "ternary_matmul");
+    qv_wire_w_f64(w, gflops);
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    send_out(sock, &o);
+    qv_wire_out_free(&o);
+    char code[32] = "";
+    cr_assert_eq(recv_type(sock, code, sizeof code), QV_MSG_ENROLLED,
+                 "enroll of %s: %s", name, code);
+    return sock;
+}
+
+/* Whether sock receives an assign within ms (messages of other types are
+ * skipped). */
+static int got_assign(void *sock, int ms)
+{
+    int tmo = ms;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    for (int i = 0; i < 20; i++) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, ms) <= 0)
+            return 0;
+        if (recv_type(sock, NULL, 0) == QV_MSG_ASSIGN)
+            return 1;
+    }
+    return 0;
+}
+
+Test(scheduler, a_job_goes_to_the_fastest_idle_device, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    void *ctx = zmq_ctx_new();
+    const char *ep = qv_server_endpoint(s.srv);
+    /* the slow one enrolls first: order alone would pick it */
+    void *slow = fake_worker(ctx, ep, "slow", 5.0);
+    void *fast = fake_worker(ctx, ep, "fast", 50.0);
+    qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    const char *data = "{\"text\": \"arr\"}\n";
+    char dh[QV_SHA256_HEX];
+    bool sent = false;
+    cr_assert_eq(qv_client_upload_mem(c, data, strlen(data), dh, &sent, NULL,
+                                      NULL, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_SUBMIT, 2, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "model", dh);
+    qv_wire_kv_str(w, "data", dh);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_SUBMITTED, &m, &e), QV_OK,
+                 "%s", e.msg);
+    qv_wire_out_free(&o);
+    qv_wire_msg_free(m);
+    cr_expect(got_assign(fast, 3000), "the fast device got no assign");
+    cr_expect_not(got_assign(slow, 300), "the slow device got the job");
+    qv_client_close(&c);
+    zmq_close(slow);
+    zmq_close(fast);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
