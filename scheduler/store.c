@@ -498,6 +498,24 @@ qv_status qv_store_check(qv_store *s, qv_err *err)
     return r;
 }
 
+/* Room for element n of a malloc'd array of capacity *cap, doubled when
+ * full (listings read rows until SQLite says done): the array, moved or
+ * not, or NULL (arr untouched, err set) when memory runs out. */
+static void *grow(void *arr, size_t *cap, size_t n, size_t elem, qv_err *err)
+{
+    if (n < *cap)
+        return arr;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *na = realloc(arr, nc * elem);
+    if (!na) {
+        qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory reading "
+                "a listing");
+        return NULL;
+    }
+    *cap = nc;
+    return na;
+}
+
 /* ---- validation ------------------------------------------------------------ */
 
 int qv_blob_hash_valid(const char *hex)
@@ -929,17 +947,12 @@ qv_status qv_store_events(qv_store *s, int64_t job, int64_t after_id,
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            qv_event *ne = realloc(*events, nc * sizeof *ne);
-            if (!ne) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
-                            "memory listing events");
-                break;
-            }
-            *events = ne;
-            cap = nc;
+        void *grown = grow(*events, &cap, *n, sizeof **events, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *events = grown;
         qv_event *e = &(*events)[(*n)++];
         e->id = sqlite3_column_int64(st, 0);
         e->job = sqlite3_column_int64(st, 1);
@@ -1076,17 +1089,12 @@ qv_status qv_store_list_jobs(qv_store *s, int all, qv_job **jobs, size_t *n,
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            qv_job *nj = realloc(*jobs, nc * sizeof *nj);
-            if (!nj) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
-                            "memory listing jobs");
-                break;
-            }
-            *jobs = nj;
-            cap = nc;
+        void *grown = grow(*jobs, &cap, *n, sizeof **jobs, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *jobs = grown;
         r = job_from_row(st, &(*jobs)[*n], err);
         if (r != QV_OK)
             break;
@@ -1119,17 +1127,12 @@ qv_status qv_store_unrunnable(qv_store *s, int64_t **ids, size_t *n,
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            int64_t *ni = realloc(*ids, nc * sizeof *ni);
-            if (!ni) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
-                            "memory");
-                break;
-            }
-            *ids = ni;
-            cap = nc;
+        void *grown = grow(*ids, &cap, *n, sizeof **ids, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *ids = grown;
         (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
     }
     if (r == QV_OK && rc != SQLITE_DONE)
@@ -1752,17 +1755,12 @@ qv_status qv_store_attempts(qv_store *s, int64_t job, qv_attempt_row **rows,
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 4;
-            qv_attempt_row *nr = realloc(*rows, nc * sizeof *nr);
-            if (!nr) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
-                            "memory");
-                break;
-            }
-            *rows = nr;
-            cap = nc;
+        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *rows = grown;
         qv_attempt_row *a = &(*rows)[(*n)++];
         a->job = sqlite3_column_int64(st, 0);
         a->number = sqlite3_column_int(st, 1);
@@ -1815,17 +1813,12 @@ static qv_status fail_open_attempts(qv_store *s, const char *sql,
         sqlite3_bind_int64(st, 1, int_arg);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            int64_t *ni = realloc(ids, nc * sizeof *ni);
-            if (!ni) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
-                            "memory");
-                break;
-            }
-            ids = ni;
-            cap = nc;
+        void *grown = grow(ids, &cap, n, sizeof *ids, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        ids = grown;
         ids[n++] = sqlite3_column_int64(st, 0);
     }
     if (r == QV_OK && rc != SQLITE_DONE)
@@ -2124,17 +2117,12 @@ qv_status qv_store_list_workers(qv_store *s, qv_worker_row **rows, size_t *n,
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            qv_worker_row *nr = realloc(*rows, nc * sizeof *nr);
-            if (!nr) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of "
-                            "memory");
-                break;
-            }
-            *rows = nr;
-            cap = nc;
+        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *rows = grown;
         qv_worker_row *w = &(*rows)[(*n)++];
         col_copy(st, 0, w->id, sizeof w->id);
         col_copy(st, 1, w->pubkey, sizeof w->pubkey);
