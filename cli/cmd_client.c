@@ -125,6 +125,30 @@ static qv_status ask(qv_client *c, qv_wire_writer *w, qv_wire_type want,
     return st;
 }
 
+/* Finishes w (freeing it) and sends it without waiting for a reply. */
+static qv_status tell(qv_client *c, qv_wire_writer *w, qv_err *err)
+{
+    qv_wire_out out = {0};
+    qv_status st = qv_wire_finish(w, &out, err);
+    qv_wire_writer_free(w);
+    if (!st)
+        st = qv_client_send(c, &out, err);
+    qv_wire_out_free(&out);
+    return st;
+}
+
+/* A message whose only field is `job`, and its reply. */
+static qv_status ask_job(qv_client *c, qv_wire_type t, uint64_t job,
+                         qv_wire_type want, qv_wire_msg **reply, qv_err *err)
+{
+    qv_wire_writer *w = NULL;
+    qv_status st = qv_wire_writer_new(t, 1, &w, err);
+    if (st)
+        return st;
+    qv_wire_kv_u64(w, "job", job);
+    return ask(c, w, want, reply, err);
+}
+
 /* ---- msgpack -> JSON, and record fields ------------------------------------ */
 
 static json_t *to_json(const msgpack_object *o)
@@ -835,36 +859,24 @@ static qv_status send_logs(qv_client *c, uint64_t job, bool follow,
                            uint64_t from, qv_err *err)
 {
     qv_wire_writer *w = NULL;
-    qv_wire_out out = {0};
     qv_status st = qv_wire_writer_new(QV_MSG_LOGS, 3, &w, err);
     if (st)
         return st;
     qv_wire_kv_u64(w, "job", job);
     qv_wire_kv_bool(w, "follow", follow);
     qv_wire_kv_u64(w, "from", from);
-    st = qv_wire_finish(w, &out, err);
-    qv_wire_writer_free(w);
-    if (!st)
-        st = qv_client_send(c, &out, err);
-    qv_wire_out_free(&out);
-    return st;
+    return tell(c, w, err);
 }
 
 static qv_status send_jobs_probe(qv_client *c, uint64_t job, qv_err *err)
 {
     qv_wire_writer *w = NULL;
-    qv_wire_out out = {0};
     qv_status st = qv_wire_writer_new(QV_MSG_JOBS, 2, &w, err);
     if (st)
         return st;
     qv_wire_kv_u64(w, "job", job);
     qv_wire_kv_bool(w, "all", true);
-    st = qv_wire_finish(w, &out, err);
-    qv_wire_writer_free(w);
-    if (!st)
-        st = qv_client_send(c, &out, err);
-    qv_wire_out_free(&out);
-    return st;
+    return tell(c, w, err);
 }
 
 int qv_cmd_logs(int argc, char **argv)
@@ -1016,14 +1028,8 @@ int qv_cmd_cancel(int argc, char **argv)
         return rc;
     qv_err err;
     qv_err_clear(&err);
-    qv_wire_writer *w = NULL;
     qv_wire_msg *m = NULL;
-    if (qv_wire_writer_new(QV_MSG_CANCEL, 1, &w, &err)) {
-        qv_client_close(&c);
-        return qv_cli_error(&err);
-    }
-    qv_wire_kv_u64(w, "job", job);
-    if (ask(c, w, QV_MSG_CANCELLED, &m, &err)) {
+    if (ask_job(c, QV_MSG_CANCEL, job, QV_MSG_CANCELLED, &m, &err)) {
         qv_client_close(&c);
         return qv_cli_error(&err);
     }
@@ -1108,13 +1114,8 @@ int qv_cmd_fetch(int argc, char **argv)
         return rc;
     qv_err err;
     qv_err_clear(&err);
-    qv_wire_writer *w = NULL;
     qv_wire_msg *m = NULL;
-    qv_status st = qv_wire_writer_new(QV_MSG_FETCH, 1, &w, &err);
-    if (!st) {
-        qv_wire_kv_u64(w, "job", job);
-        st = ask(c, w, QV_MSG_RESULT, &m, &err);
-    }
+    qv_status st = ask_job(c, QV_MSG_FETCH, job, QV_MSG_RESULT, &m, &err);
     if (st) {
         qv_client_close(&c);
         return qv_cli_error(&err);

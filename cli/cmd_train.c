@@ -166,11 +166,6 @@ static qv_status load_data(const char *path, qv_dataset **ds, qv_err *err)
     return QV_OK;
 }
 
-static qv_device *pick_device(qv_devlist *devs, const char *want, qv_err *err)
-{
-    return qv_cli_pick_device(devs, want, err);
-}
-
 static qv_tune_cache *open_cache(const char *db)
 {
     char path[1024];
@@ -308,7 +303,7 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
         s = load_data(a->data, &all, err);
     if (!s)
         s = qv_dataset_split(all, a->val_fraction, o->seed, &tr, &va, err);
-    qv_device *dev = s ? NULL : pick_device(devs, a->device, err);
+    qv_device *dev = s ? NULL : qv_cli_pick_device(devs, a->device, err);
     if (!s && !dev)
         s = err->code ? err->code : QV_ERR_NOT_FOUND;
     if (!s) {
@@ -560,7 +555,7 @@ int qv_cmd_generate(int argc, char **argv)
         return qv_cli_error(&err);
     }
     signal(SIGINT, on_sigint);
-    qv_device *dev = pick_device(devs, a.device, &err);
+    qv_device *dev = qv_cli_pick_device(devs, a.device, &err);
     size_t plen = strlen(a.prompt);
     int32_t ctx = m->cfg.ctx;
     int32_t *ids = malloc(((size_t)ctx + plen + (size_t)a.tokens + 2) * 4);
@@ -730,7 +725,7 @@ int qv_cmd_pretrain(int argc, char **argv)
     qv_devlist *devs = NULL;
     if (!s)
         s = qv_devlist_open(&devs, &err);
-    qv_device *dev = s ? NULL : pick_device(devs, a.device, &err);
+    qv_device *dev = s ? NULL : qv_cli_pick_device(devs, a.device, &err);
     if (!s && !dev)
         s = QV_ERR_NOT_FOUND;
     qv_train_result r;
