@@ -67,6 +67,8 @@ struct qv_net {
     qv_buffer *cs, *xq, *xs, *wsD[2], *wsF[3], *dq, *dk, *dv, *attL, *attD,
         *rstd, *dgj, *dH, *dA, *dB, *red;
     size_t red_n;
+    float *red_host;  /* red_n partial sums, read back */
+    float *loss_host; /* T per-token losses, read back */
     cfg_entry cfgs[MAX_CFGS];
     int n_cfgs;
     int have_logits;
@@ -535,6 +537,12 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
     n->red_n = ((size_t)maxp + 1023) / 1024;
     if ((s = buf(n, QV_MEM_WORKSPACE, n->red_n * 4, &n->red, err)))
         goto fail;
+    n->red_host = malloc(n->red_n * 4);
+    n->loss_host = malloc(fT);
+    if (!n->red_host || !n->loss_host) {
+        s = qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        goto fail;
+    }
     /* RoPE table: cs[p, i] = (cos, sin)(p * theta^(-2i/hd)), in double */
     {
         size_t half = (size_t)n->hd / 2, cnt = (size_t)o->seq * half * 2;
@@ -576,6 +584,8 @@ void qv_net_free(qv_net **pn)
         qv_buffer_destroy(&n->params[i].m2);
     }
     free(n->params);
+    free(n->red_host);
+    free(n->loss_host);
     if (n->p_emb < 0)
         qv_buffer_destroy(&n->tok_emb);
     if (n->p_out_norm < 0)
@@ -860,9 +870,7 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
             LAUNCH("embed_bwd", S0, B_(n->ids), B_(dstream),
                    B_(n->params[n->p_emb].g), I_(T), I_(D), I_(V));
     }
-    float *loss = malloc((size_t)T * 4);
-    if (!loss)
-        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    float *loss = n->loss_host;
     s = qv_buffer_read(n->loss, 0, loss, (size_t)T * 4, err);
     if (!s) {
         double sum = 0.0;
@@ -877,7 +885,6 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
         if (count)
             *count += c;
     }
-    free(loss);
     return s;
 }
 
@@ -908,14 +915,10 @@ static qv_status sum_partial(qv_net *n, qv_buffer *x, int32_t count, int mode,
 {
     LAUNCH("reduce_partial", S0, B_(x), B_(n->red), I_(count), I_(mode));
     size_t parts = ((size_t)count + 1023) / 1024;
-    float *h = malloc(parts * 4);
-    if (!h)
-        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
-    qv_status s = qv_buffer_read(n->red, 0, h, parts * 4, err);
+    qv_status s = qv_buffer_read(n->red, 0, n->red_host, parts * 4, err);
     double acc = 0.0;
     for (size_t i = 0; i < parts && !s; i++)
-        acc += h[i];
-    free(h);
+        acc += n->red_host[i];
     *out = acc;
     return s;
 }
