@@ -4,8 +4,8 @@
 #   make asan       the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       fine-tune the built-in model on the built-in data (before/after, compare)
 #   make clean
-# Every target that needs system packages runs scripts/deps.sh first (quiet
-# and quick when all is installed).
+# Every target but clean runs scripts/deps.sh first (quiet and quick when all
+# is installed), before the flags are read: see "Phase 1" below.
 
 VERSION := 0.1.0
 CC      ?= cc
@@ -42,6 +42,26 @@ else
 QV_DEFS += -DQV_NO_VULKAN
 PKGS    := $(filter-out vulkan,$(PKGS))
 endif
+
+# ---- Phase 1: dependencies first --------------------------------------------
+# The flags below come from pkg-config when make reads this file, so the
+# packages must exist before then: a plain `make ...` only runs
+# scripts/deps.sh (install what is missing, or stop with one message naming
+# it, before anything compiles) and then the same goals again in a sub-make
+# with QV_DEPS_CHECKED=1, which reads the flags. Sub-makes inherit it.
+ifeq ($(QV_DEPS_CHECKED),)
+QV_GOALS := $(or $(MAKECMDGOALS),all)
+.PHONY: $(QV_GOALS) qv-deps
+$(QV_GOALS): qv-deps
+	@:
+qv-deps:
+ifneq ($(filter-out clean,$(QV_GOALS)),)
+	@QV_PKGS="$(PKGS)" bash scripts/deps.sh
+endif
+	@$(MAKE) --no-print-directory QV_DEPS_CHECKED=1 $(MAKECMDGOALS)
+
+else
+# ---- Phase 2: the build -----------------------------------------------------
 CLI_SRC := $(wildcard cli/*.c)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -76,10 +96,11 @@ endif
 LIB     := $(BUILD)/libqvac.a
 
 .PHONY: all deps test asan check-asan demo clean bench fuzz
-all: deps $(BUILD)/qvac
+all: $(BUILD)/qvac
 
+# Phase 1 has run scripts/deps.sh already.
 deps:
-	@bash scripts/deps.sh
+	@:
 
 $(BUILD)/qvac: $(CLI_OBJ) $(LIB) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  LD      $@")
@@ -126,7 +147,7 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_EXTRA) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  TEST-LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_EXTRA) $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
 
-test: deps $(BUILD)/qvac $(TESTS)
+test: $(BUILD)/qvac $(TESTS)
 	@set -e; export QVAC_BIN=$(BUILD)/qvac; \
 	for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done
 ifeq ($(SAN),)
@@ -134,7 +155,7 @@ ifeq ($(SAN),)
 endif
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-asan check-asan: deps
+asan check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" \
 	  build-asan/qvac $(patsubst $(BUILD)/%,build-asan/%,$(TESTS))
 	@set -e; export QVAC_BIN=build-asan/qvac ASAN_OPTIONS=detect_leaks=1 \
@@ -157,7 +178,7 @@ asan check-asan: deps
 FUZZ_SECONDS ?= 30
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIBSRC := common/status.c common/half.c kernels/ternary.c $(wildcard formats/*.c) autotune/cache.c train/model.c train/model_io.c
-fuzz: deps
+fuzz:
 	@mkdir -p build-fuzz/corpus
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -I. -Wall -Wextra -Werror \
@@ -213,3 +234,5 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)
+
+endif
