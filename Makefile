@@ -9,7 +9,7 @@
 
 VERSION := 0.1.0
 CC      ?= cc
-PKGS    := OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium
+PKGS    := OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium libpcre2-8
 GLSLC   ?= glslc
 
 BUILD   ?= build
@@ -183,7 +183,7 @@ fuzz:
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -I. -Wall -Wextra -Werror \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson msgpack); \
+	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson msgpack libpcre2-8); \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \

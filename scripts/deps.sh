@@ -20,7 +20,7 @@ DEB_PKGS=(
   libzmq3-dev libmsgpack-dev libsodium-dev libsqlite3-dev
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
   libvulkan-dev mesa-vulkan-drivers glslc vulkan-tools
-  libcriterion-dev libjansson-dev libxxhash-dev
+  libcriterion-dev libjansson-dev libxxhash-dev libpcre2-dev
   libclblast-dev
 )
 
@@ -38,9 +38,10 @@ REQS=(
   "pc:libzmq       libzmq3-dev        zeromq               zeromq-devel"
   "pc:msgpack      libmsgpack-dev     msgpack              msgpack-devel"
   "pc:libsodium    libsodium-dev      libsodium            libsodium-devel"
+  "pc:libpcre2-8   libpcre2-dev       pcre2                pcre2-devel"
   "pc:criterion    libcriterion-dev   criterion            criterion-devel"
 )
-QV_PKGS=${QV_PKGS:-OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium}
+QV_PKGS=${QV_PKGS:-OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium libpcre2-8}
 
 say() { printf 'qvac deps: %s\n' "$*" >&2; }
 
