@@ -117,6 +117,19 @@ static int parse_args(int argc, char **argv, targs *a)
         else if (!strcmp(o, "--kv-heads")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_kv_heads = (int32_t)n; }
         else if (!strcmp(o, "--ffn")) { if (!(rc = parse_int(a->cmd, o, v, 1, 262144, &n))) a->mc.ffn_dim = (int32_t)n; }
         else if (!strcmp(o, "--ctx")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->mc.ctx = (int32_t)n; }
+        else if (!strcmp(o, "--act")) {
+            if (!strcmp(v, "silu")) a->mc.act = QV_ACT_SILU;
+            else if (!strcmp(v, "relu2")) a->mc.act = QV_ACT_RELU2;
+            else return qv_cli_usage(a->cmd, "--act is silu or relu2");
+        } else if (!strcmp(o, "--rope")) {
+            if (!strcmp(v, "neox")) a->mc.rope_neox = 1;
+            else if (!strcmp(v, "norm")) a->mc.rope_neox = 0;
+            else return qv_cli_usage(a->cmd, "--rope is neox or norm");
+        } else if (!strcmp(o, "--head")) {
+            if (!strcmp(v, "tied")) a->mc.tied = 1;
+            else if (!strcmp(v, "untied")) a->mc.tied = 0;
+            else return qv_cli_usage(a->cmd, "--head is tied or untied");
+        }
         else return qv_cli_usage(a->cmd, "unknown option '%s'", o);
         if (rc)
             return rc;
@@ -126,17 +139,34 @@ static int parse_args(int argc, char **argv, targs *a)
 
 /* ---- what a run starts from ------------------------------------------------ */
 
+/* What the load did that the user should know (weights quantised at load,
+ * a legacy file's semantics), to stderr. */
+static qv_status print_notes(qv_status s, qv_model *const *mp)
+{
+    if (s || !*mp || !(*mp)->notes[0])
+        return s;
+    const char *p = (*mp)->notes;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        int n = e ? (int)(e - p) : (int)strlen(p);
+        fprintf(stderr, "qvac: note: %.*s\n", n, p);
+        p += n + (e ? 1 : 0);
+    }
+    return s;
+}
+
 static qv_status load_model(const char *path, qv_model **m, qv_err *err)
 {
     if (path)
-        return qv_model_load(path, m, err);
+        return print_notes(qv_model_load(path, m, err), m);
     const qv_embedded_file *f = qv_embedded_find(BUILTIN_MODEL);
     if (!f)
         return qv_fail(err, QV_ERR_NOT_FOUND,
                        "this build has no built-in model (data/model/qvac-tiny.gguf "
                        "was missing when it was built); pass --model FILE or run "
                        "`qvac pretrain` and rebuild");
-    return qv_model_load_mem(f->data, f->size, "built-in model", m, err);
+    return print_notes(qv_model_load_mem(f->data, f->size, "built-in model", m, err),
+                       m);
 }
 
 static qv_status load_data(const char *path, qv_dataset **ds, qv_err *err)
@@ -651,14 +681,19 @@ void qv_help_pretrain(FILE *out)
     fprintf(out,
         "usage: qvac pretrain [--data TEXT_FILE] [--out MODEL.gguf] [--device ID]\n"
         "                     [--dim D] [--layers L] [--heads H] [--kv-heads H] [--ffn F]\n"
-        "                     [--ctx C] [--steps N] [--lr LR] [--batch B] [--seq-len S]\n"
-        "                     [--seed N] [--ckpt-every N] [--resume DIR]\n\n"
+        "                     [--ctx C] [--act silu|relu2] [--rope neox|norm]\n"
+        "                     [--head tied|untied] [--steps N] [--lr LR] [--batch B]\n"
+        "                     [--seq-len S] [--seed N] [--ckpt-every N] [--resume DIR]\n\n"
         "Trains a BitNet b1.58 model from scratch with quantisation-aware training (f32\n"
         "shadow weights, ternary forward, straight-through estimator) on plain text, and\n"
         "writes it as GGUF (TQ2_0 weights where rows are multiples of 256). This is how\n"
         "the built-in model is made (see docs/data.md for the exact command).\n"
         "Defaults: the built-in corpus; dim 256, 3 layers, 4 heads (2 kv), ffn 512,\n"
-        "ctx 128, squared ReLU, sub-norms; 2000 steps of 4 x 128 tokens at lr 3e-3.\n");
+        "ctx 128; 2000 steps of 4 x 128 tokens at lr 3e-3. The defaults are llama.cpp's\n"
+        "'bitnet' graph exactly (SiLU-gated FFN, sub-norms, NEOX RoPE, head tied to the\n"
+        "embedding) and the file says 'bitnet'; --act relu2 with the tied head and NEOX\n"
+        "RoPE is BitNet b1.58 2B4T ('" QV_ARCH_B158_NAME "'); any other choice is written\n"
+        "as 'qvac-bitnet' with its semantics as explicit keys (docs/formats.md).\n");
 }
 
 int qv_cmd_pretrain(int argc, char **argv)
@@ -668,7 +703,8 @@ int qv_cmd_pretrain(int argc, char **argv)
     a.mc = (qv_model_config){
         .vocab = QV_TOK_VOCAB, .dim = 256, .n_layers = 3, .n_heads = 4,
         .n_kv_heads = 2, .ffn_dim = 512, .ctx = 128, .rope_theta = 10000.0f,
-        .norm_eps = 1e-5f, .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0,
+        .norm_eps = 1e-5f, .act = QV_ACT_SILU, .sub_norm = 1, .tied = 1,
+        .rope_neox = 1,
     };
     a.o.full = 1;
     a.o.steps = 2000;

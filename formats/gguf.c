@@ -47,10 +47,15 @@ static int ggml_type_info(uint32_t type, uint64_t *blck, uint64_t *bytes)
     switch (type) {
     case QV_GGML_F32: *blck = 1; *bytes = 4; return 1;
     case QV_GGML_F16: *blck = 1; *bytes = 2; return 1;
+    case QV_GGML_BF16: *blck = 1; *bytes = 2; return 1;
+    case QV_GGML_Q8_0: *blck = 32; *bytes = 34; return 1;
+    case QV_GGML_Q6_K: *blck = 256; *bytes = 210; return 1;
     case QV_GGML_I8: *blck = 1; *bytes = 1; return 1;
     case QV_GGML_I32: *blck = 1; *bytes = 4; return 1;
     case QV_GGML_TQ1_0: *blck = 256; *bytes = 54; return 1;
     case QV_GGML_TQ2_0: *blck = 256; *bytes = 66; return 1;
+    /* 4 weights a byte; the 32-byte tail is added in tensor_nbytes */
+    case QV_GGML_I2_S: *blck = 128; *bytes = 32; return 1;
     default: return 0;
     }
 }
@@ -60,15 +65,19 @@ const char *qv_ggml_type_name(uint32_t type)
     switch (type) {
     case QV_GGML_F32: return "F32";
     case QV_GGML_F16: return "F16";
+    case QV_GGML_BF16: return "BF16";
+    case QV_GGML_Q8_0: return "Q8_0";
+    case QV_GGML_Q6_K: return "Q6_K";
     case QV_GGML_I8: return "I8";
     case QV_GGML_I32: return "I32";
     case QV_GGML_TQ1_0: return "TQ1_0";
     case QV_GGML_TQ2_0: return "TQ2_0";
+    case QV_GGML_I2_S: return "I2_S";
     default: return NULL;
     }
 }
 
-#define SUPPORTED_TYPES "F32 (0), F16 (1), I8 (24), I32 (26), TQ1_0 (34), TQ2_0 (35)"
+#define SUPPORTED_TYPES "F32 (0), F16 (1), Q8_0 (8), Q6_K (14), I8 (24), I32 (26), BF16 (30), TQ1_0 (34), TQ2_0 (35), I2_S (36)"
 
 /* Shape/size check shared by reader and writer. Returns 0 on success, 1 for
  * an unsupported type, 2 for a bad shape (why says which). ne are u64 so
@@ -112,6 +121,13 @@ static int tensor_nbytes(uint32_t type, uint32_t n_dims, const uint64_t *ne,
         return 2;
     }
     *nbytes = blocks * bsize;
+    if (type == QV_GGML_I2_S) { /* the fork's ggml_nbytes: + 32 for the scale */
+        if (*nbytes > SIZE_MAX - 32) {
+            snprintf(why, whylen, "byte size overflows");
+            return 2;
+        }
+        *nbytes += 32;
+    }
     return 0;
 }
 

@@ -62,10 +62,16 @@ typedef enum qv_gguf_type {
 typedef enum qv_ggml_type {
     QV_GGML_F32 = 0,    /* 4 bytes per element */
     QV_GGML_F16 = 1,    /* 2 */
+    QV_GGML_Q8_0 = 8,   /* 34-byte blocks of 32: f16 d, 32 x int8 */
+    QV_GGML_Q6_K = 14,  /* 210-byte blocks of 256 (ggml's block_q6_K) */
     QV_GGML_I8 = 24,    /* 1 */
     QV_GGML_I32 = 26,   /* 4 */
     QV_GGML_TQ1_0 = 34, /* 54-byte blocks of 256 (formats/tq.h) */
-    QV_GGML_TQ2_0 = 35  /* 66-byte blocks of 256 */
+    QV_GGML_TQ2_0 = 35, /* 66-byte blocks of 256 */
+    QV_GGML_BF16 = 30,  /* 2 */
+    QV_GGML_I2_S = 36   /* bitnet.cpp's fork: 2 bits per weight in blocks of
+                           128, then a 32-byte tail holding the f32 scale:
+                           elements / 4 + 32 bytes (formats/i2s.h) */
 } qv_ggml_type;
 
 /* Short names: "u32", "string", "array" ...; "F32", "TQ2_0" ...; NULL for

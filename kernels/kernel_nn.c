@@ -265,9 +265,11 @@ const qv_kernel_decl qv_k_rmsnorm_bwd = {
 };
 
 /* ---- rope ------------------------------------------------------------------ */
-/* X (T, H*hd) inout | cs (S, hd/2, 2) | T | H | hd | S | sign
- * Rotary embedding of adjacent pairs (llama.cpp's "normal" RoPE): for row t,
- * position p = t % S, pair i of every head:
+/* X (T, H*hd) inout | cs (S, hd/2, 2) | T | H | hd | S | sign | neox
+ * Rotary embedding: for row t, position p = t % S, pair i of every head,
+ * the pair being elements (2i, 2i+1) of the head when neox = 0 (llama.cpp's
+ * LLAMA_ROPE_TYPE_NORM) and (i, i + hd/2) when neox = 1 (LLAMA_ROPE_TYPE_NEOX,
+ * what llama.cpp's `bitnet` uses):
  *   c = cs[p,i,0], s = sign * cs[p,i,1]
  *   (x0, x1) <- (x0*c - x1*s, x0*s + x1*c)
  * The cos/sin table is made on the host (in double) so every device agrees;
@@ -279,6 +281,7 @@ static qv_status rope_check(const qv_kernel_decl *k, const qv_arg *a,
     qv_status s;
     if (POS(2) || POS(3) || POS(4) || POS(5) ||
         (s = qv_need_range(k, a, 6, -1, 1, err)) ||
+        (s = qv_need_range(k, a, 7, 0, 1, err)) ||
         (s = qv_need_elems(k, "X", ai(a, 2), (int64_t)ai(a, 3) * ai(a, 4), err)) ||
         (s = qv_need_elems(k, "cs", ai(a, 5), ai(a, 4), err)))
         return s;
@@ -309,13 +312,14 @@ static void rope_example(qv_shape s, qv_arg *a)
     a[4] = QV_ARG_I(hd < 2 ? 2 : hd & ~1);
     a[5] = QV_ARG_I(s.M > 2 ? s.M / 2 : 1);
     a[6] = QV_ARG_I(s.K % 2 ? -1 : 1);
+    a[7] = QV_ARG_I(s.N % 2);
 }
 
 const qv_kernel_decl qv_k_rope = {
     .name = "rope",
-    .summary = "rotary position embedding of adjacent pairs, in place; "
-               "sign -1 is its backward",
-    .n_args = 7,
+    .summary = "rotary position embedding (adjacent or NEOX pairs), in "
+               "place; sign -1 is its backward",
+    .n_args = 8,
     .args = {
         {"X", QV_ARG_BUF, QV_T_F32, QV_INOUT},
         {"cs", QV_ARG_BUF, QV_T_F32, QV_IN},
@@ -324,6 +328,7 @@ const qv_kernel_decl qv_k_rope = {
         {"hd", QV_ARG_I32, QV_T_NONE, 0},
         {"S", QV_ARG_I32, QV_T_NONE, 0},
         {"sign", QV_ARG_I32, QV_T_NONE, 0},
+        {"neox", QV_ARG_I32, QV_T_NONE, 0},
     },
     EW_PARAMS,
     .n_stages = 1,

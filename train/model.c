@@ -26,6 +26,17 @@ static uint64_t qv_rng_next(qv_rng *r)
 static const char *lin_names[QV_LIN_COUNT] = {"q",    "k",  "v",   "o",
                                               "gate", "up", "down"};
 
+const char *qv_arch_name(qv_arch a)
+{
+    switch (a) {
+    case QV_ARCH_BITNET: return "bitnet";
+    case QV_ARCH_BITNET_B158: return "bitnet-b1.58";
+    case QV_ARCH_QVAC: return "qvac-bitnet";
+    case QV_ARCH_BITNET_LEGACY: return "bitnet (qvac 0.1 keys)";
+    }
+    return "?";
+}
+
 const char *qv_lin_name(qv_lin_id id)
 {
     return id < QV_LIN_COUNT ? lin_names[id] : "?";
@@ -234,6 +245,9 @@ static qv_status init(const qv_model_config *cfg, uint64_t seed, int shadow,
     if (!m)
         return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
     m->cfg = *cfg;
+    m->cfg.arch = (int)qv_model_config_arch(cfg);
+    if (!(m->cfg.rope_freq_scale > 0.0f))
+        m->cfg.rope_freq_scale = 1.0f;
     qv_rng r = {seed ^ 0x5eedb17e7ull};
     size_t VD = (size_t)cfg->vocab * (size_t)cfg->dim;
     m->tok_emb = malloc(VD * sizeof(float));
@@ -264,6 +278,7 @@ static qv_status init(const qv_model_config *cfg, uint64_t seed, int shadow,
         for (int i = 0; i < QV_LIN_COUNT; i++) {
             qv_linear *lin = &L->lin[i];
             qv_model_lin_shape(cfg, (qv_lin_id)i, &lin->N, &lin->K);
+            lin->lora_mul = 1.0f;
             size_t n = (size_t)lin->N * (size_t)lin->K;
             lin->q = malloc(n);
             if (!lin->q)

@@ -38,6 +38,28 @@ void qv_lin_format_targets(unsigned mask, char *buf, size_t n);
 
 enum { QV_ACT_SILU = 0, QV_ACT_RELU2 = 1 };
 
+/* The architecture a file names (general.architecture) and so the runtime
+ * whose semantics qvac reproduces (docs/formats.md, "Architectures"):
+ *   QV_ARCH_BITNET       "bitnet": llama.cpp's graph (SiLU-gated FFN,
+ *                        sub-norms, NEOX RoPE, head tied to token_embd)
+ *   QV_ARCH_BITNET_B158  "bitnet-b1.58": BitNet b1.58 2B4T as bitnet.cpp
+ *                        computes it (squared-ReLU FFN, sub-norms, tied)
+ *   QV_ARCH_QVAC         "qvac-bitnet": qvac's own variants; every
+ *                        semantic is an explicit key
+ *   QV_ARCH_BITNET_LEGACY "bitnet" written by qvac <= 0.1.0 with qvac.*
+ *                        keys: read as those keys say (adjacent RoPE) */
+/* bitnet.cpp's name for the 2B4T architecture, and its RoPE pairing. */
+#define QV_ARCH_B158_NAME "bitnet-b1.58"
+#define QV_ARCH_B158_NEOX 1
+
+typedef enum {
+    QV_ARCH_BITNET = 0,
+    QV_ARCH_BITNET_B158,
+    QV_ARCH_QVAC,
+    QV_ARCH_BITNET_LEGACY
+} qv_arch;
+const char *qv_arch_name(qv_arch a);
+
 typedef struct qv_model_config {
     int32_t vocab;      /* tokens */
     int32_t dim;        /* residual width */
@@ -51,7 +73,18 @@ typedef struct qv_model_config {
     int act;            /* QV_ACT_SILU or QV_ACT_RELU2 */
     int sub_norm;       /* BitNet sub-norms before o and down */
     int tied;           /* output head = token embedding */
+    int rope_neox;      /* RoPE pairs (i, i+hd/2) (llama.cpp NEOX) or, when
+                           0, adjacent pairs (2i, 2i+1) (llama.cpp NORM) */
+    float rope_freq_scale; /* positions multiplied by this (linear RoPE
+                              scaling: 1 / factor); 0 is read as 1 */
+    int arch;           /* qv_arch: what qv_model_save writes */
 } qv_model_config;
+
+/* The architecture whose reference runtime computes exactly what c means
+ * (what qv_model_save writes): llama.cpp's `bitnet` (SiLU, sub-norms, NEOX,
+ * tied), bitnet.cpp's 2B4T (the same with squared ReLU), else qvac's own
+ * `qvac-bitnet` with every semantic as a key. */
+qv_arch qv_model_config_arch(const qv_model_config *c);
 
 /* Checks a configuration: positive sizes, heads divide dim, head dim even
  * and at most 128, kv heads divide heads. */
@@ -71,7 +104,12 @@ void qv_model_lin_shape(const qv_model_config *c, qv_lin_id id, int32_t *N,
  * NULL. */
 typedef struct qv_linear {
     int32_t N, K;
-    float scale;
+    float scale;     /* every per-tensor scale of the file folded in */
+    float lora_mul;  /* the LoRA term's multiplier: 1, or for gate and up
+                        the file's "<name>.scale" tensor, which llama.cpp's
+                        build_ffn applies after the adapter is added (q, k,
+                        v, o and down apply theirs before: folded in scale
+                        only). 0 is read as 1. */
     int8_t *q;  /* (N, K) in {-1, 0, 1} */
     float *w;   /* (N, K) or NULL */
 } qv_linear;
@@ -90,6 +128,10 @@ typedef struct qv_model {
     float *out_norm; /* (dim) */
     float *head;     /* (vocab, dim), NULL when tied */
     qv_layer *layers;
+    /* What qv_model_load did that a user should know (weights quantised
+     * at load, a legacy file's semantics), one line each; "" when none.
+     * Callers print it. */
+    char notes[1024];
 } qv_model;
 
 /* Allocates a model of shape cfg with weights drawn from seed: embedding

@@ -24,6 +24,7 @@ typedef struct param {
 typedef struct lin_dev {
     int32_t N, K;
     float scale;
+    float lora_scale;  /* the net's alpha / r times the linear's lora_mul */
     qv_buffer *packed; /* ternary */
     qv_buffer *w16;    /* f16 */
     qv_buffer *w32;    /* ternary with ste_surrogate: q * scale in f32 */
@@ -53,7 +54,9 @@ struct qv_net {
     int32_t T, D, F, V, Hq, Hkv, hd, kvd, r;
     float lora_scale;
     /* frozen (or shadow-trained) non-linear weights; frozen embeddings and
-     * head are held in IEEE half (emb16), trained ones in f32 */
+     * head are held in IEEE half (emb16) when every value is a half
+     * exactly (an F16 or BF16 file: half the memory, the same function),
+     * else, and when trained, in f32 */
     qv_buffer *tok_emb, *out_norm, *head;
     int emb16;
     int p_emb, p_out_norm, p_head;
@@ -279,6 +282,15 @@ static qv_status add_f32(qv_net *n, const char *name, int layer, int32_t rows,
 }
 
 /* A frozen matrix in IEEE half. */
+/* 1 when every value survives the round trip through IEEE half. */
+static int f16_exact(const float *v, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (qv_f16_to_f32(qv_f32_to_f16(v[i])) != v[i])
+            return 0;
+    return 1;
+}
+
 static qv_status upload_f16(qv_net *n, const float *host, size_t count,
                             qv_buffer **b, qv_err *err)
 {
@@ -306,6 +318,7 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
     ld->N = hl->N;
     ld->K = hl->K;
     ld->scale = hl->scale;
+    ld->lora_scale = n->lora_scale * (hl->lora_mul != 0.0f ? hl->lora_mul : 1.0f);
     ld->shadow = ld->pa = ld->pb = -1;
     size_t NK = (size_t)hl->N * (size_t)hl->K;
     qv_status s = QV_OK;
@@ -435,7 +448,9 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
     }
     /* embedding, final norm, head */
-    n->emb16 = !o->full;
+    size_t VD = (size_t)V * (size_t)D;
+    n->emb16 = !o->full && f16_exact(m->tok_emb, VD) &&
+               (m->cfg.tied || f16_exact(m->head, VD));
     if (n->emb16) {
         if ((s = upload_f16(n, m->tok_emb, (size_t)V * (size_t)D, &n->tok_emb, err)) ||
             (!m->cfg.tied &&
@@ -543,7 +558,8 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         s = qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
         goto fail;
     }
-    /* RoPE table: cs[p, i] = (cos, sin)(p * theta^(-2i/hd)), in double */
+    /* RoPE table: cs[p, i] = (cos, sin)(p * fs * theta^(-2i/hd)), in double
+     * (fs: the linear scaling's 1 / factor; ggml_rope_ext's freq_scale) */
     {
         size_t half = (size_t)n->hd / 2, cnt = (size_t)o->seq * half * 2;
         float *cs = malloc(cnt * 4);
@@ -555,8 +571,10 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
             for (size_t i = 0; i < half; i++) {
                 double f = pow((double)m->cfg.rope_theta,
                                -2.0 * (double)i / (double)n->hd);
-                cs[((size_t)p * half + i) * 2] = (float)cos(p * f);
-                cs[((size_t)p * half + i) * 2 + 1] = (float)sin(p * f);
+                double fs = m->cfg.rope_freq_scale > 0.0f
+                                ? (double)m->cfg.rope_freq_scale : 1.0;
+                cs[((size_t)p * half + i) * 2] = (float)cos(p * fs * f);
+                cs[((size_t)p * half + i) * 2 + 1] = (float)sin(p * fs * f);
             }
         s = qv_buffer_write(n->cs, 0, cs, cnt * 4, err);
         free(cs);
@@ -657,7 +675,7 @@ static qv_status lin_fwd(qv_net *n, int l, int i, qv_buffer *X, qv_buffer *Y,
     if (ld->pa >= 0)
         LAUNCH("lora_fwd", SH(T, N, K, n->r), B_(X), B_(n->params[ld->pa].p),
                B_(n->params[ld->pb].p), B_(ld->H), B_(Y), I_(T), I_(N), I_(K),
-               I_(n->r), F_(n->lora_scale));
+               I_(n->r), F_(ld->lora_scale));
     return QV_OK;
 }
 
@@ -683,7 +701,7 @@ static qv_status lin_bwd(qv_net *n, int l, int i, qv_buffer *X, qv_buffer *dY,
         param *A = &n->params[ld->pa], *B = &n->params[ld->pb];
         LAUNCH("lora_bwd", SH(T, N, K, n->r), B_(X), B_(A->p), B_(B->p),
                B_(ld->H), B_(dY), B_(n->dH), B_(n->dA), B_(n->dB), B_(dst),
-               I_(T), I_(N), I_(K), I_(n->r), F_(n->lora_scale));
+               I_(T), I_(N), I_(K), I_(n->r), F_(ld->lora_scale));
         qv_status s;
         if ((s = axpby(n, n->dA, A->g, A->n, 1.0f, 1.0f, err)) ||
             (s = axpby(n, n->dB, B->g, B->n, 1.0f, 1.0f, err)))
@@ -714,9 +732,9 @@ static qv_status layer_fwd(qv_net *n, int l, qv_err *err)
         (s = lin_fwd(n, l, QV_LIN_V, L->xn1, L->v, err)))
         return s;
     LAUNCH("rope", S0, B_(L->q), B_(n->cs), I_(T), I_(n->Hq), I_(n->hd),
-           I_(n->o.seq), I_(1));
+           I_(n->o.seq), I_(1), I_(n->cfg.rope_neox));
     LAUNCH("rope", S0, B_(L->k), B_(n->cs), I_(T), I_(n->Hkv), I_(n->hd),
-           I_(n->o.seq), I_(1));
+           I_(n->o.seq), I_(1), I_(n->cfg.rope_neox));
     LAUNCH("attention", S0, B_(L->q), B_(L->k), B_(L->v), B_(L->att),
            I_(n->o.batch), I_(n->o.seq), I_(n->Hq), I_(n->Hkv), I_(n->hd),
            F_(1.0f / sqrtf((float)n->hd)));
@@ -796,9 +814,9 @@ static qv_status layer_bwd(qv_net *n, int l, qv_buffer *dx, qv_err *err)
            I_(n->o.batch), I_(n->o.seq), I_(n->Hq), I_(n->Hkv), I_(n->hd),
            F_(1.0f / sqrtf((float)n->hd)));
     LAUNCH("rope", S0, B_(n->dq), B_(n->cs), I_(T), I_(n->Hq), I_(n->hd),
-           I_(n->o.seq), I_(-1));
+           I_(n->o.seq), I_(-1), I_(n->cfg.rope_neox));
     LAUNCH("rope", S0, B_(n->dk), B_(n->cs), I_(T), I_(n->Hkv), I_(n->hd),
-           I_(n->o.seq), I_(-1));
+           I_(n->o.seq), I_(-1), I_(n->cfg.rope_neox));
     /* datt is free now: wsD[0] or wsD[1] is the sum, the other the tmp */
     qv_buffer *sum = n->wsD[0], *tmp = n->wsD[1];
     if ((s = lin_bwd(n, l, QV_LIN_Q, L->xn1, n->dq, sum, 0, NULL, err)) ||

@@ -99,7 +99,7 @@ static qv_status ref_launch(qv_device *dev, const qv_kernel_decl *k,
         qv_ref_rmsnorm_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]),
                            bp(&a[4]), bp(&a[5]), I(6), I(7), F(8));
     else if (!strcmp(n, "rope"))
-        qv_ref_rope(bp(&a[0]), bp(&a[1]), I(2), I(3), I(4), I(5), I(6));
+        qv_ref_rope(bp(&a[0]), bp(&a[1]), I(2), I(3), I(4), I(5), I(6), I(7));
     else if (!strcmp(n, "attention"))
         qv_ref_attention(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]), I(4),
                          I(5), I(6), I(7), I(8), F(9));

@@ -57,7 +57,7 @@ void qv_ref_rmsnorm_bwd(const float *x, const float *g, const float *dy,
                         float *rstd, float *dx, float *dg, int T, int D,
                         float eps);
 void qv_ref_rope(float *x, const float *cs, int T, int H, int hd, int S,
-                 int sign);
+                 int sign, int neox);
 void qv_ref_attention(const float *q, const float *k, const float *v,
                       float *o, int B, int S, int Hq, int Hkv, int hd,
                       float scale);

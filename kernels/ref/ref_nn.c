@@ -122,18 +122,20 @@ void qv_ref_rmsnorm_bwd(const float *x, const float *g, const float *dy,
 }
 
 void qv_ref_rope(float *x, const float *cs, int T, int H, int hd, int S,
-                 int sign)
+                 int sign, int neox)
 {
     for (int t = 0; t < T; t++) {
         int p = t % S;
         for (int h = 0; h < H; h++)
             for (int i = 0; i < hd / 2; i++) {
-                float *v = x + (size_t)t * H * hd + (size_t)h * hd + 2 * i;
+                float *v = x + (size_t)t * H * hd + (size_t)h * hd;
+                float *v0 = neox ? v + i : v + 2 * i;
+                float *v1 = neox ? v + i + hd / 2 : v + 2 * i + 1;
                 float c = cs[((size_t)p * (hd / 2) + i) * 2];
                 float s = (float)sign * cs[((size_t)p * (hd / 2) + i) * 2 + 1];
-                float x0 = v[0], x1 = v[1];
-                v[0] = x0 * c - x1 * s;
-                v[1] = x0 * s + x1 * c;
+                float x0 = *v0, x1 = *v1;
+                *v0 = x0 * c - x1 * s;
+                *v1 = x0 * s + x1 * c;
             }
     }
 }

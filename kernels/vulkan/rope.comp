@@ -2,15 +2,16 @@
 #extension GL_GOOGLE_include_directive : require
 // kernels/vulkan/rope.comp — rope, in place: one invocation per pair
 // (x along the H*hd/2 pairs of a row, y along the T rows). Row t is at
-// position p = t % S; pair i of each head turns by (c, sign*s) from the host
-// table cs (S, hd/2, 2): (x0, x1) <- (x0*c - x1*s, x0*s + x1*c).
+// position p = t % S; pair i of each head (elements 2i, 2i+1 when neox = 0,
+// i, i + hd/2 when neox = 1) turns by (c, sign*s) from the host table
+// cs (S, hd/2, 2): (x0, x1) <- (x0*c - x1*s, x0*s + x1*c).
 // Maths: kernels/ref/ref_nn.c.
 
 #include "ew_common.glsl"
 
 layout(binding = 0) buffer BX { float X[]; };
 layout(binding = 1) readonly buffer BCS { float cs[]; };
-layout(push_constant) uniform PC { int T; int H; int hd; int S; int sign; } pc;
+layout(push_constant) uniform PC { int T; int H; int hd; int S; int sign; int neox; } pc;
 
 void main()
 {
@@ -24,8 +25,10 @@ void main()
     uint c0 = (p * half_hd + i) * 2u;
     float c = cs[c0];
     float s = float(pc.sign) * cs[c0 + 1u];
-    uint o = t * uint(pc.H) * uint(pc.hd) + 2u * q;
-    float x0 = X[o], x1 = X[o + 1u];
-    X[o] = x0 * c - x1 * s;
-    X[o + 1u] = x0 * s + x1 * c;
+    uint row = t * uint(pc.H) * uint(pc.hd);
+    uint o0 = pc.neox != 0 ? row + (q / half_hd) * uint(pc.hd) + i : row + 2u * q;
+    uint o1 = pc.neox != 0 ? o0 + half_hd : o0 + 1u;
+    float x0 = X[o0], x1 = X[o1];
+    X[o0] = x0 * c - x1 * s;
+    X[o1] = x0 * s + x1 * c;
 }
