@@ -25,6 +25,8 @@ static const qv_cmd commands[] = {
      qv_cmd_generate, qv_help_generate},
     {"pretrain", "train a BitNet model from scratch (quantisation-aware)",
      qv_cmd_pretrain, qv_help_pretrain},
+    {"inspect", "what a GGUF model file is, and whether qvac can fine-tune it",
+     qv_cmd_inspect, qv_help_inspect},
     {"scheduler", "run the scheduler (jobs, blobs, workers) on this machine",
      qv_cmd_scheduler, qv_help_scheduler},
     {"token", "print a one-time worker enrollment token", qv_cmd_token,

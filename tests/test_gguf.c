@@ -430,6 +430,28 @@ Test(gguf, empty_writer_is_a_valid_file)
     qv_gguf_writer_free(w);
 }
 
+/* llama.cpp's vocabulary-only files (models/ggml-vocab-*.gguf) end right
+ * after the KVs: with no tensors there is no data section to pad to, and
+ * gguf_init_from_file does not seek to one. */
+Test(gguf, no_tensors_needs_no_padding)
+{
+    qv_gguf_writer *w;
+    qv_err e;
+    cr_assert_eq(qv_gguf_writer_new(&w, &e), QV_OK);
+    uint8_t *buf;
+    size_t n;
+    cr_assert_eq(qv_gguf_write_mem(w, &buf, &n, &e), QV_OK);
+    qv_gguf *g = NULL;
+    cr_assert_eq(qv_gguf_parse(buf, 57, &g, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_gguf_tensor_count(g), 0);
+    cr_assert_eq(qv_gguf_data_offset(g), 57);
+    qv_gguf_free(g);
+    /* a KV cut short is still truncation */
+    cr_assert_eq(qv_gguf_parse(buf, 56, &g, &e), QV_ERR_CORRUPT);
+    free(buf);
+    qv_gguf_writer_free(w);
+}
+
 Test(gguf, hand_file_alignment_64_and_unordered_offsets)
 {
     bb x;

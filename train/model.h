@@ -161,14 +161,28 @@ void qv_model_count(const qv_model_config *c, uint64_t *ternary,
 
 /* ---- GGUF (train/model_io.c) --------------------------------------------- */
 
-/* Writes m as GGUF v3, architecture "bitnet": BitLinear weights as TQ2_0
- * where K is a multiple of 256, else as I8 codes plus an F32 scale tensor
- * "<name>.scale"; embeddings, head and norms as F32. */
+/* Writes m as GGUF v3 under qv_model_config_arch(&m->cfg) with that
+ * architecture's keys: BitLinear weights as TQ2_0 where K is a multiple of
+ * 256, else as I8 codes plus an F32 scale tensor "<name>.scale";
+ * embeddings, head and norms as F32. No tokenizer.ggml.* keys: the byte
+ * vocabulary is marked qvac.tokenizer = "bytes". */
 qv_status qv_model_save(const qv_model *m, const char *path, qv_err *err);
-/* Reads a model written by qv_model_save (or a llama.cpp `bitnet` GGUF with
- * TQ2_0 / TQ1_0 weights of the same layout); validates every shape. */
+/* Reads a model of any architecture and weight type of docs/formats.md
+ * ("Architectures"), computed as its reference runtime does; refuses
+ * (QV_ERR_UNSUPPORTED / QV_ERR_CORRUPT, naming the key or tensor) a file
+ * whose meaning qvac cannot decide. The file is mapped, not read: each
+ * tensor is decoded once into the model's host arrays. */
 qv_status qv_model_load(const char *path, qv_model **out, qv_err *err);
 qv_status qv_model_load_mem(const void *bytes, size_t n, const char *name,
                             qv_model **out, qv_err *err);
+
+/* Everything qv_model_load decides and checks (architecture, keys, every
+ * tensor's presence, type and shape) without decoding any weight: cfg and
+ * the notes qv_model_load would give (NUL-terminated in notes[notes_n]).
+ * An error says why qvac cannot fine-tune the file. */
+typedef struct qv_gguf qv_gguf;
+qv_status qv_model_inspect(const qv_gguf *g, const char *what,
+                           qv_model_config *cfg, char *notes, size_t notes_n,
+                           qv_err *err);
 
 #endif

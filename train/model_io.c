@@ -563,18 +563,83 @@ static qv_status decide_arch(const qv_gguf *g, const char *what,
                    "BitNet b1.58 2B4T) and 'qvac-bitnet'", what, arch);
 }
 
-static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
-                           qv_err *err)
+/* Every tensor the configuration needs: present, of a type qvac reads for
+ * its role, of the right shape; nothing decoded. */
+static qv_status check_tensor(const qv_gguf *g, const char *what,
+                              const char *name, int64_t ne0, int64_t ne1,
+                              int linear, qv_err *err)
 {
-    qv_model *m = calloc(1, sizeof *m);
-    if (!m)
-        return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
+    const qv_gguf_tensor *t;
+    qv_status s = qv_gguf_get_tensor(g, name, &t, err);
+    if (s)
+        return qv_err_prefix(err, s, "%s", what);
+    int64_t n1 = t->n_dims > 1 ? t->ne[1] : 1;
+    if (t->ne[0] != ne0 || n1 != ne1 || t->n_dims > 2)
+        return qv_fail(err, QV_ERR_CORRUPT,
+                       "%s: tensor %s is [%lld, %lld]; the header says "
+                       "[%lld, %lld]", what, name, (long long)t->ne[0],
+                       (long long)n1, (long long)ne0, (long long)ne1);
+    uint32_t ty = t->type;
+    int ok = ty == QV_GGML_F32 || ty == QV_GGML_F16 || ty == QV_GGML_BF16 ||
+             (linear ? ty == QV_GGML_TQ2_0 || ty == QV_GGML_TQ1_0 ||
+                           ty == QV_GGML_I2_S || ty == QV_GGML_I8
+                     : ty == QV_GGML_Q8_0 || ty == QV_GGML_Q6_K);
+    if (!ok)
+        return qv_fail(err, QV_ERR_UNSUPPORTED,
+                       "%s: tensor %s has type %s; qvac reads %s", what, name,
+                       type_name(ty),
+                       linear ? "BitLinear weights as TQ2_0, TQ1_0, I2_S, F32, "
+                                "F16, BF16 or I8 codes"
+                              : "embeddings and norms as F32, F16, BF16, Q8_0 "
+                                "or Q6_K");
+    return QV_OK;
+}
+
+static qv_status check_tensors(const qv_gguf *g, const char *what,
+                               const qv_model_config *c, qv_err *err)
+{
+    qv_status s;
+    if ((s = check_tensor(g, what, "token_embd.weight", c->dim, c->vocab, 0, err)) ||
+        (s = check_tensor(g, what, "output_norm.weight", c->dim, 1, 0, err)) ||
+        (!c->tied &&
+         (s = check_tensor(g, what, "output.weight", c->dim, c->vocab, 0, err))))
+        return s;
+    for (int l = 0; l < c->n_layers; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        if ((s = check_tensor(g, what, name, c->dim, 1, 0, err)))
+            return s;
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        if ((s = check_tensor(g, what, name, c->dim, 1, 0, err)))
+            return s;
+        if (c->sub_norm) {
+            snprintf(name, sizeof name, "blk.%d.attn_sub_norm.weight", l);
+            if ((s = check_tensor(g, what, name, c->dim, 1, 0, err)))
+                return s;
+            snprintf(name, sizeof name, "blk.%d.ffn_sub_norm.weight", l);
+            if ((s = check_tensor(g, what, name, c->ffn_dim, 1, 0, err)))
+                return s;
+        }
+        for (int i = 0; i < QV_LIN_COUNT; i++) {
+            int32_t N, K;
+            qv_model_lin_shape(c, (qv_lin_id)i, &N, &K);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lin_tensor[i]);
+            if ((s = check_tensor(g, what, name, K, N, 1, err)))
+                return s;
+        }
+    }
+    return QV_OK;
+}
+
+/* Decides the configuration and checks every key and tensor (shallow):
+ * fills m->cfg and m->notes, allocates nothing. */
+static qv_status plan(const qv_gguf *g, const char *what, qv_model *m,
+                      qv_err *err)
+{
     arch_rules R;
     qv_status s = decide_arch(g, what, &R, m, err);
-    if (s) {
-        free(m);
+    if (s)
         return s;
-    }
     const char *A = R.name;
     char k[128];
     qv_model_config c;
@@ -708,11 +773,59 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
     if (nt + no > ((uint64_t)1 << 36))
         FAIL(QV_ERR_UNSUPPORTED, "%s: %llu parameters is more than qvac "
              "handles", what, (unsigned long long)(nt + no));
-
+    if ((s = check_tensors(g, what, &c, err)))
+        goto fail;
+    for (int l = 0; l < c.n_layers; l++)
+        for (int i = 0; i < QV_LIN_COUNT; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.scale", l, lin_tensor[i]);
+            if (!R.scales && qv_gguf_find_tensor(g, name))
+                FAIL(QV_ERR_UNSUPPORTED,
+                     "%s: %s: the '%s' graph has no per-tensor scale tensors "
+                     "and its runtime refuses them", what, name, A);
+        }
     m->cfg = c;
+    return QV_OK;
+#undef FAIL
+#undef TRY
+fail:
+    return s;
+}
+
+qv_status qv_model_inspect(const qv_gguf *g, const char *what,
+                           qv_model_config *cfg, char *notes, size_t notes_n,
+                           qv_err *err)
+{
+    qv_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
+    qv_status s = plan(g, what, m, err);
+    if (!s) {
+        *cfg = m->cfg;
+        if (notes && notes_n)
+            snprintf(notes, notes_n, "%s", m->notes);
+    }
+    free(m);
+    return s;
+}
+
+static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
+                           qv_err *err)
+{
+    qv_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
+    qv_status s = plan(g, what, m, err);
+    if (s) {
+        free(m);
+        return s;
+    }
+    qv_model_config c = m->cfg;
     m->layers = calloc((size_t)c.n_layers, sizeof *m->layers);
-    if (!m->layers)
-        FAIL(QV_ERR_NOMEM, "model: out of host memory");
+    if (!m->layers) {
+        s = qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
+        goto fail;
+    }
     if ((s = read_vec(g, "token_embd.weight", c.dim, c.vocab, &m->tok_emb, err)) ||
         (s = read_vec(g, "output_norm.weight", c.dim, 1, &m->out_norm, err)) ||
         (!c.tied && (s = read_vec(g, "output.weight", c.dim, c.vocab, &m->head, err))))
@@ -744,15 +857,7 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
             if ((s = read_linear(g, name, lin, &q, err)) ||
                 (s = read_lin_scale(g, l, i, lin, err)))
                 goto fail;
-            snprintf(name, sizeof name, "blk.%d.%s.scale", l, lin_tensor[i]);
-            if (!R.scales && qv_gguf_find_tensor(g, name)) {
-                s = qv_fail(err, QV_ERR_UNSUPPORTED,
-                            "%s: %s: the '%s' graph has no per-tensor scale "
-                            "tensors and its runtime refuses them", what, name,
-                            A);
-                goto fail;
-            }
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lin_tensor[i]);
+
             const qv_gguf_tensor *t = qv_gguf_find_tensor(g, name);
             lin_type = t->type;
             if (t->type == QV_GGML_F32 || t->type == QV_GGML_F16 ||
@@ -773,8 +878,6 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
              what, float_exact, type_name(lin_type));
     *out = m;
     return QV_OK;
-#undef FAIL
-#undef TRY
 fail:
     qv_model_free(&m);
     return s;
