@@ -206,6 +206,12 @@ $(BUILD)/bench_tune: benchmarks/bench_tune.c $(LIB) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
 
+# Synthetic models of real shapes and vocabularies (tools/synth_model.c).
+$(BUILD)/synth_model: tools/synth_model.c $(LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
 # Training benchmark (benchmarks/README.md): the same short LoRA fine-tune
 # with ternary and with f16 weights, built-in and BitNet-shaped models, on
 # every device but ref. Long on CPU devices; a too-slow run is skipped.
