@@ -654,6 +654,7 @@ const qv_kernel_decl *const qv_kernels[] = {
     &qv_k_attention_bwd, &qv_k_swiglu,  &qv_k_swiglu_bwd,
     &qv_k_axpby,     &qv_k_fill,        &qv_k_cross_entropy,
     &qv_k_adamw,     &qv_k_reduce_partial, &qv_k_ternary_pack,
+    &qv_k_cols_copy,
     NULL,
 };
 

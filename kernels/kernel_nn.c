@@ -552,6 +552,68 @@ const qv_kernel_decl qv_k_swiglu_bwd = {
     .example = glub_example,
 };
 
+/* ---- cols_copy ----------------------------------------------------------------- */
+/* A (T, W) inout | B (T, Vw) inout | T | W | Vw | off | dir
+ * dir 0: B[t, off + j] = A[t, j]; dir 1: A[t, j] = B[t, off + j]
+ * (j < W, off + W <= Vw): a block of columns into or out of a wider
+ * matrix. The output head of a large vocabulary is held in row blocks that
+ * each fit the device's largest allocation; their logits are gathered into
+ * the (T, V) logits and their gradients taken back out with this. */
+
+static qv_status cols_check(const qv_kernel_decl *k, const qv_arg *a,
+                            size_t need[QV_MAX_ARGS], qv_err *err)
+{
+    qv_status s;
+    if (POS(2) || POS(3) || POS(4) || (s = qv_need_range(k, a, 5, 0, ai(a, 4) - 1, err)) ||
+        (s = qv_need_range(k, a, 6, 0, 1, err)))
+        return s;
+    if ((int64_t)ai(a, 5) + ai(a, 3) > ai(a, 4))
+        return qv_fail(err, QV_ERR_INVALID,
+                       "cols_copy: columns %d..%d are outside the %d of B", ai(a, 5),
+                       ai(a, 5) + ai(a, 3) - 1, ai(a, 4));
+    need[0] = (size_t)ai(a, 2) * (size_t)ai(a, 3) * 4;
+    need[1] = (size_t)ai(a, 2) * (size_t)ai(a, 4) * 4;
+    return QV_OK;
+}
+
+static void cols_grid(int stage, const qv_arg *a, const qv_config *c,
+                      size_t global[2], size_t local[2])
+{
+    (void)stage;
+    grid_2d((size_t)ai(a, 3), (size_t)ai(a, 2), c, global, local);
+}
+
+static void cols_example(qv_shape s, qv_arg *a)
+{
+    int W = s.N > 1 ? s.N / 2 : 1;
+    a[2] = QV_ARG_I(s.M);
+    a[3] = QV_ARG_I(W);
+    a[4] = QV_ARG_I(s.N + W);
+    a[5] = QV_ARG_I(s.N % (W + 1));
+    a[6] = QV_ARG_I(s.K % 2);
+}
+
+const qv_kernel_decl qv_k_cols_copy = {
+    .name = "cols_copy",
+    .summary = "a block of columns into (dir 0) or out of (dir 1) a wider matrix",
+    .n_args = 7,
+    .args = {
+        {"A", QV_ARG_BUF, QV_T_F32, QV_INOUT},
+        {"B", QV_ARG_BUF, QV_T_F32, QV_INOUT},
+        {"T", QV_ARG_I32, QV_T_NONE, 0},
+        {"W", QV_ARG_I32, QV_T_NONE, 0},
+        {"Vw", QV_ARG_I32, QV_T_NONE, 0},
+        {"off", QV_ARG_I32, QV_T_NONE, 0},
+        {"dir", QV_ARG_I32, QV_T_NONE, 0},
+    },
+    EW_PARAMS,
+    .n_stages = 1,
+    .stage_names = {"cols_copy"},
+    .check_args = cols_check,
+    .grid = cols_grid,
+    .example = cols_example,
+};
+
 /* ---- axpby / fill ------------------------------------------------------------ */
 /* axpby: X | Y inout | n | alpha | beta   Y = alpha*X + beta*Y; with beta = 0
  *        Y is not read (a copy into uninitialised memory is safe)

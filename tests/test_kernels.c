@@ -106,6 +106,7 @@ Test(kernels, cross_entropy) { check_kernel("cross_entropy"); }
 Test(kernels, adamw) { check_kernel("adamw"); }
 Test(kernels, reduce_partial) { check_kernel("reduce_partial"); }
 Test(kernels, ternary_pack) { check_kernel("ternary_pack"); }
+Test(kernels, cols_copy) { check_kernel("cols_copy"); }
 
 Test(kernels, every_kernel_has_a_test)
 {
@@ -115,7 +116,7 @@ Test(kernels, every_kernel_has_a_test)
         "lora_fwd", "lora_bwd", "f16_matmul_t", "f32_matmul", "embed", "embed_f16",
         "embed_bwd", "rmsnorm", "rmsnorm_bwd", "rope", "attention",
         "attention_bwd", "swiglu", "swiglu_bwd", "axpby", "fill",
-        "cross_entropy", "adamw", "reduce_partial", "ternary_pack", NULL,
+        "cross_entropy", "adamw", "reduce_partial", "ternary_pack", "cols_copy", NULL,
     };
     for (int i = 0; qv_kernels[i]; i++) {
         int found = 0;

@@ -843,3 +843,67 @@ Test(model_io, refuses_bitnet_without_sub_norms)
     cr_expect(strstr(e.msg, "sub-norms"), "%s", e.msg);
     qv_model_free(&m);
 }
+
+/* A vocabulary held in row blocks (what a 128k-token embedding needs on a
+ * device whose largest allocation is 128 MiB) computes the same logits and
+ * the same adapter gradients as one buffer, F16 and F32 tables, tied and
+ * untied heads. */
+Test(model_io, vocabulary_in_row_blocks_is_the_same_function)
+{
+    for (int tied = 0; tied < 2; tied++)
+        for (int f32 = 0; f32 < 2; f32++) {
+            qv_model *m = small_model(QV_ACT_SILU, 1, tied);
+            if (!f32) /* halves exactly: held in f16 */
+                for (size_t i = 0; i < (size_t)300 * 256; i++) {
+                    m->tok_emb[i] = qv_f16_to_f32(qv_f32_to_f16(m->tok_emb[i]));
+                    if (m->head)
+                        m->head[i] = qv_f16_to_f32(qv_f32_to_f16(m->head[i]));
+                }
+            else
+                m->tok_emb[7] = 0.1234567f; /* not a half: f32 */
+            for (size_t d = 0; d < devs->n; d++) {
+                double loss[2];
+                float logit[2][300], grad[2][8];
+                for (int blocks = 0; blocks < 2; blocks++) {
+                    qv_net_opts o = {.weights = QV_WEIGHTS_TERNARY, .batch = 1, .seq = 8,
+                                     .rank = 4, .alpha = 8, .targets = 1u << QV_LIN_Q,
+                                     .seed = 3, .lora_b_std = 0.02f,
+                                     .vocab_block_rows = blocks ? 70 : 0};
+                    qv_net *net = NULL;
+                    qv_err e;
+                    cr_assert_eq(qv_net_new(devs->dev[d], m, &o, &net, &e), QV_OK, "%s",
+                                 e.msg);
+                    int32_t tok[8] = {0, 69, 70, 139, 140, 280, 299, 5};
+                    int32_t tgt[8] = {69, 70, 139, 140, 280, 299, 5, 1};
+                    double sum = 0;
+                    int64_t cnt = 0;
+                    cr_assert_eq(qv_net_zero_grads(net, &e), QV_OK, "%s", e.msg);
+                    cr_assert_eq(qv_net_run(net, tok, tgt, 1, 1.0f, &sum, &cnt, &e), QV_OK,
+                                 "%s", e.msg);
+                    loss[blocks] = sum / (double)cnt;
+                    cr_assert_eq(qv_net_logits(net, 6, logit[blocks], &e), QV_OK);
+                    float *g = malloc(4u * 4u * 256u);
+                    cr_assert_eq(qv_net_param_read(net, 0, QV_PARAM_GRAD, g, &e), QV_OK,
+                                 "%s", e.msg);
+                    memcpy(grad[blocks], g, sizeof grad[blocks]);
+                    free(g);
+                    qv_net_free(&net);
+                }
+                cr_expect(fabs(loss[0] - loss[1]) <= 1e-6 * fabs(loss[0]),
+                          "%s tied=%d f32=%d: loss %.9g vs %.9g in blocks",
+                          devs->dev[d]->info.id, tied, f32, loss[0], loss[1]);
+                for (int v = 0; v < 300; v++)
+                    cr_expect(fabsf(logit[0][v] - logit[1][v]) <= 1e-5f,
+                              "%s: logit %d %g vs %g", devs->dev[d]->info.id, v,
+                              (double)logit[0][v], (double)logit[1][v]);
+                for (int i = 0; i < 8; i++)
+                    cr_expect(fabsf(grad[0][i] - grad[1][i]) <=
+                                  1e-4f * (fabsf(grad[0][i]) + 1e-6f),
+                              "%s: grad %d %g vs %g", devs->dev[d]->info.id, i,
+                              (double)grad[0][i], (double)grad[1][i]);
+                printf("vocabulary in blocks of 70 rows, %s tied=%d %s: loss %.6f = %.6f\n",
+                       devs->dev[d]->info.id, tied, f32 ? "f32" : "f16", loss[0], loss[1]);
+            }
+            qv_model_free(&m);
+        }
+}

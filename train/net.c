@@ -60,6 +60,15 @@ struct qv_net {
     qv_buffer *tok_emb, *out_norm, *head;
     int emb16;
     int p_emb, p_out_norm, p_head;
+    /* A frozen embedding or head larger than the device's largest
+     * allocation (a 128k vocabulary on a 128 MiB Vulkan limit) is held in
+     * n_vb blocks of vb_rows rows (the last may be shorter); then tok_emb
+     * and head are NULL and emb_b / head_b hold the blocks (head_b ==
+     * emb_b when tied). ids_b: the token ids shifted to each block. */
+    int n_vb;
+    int32_t vb_rows;
+    qv_buffer **emb_b, **head_b, **ids_b, *vb_logits;
+    int32_t *ids_host;
     layer_dev *L;
     param *params;
     int n_params, cap_params;
@@ -306,6 +315,45 @@ static qv_status upload_f16(qv_net *n, const float *host, size_t count,
     return s;
 }
 
+/* Rows of the embedding and head of a frozen model, by blocks of at most
+ * max_rows rows, each its own buffer (see n_vb). */
+static qv_status upload_vocab_blocks(qv_net *n, const qv_model *m, uint64_t max_rows,
+                                     qv_err *err)
+{
+    int32_t V = n->V, D = n->D;
+    if (max_rows < 1)
+        return qv_fail(err, QV_ERR_UNSUPPORTED,
+                       "train: one embedding row of %d values does not fit the "
+                       "device's largest allocation", D);
+    n->vb_rows = max_rows < (uint64_t)V ? (int32_t)max_rows : V;
+    n->n_vb = (int)((V + n->vb_rows - 1) / n->vb_rows);
+    n->emb_b = calloc((size_t)n->n_vb, sizeof *n->emb_b);
+    n->ids_b = calloc((size_t)n->n_vb, sizeof *n->ids_b);
+    n->ids_host = malloc((size_t)n->T * 4);
+    n->head_b = m->cfg.tied ? n->emb_b : calloc((size_t)n->n_vb, sizeof *n->head_b);
+    if (!n->emb_b || !n->ids_b || !n->head_b || !n->ids_host)
+        return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+    qv_status s;
+    for (int b = 0; b < n->n_vb; b++) {
+        int32_t r0 = b * n->vb_rows;
+        int32_t rows = V - r0 < n->vb_rows ? V - r0 : n->vb_rows;
+        size_t cnt = (size_t)rows * (size_t)D, off = (size_t)r0 * (size_t)D;
+        int dummy;
+        if ((s = n->emb16 ? upload_f16(n, m->tok_emb + off, cnt, &n->emb_b[b], err)
+                          : add_f32(n, "token_embd.weight", -1, rows, D,
+                                    m->tok_emb + off, &dummy, &n->emb_b[b], err)))
+            return s;
+        if (!m->cfg.tied &&
+            (s = n->emb16 ? upload_f16(n, m->head + off, cnt, &n->head_b[b], err)
+                          : add_f32(n, "output.weight", -1, rows, D, m->head + off,
+                                    &dummy, &n->head_b[b], err)))
+            return s;
+        if ((s = buf(n, QV_MEM_ACTIVATIONS, (size_t)n->T * 4, &n->ids_b[b], err)))
+            return s;
+    }
+    return QV_OK;
+}
+
 static const char *gguf_lin[QV_LIN_COUNT] = {
     "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
     "ffn_down",
@@ -451,7 +499,15 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
     size_t VD = (size_t)V * (size_t)D;
     n->emb16 = !o->full && f16_exact(m->tok_emb, VD) &&
                (m->cfg.tied || f16_exact(m->head, VD));
-    if (n->emb16) {
+    uint64_t maxa = dev->info.max_alloc_bytes;
+    size_t row_bytes = (size_t)D * (n->emb16 ? 2 : 4);
+    if (!o->full && ((maxa && VD * (n->emb16 ? 2 : 4) > maxa) || o->vocab_block_rows > 0)) {
+        uint64_t rows = maxa ? maxa / row_bytes : (uint64_t)V;
+        if (o->vocab_block_rows > 0 && (uint64_t)o->vocab_block_rows < rows)
+            rows = (uint64_t)o->vocab_block_rows;
+        if ((s = upload_vocab_blocks(n, m, rows, err)))
+            goto fail;
+    } else if (n->emb16) {
         if ((s = upload_f16(n, m->tok_emb, (size_t)V * (size_t)D, &n->tok_emb, err)) ||
             (!m->cfg.tied &&
              (s = upload_f16(n, m->head, (size_t)V * (size_t)D, &n->head, err))))
@@ -464,6 +520,9 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         goto fail;
     if (m->cfg.tied)
         n->head = n->tok_emb;
+    if (n->n_vb &&
+        (s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)n->vb_rows, &n->vb_logits, err)))
+        goto fail;
     if ((s = add_f32(n, "output_norm.weight", -1, 1, D, m->out_norm,
                      &n->p_out_norm, &n->out_norm, err)))
         goto fail;
@@ -604,6 +663,20 @@ void qv_net_free(qv_net **pn)
     free(n->params);
     free(n->red_host);
     free(n->loss_host);
+    for (int b = 0; b < n->n_vb; b++) {
+        if (n->emb_b)
+            qv_buffer_destroy(&n->emb_b[b]);
+        if (n->head_b && n->head_b != n->emb_b)
+            qv_buffer_destroy(&n->head_b[b]);
+        if (n->ids_b)
+            qv_buffer_destroy(&n->ids_b[b]);
+    }
+    if (n->head_b != n->emb_b)
+        free(n->head_b);
+    free(n->emb_b);
+    free(n->ids_b);
+    free(n->ids_host);
+    qv_buffer_destroy(&n->vb_logits);
     if (n->p_emb < 0)
         qv_buffer_destroy(&n->tok_emb);
     if (n->p_out_norm < 0)
@@ -839,18 +912,46 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
         return qv_fail(err, QV_ERR_INVALID, "train: backward needs targets");
     if ((s = qv_buffer_write(n->ids, 0, tokens, (size_t)T * 4, err)))
         return s;
-    LAUNCH(n->emb16 ? "embed_f16" : "embed", S0, B_(n->ids), B_(n->tok_emb),
-           B_(n->x[0]), I_(T), I_(D), I_(V));
+    if (!n->n_vb) {
+        LAUNCH(n->emb16 ? "embed_f16" : "embed", S0, B_(n->ids), B_(n->tok_emb),
+               B_(n->x[0]), I_(T), I_(D), I_(V));
+    } else { /* each block gathers its own rows (zero for the others) */
+        for (int b = 0; b < n->n_vb; b++) {
+            int32_t r0 = b * n->vb_rows;
+            int32_t rows = V - r0 < n->vb_rows ? V - r0 : n->vb_rows;
+            for (int32_t t = 0; t < T; t++)
+                n->ids_host[t] = tokens[t] - r0;
+            if ((s = qv_buffer_write(n->ids_b[b], 0, n->ids_host, (size_t)T * 4, err)))
+                return s;
+            LAUNCH(n->emb16 ? "embed_f16" : "embed", S0, B_(n->ids_b[b]),
+                   B_(n->emb_b[b]), B_(b ? n->wsD[0] : n->x[0]), I_(T), I_(D),
+                   I_(rows));
+            if (b && (s = axpby(n, n->wsD[0], n->x[0], T * D, 1.0f, 1.0f, err)))
+                return s;
+        }
+    }
     for (int l = 0; l < nl; l++)
         if ((s = layer_fwd(n, l, err)))
             return s;
     if ((s = rmsnorm(n, n->x[nl], n->out_norm, n->xf, D, err)))
         return s;
     /* logits (T, V) = xf (T, D) . head (V, D)^T */
-    if (n->emb16)
+    for (int b = 0; b < n->n_vb; b++) { /* block b's columns */
+        int32_t r0 = b * n->vb_rows;
+        int32_t rows = V - r0 < n->vb_rows ? V - r0 : n->vb_rows;
+        if (n->emb16)
+            LAUNCH("f16_matmul", SH(T, rows, D, 0), B_(n->xf), B_(n->head_b[b]),
+                   B_(n->vb_logits), I_(T), I_(rows), I_(D));
+        else
+            LAUNCH("f32_matmul", SH(T, rows, D, 0), B_(n->xf), B_(n->head_b[b]),
+                   B_(n->vb_logits), I_(T), I_(rows), I_(D), I_(0), I_(1), I_(0));
+        LAUNCH("cols_copy", S0, B_(n->vb_logits), B_(n->logits), I_(T), I_(rows),
+               I_(V), I_(r0), I_(0));
+    }
+    if (!n->n_vb && n->emb16)
         LAUNCH("f16_matmul", SH(T, V, D, 0), B_(n->xf), B_(n->head),
                B_(n->logits), I_(T), I_(V), I_(D));
-    else
+    else if (!n->n_vb)
         LAUNCH("f32_matmul", SH(T, V, D, 0), B_(n->xf), B_(n->head),
                B_(n->logits), I_(T), I_(V), I_(D), I_(0), I_(1), I_(0));
     n->have_logits = 1;
@@ -863,10 +964,26 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
     if (backward) {
         qv_buffer *dx = n->wsD[0];
         /* dxf (T, D) = dlogits (T, V) . head (V, D) */
-        if (n->emb16)
+        for (int b = 0; b < n->n_vb; b++) { /* summed over the blocks */
+            int32_t r0 = b * n->vb_rows;
+            int32_t rows = V - r0 < n->vb_rows ? V - r0 : n->vb_rows;
+            LAUNCH("cols_copy", S0, B_(n->vb_logits), B_(n->dlogits), I_(T),
+                   I_(rows), I_(V), I_(r0), I_(1));
+            if (n->emb16)
+                LAUNCH("f16_matmul_t", SH(T, rows, D, 0), B_(n->vb_logits),
+                       B_(n->head_b[b]), B_(b ? n->wsD[1] : dx), I_(T), I_(rows),
+                       I_(D));
+            else
+                LAUNCH("f32_matmul", SH(T, D, rows, 0), B_(n->vb_logits),
+                       B_(n->head_b[b]), B_(b ? n->wsD[1] : dx), I_(T), I_(D),
+                       I_(rows), I_(0), I_(0), I_(0));
+            if (b && (s = axpby(n, n->wsD[1], dx, T * D, 1.0f, 1.0f, err)))
+                return s;
+        }
+        if (!n->n_vb && n->emb16)
             LAUNCH("f16_matmul_t", SH(T, V, D, 0), B_(n->dlogits),
                    B_(n->head), B_(dx), I_(T), I_(V), I_(D));
-        else
+        else if (!n->n_vb)
             LAUNCH("f32_matmul", SH(T, D, V, 0), B_(n->dlogits), B_(n->head),
                    B_(dx), I_(T), I_(D), I_(V), I_(0), I_(0), I_(0));
         int ph = n->cfg.tied ? n->p_emb : n->p_head;

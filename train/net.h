@@ -44,6 +44,11 @@ typedef struct qv_net_opts {
      * unchanged (ternary_matmul_t), so that finite differences of the loss
      * are well defined and must match the backward pass. */
     int ste_surrogate;
+    /* A frozen embedding and head larger than the device's largest
+     * allocation are held in blocks of rows that each fit (the logits are
+     * gathered block by block); > 0 forces blocks of this many rows, for
+     * tests. */
+    int32_t vocab_block_rows;
 } qv_net_opts;
 
 typedef struct qv_net qv_net;

@@ -69,6 +69,7 @@ void qv_ref_swiglu(const float *g, const float *u, float *h, int n, int act);
 void qv_ref_swiglu_bwd(const float *g, const float *u, const float *dh,
                        float *dg, float *du, int n, int act);
 void qv_ref_axpby(const float *x, float *y, int n, float alpha, float beta);
+void qv_ref_cols_copy(float *a, float *b, int T, int W, int Vw, int off, int dir);
 void qv_ref_fill(float *y, int n, float value);
 void qv_ref_cross_entropy(const float *logits, const int32_t *targets,
                           float *loss, float *dlogits, int T, int V,

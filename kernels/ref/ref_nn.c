@@ -312,6 +312,18 @@ void qv_ref_swiglu_bwd(const float *g, const float *u, const float *dh,
     }
 }
 
+void qv_ref_cols_copy(float *a, float *b, int T, int W, int Vw, int off, int dir)
+{
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < W; j++) {
+            float *pa = a + (size_t)t * W + j, *pb = b + (size_t)t * Vw + off + j;
+            if (dir)
+                *pa = *pb;
+            else
+                *pb = *pa;
+        }
+}
+
 void qv_ref_axpby(const float *x, float *y, int n, float alpha, float beta)
 {
     for (int i = 0; i < n; i++)
