@@ -58,6 +58,8 @@ int qv_cmd_keys(int argc, char **argv);
 void qv_help_keys(FILE *out);
 int qv_cmd_worker(int argc, char **argv);
 void qv_help_worker(FILE *out);
+int qv_cmd_tokenize(int argc, char **argv);
+void qv_help_tokenize(FILE *out);
 
 /* Prints "qvac: <msg>" to stderr; returns QV_EXIT_FAIL. */
 int qv_cli_error(const qv_err *err);

@@ -46,6 +46,8 @@ static const qv_cmd commands[] = {
      qv_cmd_keys, qv_help_keys},
     {"worker", "run jobs for a scheduler on this machine's devices",
      qv_cmd_worker, qv_help_worker},
+    {"tokenize", "the token ids of a text with a GGUF model's vocabulary",
+     qv_cmd_tokenize, qv_help_tokenize},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
