@@ -404,6 +404,8 @@ static const struct {
     {"--ckpt-every", "ckpt_every", 'i'},
     {"--eval-batches", "eval_batches", 'i'},
     {"--weight-decay", "weight_decay", 'f'},
+    {"--chat-template", "chat_template", 's'},
+    {"--long", "long", 's'},
 };
 
 static int parse_submit(int argc, char **argv, sargs *a)

@@ -12,8 +12,11 @@
 #include "autotune/cache.h"
 #include "cli/cli.h"
 #include "common/embedded.h"
+#include "formats/chat.h"
 #include "formats/dataset.h"
+#include "formats/gguf.h"
 #include "formats/tokenizer.h"
+#include "formats/vocab.h"
 #include "kernels/verify.h"
 #include "train/train.h"
 
@@ -29,6 +32,8 @@ static void on_sigint(int sig) { (void)sig; g_stop = 1; }
 typedef struct targs {
     const char *cmd;
     const char *model, *data, *device, *out, *resume, *db;
+    const char *chat_template; /* --chat-template NAME */
+    int long_policy;           /* --long skip|truncate */
     qv_train_opts o;
     double val_fraction;
     int json, steps_set;
@@ -82,6 +87,17 @@ static int parse_args(int argc, char **argv, targs *a)
         else if (!strcmp(o, "--db")) a->db = v;
         else if (!strcmp(o, "--adapter")) a->adapter = v;
         else if (!strcmp(o, "--prompt")) a->prompt = v;
+        else if (!strcmp(o, "--chat-template")) {
+            qv_chat_template t;
+            qv_err e;
+            if (qv_chat_by_name(v, &t, &e))
+                return qv_cli_usage(a->cmd, "%s", e.msg);
+            a->chat_template = v;
+        } else if (!strcmp(o, "--long")) {
+            if (!strcmp(v, "skip")) a->long_policy = QV_LONG_SKIP;
+            else if (!strcmp(v, "truncate")) a->long_policy = QV_LONG_TRUNCATE;
+            else return qv_cli_usage(a->cmd, "--long is skip or truncate");
+        }
         else if (!strcmp(o, "--weights")) {
             if (!strcmp(v, "ternary")) a->o.weights = QV_WEIGHTS_TERNARY;
             else if (!strcmp(v, "f16")) a->o.weights = QV_WEIGHTS_F16;
@@ -169,21 +185,49 @@ static qv_status load_model(const char *path, qv_model **m, qv_err *err)
                        m);
 }
 
-static qv_status load_data(const char *path, qv_dataset **ds, qv_err *err)
+/* The tokenizer and chat template of the model (a->model, or the built-in
+ * byte model) as dataset options; *vocab is freed by the caller. */
+static qv_status data_opts(const targs *a, const qv_model *m, qv_dataset_opts *o,
+                           qv_vocab **vocab, qv_err *err)
 {
+    qv_gguf *g = NULL;
     qv_status s;
-    if (path) {
-        s = qv_dataset_load_file(path, ds, err);
+    if (a->model && (s = qv_gguf_open(a->model, &g, err)))
+        return s;
+    s = qv_dataset_opts_for_model(g, a->model, a->chat_template, (size_t)m->cfg.ctx,
+                                  a->long_policy, o, vocab, err);
+    qv_gguf_free(g);
+    return s;
+}
+
+static qv_status load_data(const targs *a, const qv_model *m, qv_dataset **ds,
+                           qv_err *err)
+{
+    qv_dataset_opts o;
+    qv_vocab *v = NULL;
+    qv_status s = data_opts(a, m, &o, &v, err);
+    if (s)
+        return s;
+    if (a->data) {
+        s = qv_dataset_load_file_ex(a->data, &o, ds, err);
     } else {
         const qv_embedded_file *f = qv_embedded_find(BUILTIN_DATA);
         if (!f)
-            return qv_fail(err, QV_ERR_NOT_FOUND,
-                           "this build has no built-in dataset; pass --data FILE");
-        s = qv_dataset_load_mem((const char *)f->data, f->size,
-                                "built-in dataset", ds, err);
+            s = qv_fail(err, QV_ERR_NOT_FOUND,
+                        "this build has no built-in dataset; pass --data FILE");
+        else
+            s = qv_dataset_load_mem_ex((const char *)f->data, f->size,
+                                       "built-in dataset", &o, ds, err);
     }
+    qv_vocab_free(v);
     if (s)
         return s;
+    if (qv_dataset_n_long(*ds))
+        fprintf(stderr, "qvac: %s: %llu example(s) longer than the model's context of "
+                "%d tokens %s\n", qv_dataset_name(*ds),
+                (unsigned long long)qv_dataset_n_long(*ds), m->cfg.ctx,
+                a->long_policy == QV_LONG_TRUNCATE ? "were cut to it"
+                : "were skipped (--long truncate keeps their start)");
     size_t stored = 0;
     const qv_dataset_issue *is = qv_dataset_issues(*ds, &stored);
     for (size_t i = 0; i < stored; i++)
@@ -273,11 +317,15 @@ void qv_help_finetune(FILE *out)
         "                     [--weights ternary|f16] [--rank R] [--alpha A] [--targets LIST]\n"
         "                     [--lr LR] [--steps N] [--warmup N] [--batch B] [--seq-len S]\n"
         "                     [--accum N] [--clip C] [--seed N] [--val-fraction F]\n"
-        "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH] [--json]\n\n"
+        "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH]\n"
+        "                     [--chat-template NAME] [--long skip|truncate] [--json]\n\n"
         "LoRA fine-tuning of a BitNet b1.58 model on one device. The ternary base is\n"
         "frozen; adapters on the target modules are trained with AdamW (warm-up, cosine\n"
         "decay, gradient clipping, accumulation). Data is JSON Lines, one object a line:\n"
-        "{\"text\": ...} or {\"prompt\": ..., \"completion\": ...} (loss on the completion).\n"
+        "{\"text\": ...}, {\"prompt\": ..., \"completion\": ...} (loss on the completion)\n"
+        "or {\"messages\": [{\"role\": ..., \"content\": ...}, ...]} rendered with the\n"
+        "model's chat template (loss on the assistant turns), tokenized with the model's\n"
+        "own tokenizer (tokenizer.ggml.*, exactly as llama.cpp tokenizes).\n"
         "With no --model / --data: the built-in model and the built-in dataset.\n\n"
         "options:\n"
         "  --model FILE       GGUF model (architecture bitnet, ternary weights)\n"
@@ -298,6 +346,11 @@ void qv_help_finetune(FILE *out)
         "  --out DIR          where adapter.gguf, metrics.json, checkpoint.gguf go (qvac-out)\n"
         "  --resume DIR       continue the run whose checkpoint is in DIR (same options)\n"
         "  --db PATH          autotune cache to take kernel configurations from\n"
+        "  --chat-template N  llama3, llama2, chatml, bitnet (...; `qvac inspect` shows the\n"
+        "                     model's): how \"messages\" are rendered (default: detected\n"
+        "                     from the model's tokenizer.chat_template)\n"
+        "  --long POLICY      examples longer than the model's context: skip (default,\n"
+        "                     counted) or truncate\n"
         "  --json             print the summary as one JSON object\n"
         "  -h, --help         this help\n\n"
         "Ctrl-C stops after the current step and writes a checkpoint; --resume goes on.\n");
@@ -330,7 +383,7 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
     qv_tune_cache *cache = open_cache(a->db);
     qv_status s = load_model(a->model, &m, err);
     if (!s)
-        s = load_data(a->data, &all, err);
+        s = load_data(a, m, &all, err);
     if (!s)
         s = qv_dataset_split(all, a->val_fraction, o->seed, &tr, &va, err);
     qv_device *dev = s ? NULL : qv_cli_pick_device(devs, a->device, err);
@@ -586,7 +639,22 @@ int qv_cmd_generate(int argc, char **argv)
     }
     signal(SIGINT, on_sigint);
     qv_device *dev = qv_cli_pick_device(devs, a.device, &err);
-    size_t plen = strlen(a.prompt);
+    /* the model's own tokenizer, or qvac's bytes */
+    qv_dataset_opts dopt;
+    qv_vocab *vocab = NULL;
+    int32_t *pids = NULL;
+    size_t pn = 0;
+    qv_status vs = data_opts(&a, m, &dopt, &vocab, &err);
+    if (!vs && vocab)
+        vs = qv_vocab_tokenize(vocab, a.prompt, strlen(a.prompt),
+                               qv_vocab_wants_bos(vocab), false, &pids, &pn, &err);
+    if (vs) {
+        qv_devlist_destroy(&devs);
+        qv_model_free(&m);
+        qv_vocab_free(vocab);
+        return qv_cli_error(&err);
+    }
+    size_t plen = vocab ? pn : strlen(a.prompt);
     int32_t ctx = m->cfg.ctx;
     int32_t *ids = malloc(((size_t)ctx + plen + (size_t)a.tokens + 2) * 4);
     float *logits = malloc((size_t)m->cfg.vocab * 4);
@@ -597,12 +665,19 @@ int qv_cmd_generate(int argc, char **argv)
         s = qv_fail(&err, QV_ERR_NOMEM, "generate: out of memory");
     int32_t len = 0;
     if (!s) {
-        ids[len++] = QV_TOK_BOS;
-        qv_tok_encode(a.prompt, plen, ids + len);
-        len += (int32_t)plen;
+        if (vocab) {
+            memcpy(ids, pids, pn * 4);
+            len = (int32_t)pn;
+        } else {
+            ids[len++] = QV_TOK_BOS;
+            qv_tok_encode(a.prompt, plen, ids + len);
+            len += (int32_t)plen;
+        }
         fputs(a.prompt, stdout);
         fflush(stdout);
     }
+    free(pids);
+    int32_t pad = vocab ? (qv_vocab_eos(vocab) >= 0 ? qv_vocab_eos(vocab) : 0) : QV_TOK_EOS;
     qv_rng rng = {a.o.seed * 0x9E3779B97F4A7C15ull + 1};
     int32_t *window = malloc((size_t)ctx * 4);
     if (!window && !s)
@@ -629,7 +704,7 @@ int qv_cmd_generate(int argc, char **argv)
             cur_s = need;
         }
         for (int32_t i = 0; i < cur_s; i++)
-            window[i] = i < w ? ids[len - w + i] : QV_TOK_EOS;
+            window[i] = i < w ? ids[len - w + i] : pad;
         s = qv_net_run(n, window, NULL, 0, 0.0f, NULL, NULL, &err);
         if (!s)
             s = qv_net_logits(n, w - 1, logits, &err);
@@ -653,15 +728,25 @@ int qv_cmd_generate(int argc, char **argv)
                     break;
             }
         }
-        if (next == QV_TOK_EOS)
+        if (vocab ? qv_vocab_is_eog(vocab, next) : next == QV_TOK_EOS)
             break;
         ids[len++] = next;
-        char c[4];
-        if (qv_tok_decode(&next, 1, c, sizeof c) == 1) {
-            fputc(c[0], stdout);
-            fflush(stdout);
+        if (vocab) {
+            size_t pl = 0;
+            const char *piece = qv_vocab_token_to_piece(vocab, next, false, &pl);
+            if (piece && pl) {
+                fwrite(piece, 1, pl, stdout);
+                fflush(stdout);
+            }
+        } else {
+            char c[4];
+            if (qv_tok_decode(&next, 1, c, sizeof c) == 1) {
+                fputc(c[0], stdout);
+                fflush(stdout);
+            }
         }
     }
+    qv_vocab_free(vocab);
     fputc('\n', stdout);
     free(window);
     free(ids);

@@ -26,6 +26,33 @@
 #include "common/status.h"
 
 typedef struct qv_dataset qv_dataset;
+typedef struct qv_vocab qv_vocab;
+typedef struct qv_gguf qv_gguf;
+
+/* Examples longer than the model's context. */
+enum { QV_LONG_SKIP = 0, QV_LONG_TRUNCATE = 1 };
+
+/* How a dataset is tokenized (NULL options: the byte tokenizer, no chat
+ * template, no length limit).
+ * vocab: a GGUF vocabulary (formats/vocab.h), borrowed during the load:
+ *   BOS when the model wants one, its EOS to end text and completions and
+ *   to pad batches; each example is tokenized as one string (between the
+ *   template's special tokens), exactly as llama.cpp tokenizes it, and a
+ *   token is trained when any of its bytes is.
+ * chat: the qv_chat_template (formats/chat.h) that renders
+ *   {"messages": [...]} lines, or -1 (such lines are then issues). The
+ *   template's markup may hold special tokens; message content never
+ *   does. The loss covers the assistant turns and their end-of-turn.
+ * max_tokens: the longest example kept (the model's context), 0 for no
+ *   limit; longer ones are dropped (QV_LONG_SKIP, counted by
+ *   qv_dataset_n_long) or cut to max_tokens (QV_LONG_TRUNCATE, dropped when
+ *   nothing trained remains). */
+typedef struct qv_dataset_opts {
+    const qv_vocab *vocab;
+    int chat;
+    size_t max_tokens;
+    int long_policy;
+} qv_dataset_opts;
 
 /* One malformed line. line is 1-based. */
 #define QV_DATASET_MAX_ISSUES 20
@@ -48,10 +75,33 @@ typedef struct qv_cursor {
  * qv_dataset_free. */
 qv_status qv_dataset_load_file(const char *path, qv_dataset **out, qv_err *err);
 
+/* The options for a model file g (NULL: the built-in byte model): its
+ * vocabulary when it has tokenizer.ggml.* keys (*vocab, freed by the
+ * caller with qv_vocab_free; NULL for qvac's byte tokenizer), the chat
+ * template chat_name names ("llama3", ...; NULL: detected from
+ * tokenizer.chat_template when there is one, else none), max_tokens and
+ * long_policy as given. Errors: a model with neither tokenizer keys nor
+ * qvac's byte vocabulary (QV_ERR_UNSUPPORTED: qvac cannot tokenize text
+ * for it), an unknown chat_name, a vocabulary qvac cannot read. A chat
+ * template the file has but qvac does not know is not an error here:
+ * "messages" lines then fail with the reason. */
+qv_status qv_dataset_opts_for_model(const qv_gguf *g, const char *what,
+                                    const char *chat_name, size_t max_tokens,
+                                    int long_policy, qv_dataset_opts *o,
+                                    qv_vocab **vocab, qv_err *err);
+
 /* The same from n bytes in memory (e.g. an embedded dataset); name is
  * used in messages ("built-in" when NULL). */
 qv_status qv_dataset_load_mem(const char *bytes, size_t n, const char *name,
                               qv_dataset **out, qv_err *err);
+/* Both with options (NULL: as above). An error also when every example is
+ * longer than max_tokens under QV_LONG_SKIP (the message says to pass
+ * --long truncate). */
+qv_status qv_dataset_load_file_ex(const char *path, const qv_dataset_opts *opts,
+                                  qv_dataset **out, qv_err *err);
+qv_status qv_dataset_load_mem_ex(const char *bytes, size_t n, const char *name,
+                                 const qv_dataset_opts *opts, qv_dataset **out,
+                                 qv_err *err);
 
 /* Packing mode for plain text: the n bytes become one token stream
  * BOS + bytes + EOS (trained on everything after BOS); batches are windows
@@ -59,6 +109,10 @@ qv_status qv_dataset_load_mem(const char *bytes, size_t n, const char *name,
  * QV_ERR_INVALID (n == 0), QV_ERR_NOMEM. */
 qv_status qv_dataset_from_text(const char *bytes, size_t n, const char *name,
                                qv_dataset **out, qv_err *err);
+/* The same tokenized with vocab (BOS when the model wants it, EOS). */
+qv_status qv_dataset_from_text_ex(const char *bytes, size_t n, const char *name,
+                                  const qv_vocab *vocab, qv_dataset **out,
+                                  qv_err *err);
 
 /* Safe on NULL. */
 void qv_dataset_free(qv_dataset *ds);
@@ -81,6 +135,11 @@ const int32_t *qv_dataset_example(const qv_dataset *ds, size_t i,
  * qv_dataset_issues returns the first min(total, QV_DATASET_MAX_ISSUES) in
  * line order, their number in *n_stored. */
 uint64_t qv_dataset_n_issues(const qv_dataset *ds);
+/* Examples longer than max_tokens met at load (skipped or truncated). */
+uint64_t qv_dataset_n_long(const qv_dataset *ds);
+/* The token batches are padded with (the vocabulary's EOS, or the byte
+ * tokenizer's). */
+int32_t qv_dataset_pad(const qv_dataset *ds);
 const qv_dataset_issue *qv_dataset_issues(const qv_dataset *ds, size_t *n_stored);
 
 /* Splits ds into two new datasets (copies; ds is unchanged). The

@@ -157,7 +157,7 @@ static const struct {
     {8, "\"text\" is a number, not a string"},
     {9, "\"text\" is empty"},
     {10, "\"completion\" is an array, not a string"},
-    {11, "no \"text\" or \"prompt\"/\"completion\" key"},
+    {11, "no \"text\", \"prompt\"/\"completion\" or \"messages\" key"},
     {14, "invalid UTF-8"},   {15, "duplicate"},
     {17, "\"completion\" is empty"},
     {18, "\"text\" is null, not a string"},
@@ -719,4 +719,192 @@ Test(packed, short_text_pads_and_split_by_position)
     qv_dataset_free(tr);
     qv_dataset_free(va);
     qv_dataset_free(ds);
+}
+
+/* ---- a GGUF vocabulary and a chat template -------------------------- */
+
+#include "formats/chat.h"
+#include "formats/gguf.h"
+#include "formats/vocab.h"
+
+/* A byte-level BPE vocabulary made here: ids 0..255 are the bytes in
+ * GPT-2's byte-to-unicode alphabet, 256 "<|im_start|>", 257 "<|im_end|>",
+ * 258 "<|endoftext|>" (control; EOS), 259 "hi", 260 "ok" (merges "h i",
+ * "o k"); no BOS added. */
+enum { IM_START = 256, IM_END = 257, EOT = 258, HI = 259, OK = 260 };
+
+static qv_vocab *chatml_vocab(void)
+{
+    static char texts[261][8];
+    const char *tok[261];
+    int32_t type[261];
+    for (int b = 0; b < 256; b++) {
+        /* bytes 33..126, 161..172, 174..255 are themselves; the rest are
+         * 256 + n in order */
+        int cp;
+        if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) {
+            cp = b;
+        } else {
+            int n = 0;
+            for (int c = 0; c < b; c++)
+                if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174))
+                    n++;
+            cp = 256 + n;
+        }
+        if (cp < 0x80) {
+            texts[b][0] = (char)cp;
+            texts[b][1] = 0;
+        } else {
+            texts[b][0] = (char)(0xc0 | (cp >> 6));
+            texts[b][1] = (char)(0x80 | (cp & 0x3f));
+            texts[b][2] = 0;
+        }
+        tok[b] = texts[b];
+        type[b] = 1;
+    }
+    tok[IM_START] = "<|im_start|>";
+    tok[IM_END] = "<|im_end|>";
+    tok[EOT] = "<|endoftext|>";
+    tok[HI] = "hi";
+    tok[OK] = "ok";
+    type[IM_START] = type[IM_END] = type[EOT] = 3;
+    type[HI] = type[OK] = 1;
+    const char *merges[] = {"h i", "o k"};
+    qv_gguf_writer *w = NULL;
+    qv_err e;
+    cr_assert_eq(qv_gguf_writer_new(&w, &e), QV_OK);
+    qv_gguf_writer_set_str(w, "general.architecture", "llama", &e);
+    qv_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", &e);
+    qv_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default", &e);
+    cr_assert_eq(qv_gguf_writer_set_str_arr(w, "tokenizer.ggml.tokens", tok, 261, &e), QV_OK);
+    cr_assert_eq(qv_gguf_writer_set_i32_arr(w, "tokenizer.ggml.token_type", type, 261, &e), QV_OK);
+    cr_assert_eq(qv_gguf_writer_set_str_arr(w, "tokenizer.ggml.merges", merges, 2, &e), QV_OK);
+    qv_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", EOT, &e);
+    qv_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", EOT, &e);
+    qv_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false, &e);
+    uint8_t *buf;
+    size_t n;
+    cr_assert_eq(qv_gguf_write_mem(w, &buf, &n, &e), QV_OK);
+    qv_gguf_writer_free(w);
+    qv_gguf *g = NULL;
+    cr_assert_eq(qv_gguf_parse(buf, n, &g, &e), QV_OK, "%s", e.msg);
+    qv_vocab *v = NULL;
+    cr_assert_eq(qv_vocab_load(g, &v, &e), QV_OK, "%s", e.msg);
+    qv_gguf_free(g);
+    free(buf);
+    return v;
+}
+
+static qv_dataset *load_opts(const char *s, const qv_dataset_opts *o)
+{
+    qv_dataset *ds = NULL;
+    qv_err e;
+    cr_assert_eq(qv_dataset_load_mem_ex(s, strlen(s), "t", o, &ds, &e), QV_OK, "%s", e.msg);
+    return ds;
+}
+
+Test(vocab_data, chatml_messages_train_the_assistant_turns_only)
+{
+    qv_vocab *v = chatml_vocab();
+    qv_dataset_opts o = {.vocab = v, .chat = QV_CHAT_CHATML};
+    qv_dataset *ds = load_opts(
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"},"
+        " {\"role\": \"assistant\", \"content\": \"ok\"}]}\n", &o);
+    /* "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nok<|im_end|>\n" */
+    const int32_t want[] = {IM_START, 'u', 's', 'e', 'r', 10, HI, IM_END, 10,
+                            IM_START, 'a', 's', 's', 'i', 's', 't', 'a', 'n', 't', 10,
+                            OK, IM_END, 10};
+    const uint8_t wmask[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                             1, 1, 0};
+    const uint8_t *mask;
+    size_t len;
+    const int32_t *t = qv_dataset_example(ds, 0, &mask, &len);
+    cr_assert_eq(len, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < len; i++) {
+        cr_expect_eq(t[i], want[i], "token %zu: %d, want %d", i, t[i], want[i]);
+        cr_expect_eq(mask[i], wmask[i], "mask %zu", i);
+    }
+    cr_expect_eq(qv_dataset_pad(ds), EOT);
+    qv_dataset_free(ds);
+    qv_vocab_free(v);
+}
+
+Test(vocab_data, user_text_never_makes_special_tokens)
+{
+    qv_vocab *v = chatml_vocab();
+    qv_dataset_opts o = {.vocab = v, .chat = QV_CHAT_CHATML};
+    qv_dataset *ds = load_opts(
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"<|im_end|>\"},"
+        " {\"role\": \"assistant\", \"content\": \"<|endoftext|>ok\"}]}\n"
+        "{\"text\": \"<|im_start|>\"}\n", &o);
+    for (size_t x = 0; x < 2; x++) {
+        const uint8_t *mask;
+        size_t len, specials = 0;
+        const int32_t *t = qv_dataset_example(ds, x, &mask, &len);
+        for (size_t i = 0; i < len; i++)
+            specials += t[i] >= IM_START && t[i] <= EOT;
+        /* example 0: only the template's 2 starts + 2 ends; example 1: its EOS */
+        cr_expect_eq(specials, x == 0 ? 4u : 1u, "example %zu: %zu special tokens", x,
+                     specials);
+    }
+    qv_dataset_free(ds);
+    qv_vocab_free(v);
+}
+
+Test(vocab_data, text_and_completion_end_with_the_vocabulary_eos)
+{
+    qv_vocab *v = chatml_vocab();
+    qv_dataset_opts o = {.vocab = v, .chat = -1};
+    qv_dataset *ds = load_opts("{\"prompt\": \"h\", \"completion\": \"i ok\"}\n"
+                               "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n",
+                               &o);
+    /* "hi ok" is tokenized as one string: "hi" merges across the prompt /
+     * completion boundary and is trained (one of its bytes is) */
+    const int32_t want[] = {HI, 0x20, OK, EOT};
+    const uint8_t wmask[] = {1, 1, 1, 1};
+    const uint8_t *mask;
+    size_t len;
+    const int32_t *t = qv_dataset_example(ds, 0, &mask, &len);
+    cr_assert_eq(len, 4u);
+    for (size_t i = 0; i < len; i++) {
+        cr_expect_eq(t[i], want[i], "token %zu", i);
+        cr_expect_eq(mask[i], wmask[i], "mask %zu", i);
+    }
+    /* no chat template: the messages line is an issue that says what to do */
+    cr_assert_eq(qv_dataset_n_issues(ds), 1u);
+    size_t ni;
+    const qv_dataset_issue *is = qv_dataset_issues(ds, &ni);
+    cr_expect(strstr(is[0].reason, "--chat-template"), "%s", is[0].reason);
+    qv_dataset_free(ds);
+    qv_vocab_free(v);
+}
+
+Test(vocab_data, long_examples_skipped_or_truncated)
+{
+    const char *s = "{\"text\": \"abcdefghij\"}\n{\"text\": \"ab\"}\n";
+    qv_dataset_opts o = {.chat = -1, .max_tokens = 6, .long_policy = QV_LONG_SKIP};
+    qv_dataset *ds = load_opts(s, &o);
+    cr_expect_eq(qv_dataset_n_examples(ds), 1u);
+    cr_expect_eq(qv_dataset_n_long(ds), 1u);
+    cr_expect_eq(qv_dataset_n_tokens(ds), 4u); /* BOS a b EOS */
+    qv_dataset_free(ds);
+    o.long_policy = QV_LONG_TRUNCATE;
+    ds = load_opts(s, &o);
+    cr_expect_eq(qv_dataset_n_examples(ds), 2u);
+    cr_expect_eq(qv_dataset_n_long(ds), 1u);
+    const uint8_t *mask;
+    size_t len;
+    const int32_t *t = qv_dataset_example(ds, 0, &mask, &len);
+    cr_assert_eq(len, 6u);
+    cr_expect_eq(t[0], BOS);
+    cr_expect_eq(t[5], 'e');
+    cr_expect_eq(qv_dataset_n_trained(ds), 5u + 3u);
+    qv_dataset_free(ds);
+    /* every example too long: an error that says how to keep them */
+    qv_dataset *none = NULL;
+    qv_err e;
+    o.long_policy = QV_LONG_SKIP;
+    o.max_tokens = 3;
+    cr_assert_eq(qv_dataset_load_mem_ex(s, strlen(s), "t", &o, &none, &e), QV_ERR_INVALID);
+    cr_expect(strstr(e.msg, "--long truncate"), "%s", e.msg);
 }

@@ -22,7 +22,8 @@ Test(job, defaults_and_every_key)
         "{\"accum\":2,\"alpha\":8,\"batch\":3,\"ckpt_every\":5,\"clip\":0.5,"
         "\"eval_batches\":2,\"lr\":0.001,\"rank\":4,\"seed\":9,\"seq_len\":48,"
         "\"steps\":7,\"targets\":\"q,k,down\",\"val_fraction\":0.2,"
-        "\"warmup\":1,\"weight_decay\":0.01,\"weights\":\"f16\"}";
+        "\"warmup\":1,\"weight_decay\":0.01,\"weights\":\"f16\","
+        "\"chat_template\":\"chatml\",\"long\":\"truncate\"}";
     cr_assert_eq(qv_job_opts_parse(all, &o, &e), QV_OK, "%s", e.msg);
     cr_expect_eq(o.train.accum, 2);
     cr_expect_float_eq(o.train.alpha, 8.0f, 0);
@@ -37,12 +38,16 @@ Test(job, defaults_and_every_key)
     cr_expect_eq(o.train.warmup, 1);
     cr_expect_eq(o.train.weights, QV_WEIGHTS_F16);
     cr_expect_float_eq(o.val_fraction, 0.2, 1e-12);
+    cr_expect_str_eq(o.chat_template, "chatml");
+    cr_expect_eq(o.long_policy, QV_LONG_TRUNCATE);
     /* canonical form parses back to the same options */
     char *json = NULL;
     cr_assert_eq(qv_job_opts_format(&o, &json, &e), QV_OK);
     qv_job_opts back;
     cr_assert_eq(qv_job_opts_parse(json, &back, &e), QV_OK, "%s: %s", json, e.msg);
     cr_expect_eq(memcmp(&back.train, &o.train, sizeof o.train), 0, "%s", json);
+    cr_expect_str_eq(back.chat_template, "chatml", "%s", json);
+    cr_expect_eq(back.long_policy, QV_LONG_TRUNCATE, "%s", json);
     free(json);
 }
 
@@ -58,6 +63,8 @@ Test(job, bad_options_name_the_key)
         {"{\"lr\":-1}", "lr"},
         {"{\"targets\":\"q,x\"}", "'x'"},
         {"{\"weights\":\"int4\"}", "int4"},
+        {"{\"chat_template\":\"vicuna\"}", "vicuna"},
+        {"{\"long\":\"wrap\"}", "wrap"},
         {"{\"ranks\":8}", "ranks"},
         {"{\"rank\":8,\"rank\":9}", "JSON"},
         {"{", "JSON"},

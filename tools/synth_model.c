@@ -253,12 +253,12 @@ int main(int argc, char **argv)
     if (!strcmp(o.emb, "f32")) {
         float *emb = hold(VD * 4);
         for (size_t i = 0; i < VD; i++)
-            emb[i] = 0.5f * gauss();
+            emb[i] = 2.0f / sqrtf((float)o.dim) * gauss();
         add(w, "token_embd.weight", 2, o.dim, V, QV_GGML_F32, emb);
     } else {
         uint16_t *emb = hold(VD * 2);
         for (size_t i = 0; i < VD; i++)
-            emb[i] = qv_f32_to_f16(0.5f * gauss());
+            emb[i] = qv_f32_to_f16(2.0f / sqrtf((float)o.dim) * gauss());
         add(w, "token_embd.weight", 2, o.dim, V, QV_GGML_F16, emb);
     }
     add_ones(w, "output_norm.weight", o.dim);

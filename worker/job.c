@@ -7,7 +7,10 @@
 
 #include <jansson.h>
 
+#include "formats/chat.h"
 #include "formats/dataset.h"
+#include "formats/gguf.h"
+#include "formats/vocab.h"
 
 typedef enum { K_INT, K_NUM, K_STR } kind;
 
@@ -20,7 +23,8 @@ typedef struct opt_def {
 
 static const opt_def defs[] = {
     {"accum", K_INT, 1, 4096},          {"alpha", K_NUM, 1e-6, 1e6},
-    {"batch", K_INT, 1, 4096},          {"ckpt_every", K_INT, 0, 1e8},
+    {"batch", K_INT, 1, 4096},          {"chat_template", K_STR, 0, 0},
+    {"ckpt_every", K_INT, 0, 1e8},      {"long", K_STR, 0, 0},
     {"clip", K_NUM, 0, 1e6},            {"eval_batches", K_INT, 1, 1e5},
     {"lr", K_NUM, 1e-9, 10},            {"rank", K_INT, 1, 128},
     {"seed", K_INT, 0, 9007199254740991.0}, {"seq_len", K_INT, 2, 65536},
@@ -85,7 +89,23 @@ qv_status qv_job_opts_parse(const char *json, qv_job_opts *o, qv_err *err)
                 goto done;
             }
             const char *str = json_string_value(v);
-            if (!strcmp(key, "weights")) {
+            if (!strcmp(key, "chat_template")) {
+                qv_chat_template t;
+                qv_err ce = {0};
+                if (*str && qv_chat_by_name(str, &t, &ce))
+                    s = qv_fail(err, QV_ERR_INVALID, "job options: chat_template: %s",
+                                ce.msg);
+                else
+                    snprintf(o->chat_template, sizeof o->chat_template, "%s", str);
+            } else if (!strcmp(key, "long")) {
+                if (!strcmp(str, "skip"))
+                    o->long_policy = QV_LONG_SKIP;
+                else if (!strcmp(str, "truncate"))
+                    o->long_policy = QV_LONG_TRUNCATE;
+                else
+                    s = qv_fail(err, QV_ERR_INVALID, "job options: long is 'skip' "
+                                "or 'truncate', not '%.32s'", str);
+            } else if (!strcmp(key, "weights")) {
                 if (!strcmp(str, "ternary"))
                     o->train.weights = QV_WEIGHTS_TERNARY;
                 else if (!strcmp(str, "f16"))
@@ -134,10 +154,12 @@ qv_status qv_job_opts_format(const qv_job_opts *o, char **out, qv_err *err)
     char targets[64];
     qv_lin_format_targets(t->targets, targets, sizeof targets);
     json_t *j = json_pack(
-        "{s:I, s:f, s:I, s:I, s:f, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:f, "
-        "s:I, s:f, s:s}",
+        "{s:I, s:f, s:I, s:s, s:I, s:s, s:f, s:I, s:f, s:I, s:I, s:I, s:I, s:s, "
+        "s:f, s:I, s:f, s:s}",
         "accum", (json_int_t)t->accum, "alpha", (double)t->alpha, "batch",
-        (json_int_t)t->batch, "ckpt_every", (json_int_t)t->ckpt_every, "clip",
+        (json_int_t)t->batch, "chat_template", o->chat_template, "ckpt_every",
+        (json_int_t)t->ckpt_every, "long",
+        o->long_policy == QV_LONG_TRUNCATE ? "truncate" : "skip", "clip",
         (double)t->clip, "eval_batches", (json_int_t)t->eval_batches, "lr",
         (double)t->lr, "rank", (json_int_t)t->rank, "seed",
         (json_int_t)(t->seed & 0x1fffffffffffffull), "seq_len",
@@ -163,8 +185,20 @@ qv_status qv_job_run(qv_device *dev, const qv_job_spec *spec,
     qv_model *m = NULL;
     qv_dataset *all = NULL, *tr = NULL, *va = NULL;
     qv_status s = qv_model_load(spec->model_path, &m, err);
-    if (!s)
-        s = qv_dataset_load_file(spec->data_path, &all, err);
+    if (!s) { /* the model's own tokenizer and chat template */
+        qv_gguf *g = NULL;
+        qv_vocab *v = NULL;
+        qv_dataset_opts dopt;
+        if (!(s = qv_gguf_open(spec->model_path, &g, err)))
+            s = qv_dataset_opts_for_model(g, spec->model_path,
+                                          o->chat_template[0] ? o->chat_template : NULL,
+                                          (size_t)m->cfg.ctx, o->long_policy, &dopt,
+                                          &v, err);
+        if (!s)
+            s = qv_dataset_load_file_ex(spec->data_path, &dopt, &all, err);
+        qv_vocab_free(v);
+        qv_gguf_free(g);
+    }
     if (!s)
         s = qv_dataset_split(all, o->val_fraction, o->train.seed, &tr, &va, err);
     if (!s) {

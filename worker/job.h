@@ -17,6 +17,8 @@
 typedef struct qv_job_opts {
     qv_train_opts train;  /* defaults from qv_train_opts_default */
     double val_fraction;  /* 0.1 */
+    char chat_template[24]; /* "llama3", ...; "" detects it from the model */
+    int long_policy;      /* QV_LONG_SKIP (default) or QV_LONG_TRUNCATE */
 } qv_job_opts;
 
 /* Parses a JSON options object (NULL or "" or "{}": the defaults). */

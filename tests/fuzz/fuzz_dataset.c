@@ -1,8 +1,10 @@
 /* tests/fuzz/fuzz_dataset.c — libFuzzer target for the JSON Lines loader
  * and the batcher (formats/dataset.c), which read untrusted files.
  *
- * Input: byte 0 picks the mode (bit 0: packed text instead of JSON Lines)
- * and byte 1 the batch shape; the rest is the file. Whatever the bytes,
+ * Input: byte 0 picks the mode (bit 0: packed text instead of JSON Lines;
+ * bit 1: JSON Lines with a chat template (bits 2-4 pick it) and a length
+ * limit of 8 * (bits 5-6) tokens, truncating when bit 7) and byte 1 the
+ * batch shape; the rest is the file. Whatever the bytes,
  * loading must return a status without reading out of bounds or leaking;
  * when it succeeds, every drawn batch must hold only vocabulary tokens,
  * targets that are -1 or the next token, and be identical when drawn
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/chat.h"
 #include "formats/dataset.h"
 #include "formats/tokenizer.h"
 
@@ -46,8 +49,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(copy, data + 2, n);
     qv_dataset *ds = NULL;
     qv_err err;
+    qv_dataset_opts o = {.vocab = NULL, .chat = (data[0] >> 2 & 7) % QV_CHAT_COUNT,
+                         .max_tokens = 8u * (data[0] >> 5 & 3),
+                         .long_policy = data[0] >> 7 ? QV_LONG_TRUNCATE : QV_LONG_SKIP};
     qv_status s = packed ? qv_dataset_from_text(copy, n, "fuzz", &ds, &err)
-                         : qv_dataset_load_mem(copy, n, "fuzz", &ds, &err);
+                  : data[0] & 2 ? qv_dataset_load_mem_ex(copy, n, "fuzz", &o, &ds, &err)
+                                : qv_dataset_load_mem(copy, n, "fuzz", &ds, &err);
     if (s == QV_OK) {
         size_t ns = 0;
         qv_dataset_issues(ds, &ns);
