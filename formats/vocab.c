@@ -4,13 +4,9 @@
  * The behaviour follows llama.cpp's src/llama-vocab.cpp (commit d32676d)
  * step for step; where qvac differs on purpose the comment says so. */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "formats/vocab_impl.h"
 
@@ -952,97 +948,6 @@ void qv_vocab_free(qv_vocab *v)
     free(v);
 }
 
-/* Bytes a scalar of this type takes in a GGUF file; 0 for strings and
- * arrays. */
-static size_t gguf_scalar_size(qv_gguf_type t)
-{
-    switch (t) {
-    case QV_GGUF_UINT8: case QV_GGUF_INT8: case QV_GGUF_BOOL: return 1;
-    case QV_GGUF_UINT16: case QV_GGUF_INT16: return 2;
-    case QV_GGUF_UINT32: case QV_GGUF_INT32: case QV_GGUF_FLOAT32: return 4;
-    case QV_GGUF_UINT64: case QV_GGUF_INT64: case QV_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
-/* Where the metadata of a GGUF without tensors ends: the header and every
- * KV as the file lays them out. */
-static uint64_t gguf_metadata_end(const qv_gguf *g)
-{
-    uint64_t at = 4 + 4 + 8 + 8;
-    for (size_t i = 0; i < qv_gguf_kv_count(g); ++i) {
-        const qv_gguf_kv *kv = qv_gguf_kv_at(g, i);
-        at += 8 + strlen(kv->key) + 4;
-        if (kv->type == QV_GGUF_STRING) {
-            size_t len = 0;
-            const char *str;
-            qv_gguf_get_str(g, kv->key, &str, &len, NULL);
-            at += 8 + len;
-        } else if (kv->type == QV_GGUF_ARRAY) {
-            at += 4 + 8;
-            if (kv->elem_type == QV_GGUF_STRING) {
-                const char *const *strs;
-                const size_t *lens = NULL;
-                size_t n = 0;
-                qv_gguf_get_str_arr(g, kv->key, &strs, &lens, &n, NULL);
-                for (size_t k = 0; k < n; ++k)
-                    at += 8 + lens[k];
-            } else {
-                at += (uint64_t)kv->n * gguf_scalar_size(kv->elem_type);
-            }
-        } else {
-            at += gguf_scalar_size(kv->type);
-        }
-    }
-    return at;
-}
-
-/* For files whose metadata ends the file (no padding to the data section,
- * as ggml allows when there are no tensors): reads the file with zero
- * bytes after it, and takes it only if it has no tensors and its metadata
- * ends within the file's own bytes (so no byte of it was made up).
- * Returns QV_ERR_CORRUPT without a message when that does not hold; else
- * the vocabulary's load status. */
-static qv_status open_unpadded(const char *path, qv_vocab **out, qv_err *err)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return QV_ERR_CORRUPT;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < 0 ||
-        (uint64_t)st.st_size > ((uint64_t)256 << 20)) {
-        close(fd);
-        return QV_ERR_CORRUPT;
-    }
-    size_t n = (size_t)st.st_size, pad = 65536;
-    uint8_t *buf = calloc(n + pad, 1);
-    if (!buf) {
-        close(fd);
-        return QV_ERR_CORRUPT;
-    }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    qv_gguf *g = NULL;
-    qv_status s = QV_ERR_CORRUPT;
-    if (got == n && qv_gguf_parse(buf, n + pad, &g, NULL) == QV_OK &&
-        qv_gguf_tensor_count(g) == 0 && gguf_metadata_end(g) <= n) {
-        s = qv_vocab_load(g, out, err);
-        if (s != QV_OK)
-            qv_err_prefix(err, s, "'%s'", path);
-    }
-    qv_gguf_free(g);
-    free(buf);
-    return s;
-}
-
 qv_status qv_vocab_open(const char *path, qv_vocab **out, qv_err *err)
 {
     if (!out)
@@ -1051,29 +956,9 @@ qv_status qv_vocab_open(const char *path, qv_vocab **out, qv_err *err)
     if (!path)
         return qv_fail(err, QV_ERR_INVALID, "qv_vocab_open: path is NULL");
     qv_gguf *g = NULL;
-    qv_err e;
-    qv_err_clear(&e);
-    qv_status s = qv_gguf_open(path, &g, &e);
-    if (s == QV_ERR_CORRUPT) {
-        /* ggml reads a file without tensors that stops right after its
-         * metadata; qv_gguf_parse wants the padding up to the (empty) data
-         * section. Try again with the padding supplied. */
-        qv_err e2;
-        qv_err_clear(&e2);
-        qv_status s2 = open_unpadded(path, out, &e2);
-        if (s2 == QV_OK)
-            return QV_OK;
-        if (e2.msg[0]) { /* it parsed: the vocabulary is what is wrong */
-            if (err)
-                *err = e2;
-            return s2;
-        }
-    }
-    if (s != QV_OK) {
-        if (err)
-            *err = e;
+    qv_status s = qv_gguf_open(path, &g, err);
+    if (s != QV_OK)
         return s;
-    }
     s = qv_vocab_load(g, out, err);
     if (s != QV_OK)
         qv_err_prefix(err, s, "'%s'", path);
@@ -1545,7 +1430,7 @@ qv_status qv_vocab_tokenize(const qv_vocab *v, const char *text, size_t len,
         f.head = -1;
     }
     if (v->type == QV_VOCAB_BPE) {
-        bs = vq_bpe_scratch_new(v);
+        bs = vq_bpe_scratch_new();
         if (!bs)
             goto nomem;
     }

@@ -76,10 +76,9 @@ enum {
  * copied). *out is NULL on error. */
 qv_status qv_vocab_load(const qv_gguf *g, qv_vocab **out, qv_err *err);
 
-/* Opens the GGUF file at path and loads its vocabulary. Accepts, as
- * llama.cpp does, vocabulary-only files that end right after the metadata
- * (no padding up to a data section). Errors as qv_gguf_open and
- * qv_vocab_load, the message starting with the path. */
+/* Opens the GGUF file at path (vocabulary-only files such as llama.cpp's
+ * models/ggml-vocab-*.gguf included) and loads its vocabulary. Errors as
+ * qv_gguf_open and qv_vocab_load, the message naming the path. */
 qv_status qv_vocab_open(const char *path, qv_vocab **out, qv_err *err);
 
 void qv_vocab_free(qv_vocab *v); /* safe on NULL */

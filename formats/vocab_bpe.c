@@ -14,8 +14,12 @@
  *  - The text is first decoded as llama.cpp decodes it: a byte that does
  *    not start a complete sequence is U+FFFD, overlong forms are accepted
  *    (and come out in shortest form), surrogates are kept. PCRE2 sees a
- *    copy in which surrogates and U+180E (white space to PCRE2's \s, not to
- *    llama.cpp) are U+E000, a character both class the same way.
+ *    copy in which surrogates are U+E000 and U+180E (white space to
+ *    PCRE2's \s, not to llama.cpp) is U+2060: characters that every class
+ *    and range below treats as llama.cpp treats the originals.
+ *  - The expressions with non-ASCII literal ranges (deepseek, youtu, afmoe,
+ *    bloom) run in llama.cpp (std::wregex) on a text whose non-ASCII white
+ *    space is U+000B: such a range never matches white space here either.
  *  - llama.cpp runs the expressions that use Unicode classes through
  *    std::regex on a "collapsed" text (one byte per character class), in
  *    which \p{Lu} \p{Ll} \p{Lt} \p{Lm} \p{Lo} all mean \p{L}, \p{S} does
@@ -25,7 +29,8 @@
  *  - Its hand-written splitters (gpt2, llama3, qwen2, qwen35) behave as
  *    their expressions; the afmoe / tiny_aya digit grouping is not an
  *    expression and is done by hand (VQ_SPLIT_AFMOE_DIGITS), with its
- *    quirk: text before a run of digits joins the first group.
+ *    quirk: text before a run of digits joins the first group (the next
+ *    expression may split it off again).
  *
  * What is left: PCRE2's Unicode tables (10.42: Unicode 14) against
  * llama.cpp's (Unicode 15.1): about 5,100 code points assigned since
@@ -555,9 +560,8 @@ struct vq_bpe_scratch {
     size_t heap_n, heap_cap;
 };
 
-vq_bpe_scratch *vq_bpe_scratch_new(const qv_vocab *v)
+vq_bpe_scratch *vq_bpe_scratch_new(void)
 {
-    (void)v;
     vq_bpe_scratch *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;

@@ -156,7 +156,7 @@ void vq_bpe_free(qv_vocab *v);
 
 /* Per-call scratch for BPE. */
 typedef struct vq_bpe_scratch vq_bpe_scratch;
-vq_bpe_scratch *vq_bpe_scratch_new(const qv_vocab *v);
+vq_bpe_scratch *vq_bpe_scratch_new(void);
 void vq_bpe_scratch_free(vq_bpe_scratch *s);
 
 /* Tokenizes one raw-text fragment and appends to out. */

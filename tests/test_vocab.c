@@ -551,7 +551,7 @@ static void words(const char *pre, const char *text, size_t len,
                   const char *const *want)
 {
     qv_vocab *v = bpe(pre);
-    vq_bpe_scratch *s = vq_bpe_scratch_new(v);
+    vq_bpe_scratch *s = vq_bpe_scratch_new();
     cr_assert_not_null(s);
     const char *clean;
     const uint32_t *st, *ln;
@@ -719,7 +719,8 @@ Test(vocab_errors, no_bos_to_add)
 }
 
 /* A vocabulary-only file that ends right after its metadata (llama.cpp's
- * models/ggml-vocab-*.gguf are such files) opens by path. */
+ * models/ggml-vocab-*.gguf are such files) opens by path; one cut short
+ * does not. */
 Test(vocab_file, vocabulary_only_without_padding)
 {
     qv_gguf_writer *w = spm_writer(-2.0f, -1.5f, NULL);
@@ -747,8 +748,8 @@ Test(vocab_file, vocabulary_only_without_padding)
     /* a path that is not there */
     cr_assert_eq(qv_vocab_open("/nonexistent/qv.gguf", &v, &e), QV_ERR_NOT_FOUND);
     cr_assert_null(v);
-    /* bytes missing from the last KV are not made up from padding: a
-     * file cut inside an array that ends in zero bytes is refused */
+    /* a file cut inside its last array (whose missing bytes are zeros) is
+     * refused, not read as if they were padding */
     w = spm_writer(-2.0f, -1.5f, NULL);
     const int32_t tail[2] = {1, 0};
     cr_assert_eq(qv_gguf_writer_set_i32_arr(w, "zz.last", tail, 2, &e), QV_OK);
