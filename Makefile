@@ -206,6 +206,17 @@ $(BUILD)/bench_tune: benchmarks/bench_tune.c $(LIB) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
 
+# Tokenizer throughput on one core (benchmarks/bench_tok.c):
+#   make bench-tok VOCABS="ggml-vocab-gpt-2.gguf ggml-vocab-llama-spm.gguf ..."
+.PHONY: bench-tok
+bench-tok: all $(BUILD)/bench_tok
+	$(BUILD)/bench_tok $(VOCABS)
+
+$(BUILD)/bench_tok: benchmarks/bench_tok.c $(LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
 # Synthetic models of real shapes and vocabularies (tools/synth_model.c).
 $(BUILD)/synth_model: tools/synth_model.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)

@@ -2,9 +2,7 @@
  * core: each vocabulary tokenizes the whole text, best of --reps runs, and
  * the MB/s is input bytes over that time. Loading is timed separately.
  *
- *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I. -o build/bench_tok \
- *      benchmarks/bench_tok.c build/libqvac.a \
- *      $(pkg-config --libs jansson libxxhash libpcre2-8) -lm
+ *   make bench-tok VOCABS="VOCAB.gguf..."   (builds build/bench_tok)
  *   build/bench_tok [--text FILE] [--reps N] [--special] VOCAB.gguf...
  *
  * The text defaults to data/corpus/stories.txt (English). Vocabularies:
