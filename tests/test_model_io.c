@@ -666,10 +666,11 @@ static qv_model *small_model(int act, int neox, int tied)
 
 /* Saves m, then rewrites the file with key `key` set to the string `val`
  * (NULL: removed) and tensor `drop` left out (NULL: none) and `extra`
- * added (a copy of token_embd.weight under that name; NULL: none). */
-static qv_status load_edited(qv_model *m, const char *key, const char *val,
-                             uint32_t u32, const char *drop, const char *extra,
-                             qv_err *e)
+ * added (a copy of token_embd.weight under that name; NULL: none), and a
+ * vocabulary of n_tokens tokens (0: none). */
+static qv_status load_edited_tok(qv_model *m, const char *key, const char *val,
+                                 uint32_t u32, const char *drop, const char *extra,
+                                 size_t n_tokens, qv_err *e)
 {
     char path[] = "/tmp/qvac-mio-XXXXXX";
     int fd = mkstemp(path);
@@ -720,6 +721,20 @@ static qv_status load_edited(qv_model *m, const char *key, const char *val,
         qv_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type,
                                   t->data, t->nbytes, e);
     }
+    if (n_tokens) {
+        const char **tk = calloc(n_tokens, sizeof *tk);
+        char (*txt)[16] = calloc(n_tokens, sizeof *txt);
+        cr_assert(tk && txt);
+        for (size_t i = 0; i < n_tokens; i++) {
+            snprintf(txt[i], sizeof txt[i], "t%zu", i);
+            tk[i] = txt[i];
+        }
+        qv_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", e);
+        cr_assert_eq(qv_gguf_writer_set_str_arr(w, "tokenizer.ggml.tokens", tk, n_tokens, e),
+                     QV_OK);
+        free(tk);
+        free(txt);
+    }
     if (extra) {
         const qv_gguf_tensor *t = qv_gguf_find_tensor(g, "token_embd.weight");
         qv_gguf_writer_add_tensor(w, extra, t->n_dims, t->ne, t->type, t->data,
@@ -736,6 +751,13 @@ static qv_status load_edited(qv_model *m, const char *key, const char *val,
     qv_model_free(&back);
     free(bytes);
     return s;
+}
+
+static qv_status load_edited(qv_model *m, const char *key, const char *val,
+                             uint32_t u32, const char *drop, const char *extra,
+                             qv_err *e)
+{
+    return load_edited_tok(m, key, val, u32, drop, extra, 0, e);
 }
 
 Test(model_io, writer_names_the_architecture_that_computes_it)
@@ -906,4 +928,24 @@ Test(model_io, vocabulary_in_row_blocks_is_the_same_function)
             }
             qv_model_free(&m);
         }
+}
+
+Test(model_io, refuses_a_tokenizer_that_does_not_match_the_embedding)
+{
+    qv_model *m = small_model(QV_ACT_SILU, 1, 1); /* 300 rows */
+    qv_err e;
+    cr_assert_eq(load_edited_tok(m, NULL, NULL, 0, NULL, NULL, 299, &e), QV_ERR_CORRUPT);
+    cr_expect(strstr(e.msg, "tokenizer.ggml.tokens has 299 tokens"), "%s", e.msg);
+    cr_assert_eq(load_edited_tok(m, NULL, NULL, 0, NULL, NULL, 300, &e), QV_OK, "%s", e.msg);
+    qv_model_free(&m);
+}
+
+Test(model_io, refuses_scale_tensors_the_2b4t_graph_does_not_have)
+{
+    qv_model *m = small_model(QV_ACT_RELU2, QV_ARCH_B158_NEOX, 1); /* bitnet-b1.58 */
+    qv_err e;
+    cr_assert_eq(load_edited(m, NULL, NULL, 0, NULL, "blk.0.attn_q.scale", &e),
+                 QV_ERR_UNSUPPORTED);
+    cr_expect(strstr(e.msg, "blk.0.attn_q.scale"), "%s", e.msg);
+    qv_model_free(&m);
 }
