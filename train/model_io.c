@@ -563,6 +563,28 @@ static qv_status decide_arch(const qv_gguf *g, const char *what,
                    "BitNet b1.58 2B4T) and 'qvac-bitnet'", what, arch);
 }
 
+/* A qvac-bitnet key that must hold one of two strings: *out = 0 for a,
+ * 1 for b; missing is QV_ERR_CORRUPT, another value QV_ERR_UNSUPPORTED. */
+static qv_status key_choice(const qv_gguf *g, const char *what, const char *key,
+                            const char *meaning, const char *a, const char *b,
+                            const char *hint, int *out, qv_err *err)
+{
+    const char *v = NULL;
+    if (!qv_gguf_find_kv(g, key))
+        return qv_fail(err, QV_ERR_CORRUPT,
+                       "%s: %s is missing; a qvac-bitnet file says its %s (%s "
+                       "or %s)", what, key, meaning, a, b);
+    qv_status s = qv_gguf_get_str(g, key, &v, NULL, err);
+    if (s)
+        return qv_err_prefix(err, s, "%s", what);
+    if (strcmp(v, a) && strcmp(v, b))
+        return qv_fail(err, QV_ERR_UNSUPPORTED,
+                       "%s: %s = '%.32s'; qvac knows %s and %s%s", what, key, v, a,
+                       b, hint);
+    *out = !strcmp(v, b);
+    return QV_OK;
+}
+
 /* Every tensor the configuration needs: present, of a type qvac reads for
  * its role, of the right shape; nothing decoded. */
 static qv_status check_tensor(const qv_gguf *g, const char *what,
@@ -687,37 +709,19 @@ static qv_status plan(const qv_gguf *g, const char *what, qv_model *m,
                  "%s: %s = %d but the head dimension is %d; qvac rotates "
                  "whole heads only", what, k, nrot, c.dim / c.n_heads);
     }
-    /* activation */
-    if (R.act >= 0) {
-        c.act = R.act;
-    } else {
-        const char *act = NULL;
-        if (!qv_gguf_find_kv(g, akey(k, sizeof k, A, "activation")))
-            FAIL(QV_ERR_CORRUPT,
-                 "%s: %s is missing; a qvac-bitnet file says its FFN "
-                 "activation (silu or relu2)", what, k);
-        TRY(qv_gguf_get_str(g, k, &act, NULL, err));
-        if (strcmp(act, "silu") && strcmp(act, "relu2"))
-            FAIL(QV_ERR_UNSUPPORTED,
-                 "%s: %s = '%.32s'; qvac knows silu and relu2", what, k, act);
-        c.act = strcmp(act, "silu") ? QV_ACT_RELU2 : QV_ACT_SILU;
-    }
-    /* RoPE pairing */
-    if (R.rope_neox >= 0) {
-        c.rope_neox = R.rope_neox;
-    } else {
-        const char *rt = NULL;
-        if (!qv_gguf_find_kv(g, akey(k, sizeof k, A, "rope.type")))
-            FAIL(QV_ERR_CORRUPT,
-                 "%s: %s is missing; a qvac-bitnet file says its RoPE "
-                 "pairing (norm or neox)", what, k);
-        TRY(qv_gguf_get_str(g, k, &rt, NULL, err));
-        if (strcmp(rt, "norm") && strcmp(rt, "neox"))
-            FAIL(QV_ERR_UNSUPPORTED,
-                 "%s: %s = '%.32s'; qvac knows norm (adjacent pairs) and "
-                 "neox (pairs offset by half a head)", what, k, rt);
-        c.rope_neox = !strcmp(rt, "neox");
-    }
+    /* activation and RoPE pairing: the architecture's, or qvac-bitnet's keys */
+    c.act = R.act;
+    if (R.act < 0 &&
+        (s = key_choice(g, what, akey(k, sizeof k, A, "activation"), "FFN activation",
+                        "silu", "relu2", "", &c.act, err)))
+        goto fail;
+    c.rope_neox = R.rope_neox;
+    if (R.rope_neox < 0 &&
+        (s = key_choice(g, what, akey(k, sizeof k, A, "rope.type"), "RoPE pairing",
+                        "norm", "neox",
+                        " (norm: adjacent pairs, neox: pairs offset by half a head)",
+                        &c.rope_neox, err)))
+        goto fail;
     /* sub-norms, head */
     c.sub_norm = qv_gguf_find_tensor(g, "blk.0.attn_sub_norm.weight") != NULL;
     if (R.need_sub_norm && !c.sub_norm)
