@@ -568,6 +568,10 @@ int qv_cmd_submit(int argc, char **argv)
         json_decref(a.opts);
         return rc;
     }
+    /* The built-in data set was made for the built-in model's context and
+     * has always been cut to it: keep that unless --long says otherwise. */
+    if (!a.data && !json_object_get(a.opts, "long"))
+        json_object_set_new(a.opts, "long", json_string("truncate"));
     /* Checked here, as the worker will check them, so a job that cannot run
      * says so now. */
     qv_err err;

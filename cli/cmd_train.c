@@ -33,7 +33,7 @@ typedef struct targs {
     const char *cmd;
     const char *model, *data, *device, *out, *resume, *db;
     const char *chat_template; /* --chat-template NAME */
-    int long_policy;           /* --long skip|truncate */
+    int long_policy, long_set; /* --long skip|truncate */
     qv_train_opts o;
     double val_fraction;
     int json, steps_set;
@@ -97,6 +97,7 @@ static int parse_args(int argc, char **argv, targs *a)
             if (!strcmp(v, "skip")) a->long_policy = QV_LONG_SKIP;
             else if (!strcmp(v, "truncate")) a->long_policy = QV_LONG_TRUNCATE;
             else return qv_cli_usage(a->cmd, "--long is skip or truncate");
+            a->long_set = 1;
         }
         else if (!strcmp(o, "--weights")) {
             if (!strcmp(v, "ternary")) a->o.weights = QV_WEIGHTS_TERNARY;
@@ -194,8 +195,11 @@ static qv_status data_opts(const targs *a, const qv_model *m, qv_dataset_opts *o
     qv_status s;
     if (a->model && (s = qv_gguf_open(a->model, &g, err)))
         return s;
+    /* the built-in data set was made for the built-in model's context and
+     * has always been cut to it: truncate unless --long says otherwise */
+    int lp = a->long_set || a->data ? a->long_policy : QV_LONG_TRUNCATE;
     s = qv_dataset_opts_for_model(g, a->model, a->chat_template, (size_t)m->cfg.ctx,
-                                  a->long_policy, o, vocab, err);
+                                  lp, o, vocab, err);
     qv_gguf_free(g);
     return s;
 }
@@ -226,7 +230,7 @@ static qv_status load_data(const targs *a, const qv_model *m, qv_dataset **ds,
         fprintf(stderr, "qvac: %s: %llu example(s) longer than the model's context of "
                 "%d tokens %s\n", qv_dataset_name(*ds),
                 (unsigned long long)qv_dataset_n_long(*ds), m->cfg.ctx,
-                a->long_policy == QV_LONG_TRUNCATE ? "were cut to it"
+                o.long_policy == QV_LONG_TRUNCATE ? "were cut to it"
                 : "were skipped (--long truncate keeps their start)");
     size_t stored = 0;
     const qv_dataset_issue *is = qv_dataset_issues(*ds, &stored);

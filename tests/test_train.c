@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/ternary.h"
 #include "kernels/verify.h"
 #include "train/net.h"
 
@@ -352,7 +353,7 @@ Test(train, model_gguf_round_trip)
         for (int i = 0; i < QV_LIN_COUNT; i++) {
             qv_linear *a = &m->layers[l].lin[i], *b = &back->layers[l].lin[i];
             cr_expect_eq(a->scale, b->scale, "layer %d %s", l, qv_lin_name(i));
-            cr_expect_eq(memcmp(a->q, b->q, (size_t)a->N * (size_t)a->K), 0);
+            cr_expect_eq(memcmp(a->packed, b->packed, qv_ternary_bytes(a->N, a->K)), 0);
         }
     /* a truncated file is an error, never a crash */
     size_t n;
@@ -402,8 +403,8 @@ Test(train, qat_pretraining_lowers_the_loss_on_every_device)
              * moved away from the initial ones */
             qv_model *m0 = NULL;
             cr_assert_eq(qv_model_init_random(&cfg, 5, &m0, &e), QV_OK);
-            size_t n = (size_t)m->layers[0].lin[0].N * (size_t)m->layers[0].lin[0].K;
-            cr_expect_neq(memcmp(m->layers[0].lin[0].q, m0->layers[0].lin[0].q, n), 0);
+            size_t n = qv_ternary_bytes(m->layers[0].lin[0].N, m->layers[0].lin[0].K);
+            cr_expect_neq(memcmp(m->layers[0].lin[0].packed, m0->layers[0].lin[0].packed, n), 0);
             free(r.losses);
             qv_model_free(&m0);
             qv_model_free(&m);

@@ -172,7 +172,7 @@ void qv_model_free(qv_model **pm)
             free(L->attn_sub_norm);
             free(L->ffn_sub_norm);
             for (int i = 0; i < QV_LIN_COUNT; i++) {
-                free(L->lin[i].q);
+                free(L->lin[i].packed);
                 free(L->lin[i].w);
             }
         }
@@ -186,7 +186,13 @@ void qv_model_free(qv_model **pm)
 
 static qv_status quantize_lin(qv_linear *l, qv_err *err)
 {
-    qv_status s = qv_ternary_quantize(l->w, l->N, l->K, l->q, &l->scale, err);
+    int8_t *q = malloc((size_t)l->N * (size_t)l->K);
+    if (!q)
+        return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
+    qv_status s = qv_ternary_quantize(l->w, l->N, l->K, q, &l->scale, err);
+    if (!s)
+        s = qv_ternary_pack(q, l->N, l->K, l->packed, err);
+    free(q);
     if (s)
         return s;
     /* the file keeps the scale in f16 (TQ2_0's d): train with that value */
@@ -280,13 +286,22 @@ static qv_status init(const qv_model_config *cfg, uint64_t seed, int shadow,
             qv_model_lin_shape(cfg, (qv_lin_id)i, &lin->N, &lin->K);
             lin->lora_mul = 1.0f;
             size_t n = (size_t)lin->N * (size_t)lin->K;
-            lin->q = malloc(n);
-            if (!lin->q)
+            lin->packed = malloc(qv_ternary_bytes(lin->N, lin->K));
+            if (!lin->packed)
                 goto nomem;
             if (!shadow) {
                 /* codes straight from the generator, about 1/3 each */
+                int8_t *q = malloc(n);
+                if (!q)
+                    goto nomem;
                 for (size_t j = 0; j < n; j++)
-                    lin->q[j] = (int8_t)((int)(qv_rng_next(&r) % 3u) - 1);
+                    q[j] = (int8_t)((int)(qv_rng_next(&r) % 3u) - 1);
+                s = qv_ternary_pack(q, lin->N, lin->K, lin->packed, err);
+                free(q);
+                if (s) {
+                    qv_model_free(&m);
+                    return s;
+                }
                 lin->scale = qv_f16_to_f32(qv_f32_to_f16(0.02f));
                 continue;
             }

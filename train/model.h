@@ -99,9 +99,10 @@ static inline int32_t qv_model_head_dim(const qv_model_config *c)
 void qv_model_lin_shape(const qv_model_config *c, qv_lin_id id, int32_t *N,
                         int32_t *K);
 
-/* A BitLinear weight on the host: ternary codes and one scale; `w` is the
- * f32 shadow (latent) weight when the model is being pretrained, else
- * NULL. */
+/* A BitLinear weight on the host: ternary codes, 2 bits a weight in
+ * qvac's packed layout (kernels/ternary.h: qv_ternary_bytes(N, K) bytes,
+ * what the device holds too), and one scale; `w` is the f32 shadow
+ * (latent) weight when the model is being pretrained, else NULL. */
 typedef struct qv_linear {
     int32_t N, K;
     float scale;     /* every per-tensor scale of the file folded in */
@@ -110,7 +111,7 @@ typedef struct qv_linear {
                         build_ffn applies after the adapter is added (q, k,
                         v, o and down apply theirs before: folded in scale
                         only). 0 is read as 1. */
-    int8_t *q;  /* (N, K) in {-1, 0, 1} */
+    uint32_t *packed; /* (N, K) codes -1, 0, 1, packed */
     float *w;   /* (N, K) or NULL */
 } qv_linear;
 

@@ -74,21 +74,22 @@ static qv_status add_linear(qv_gguf_writer *w, keep *k, const char *name,
     int64_t ne[2] = {l->K, l->N};
     qv_status s;
     if (l->K % QV_TQ_QK_K == 0) {
-        size_t pb = qv_ternary_bytes(l->N, l->K);
         size_t tb = qv_tq2_0_bytes(l->N, l->K);
-        uint32_t *packed = keep_alloc(k, pb);
         uint8_t *tq = keep_alloc(k, tb);
-        if (!packed || !tq)
+        if (!tq)
             return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
-        if ((s = qv_ternary_pack(l->q, l->N, l->K, packed, err)) ||
-            (s = qv_ternary_to_tq2_0(packed, l->N, l->K, l->scale, tq, tb, err)))
+        if ((s = qv_ternary_to_tq2_0(l->packed, l->N, l->K, l->scale, tq, tb, err)))
             return s;
         return qv_gguf_writer_add_tensor(w, name, 2, ne, QV_GGML_TQ2_0, tq, tb,
                                          err);
     }
     /* rows too short for TQ2_0 blocks: int8 codes and a scale tensor */
-    if ((s = qv_gguf_writer_add_tensor(w, name, 2, ne, QV_GGML_I8, l->q,
-                                       (size_t)l->N * (size_t)l->K, err)))
+    size_t nq = (size_t)l->N * (size_t)l->K;
+    int8_t *q = keep_alloc(k, nq);
+    if (!q)
+        return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
+    if ((s = qv_ternary_unpack(l->packed, l->N, l->K, q, err)) ||
+        (s = qv_gguf_writer_add_tensor(w, name, 2, ne, QV_GGML_I8, q, nq, err)))
         return s;
     char sname[64];
     snprintf(sname, sizeof sname, "%.50s.scale", name);
@@ -383,9 +384,10 @@ static qv_status read_float_linear(const qv_gguf_tensor *t, qv_linear *l,
         else if (a != mag)
             ternary = 0;
     }
+    int8_t *q = (int8_t *)w; /* codes over the floats' first quarter */
     if (ternary && mag > 0.0f) {
         for (size_t i = 0; i < n; i++)
-            l->q[i] = (int8_t)(w[i] > 0.0f ? 1 : w[i] < 0.0f ? -1 : 0);
+            q[i] = (int8_t)(w[i] > 0.0f ? 1 : w[i] < 0.0f ? -1 : 0);
         l->scale = mag;
         *quantised = 0;
     } else {
@@ -395,13 +397,14 @@ static qv_status read_float_linear(const qv_gguf_tensor *t, qv_linear *l,
         float is = 1.0f / sc;
         for (size_t i = 0; i < n; i++) {
             float r = nearbyintf(w[i] * is);
-            l->q[i] = (int8_t)(r > 1.0f ? 1 : r < -1.0f ? -1 : (int)r);
+            q[i] = (int8_t)(r > 1.0f ? 1 : r < -1.0f ? -1 : (int)r);
         }
         l->scale = sc;
         *quantised = 1;
     }
+    s = qv_ternary_pack(q, l->N, l->K, l->packed, err);
     free(w);
-    return QV_OK;
+    return s;
 }
 
 static qv_status read_linear(const qv_gguf *g, const char *name, qv_linear *l,
@@ -417,27 +420,20 @@ static qv_status read_linear(const qv_gguf *g, const char *name, qv_linear *l,
                        "says [%d, %d]", name, (long long)t->ne[0],
                        (long long)(t->n_dims > 1 ? t->ne[1] : 1), l->K, l->N);
     size_t n = (size_t)l->N * (size_t)l->K;
-    l->q = malloc(n);
-    if (!l->q)
+    l->packed = malloc(qv_ternary_bytes(l->N, l->K));
+    if (!l->packed)
         return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory for %s",
                        name);
     if (t->type == QV_GGML_TQ2_0 || t->type == QV_GGML_TQ1_0 ||
         t->type == QV_GGML_I2_S) {
-        size_t pb = qv_ternary_bytes(l->N, l->K);
-        uint32_t *packed = malloc(pb);
-        if (!packed)
-            return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory");
         s = t->type == QV_GGML_TQ2_0
-                ? qv_tq2_0_to_ternary(t->data, t->nbytes, l->N, l->K, packed,
+                ? qv_tq2_0_to_ternary(t->data, t->nbytes, l->N, l->K, l->packed,
                                       &l->scale, err)
             : t->type == QV_GGML_TQ1_0
-                ? qv_tq1_0_to_ternary(t->data, t->nbytes, l->N, l->K, packed,
+                ? qv_tq1_0_to_ternary(t->data, t->nbytes, l->N, l->K, l->packed,
                                       &l->scale, err)
-                : qv_i2s_to_ternary(t->data, t->nbytes, l->N, l->K, packed,
+                : qv_i2s_to_ternary(t->data, t->nbytes, l->N, l->K, l->packed,
                                     &l->scale, err);
-        if (!s)
-            s = qv_ternary_unpack(packed, l->N, l->K, l->q, err);
-        free(packed);
         if (s)
             return qv_err_prefix(err, s, "model: tensor %s", name);
         return QV_OK;
@@ -452,13 +448,13 @@ static qv_status read_linear(const qv_gguf *g, const char *name, qv_linear *l,
                        "codes", name, type_name(t->type));
     /* qvac's own rows too short for TQ2_0: int8 codes + "<name>.scale" */
     const int8_t *c = t->data;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (c[i] < -1 || c[i] > 1)
             return qv_fail(err, QV_ERR_CORRUPT,
                            "model: tensor %s holds %d at element %zu; ternary "
                            "codes are -1, 0, 1", name, c[i], i);
-        l->q[i] = c[i];
-    }
+    if ((s = qv_ternary_pack(c, l->N, l->K, l->packed, err)))
+        return s;
     char sname[80];
     snprintf(sname, sizeof sname, "%.63s.scale", name);
     float *sc = NULL;

@@ -370,23 +370,29 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
     ld->shadow = ld->pa = ld->pb = -1;
     size_t NK = (size_t)hl->N * (size_t)hl->K;
     qv_status s = QV_OK;
+    int8_t *q = NULL; /* codes one a byte, for the f32 / f16 copies */
+    if (n->o.weights != QV_WEIGHTS_TERNARY || n->o.ste_surrogate) {
+        q = malloc(NK);
+        if (!q)
+            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        if ((s = qv_ternary_unpack(hl->packed, hl->N, hl->K, q, err))) {
+            free(q);
+            return s;
+        }
+    }
     if (n->o.weights == QV_WEIGHTS_TERNARY) {
         size_t bytes = qv_ternary_bytes(hl->N, hl->K);
-        uint32_t *packed = malloc(bytes);
-        if (!packed)
-            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
-        s = qv_ternary_pack(hl->q, hl->N, hl->K, packed, err);
+        s = buf(n, QV_MEM_WEIGHTS, bytes, &ld->packed, err);
         if (!s)
-            s = buf(n, QV_MEM_WEIGHTS, bytes, &ld->packed, err);
-        if (!s)
-            s = qv_buffer_write(ld->packed, 0, packed, bytes, err);
-        free(packed);
+            s = qv_buffer_write(ld->packed, 0, hl->packed, bytes, err);
         if (!s && n->o.ste_surrogate) {
             float *w = malloc(NK * 4);
-            if (!w)
+            if (!w) {
+                free(q);
                 return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+            }
             for (size_t j = 0; j < NK; j++)
-                w[j] = (float)hl->q[j] * hl->scale;
+                w[j] = (float)q[j] * hl->scale;
             s = buf(n, QV_MEM_WEIGHTS, NK * 4, &ld->w32, err);
             if (!s)
                 s = qv_buffer_write(ld->w32, 0, w, NK * 4, err);
@@ -394,15 +400,18 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
         }
     } else {
         uint16_t *h = malloc(NK * 2);
-        if (!h)
+        if (!h) {
+            free(q);
             return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        }
         for (size_t j = 0; j < NK; j++)
-            h[j] = qv_f32_to_f16((float)hl->q[j] * hl->scale);
+            h[j] = qv_f32_to_f16((float)q[j] * hl->scale);
         s = buf(n, QV_MEM_WEIGHTS, NK * 2, &ld->w16, err);
         if (!s)
             s = qv_buffer_write(ld->w16, 0, h, NK * 2, err);
         free(h);
     }
+    free(q);
     if (s)
         return s;
     char name[64];

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/ternary.h"
 #include "train/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -22,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int l = 0; l < c->n_layers; l++)
             for (int k = 0; k < QV_LIN_COUNT; k++) {
                 const qv_linear *lin = &m->layers[l].lin[k];
-                acc += lin->scale + lin->q[(size_t)lin->N * (size_t)lin->K - 1];
+                acc += lin->scale +
+                       (float)lin->packed[qv_ternary_bytes(lin->N, lin->K) / 4 - 1];
             }
         (void)acc;
         qv_model_free(&m);
