@@ -189,6 +189,8 @@ typedef struct raw_run {
 static qv_status run_add(raw_run *r, const char *s, size_t n, uint8_t m,
                          const char *name, qv_err *err)
 {
+    if (n == 0)
+        return QV_OK;
     if (n > SIZE_MAX / 2 - r->n)
         return qv_fail(err, QV_ERR_NOMEM, "dataset %s: example too long", name);
     if (r->n + n > r->cap) {

@@ -723,7 +723,7 @@ static qv_status load_edited_tok(qv_model *m, const char *key, const char *val,
     }
     if (n_tokens) {
         const char **tk = calloc(n_tokens, sizeof *tk);
-        char (*txt)[16] = calloc(n_tokens, sizeof *txt);
+        char (*txt)[24] = calloc(n_tokens, sizeof *txt);
         cr_assert(tk && txt);
         for (size_t i = 0; i < n_tokens; i++) {
             snprintf(txt[i], sizeof txt[i], "t%zu", i);
