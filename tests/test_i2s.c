@@ -15,37 +15,10 @@
 
 #include "formats/i2s.h"
 #include "kernels/ternary.h"
+#define TT_SEED 0x243f6a8885a308d3ull
+#include "tests/support/ternary_test.h"
 
 /* ---- helpers -------------------------------------------------------- */
-
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static uint32_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    rng_state = x;
-    return (uint32_t)(x >> 32);
-}
-
-static int8_t *unpack_all(const uint32_t *packed, int32_t N, int32_t K)
-{
-    int8_t *w = malloc((size_t)N * (size_t)K);
-    cr_assert_not_null(w);
-    qv_err e;
-    cr_assert_eq(qv_ternary_unpack(packed, N, K, w, &e), QV_OK, "%s", e.msg);
-    return w;
-}
-
-static uint32_t *pack_all(const int8_t *w, int32_t N, int32_t K)
-{
-    uint32_t *p = malloc(qv_ternary_bytes(N, K));
-    cr_assert_not_null(p);
-    qv_err e;
-    cr_assert_eq(qv_ternary_pack(w, N, K, p, &e), QV_OK, "%s", e.msg);
-    return p;
-}
 
 static void put_f32(uint8_t *p, float f)
 {

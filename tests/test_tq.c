@@ -14,28 +14,10 @@
 #include "common/half.h"
 #include "formats/tq.h"
 #include "kernels/ternary.h"
+#define TT_SEED 0x9e3779b97f4a7c15ull
+#include "tests/support/ternary_test.h"
 
 /* ---- helpers -------------------------------------------------------- */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    rng_state = x;
-    return (uint32_t)(x >> 32);
-}
-
-static int8_t *unpack_all(const uint32_t *packed, int32_t N, int32_t K)
-{
-    int8_t *w = malloc((size_t)N * (size_t)K);
-    cr_assert_not_null(w);
-    qv_err e;
-    cr_assert_eq(qv_ternary_unpack(packed, N, K, w, &e), QV_OK, "%s", e.msg);
-    return w;
-}
 
 /* llama.cpp's TQ1_0 byte: ceil(v * 256 / 243), v = 5-trit number. */
 static uint8_t llama_tq1_byte(unsigned v)
