@@ -411,3 +411,42 @@ Test(train, qat_pretraining_lowers_the_loss_on_every_device)
         }
     qv_dataset_free(ds);
 }
+
+/* An adapter names its base's architecture (llama.cpp's
+ * llama_adapter_lora_init refuses one whose general.architecture differs
+ * from the model's). */
+Test(train, adapter_names_the_base_architecture)
+{
+    struct { int act, neox, tied; const char *arch; } c[] = {
+        {QV_ACT_SILU, 1, 1, "bitnet"},
+        {QV_ACT_RELU2, QV_ARCH_B158_NEOX, 1, QV_ARCH_B158_NAME},
+        {QV_ACT_RELU2, 0, 0, "qvac-bitnet"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        qv_model_config cfg = tiny_cfg(c[i].act, 1, c[i].tied);
+        cfg.rope_neox = c[i].neox;
+        qv_model *m = NULL;
+        qv_err e;
+        cr_assert_eq(qv_model_init_random(&cfg, 1, &m, &e), QV_OK, "%s", e.msg);
+        qv_net_opts o = {.weights = QV_WEIGHTS_TERNARY, .batch = 1, .seq = 4, .rank = 2,
+                         .alpha = 4, .targets = 1u << QV_LIN_Q, .seed = 1};
+        qv_net *n = NULL;
+        cr_assert_eq(qv_net_new(qv_devlist_find(devs, "ref"), m, &o, &n, &e), QV_OK, "%s",
+                     e.msg);
+        char path[] = "/tmp/qvac-adapter-XXXXXX";
+        int fd = mkstemp(path);
+        cr_assert_geq(fd, 0);
+        close(fd);
+        cr_assert_eq(qv_adapter_save(n, 4.0f, 2, 1u << QV_LIN_Q, path, &e), QV_OK, "%s",
+                     e.msg);
+        qv_gguf *g = NULL;
+        cr_assert_eq(qv_gguf_open(path, &g, &e), QV_OK, "%s", e.msg);
+        const char *a = NULL;
+        cr_assert_eq(qv_gguf_get_str(g, "general.architecture", &a, NULL, &e), QV_OK);
+        cr_expect_str_eq(a, c[i].arch);
+        qv_gguf_free(g);
+        remove(path);
+        qv_net_free(&n);
+        qv_model_free(&m);
+    }
+}

@@ -37,6 +37,15 @@ const char *qv_arch_name(qv_arch a)
     return "?";
 }
 
+const char *qv_arch_file_name(qv_arch a)
+{
+    switch (a) {
+    case QV_ARCH_BITNET_B158: return QV_ARCH_B158_NAME;
+    case QV_ARCH_QVAC: return "qvac-bitnet";
+    default: return "bitnet";
+    }
+}
+
 const char *qv_lin_name(qv_lin_id id)
 {
     return id < QV_LIN_COUNT ? lin_names[id] : "?";

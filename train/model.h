@@ -59,6 +59,9 @@ typedef enum {
     QV_ARCH_BITNET_LEGACY
 } qv_arch;
 const char *qv_arch_name(qv_arch a);
+/* The general.architecture a file of this architecture carries
+ * ("bitnet", "bitnet-b1.58", "qvac-bitnet"; qvac 0.1's files: "bitnet"). */
+const char *qv_arch_file_name(qv_arch a);
 
 typedef struct qv_model_config {
     int32_t vocab;      /* tokens */

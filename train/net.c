@@ -86,6 +86,11 @@ struct qv_net {
     int have_logits;
 };
 
+const qv_model_config *qv_net_model_config(const qv_net *n)
+{
+    return &n->cfg;
+}
+
 const char *qv_weights_name(qv_weights w)
 {
     return w == QV_WEIGHTS_F16 ? "f16" : "ternary";

@@ -72,6 +72,9 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
                      int backward, float gscale, double *loss_sum,
                      int64_t *count, qv_err *err);
 
+/* The configuration of the model the net was made from. */
+const qv_model_config *qv_net_model_config(const qv_net *n);
+
 /* Reads logits row `row` (0..batch*seq-1) of the last forward pass. */
 qv_status qv_net_logits(qv_net *n, int32_t row, float *out, qv_err *err);
 

@@ -283,7 +283,11 @@ qv_status qv_adapter_save(qv_net *n, float alpha, int32_t rank,
     qv_status s = bufs ? qv_gguf_writer_new(&w, err)
                        : qv_fail(err, QV_ERR_NOMEM, "adapter: out of memory");
 #define TRY(x) do { if (!s) s = (x); } while (0)
-    TRY(qv_gguf_writer_set_str(w, "general.architecture", "bitnet", err));
+    /* the base's architecture: llama_adapter_lora_init refuses an adapter
+     * whose general.architecture differs from the model's */
+    TRY(qv_gguf_writer_set_str(
+        w, "general.architecture",
+        qv_arch_file_name((qv_arch)qv_net_model_config(n)->arch), err));
     TRY(qv_gguf_writer_set_str(w, "general.type", "adapter", err));
     TRY(qv_gguf_writer_set_str(w, "adapter.type", "lora", err));
     TRY(qv_gguf_writer_set_f32(w, "adapter.lora.alpha", alpha, err));
