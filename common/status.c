@@ -67,3 +67,22 @@ const char *qv_status_name(qv_status code)
     }
     return "unknown";
 }
+
+void qv_append_vline(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    size_t off = strlen(buf);
+    if (off + 2 >= cap)
+        return;
+    vsnprintf(buf + off, cap - off - 1, fmt, ap);
+    off = strlen(buf);
+    buf[off] = '\n';
+    buf[off + 1] = '\0';
+}
+
+void qv_append_line(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    qv_append_vline(buf, cap, fmt, ap);
+    va_end(ap);
+}

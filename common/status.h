@@ -7,6 +7,7 @@
 #ifndef QV_STATUS_H
 #define QV_STATUS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef enum qv_status {
@@ -47,5 +48,15 @@ void qv_err_clear(qv_err *err);
 
 /* Short stable name of a status code, e.g. "invalid". */
 const char *qv_status_name(qv_status code);
+
+/* Appends one formatted line (with its newline) to the NUL-terminated text
+ * in buf[cap]; a line that does not fit whole is cut, and nothing is added
+ * once the buffer is full. For notes collected for the user to read. */
+void qv_append_line(char *buf, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void qv_append_vline(char *buf, size_t cap, const char *fmt, va_list ap);
 
 #endif

@@ -23,16 +23,10 @@ qv_status qv_devlist_push(qv_devlist *list, qv_device *dev, qv_err *err)
 
 void qv_devlist_note(qv_devlist *list, const char *fmt, ...)
 {
-    size_t off = strlen(list->notes);
-    if (off + 2 >= sizeof list->notes)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(list->notes + off, sizeof list->notes - off - 1, fmt, ap);
+    qv_append_vline(list->notes, sizeof list->notes, fmt, ap);
     va_end(ap);
-    off = strlen(list->notes);
-    list->notes[off] = '\n';
-    list->notes[off + 1] = '\0';
 }
 
 #ifdef QV_NO_OPENCL

@@ -204,23 +204,6 @@ done:
 
 /* ---- reading --------------------------------------------------------------- */
 
-/* Appends one line to m->notes (what the load did that a user should know). */
-static void note(qv_model *m, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(qv_model *m, const char *fmt, ...)
-{
-    size_t n = strlen(m->notes);
-    if (n + 2 >= sizeof m->notes)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->notes + n, sizeof m->notes - n - 1, fmt, ap);
-    va_end(ap);
-    n = strlen(m->notes);
-    m->notes[n] = '\n';
-    m->notes[n + 1] = '\0';
-}
-
 static const char *type_name(uint32_t t)
 {
     const char *n = qv_ggml_type_name(t);
@@ -528,7 +511,7 @@ static qv_status decide_arch(const qv_gguf *g, const char *what,
         *r = (arch_rules){QV_ARCH_BITNET_LEGACY, "bitnet",
                           strcmp(act, "silu") ? QV_ACT_RELU2 : QV_ACT_SILU, 0, 0,
                           1, 1};
-        note(m, "%s was written by qvac 0.1 (architecture 'bitnet' with "
+        qv_append_line(m->notes, sizeof m->notes, "%s was written by qvac 0.1 (architecture 'bitnet' with "
              "qvac.* keys): read as its keys say (%s, adjacent-pair RoPE, "
              "%s head), which is not what llama.cpp computes from it; "
              "re-save it with this qvac to get a file with explicit "
@@ -868,12 +851,12 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
         }
     }
     if (quantised)
-        note(m, "%s: %d BitLinear weights stored as %s were quantised to "
+        qv_append_line(m->notes, sizeof m->notes, "%s: %d BitLinear weights stored as %s were quantised to "
              "ternary at load (BitNet b1.58 absmean: scale = mean|w|, codes "
              "round(w / scale) clamped to -1..1)", what, quantised,
              type_name(lin_type));
     if (float_exact)
-        note(m, "%s: %d BitLinear weights stored as %s were already ternary "
+        qv_append_line(m->notes, sizeof m->notes, "%s: %d BitLinear weights stored as %s were already ternary "
              "(one magnitude per tensor): codes and scale read exactly",
              what, float_exact, type_name(lin_type));
     *out = m;
