@@ -32,6 +32,8 @@ int qv_cmd_compare(int argc, char **argv);
 void qv_help_compare(FILE *out);
 int qv_cmd_generate(int argc, char **argv);
 void qv_help_generate(FILE *out);
+int qv_cmd_eval(int argc, char **argv);
+void qv_help_eval(FILE *out);
 int qv_cmd_pretrain(int argc, char **argv);
 void qv_help_pretrain(FILE *out);
 int qv_cmd_inspect(int argc, char **argv);

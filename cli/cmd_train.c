@@ -1,12 +1,14 @@
 /* cli/cmd_train.c — `qvac finetune`, `qvac compare`, `qvac generate` and
  * `qvac pretrain`: argument parsing, device choice, progress bars and the
  * summary tables. The work is done by train/. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "autotune/cache.h"
@@ -43,6 +45,10 @@ typedef struct targs {
     const char *adapter, *prompt;
     int tokens;
     float temperature;
+    qv_act_quant act_quant; /* --act-quant (eval, generate) */
+    /* eval */
+    const char *text, *dump, *split;
+    long max_batches;
 } targs;
 
 static int parse_int(const char *cmd, const char *opt, const char *v,
@@ -87,6 +93,21 @@ static int parse_args(int argc, char **argv, targs *a)
         else if (!strcmp(o, "--db")) a->db = v;
         else if (!strcmp(o, "--adapter")) a->adapter = v;
         else if (!strcmp(o, "--prompt")) a->prompt = v;
+        else if (!strcmp(o, "--text")) a->text = v;
+        else if (!strcmp(o, "--dump")) a->dump = v;
+        else if (!strcmp(o, "--split")) {
+            if (strcmp(v, "all") && strcmp(v, "val") && strcmp(v, "train"))
+                return qv_cli_usage(a->cmd, "--split is all, val or train");
+            a->split = v;
+        } else if (!strcmp(o, "--max-batches")) {
+            if ((rc = parse_int(a->cmd, o, v, 1, 100000000, &n)))
+                return rc;
+            a->max_batches = n;
+        } else if (!strcmp(o, "--act-quant")) {
+            qv_err e;
+            if (qv_act_quant_parse(v, &a->act_quant, &e))
+                return qv_cli_usage(a->cmd, "%s", e.msg);
+        }
         else if (!strcmp(o, "--chat-template")) {
             qv_chat_template t;
             qv_err e;
@@ -610,10 +631,14 @@ void qv_help_generate(FILE *out)
     fprintf(out,
         "usage: qvac generate [--model M.gguf] [--adapter A.gguf] --prompt TEXT\n"
         "                     [--tokens N] [--temperature T] [--seed N] [--device ID]\n"
-        "                     [--weights ternary|f16]\n\n"
+        "                     [--weights ternary|f16] [--act-quant bitnet|llamacpp]\n\n"
         "Continues TEXT with the model (the built-in one by default), with a LoRA adapter\n"
         "from `qvac finetune` when given, so you can see what the adapter changed.\n"
-        "Temperature 0 is greedy; the default is 0.7 (seeded sampling, 120 tokens).\n");
+        "Temperature 0 is greedy; the default is 0.7 (seeded sampling, 120 tokens).\n"
+        "--act-quant llamacpp rounds each BitLinear's input as llama.cpp's CPU backend\n"
+        "does (q8_K blocks for TQ2_0, half for F16 weights) instead of BitNet's per-token\n"
+        "int8 (bitnet, the default, what qvac trains with): the same continuation as\n"
+        "llama.cpp's `llama-completion -m M --lora A --temp 0 -ctk f32 -ctv f32`.\n");
 }
 
 int qv_cmd_generate(int argc, char **argv)
@@ -699,7 +724,7 @@ int qv_cmd_generate(int argc, char **argv)
             qv_net_free(&n);
             qv_net_opts no = {.weights = a.o.weights, .batch = 1, .seq = need,
                               .rank = rank, .alpha = alpha, .targets = targets,
-                              .seed = 1};
+                              .seed = 1, .act_quant = a.act_quant};
             s = qv_net_new(dev, m, &no, &n, &err);
             if (!s && a.adapter)
                 s = qv_adapter_load(n, a.adapter, &err);
@@ -889,6 +914,331 @@ int qv_cmd_pretrain(int argc, char **argv)
                "wrote %s\n", r.train_loss_before, r.train_loss_after,
                r.val_loss_before, r.val_loss_after, r.tokens_per_s, out);
     free(r.losses);
+    qv_devlist_destroy(&devs);
+    qv_dataset_free(tr);
+    qv_dataset_free(va);
+    qv_dataset_free(all);
+    qv_model_free(&m);
+    if (s)
+        return qv_cli_error(&err);
+    return QV_EXIT_OK;
+}
+
+/* ---- eval ------------------------------------------------------------------------------ */
+
+void qv_help_eval(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac eval [--model M.gguf] [--adapter A.gguf] [--data D.jsonl | --text T.txt]\n"
+        "                 [--split all|val|train] [--val-fraction F] [--seed N]\n"
+        "                 [--batch B] [--seq-len S] [--max-batches N]\n"
+        "                 [--act-quant bitnet|llamacpp] [--device ID] [--dump DIR] [--json]\n\n"
+        "Loss and perplexity of the model (the built-in one by default), with an\n"
+        "adapter when given.\n"
+        "  --data: a dataset as `finetune` reads it (the built-in one by default), with\n"
+        "     the same tokenizer, chat template and masking; --split val is exactly the\n"
+        "     validation set a finetune with the same --val-fraction and --seed holds\n"
+        "     out (default: all). Rows of --seq-len tokens (default 128).\n"
+        "  --text: plain text, as llama-perplexity reads it: BOS + the tokens, cut into\n"
+        "     chunks of --seq-len (default: the model's context), each starting with\n"
+        "     BOS, scoring the second half of every chunk.\n"
+        "  --act-quant: bitnet (default; BitNet b1.58's per-token int8, what qvac trains\n"
+        "     with) or llamacpp (the rounding llama.cpp's CPU matmuls apply).\n"
+        "  --dump DIR: writes DIR/tokens.i32, targets.i32 (-1: not scored) and\n"
+        "     logits.f32 (rows x seq [x vocab], little-endian) and DIR/meta.json.\n");
+}
+
+static qv_status read_all(const char *path, char **out, size_t *n, qv_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qv_fail(err, QV_ERR_IO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *b = malloc(cap);
+    while (b) {
+        size_t r = fread(b + len, 1, cap - len, f);
+        len += r;
+        if (len < cap)
+            break;
+        char *nb = cap < ((size_t)1 << 32) ? realloc(b, cap * 2) : NULL;
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!b)
+        return qv_fail(err, QV_ERR_NOMEM, "%s: out of memory (or larger than 4 GiB)", path);
+    if (bad) {
+        free(b);
+        return qv_fail(err, QV_ERR_IO, "%s: read error", path);
+    }
+    *out = b;
+    *n = len;
+    return QV_OK;
+}
+
+/* llama-perplexity's windows over text: BOS + tokens, chunks of S whose
+ * first token is BOS, positions S/2 .. S-2 scored (predicting the next). */
+static qv_status text_rows(const targs *a, const qv_model *m, int32_t S,
+                           int32_t **tok, int32_t **tgt, int32_t *rows,
+                           qv_err *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+    qv_status s = read_all(a->text, &text, &n, err);
+    if (s)
+        return s;
+    qv_dataset_opts dopt;
+    qv_vocab *vocab = NULL;
+    int32_t *ids = NULL;
+    size_t nid = 0;
+    int32_t bos = QV_TOK_BOS;
+    s = data_opts(a, m, &dopt, &vocab, err);
+    if (!s && vocab) {
+        bos = qv_vocab_bos(vocab);
+        bool add = qv_vocab_wants_bos(vocab) && bos >= 0;
+        s = qv_vocab_tokenize(vocab, text, n, add, false, &ids, &nid, err);
+        if (!add)
+            bos = -1;
+    } else if (!s) {
+        ids = malloc((n + 1) * 4);
+        if (!ids)
+            s = qv_fail(err, QV_ERR_NOMEM, "eval: out of memory");
+        else {
+            ids[0] = QV_TOK_BOS;
+            qv_tok_encode(text, n, ids + 1);
+            nid = n + 1;
+        }
+    }
+    free(text);
+    qv_vocab_free(vocab);
+    if (s)
+        return s;
+    size_t chunks = nid / (size_t)S;
+    if (chunks < 1) {
+        free(ids);
+        return qv_fail(err, QV_ERR_INVALID,
+                       "%s has %zu tokens: a chunk of --seq-len %d needs at least "
+                       "that many (llama-perplexity wants two chunks)", a->text,
+                       nid, S);
+    }
+    if (chunks > (size_t)INT32_MAX / (size_t)S)
+        chunks = (size_t)INT32_MAX / (size_t)S;
+    *tok = malloc(chunks * (size_t)S * 4);
+    *tgt = malloc(chunks * (size_t)S * 4);
+    if (!*tok || !*tgt) {
+        free(ids);
+        free(*tok);
+        free(*tgt);
+        return qv_fail(err, QV_ERR_NOMEM, "eval: out of memory");
+    }
+    int32_t first = S / 2;
+    for (size_t c = 0; c < chunks; c++) {
+        int32_t *t = *tok + c * (size_t)S, *g = *tgt + c * (size_t)S;
+        memcpy(t, ids + c * (size_t)S, (size_t)S * 4);
+        if (bos >= 0)
+            t[0] = bos;
+        for (int32_t k = 0; k < S; k++)
+            g[k] = k >= first && k < S - 1 ? ids[c * (size_t)S + (size_t)k + 1] : -1;
+    }
+    free(ids);
+    *rows = (int32_t)chunks;
+    return QV_OK;
+}
+
+static qv_status dump_open(const char *dir, const char *name, FILE **f, qv_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *f = fopen(path, "wb");
+    if (!*f)
+        return qv_fail(err, QV_ERR_IO, "%s: %s", path, strerror(errno));
+    return QV_OK;
+}
+
+int qv_cmd_eval(int argc, char **argv)
+{
+    targs a;
+    defaults(&a, "eval");
+    a.o.seq = 0;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (a.text && a.data)
+        return qv_cli_usage("eval", "give --data or --text, not both");
+    if (a.text && a.split)
+        return qv_cli_usage("eval", "--split is for --data (a dataset)");
+    qv_err err = {0};
+    qv_model *m = NULL;
+    if (load_model(a.model, &m, &err))
+        return qv_cli_error(&err);
+    int32_t S = a.o.seq ? a.o.seq : a.text ? m->cfg.ctx : (m->cfg.ctx < 128 ? m->cfg.ctx : 128);
+    if (S > m->cfg.ctx) {
+        int32_t ctx = m->cfg.ctx;
+        qv_model_free(&m);
+        return qv_cli_usage("eval", "--seq-len %d is longer than the model's context of %d",
+                            S, ctx);
+    }
+    int32_t B = a.o.batch, rank = 0;
+    float alpha = 0;
+    unsigned targets = 0;
+    qv_status s = QV_OK;
+    if (a.adapter)
+        s = qv_adapter_info(a.adapter, &rank, &alpha, &targets, &err);
+    /* the rows: text windows, or a dataset walked once */
+    int32_t *ttok = NULL, *ttgt = NULL, trows = 0;
+    qv_dataset *all = NULL, *tr = NULL, *va = NULL;
+    const qv_dataset *ds = NULL;
+    if (!s && a.text) {
+        s = text_rows(&a, m, S, &ttok, &ttgt, &trows, &err);
+    } else if (!s) {
+        s = load_data(&a, m, &all, &err);
+        if (!s && a.split && strcmp(a.split, "all"))
+            s = qv_dataset_split(all, a.val_fraction, a.o.seed, &tr, &va, &err);
+        if (!s) {
+            ds = !a.split || !strcmp(a.split, "all") ? all
+                 : !strcmp(a.split, "val")           ? va
+                                                     : tr;
+            if (!ds || !qv_dataset_n_examples(ds))
+                s = qv_fail(&err, QV_ERR_INVALID, "eval: the %s split of %s is empty",
+                            a.split, qv_dataset_name(all));
+        }
+    }
+    qv_devlist *devs = NULL;
+    qv_device *dev = NULL;
+    if (!s && !(s = qv_devlist_open(&devs, &err))) {
+        dev = qv_cli_pick_device(devs, a.device, &err);
+        if (!dev)
+            s = err.code ? err.code : QV_ERR_NOT_FOUND;
+    }
+    signal(SIGINT, on_sigint);
+    qv_tune_cache *cache = open_cache(a.db);
+    qv_net *n = NULL;
+    if (!s) {
+        qv_net_opts no = {.weights = a.o.weights, .batch = B, .seq = S,
+                          .rank = rank, .alpha = alpha, .targets = targets,
+                          .seed = 1, .act_quant = a.act_quant, .cache = cache};
+        s = qv_net_new(dev, m, &no, &n, &err);
+        if (!s && a.adapter)
+            s = qv_adapter_load(n, a.adapter, &err);
+    }
+    FILE *ft = NULL, *fg = NULL, *fl = NULL;
+    if (!s && a.dump) {
+        if (mkdir(a.dump, 0755) && errno != EEXIST)
+            s = qv_fail(&err, QV_ERR_IO, "%s: %s", a.dump, strerror(errno));
+        if (!s)
+            s = dump_open(a.dump, "tokens.i32", &ft, &err);
+        if (!s)
+            s = dump_open(a.dump, "targets.i32", &fg, &err);
+        if (!s)
+            s = dump_open(a.dump, "logits.f32", &fl, &err);
+    }
+    size_t cnt = (size_t)B * (size_t)S;
+    int32_t *tok = malloc(cnt * 4), *tgt = malloc(cnt * 4);
+    float *lg = malloc((size_t)m->cfg.vocab * 4);
+    if (!s && (!tok || !tgt || !lg))
+        s = qv_fail(&err, QV_ERR_NOMEM, "eval: out of memory");
+    double sum = 0.0;
+    int64_t count = 0, rows_done = 0;
+    qv_cursor cur = {0, 0};
+    int32_t next_row = 0;
+    int tty = isatty(2);
+    for (long b = 0; !s && !g_stop && (!a.max_batches || b < a.max_batches); b++) {
+        int rows = 0;
+        if (a.text) {
+            int32_t pad = ttok ? ttok[0] : 0;
+            for (int32_t r = 0; r < B; r++) {
+                int32_t src = next_row + r;
+                for (int32_t k = 0; k < S; k++) {
+                    tok[(size_t)r * S + k] = src < trows ? ttok[(size_t)src * S + k] : pad;
+                    tgt[(size_t)r * S + k] = src < trows ? ttgt[(size_t)src * S + k] : -1;
+                }
+                if (src < trows)
+                    rows++;
+            }
+            next_row += rows;
+        } else {
+            s = qv_dataset_eval_batch(ds, &cur, B, S, tok, tgt, &rows, &err);
+        }
+        if (s || rows == 0)
+            break;
+        s = qv_net_run(n, tok, tgt, 0, 1.0f, &sum, &count, &err);
+        if (!s && ft) {
+            if (fwrite(tok, 4, (size_t)rows * S, ft) != (size_t)rows * S ||
+                fwrite(tgt, 4, (size_t)rows * S, fg) != (size_t)rows * S)
+                s = qv_fail(&err, QV_ERR_IO, "%s: write error", a.dump);
+            for (int32_t i = 0; !s && i < rows * S; i++) {
+                s = qv_net_logits(n, i, lg, &err);
+                if (!s && fwrite(lg, 4, (size_t)m->cfg.vocab, fl) != (size_t)m->cfg.vocab)
+                    s = qv_fail(&err, QV_ERR_IO, "%s: write error", a.dump);
+            }
+        }
+        rows_done += rows;
+        if (tty && !a.json)
+            fprintf(stderr, "\reval: %lld rows, %lld tokens scored, loss %.4f",
+                    (long long)rows_done, (long long)count,
+                    count ? sum / (double)count : 0.0);
+    }
+    if (tty && !a.json)
+        fputc('\n', stderr);
+    if (ft && fclose(ft) && !s)
+        s = qv_fail(&err, QV_ERR_IO, "%s: write error", a.dump);
+    if (fg && fclose(fg) && !s)
+        s = qv_fail(&err, QV_ERR_IO, "%s: write error", a.dump);
+    if (fl && fclose(fl) && !s)
+        s = qv_fail(&err, QV_ERR_IO, "%s: write error", a.dump);
+    if (!s && g_stop)
+        s = qv_fail(&err, QV_ERR_INVALID, "eval: interrupted");
+    if (!s && !count)
+        s = qv_fail(&err, QV_ERR_INVALID, "eval: nothing to score (no target token)");
+    double loss = count ? sum / (double)count : NAN;
+    json_t *j = NULL;
+    if (!s) {
+        j = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:f, s:f, s:I, s:I, s:i, s:i}",
+                      "model", a.model ? a.model : "built-in",
+                      "adapter", a.adapter,
+                      "data", a.text ? a.text : a.data,
+                      "mode", a.text ? "text" : "dataset",
+                      "act_quant", qv_act_quant_name(a.act_quant),
+                      "device", dev->info.id, "loss", loss, "perplexity", exp(loss),
+                      "tokens", (json_int_t)count, "rows", (json_int_t)rows_done,
+                      "seq", S, "vocab", m->cfg.vocab);
+        if (!j)
+            s = qv_fail(&err, QV_ERR_NOMEM, "eval: out of memory");
+        else if (!a.text)
+            json_object_set_new(j, "split", json_string(a.split ? a.split : "all"));
+    }
+    if (!s && a.dump) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/meta.json", a.dump);
+        if (json_dump_file(j, path, JSON_INDENT(2) | JSON_SORT_KEYS))
+            s = qv_fail(&err, QV_ERR_IO, "%s: cannot write", path);
+    }
+    if (!s) {
+        if (a.json) {
+            char *txt = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+            if (txt)
+                puts(txt);
+            free(txt);
+        } else {
+            printf("loss %.6f nats/token, perplexity %.4f over %lld tokens (%lld rows of %d; "
+                   "%s, act-quant %s)\n", loss, exp(loss), (long long)count,
+                   (long long)rows_done, S, dev->info.id, qv_act_quant_name(a.act_quant));
+        }
+    }
+    json_decref(j);
+    free(tok);
+    free(tgt);
+    free(lg);
+    free(ttok);
+    free(ttgt);
+    qv_net_free(&n);
+    qv_tune_cache_destroy(&cache);
     qv_devlist_destroy(&devs);
     qv_dataset_free(tr);
     qv_dataset_free(va);

@@ -23,6 +23,8 @@ static const qv_cmd commands[] = {
      qv_cmd_compare, qv_help_compare},
     {"generate", "continue a prompt with a model (and an adapter)",
      qv_cmd_generate, qv_help_generate},
+    {"eval", "loss and perplexity of a model (and an adapter) on data or text",
+     qv_cmd_eval, qv_help_eval},
     {"pretrain", "train a BitNet model from scratch (quantisation-aware)",
      qv_cmd_pretrain, qv_help_pretrain},
     {"inspect", "what a GGUF model file is, and whether qvac can fine-tune it",

@@ -83,6 +83,13 @@ qv_status qv_vocab_open(const char *path, qv_vocab **out, qv_err *err);
 
 void qv_vocab_free(qv_vocab *v); /* safe on NULL */
 
+/* Writes qvac's byte vocabulary (ids 0-255 the bytes, 256 BOS, 257 EOS) as
+ * llama.cpp's byte-level BPE (tokenizer.ggml.model "gpt2", pre "gpt-2",
+ * the 256 bytes in GPT-2's byte alphabet, no merges, BOS added): a
+ * tokenizer llama.cpp loads and that gives every byte its own token, as
+ * formats/tokenizer.h does. */
+qv_status qv_vocab_write_bytes_bpe(qv_gguf_writer *w, qv_err *err);
+
 /* ---- what the vocabulary is ----------------------------------------- */
 
 size_t qv_vocab_size(const qv_vocab *v); /* number of tokens */

@@ -1047,3 +1047,44 @@ int vq_bpe_decode_text(const char *text, size_t len, char **buf, size_t *n,
     }
     return grow((void **)buf, cap, *n + 1, 1);
 }
+
+/* ---- writing qvac's byte vocabulary as llama.cpp's byte-level BPE ------ */
+
+qv_status qv_vocab_write_bytes_bpe(qv_gguf_writer *w, qv_err *err)
+{
+    /* 256 one-character tokens in the GPT-2 byte alphabet (id = byte), then
+     * BOS and EOS: llama.cpp's BPE tokenizer, with no merges, gives every
+     * byte its own token, exactly as qvac's byte tokenizer does. */
+    enum { N = 258 };
+    char text[256][4];
+    const char *tokens[N];
+    int32_t types[N];
+    for (int b = 0; b < 256; b++) {
+        uint32_t c = gpt2_cpt(b);
+        if (c < 0x80) {
+            text[b][0] = (char)c;
+            text[b][1] = 0;
+        } else { /* U+0080 .. U+07FF: two bytes */
+            text[b][0] = (char)(0xC0 | (c >> 6));
+            text[b][1] = (char)(0x80 | (c & 0x3F));
+            text[b][2] = 0;
+        }
+        tokens[b] = text[b];
+        types[b] = 1; /* llama.cpp LLAMA_TOKEN_TYPE_NORMAL */
+    }
+    tokens[256] = "<|begin_of_text|>";
+    tokens[257] = "<|end_of_text|>";
+    types[256] = types[257] = 3; /* LLAMA_TOKEN_TYPE_CONTROL */
+    qv_status s;
+    if ((s = qv_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", err)) ||
+        (s = qv_gguf_writer_set_str(w, KEY_PRE, "gpt-2", err)) ||
+        (s = qv_gguf_writer_set_str_arr(w, "tokenizer.ggml.tokens", tokens, N, err)) ||
+        (s = qv_gguf_writer_set_i32_arr(w, "tokenizer.ggml.token_type", types, N, err)) ||
+        (s = qv_gguf_writer_set_str_arr(w, KEY_MERGES, tokens, 0, err)) ||
+        (s = qv_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 256, err)) ||
+        (s = qv_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 257, err)) ||
+        (s = qv_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true, err)) ||
+        (s = qv_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false, err)))
+        return s;
+    return QV_OK;
+}

@@ -655,6 +655,7 @@ const qv_kernel_decl *const qv_kernels[] = {
     &qv_k_axpby,     &qv_k_fill,        &qv_k_cross_entropy,
     &qv_k_adamw,     &qv_k_reduce_partial, &qv_k_ternary_pack,
     &qv_k_cols_copy,
+    &qv_k_act_round,
     NULL,
 };
 

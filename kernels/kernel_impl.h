@@ -45,6 +45,7 @@ static inline qv_status qv_need_elems(const qv_kernel_decl *k, const char *what,
 extern const qv_kernel_decl qv_k_embed, qv_k_embed_f16, qv_k_embed_bwd, qv_k_rmsnorm,
     qv_k_rmsnorm_bwd, qv_k_rope, qv_k_attention, qv_k_attention_bwd,
     qv_k_swiglu, qv_k_swiglu_bwd, qv_k_axpby, qv_k_fill, qv_k_cross_entropy,
-    qv_k_adamw, qv_k_reduce_partial, qv_k_ternary_pack, qv_k_cols_copy;
+    qv_k_adamw, qv_k_reduce_partial, qv_k_ternary_pack, qv_k_cols_copy,
+    qv_k_act_round;
 
 #endif

@@ -614,6 +614,64 @@ const qv_kernel_decl qv_k_cols_copy = {
     .example = cols_example,
 };
 
+/* ---- act_round ------------------------------------------------------------------ */
+/* X (T, K) inout | T | K | mode
+ * What llama.cpp's CPU matmuls do to their input, in place (qvac's
+ * --act-quant llamacpp): mode 1 rounds every value to IEEE half (an F16
+ * weight's vec_dot_type), 2 to bfloat16, 3 quantises each block of 256 to
+ * q8_K as ggml's quantize_row_q8_K_ref (iscale = -127 / the signed value of
+ * largest magnitude, first met; code = rint(iscale * x) clamped at 127) and
+ * writes back code / iscale (TQ2_0 / TQ1_0 weights); 0 leaves X. Mode 3
+ * needs K % 256 == 0. One work-item per (row, block of 256). */
+
+static qv_status round_check(const qv_kernel_decl *k, const qv_arg *a,
+                             size_t need[QV_MAX_ARGS], qv_err *err)
+{
+    qv_status s;
+    if (POS(1) || POS(2) || (s = qv_need_range(k, a, 3, 0, 3, err)) ||
+        (s = qv_need_elems(k, "X", ai(a, 1), ai(a, 2), err)))
+        return s;
+    if (ai(a, 3) == 3 && ai(a, 2) % 256)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "act_round: q8_K blocks need K %% 256 == 0, got K = %d",
+                       ai(a, 2));
+    need[0] = (size_t)ai(a, 1) * (size_t)ai(a, 2) * 4;
+    return QV_OK;
+}
+
+static void round_grid(int stage, const qv_arg *a, const qv_config *c,
+                       size_t global[2], size_t local[2])
+{
+    (void)stage;
+    grid_2d(((size_t)ai(a, 2) + 255) / 256, (size_t)ai(a, 1), c, global, local);
+}
+
+static void round_example(qv_shape s, qv_arg *a)
+{
+    int mode = 1 + (s.M + s.N) % 3;
+    a[1] = QV_ARG_I(s.M);
+    a[2] = QV_ARG_I(mode == 3 ? 256 * (1 + s.K % 3) : s.K);
+    a[3] = QV_ARG_I(mode);
+}
+
+const qv_kernel_decl qv_k_act_round = {
+    .name = "act_round",
+    .summary = "llama.cpp's CPU activation rounding in place: f16, bf16 or q8_K blocks",
+    .n_args = 4,
+    .args = {
+        {"X", QV_ARG_BUF, QV_T_F32, QV_INOUT},
+        {"T", QV_ARG_I32, QV_T_NONE, 0},
+        {"K", QV_ARG_I32, QV_T_NONE, 0},
+        {"mode", QV_ARG_I32, QV_T_NONE, 0},
+    },
+    EW_PARAMS,
+    .n_stages = 1,
+    .stage_names = {"act_round"},
+    .check_args = round_check,
+    .grid = round_grid,
+    .example = round_example,
+};
+
 /* ---- axpby / fill ------------------------------------------------------------ */
 /* axpby: X | Y inout | n | alpha | beta   Y = alpha*X + beta*Y; with beta = 0
  *        Y is not read (a copy into uninitialised memory is safe)

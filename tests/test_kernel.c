@@ -21,7 +21,7 @@ Test(kernel, every_default_is_legal)
         cr_expect_str_eq(k->params[1].name, "WG_Y");
         cr_expect(k->n_stages >= 1 && k->n_stages <= QV_MAX_STAGES);
     }
-    cr_expect_eq(n, 25); /* 8 matmul-shaped + 17 transformer kernels */
+    cr_expect_eq(n, 26); /* 8 matmul-shaped + 18 transformer kernels */
     cr_expect_null(qv_kernel_find("nope"));
     cr_expect_not_null(qv_kernel_find("lora_bwd"));
 }

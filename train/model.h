@@ -115,6 +115,12 @@ typedef struct qv_linear {
                         v, o and down apply theirs before: folded in scale
                         only). 0 is read as 1. */
     uint32_t *packed; /* (N, K) codes -1, 0, 1, packed */
+    uint32_t file_type; /* the ggml type the file stored it in (QV_GGML_*;
+                           0, F32, for a model made in memory): what
+                           llama.cpp's matmul does to its input depends on
+                           it (--act-quant llamacpp) */
+    int requantised;    /* a float weight that was not ternary-valued,
+                           quantised at load (absmean) */
     float *w;   /* (N, K) or NULL */
 } qv_linear;
 
@@ -131,6 +137,8 @@ typedef struct qv_model {
     float *tok_emb;  /* (vocab, dim) */
     float *out_norm; /* (dim) */
     float *head;     /* (vocab, dim), NULL when tied */
+    uint32_t head_file_type; /* ggml type of output.weight, or of
+                                token_embd.weight when tied (0: F32) */
     qv_layer *layers;
     /* What qv_model_load did that a user should know (weights quantised
      * at load, a legacy file's semantics), one line each; "" when none.

@@ -11,6 +11,7 @@
 #include "formats/gguf.h"
 #include "formats/i2s.h"
 #include "formats/tokenizer.h"
+#include "formats/vocab.h"
 #include "formats/tq.h"
 #include "kernels/ternary.h"
 #include "train/model.h"
@@ -151,8 +152,8 @@ qv_status qv_model_save(const qv_model *m, const char *path, qv_err *err)
         TRY(qv_gguf_writer_set_str(w, KEY("rope.type"),
                                    c->rope_neox ? "neox" : "norm", err));
     }
-    if (c->vocab == QV_TOK_VOCAB)
-        TRY(qv_gguf_writer_set_str(w, "qvac.tokenizer", "bytes", err));
+    if (c->vocab == QV_TOK_VOCAB) /* the byte tokenizer, as llama.cpp reads it */
+        TRY(qv_vocab_write_bytes_bpe(w, err));
     TRY(add_f32(w, "token_embd.weight", m->tok_emb, c->dim, c->vocab, err));
     TRY(add_f32(w, "output_norm.weight", m->out_norm, c->dim, 1, err));
     if (!c->tied)
@@ -384,6 +385,7 @@ static qv_status read_float_linear(const qv_gguf_tensor *t, qv_linear *l,
         }
         l->scale = sc;
         *quantised = 1;
+        l->requantised = 1;
     }
     s = qv_ternary_pack(q, l->N, l->K, l->packed, err);
     free(w);
@@ -403,6 +405,7 @@ static qv_status read_linear(const qv_gguf *g, const char *name, qv_linear *l,
                        "says [%d, %d]", name, (long long)t->ne[0],
                        (long long)(t->n_dims > 1 ? t->ne[1] : 1), l->K, l->N);
     size_t n = (size_t)l->N * (size_t)l->K;
+    l->file_type = t->type;
     l->packed = malloc(qv_ternary_bytes(l->N, l->K));
     if (!l->packed)
         return qv_fail(err, QV_ERR_NOMEM, "model: out of host memory for %s",
@@ -813,6 +816,11 @@ static qv_status load_gguf(const qv_gguf *g, const char *what, qv_model **out,
         (s = read_vec(g, "output_norm.weight", c.dim, 1, &m->out_norm, err)) ||
         (!c.tied && (s = read_vec(g, "output.weight", c.dim, c.vocab, &m->head, err))))
         goto fail;
+    {
+        const qv_gguf_tensor *ht = qv_gguf_find_tensor(g, c.tied ? "token_embd.weight"
+                                                              : "output.weight");
+        m->head_file_type = ht ? ht->type : 0;
+    }
     int quantised = 0, float_exact = 0;
     uint32_t lin_type = UINT32_MAX;
     for (int l = 0; l < c.n_layers; l++) {

@@ -9,6 +9,7 @@
 
 #include "autotune/tune.h"
 #include "common/half.h"
+#include "formats/gguf.h"
 #include "kernels/ternary.h"
 #include "kernels/verify.h"
 
@@ -31,6 +32,7 @@ typedef struct lin_dev {
     int shadow;        /* param index of the f32 shadow weight, or -1 */
     int pa, pb;        /* param indices of LoRA A (r,K) and B (N,r), or -1 */
     qv_buffer *H;      /* LoRA hidden (T, r): activation */
+    int round;         /* act_quant llamacpp: act_round mode of its input */
 } lin_dev;
 
 typedef struct layer_dev {
@@ -60,6 +62,10 @@ struct qv_net {
     qv_buffer *tok_emb, *out_norm, *head;
     int emb16;
     int p_emb, p_out_norm, p_head;
+    /* act_quant llamacpp: the rounded copy of the input last rounded (of
+     * xr_src, by mode xr_mode) and the head's rounding mode */
+    qv_buffer *xr, *xr_src;
+    int xr_mode, head_round;
     /* A frozen embedding or head larger than the device's largest
      * allocation (a 128k vocabulary on a 128 MiB Vulkan limit) is held in
      * n_vb blocks of vb_rows rows (the last may be shorter); then tok_emb
@@ -94,6 +100,25 @@ const qv_model_config *qv_net_model_config(const qv_net *n)
 const char *qv_weights_name(qv_weights w)
 {
     return w == QV_WEIGHTS_F16 ? "f16" : "ternary";
+}
+
+const char *qv_act_quant_name(qv_act_quant a)
+{
+    return a == QV_ACTQ_LLAMACPP ? "llamacpp" : "bitnet";
+}
+
+qv_status qv_act_quant_parse(const char *s, qv_act_quant *out, qv_err *err)
+{
+    if (!strcmp(s, "bitnet"))
+        *out = QV_ACTQ_BITNET;
+    else if (!strcmp(s, "llamacpp"))
+        *out = QV_ACTQ_LLAMACPP;
+    else
+        return qv_fail(err, QV_ERR_INVALID,
+                       "--act-quant '%.32s': use bitnet (BitNet b1.58's per-token "
+                       "int8, what qvac trains with) or llamacpp (what "
+                       "llama.cpp's CPU backend computes)", s);
+    return QV_OK;
 }
 
 /* ---- launching ------------------------------------------------------------ */
@@ -373,6 +398,32 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
     ld->scale = hl->scale;
     ld->lora_scale = n->lora_scale * (hl->lora_mul != 0.0f ? hl->lora_mul : 1.0f);
     ld->shadow = ld->pa = ld->pb = -1;
+    if (n->o.act_quant == QV_ACTQ_LLAMACPP) {
+        /* the vec_dot_type of llama.cpp's CPU matmul for this weight type */
+        uint32_t ft = hl->file_type;
+        ld->round = ft == QV_GGML_TQ2_0 || ft == QV_GGML_TQ1_0 ? 3
+                    : ft == QV_GGML_F16                      ? 1
+                    : ft == QV_GGML_BF16                     ? 2
+                    : ft == QV_GGML_F32                      ? 0
+                                                             : -1;
+        if (ld->round < 0)
+            return qv_fail(err, QV_ERR_UNSUPPORTED,
+                           "train: blk.%d.%s is stored as %s, which llama.cpp "
+                           "does not run: --act-quant llamacpp has nothing to "
+                           "reproduce; use --act-quant bitnet", l, gguf_lin[i],
+                           qv_ggml_type_name(ft) ? qv_ggml_type_name(ft) : "?");
+        if (hl->requantised)
+            return qv_fail(err, QV_ERR_UNSUPPORTED,
+                           "train: blk.%d.%s holds float weights that are not "
+                           "ternary (qvac quantised them at load; llama.cpp "
+                           "multiplies them as they are): --act-quant llamacpp "
+                           "cannot reproduce llama.cpp here", l, gguf_lin[i]);
+        if (ld->round == 3 && hl->K % 256)
+            return qv_fail(err, QV_ERR_CORRUPT,
+                           "train: blk.%d.%s has rows of %d, not a multiple of "
+                           "256 as %s needs", l, gguf_lin[i], hl->K,
+                           qv_ggml_type_name(hl->file_type));
+    }
     size_t NK = (size_t)hl->N * (size_t)hl->K;
     qv_status s = QV_OK;
     int8_t *q = NULL; /* codes one a byte, for the f32 / f16 copies */
@@ -403,6 +454,20 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
                 s = qv_buffer_write(ld->w32, 0, w, NK * 4, err);
             free(w);
         }
+    } else if (n->o.act_quant == QV_ACTQ_LLAMACPP && hl->file_type == QV_GGML_F32) {
+        /* llama.cpp multiplies an F32 weight in f32: its q * scale may not
+         * be a half */
+        float *w = malloc(NK * 4);
+        if (!w) {
+            free(q);
+            return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
+        }
+        for (size_t j = 0; j < NK; j++)
+            w[j] = (float)q[j] * hl->scale;
+        s = buf(n, QV_MEM_WEIGHTS, NK * 4, &ld->w32, err);
+        if (!s)
+            s = qv_buffer_write(ld->w32, 0, w, NK * 4, err);
+        free(w);
     } else {
         uint16_t *h = malloc(NK * 2);
         if (!h) {
@@ -489,6 +554,29 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
     n->dev = dev;
     n->cfg = m->cfg;
     n->o = *o;
+    if (o->act_quant == QV_ACTQ_LLAMACPP) {
+        if (o->full || o->weights != QV_WEIGHTS_TERNARY || o->ste_surrogate) {
+            free(n);
+            return qv_fail(err, QV_ERR_INVALID,
+                           "train: --act-quant llamacpp is a forward mode of the "
+                           "ternary model (eval, generate), not for training");
+        }
+        uint32_t ht = m->head_file_type;
+        n->head_round = ht == QV_GGML_F32    ? 0
+                        : ht == QV_GGML_F16  ? 1
+                        : ht == QV_GGML_BF16 ? 2
+                        : ht == QV_GGML_Q6_K && m->cfg.dim % 256 == 0 ? 3
+                                             : -1;
+        if (n->head_round < 0) {
+            free(n);
+            return qv_fail(err, QV_ERR_UNSUPPORTED,
+                           "train: the output head is stored as %s; qvac does "
+                           "not reproduce llama.cpp's matmul for it: use "
+                           "--act-quant bitnet",
+                           qv_ggml_type_name(ht) ? qv_ggml_type_name(ht) : "?");
+        }
+        n->o.weights = QV_WEIGHTS_F16; /* q * scale, exact in 16 bits */
+    }
     n->T = o->batch * o->seq;
     n->D = m->cfg.dim;
     n->F = m->cfg.ffn_dim;
@@ -588,6 +676,9 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         if ((s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)D, &n->x[l], err)))
             goto fail;
     int32_t maxDF = D > F ? D : F;
+    if (o->act_quant == QV_ACTQ_LLAMACPP &&
+        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)maxDF, &n->xr, err)))
+        goto fail;
     if ((s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)D, &n->xf, err)) ||
         (s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)V, &n->logits, err)) ||
         (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)V, &n->dlogits, err)) ||
@@ -725,7 +816,7 @@ void qv_net_free(qv_net **pn)
                        n->tgt, n->cs,     n->xq,      n->xs,     n->wsD[0],
                        n->wsD[1], n->wsF[0], n->wsF[1], n->wsF[2], n->dq,
                        n->dk,  n->dv,     n->attL,    n->attD,   n->rstd,
-                       n->dgj, n->dH,     n->dA,      n->dB,     n->red};
+                       n->dgj, n->dH,     n->dA,      n->dB,     n->red, n->xr};
     for (size_t j = 0; j < sizeof ws / sizeof ws[0]; j++)
         qv_buffer_destroy(&ws[j]);
     free(n);
@@ -737,6 +828,7 @@ void qv_net_free(qv_net **pn)
 /* Quantises X (T, K) to int8 per token: the BitLinear input. */
 static qv_status quantize_input(qv_net *n, qv_buffer *X, int32_t K, qv_err *err)
 {
+    n->xr_src = NULL; /* X holds new values */
     if (n->o.weights != QV_WEIGHTS_TERNARY || n->o.ste_surrogate)
         return QV_OK;
     LAUNCH("quantize_act", SH(n->T, 0, K, 0), B_(X), B_(n->xq), B_(n->xs),
@@ -750,14 +842,26 @@ static qv_status lin_fwd(qv_net *n, int l, int i, qv_buffer *X, qv_buffer *Y,
 {
     lin_dev *ld = &n->L[l].lin[i];
     int32_t T = n->T, N = ld->N, K = ld->K;
+    qv_buffer *Xw = X; /* what the weight sees */
+    if (n->o.act_quant == QV_ACTQ_LLAMACPP && ld->round) {
+        if (n->xr_src != X || n->xr_mode != ld->round) {
+            qv_status s = axpby(n, X, n->xr, T * K, 1.0f, 0.0f, err);
+            if (s)
+                return s;
+            LAUNCH("act_round", S0, B_(n->xr), I_(T), I_(K), I_(ld->round));
+            n->xr_src = X;
+            n->xr_mode = ld->round;
+        }
+        Xw = n->xr;
+    }
     if (ld->w32) /* Y (T, N) = X (T, K) . W (N, K)^T */
-        LAUNCH("f32_matmul", SH(T, N, K, 0), B_(X), B_(ld->w32), B_(Y), I_(T),
+        LAUNCH("f32_matmul", SH(T, N, K, 0), B_(Xw), B_(ld->w32), B_(Y), I_(T),
                I_(N), I_(K), I_(0), I_(1), I_(0));
     else if (n->o.weights == QV_WEIGHTS_TERNARY)
         LAUNCH("ternary_matmul", SH(T, N, K, 0), B_(n->xq), B_(n->xs),
                B_(ld->packed), B_(Y), I_(T), I_(N), I_(K), F_(ld->scale));
     else
-        LAUNCH("f16_matmul", SH(T, N, K, 0), B_(X), B_(ld->w16), B_(Y), I_(T),
+        LAUNCH("f16_matmul", SH(T, N, K, 0), B_(Xw), B_(ld->w16), B_(Y), I_(T),
                I_(N), I_(K));
     if (ld->pa >= 0)
         LAUNCH("lora_fwd", SH(T, N, K, n->r), B_(X), B_(n->params[ld->pa].p),
@@ -924,6 +1028,9 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
     qv_status s;
     if (backward && !targets)
         return qv_fail(err, QV_ERR_INVALID, "train: backward needs targets");
+    if (backward && n->o.act_quant == QV_ACTQ_LLAMACPP)
+        return qv_fail(err, QV_ERR_INVALID,
+                       "train: --act-quant llamacpp has no backward pass");
     if ((s = qv_buffer_write(n->ids, 0, tokens, (size_t)T * 4, err)))
         return s;
     if (!n->n_vb) {
@@ -949,6 +1056,8 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
             return s;
     if ((s = rmsnorm(n, n->x[nl], n->out_norm, n->xf, D, err)))
         return s;
+    if (n->o.act_quant == QV_ACTQ_LLAMACPP && n->head_round)
+        LAUNCH("act_round", S0, B_(n->xf), I_(T), I_(D), I_(n->head_round));
     /* logits (T, V) = xf (T, D) . head (V, D)^T */
     for (int b = 0; b < n->n_vb; b++) { /* block b's columns */
         int32_t r0 = b * n->vb_rows;

@@ -25,6 +25,17 @@
 
 typedef enum { QV_WEIGHTS_TERNARY = 0, QV_WEIGHTS_F16 = 1 } qv_weights;
 
+/* How the forward pass rounds a BitLinear's input (forward only: eval and
+ * generate). QV_ACTQ_BITNET: BitNet b1.58's per-token absmax int8, what
+ * qvac trains with. QV_ACTQ_LLAMACPP: what llama.cpp's CPU backend does
+ * (its `bitnet` graph quantises no activations itself; its matmuls do):
+ * TQ2_0 / TQ1_0 weights see their input as q8_K blocks of 256, F16 weights
+ * see it rounded to half, BF16 to bfloat16, F32 weights unchanged, and so
+ * does the head by its own type; the LoRA term sees the input unrounded. */
+typedef enum { QV_ACTQ_BITNET = 0, QV_ACTQ_LLAMACPP = 1 } qv_act_quant;
+const char *qv_act_quant_name(qv_act_quant a);
+qv_status qv_act_quant_parse(const char *s, qv_act_quant *out, qv_err *err);
+
 const char *qv_weights_name(qv_weights w);
 
 typedef struct qv_net_opts {
@@ -49,6 +60,10 @@ typedef struct qv_net_opts {
      * gathered block by block); > 0 forces blocks of this many rows, for
      * tests. */
     int32_t vocab_block_rows;
+    /* Forward only (no backward, not with full): QV_ACTQ_LLAMACPP holds
+     * the BitLinear weights as weights in 16 (or, for F32 files, 32) bits
+     * and rounds their inputs as llama.cpp does. */
+    qv_act_quant act_quant;
 } qv_net_opts;
 
 typedef struct qv_net qv_net;

@@ -113,6 +113,8 @@ static qv_status ref_launch(qv_device *dev, const qv_kernel_decl *k,
     else if (!strcmp(n, "swiglu_bwd"))
         qv_ref_swiglu_bwd(bp(&a[0]), bp(&a[1]), bp(&a[2]), bp(&a[3]),
                           bp(&a[4]), I(5), I(6));
+    else if (!strcmp(n, "act_round"))
+        qv_ref_act_round(bp(&a[0]), I(1), I(2), I(3));
     else if (!strcmp(n, "cols_copy"))
         qv_ref_cols_copy(bp(&a[0]), bp(&a[1]), I(2), I(3), I(4), I(5), I(6));
     else if (!strcmp(n, "axpby"))

@@ -71,6 +71,8 @@ void qv_ref_swiglu_bwd(const float *g, const float *u, const float *dh,
 void qv_ref_axpby(const float *x, float *y, int n, float alpha, float beta);
 void qv_ref_cols_copy(float *a, float *b, int T, int W, int Vw, int off, int dir);
 void qv_ref_fill(float *y, int n, float value);
+/* llama.cpp CPU activation rounding in place (kernels/kernel_nn.c, act_round) */
+void qv_ref_act_round(float *X, int T, int K, int mode);
 void qv_ref_cross_entropy(const float *logits, const int32_t *targets,
                           float *loss, float *dlogits, int T, int V,
                           float gscale);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/half.h"
 #include "kernels/ref/ref_kernels.h"
@@ -408,5 +409,72 @@ void qv_ref_ternary_pack(const float *w, uint32_t *p, int N, int K,
                 word |= code << (2 * j);
             }
             p[(size_t)n * words + wi] = word;
+        }
+}
+
+/* IEEE half / bfloat16 rounding of an f32, to nearest, ties to even (as
+ * ggml's FP32_TO_FP16 / FP32_TO_BF16 then back). */
+static float round_f16(float x)
+{
+    uint32_t u, a, sign;
+    memcpy(&u, &x, 4);
+    a = u & 0x7fffffffu;
+    sign = u & 0x80000000u;
+    if (a >= 0x7f800000u)
+        return x;
+    if (a >= 0x477ff000u)
+        a = 0x7f800000u;
+    else if (a < 0x38800000u)
+        return copysignf(rintf(fabsf(x) * 16777216.0f) * (1.0f / 16777216.0f), x);
+    else
+        a = (a + 0xfffu + ((a >> 13) & 1u)) & 0xffffe000u;
+    u = sign | a;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static float round_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        u |= 0x00400000u;
+    else
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+void qv_ref_act_round(float *X, int T, int K, int mode)
+{
+    for (int t = 0; t < T; t++)
+        for (int j0 = 0; j0 < K; j0 += 256) {
+            float *x = X + (size_t)t * K;
+            int j1 = K < j0 + 256 ? K : j0 + 256;
+            if (mode == 1 || mode == 2) {
+                for (int j = j0; j < j1; j++)
+                    x[j] = mode == 1 ? round_f16(x[j]) : round_bf16(x[j]);
+                continue;
+            }
+            if (mode != 3)
+                continue;
+            /* ggml's quantize_row_q8_K_ref, then the value each code stands
+             * for (llama.cpp multiplies the integer sums by 1 / iscale) */
+            float amax = 0.0f, mx = 0.0f;
+            for (int j = j0; j < j1; j++)
+                if (fabsf(x[j]) > amax) {
+                    amax = fabsf(x[j]);
+                    mx = x[j];
+                }
+            if (amax == 0.0f) {
+                for (int j = j0; j < j1; j++)
+                    x[j] = 0.0f;
+                continue;
+            }
+            const float iscale = -127.0f / mx, d = 1.0f / iscale;
+            for (int j = j0; j < j1; j++) {
+                float q = rintf(iscale * x[j]);
+                x[j] = (q < 127.0f ? q : 127.0f) * d;
+            }
         }
 }
