@@ -32,6 +32,7 @@ typedef struct opts {
     int dim, layers, heads, kv_heads, ffn, ctx;
     float theta;
     unsigned long long seed;
+    int scales;
 } opts;
 
 static uint64_t rs;
@@ -57,7 +58,8 @@ static void usage(void)
         "usage: synth_model --preset bitnet-large|2b4t --vocab-from VOCAB.gguf -o OUT.gguf\n"
         "                   [--arch bitnet|bitnet-b1.58] [--dim D] [--layers L] [--heads H]\n"
         "                   [--kv-heads K] [--ffn F] [--ctx C] [--theta T]\n"
-        "                   [--weights tq2_0|tq1_0|i2_s|f16] [--emb f32|f16] [--seed N]\n");
+        "                   [--weights tq2_0|tq1_0|i2_s|f16] [--emb f32|f16] [--seed N]\n"
+        "                   [--scales 1]   (blk.N.*.scale tensors, as llama.cpp's bitnet reads)\n");
 }
 
 static void *keep[4096];
@@ -180,6 +182,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--ctx")) o.ctx = atoi(v);
         else if (!strcmp(a, "--theta")) o.theta = (float)atof(v);
         else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--scales")) o.scales = atoi(v);
         else {
             usage();
             return 2;
@@ -280,6 +283,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < 7; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, lin[i]);
             add_linear(w, &o, name, N[i], K[i]);
+            if (o.scales) { /* llama.cpp's optional per-tensor scale */
+                float *sc = hold(4);
+                *sc = 0.75f + 0.5f * (float)(rnd() >> 11) / 9007199254740992.0f;
+                snprintf(name, sizeof name, "blk.%d.%s.scale", l, lin[i]);
+                add(w, name, 1, 1, 1, QV_GGML_F32, sc);
+            }
         }
     }
     check(qv_gguf_write_file(w, o.out, &e), &e);
