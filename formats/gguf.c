@@ -4,16 +4,13 @@
  * links it without the rest of the library. */
 #include "formats/gguf.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/file.h"
 
 /* ---- type tables ---------------------------------------------------- */
 
@@ -797,46 +794,16 @@ qv_status qv_gguf_open(const char *path, qv_gguf **out, qv_err *err)
     if (!out || !path)
         return qv_fail(err, QV_ERR_INVALID, "qv_gguf_open: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return qv_fail(err, e == ENOENT ? QV_ERR_NOT_FOUND : QV_ERR_IO,
-                       "cannot open GGUF '%s': %s", path, strerror(e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return qv_fail(err, QV_ERR_IO, "cannot stat GGUF '%s': %s", path,
-                       strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return qv_fail(err, QV_ERR_IO, "GGUF '%s' is not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > SIZE_MAX) {
-        close(fd);
-        return qv_fail(err, QV_ERR_IO, "GGUF '%s' is too large to map", path);
-    }
-    size_t len = (size_t)st.st_size;
     void *map = NULL;
-    if (len) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return qv_fail(err, e == ENOMEM ? QV_ERR_NOMEM : QV_ERR_IO,
-                           "cannot map GGUF '%s' (%zu bytes): %s", path, len,
-                           strerror(e));
-        }
-    }
-    close(fd);
+    size_t len = 0;
+    qv_status s = qv_file_map(path, "GGUF", &map, &len, err);
+    if (s)
+        return s;
     qv_gguf *g = NULL;
     qv_err inner;
-    qv_status s = qv_gguf_parse(map, len, &g, &inner);
+    s = qv_gguf_parse(map, len, &g, &inner);
     if (s) {
-        if (map)
-            munmap(map, len);
+        qv_file_unmap(map, len);
         return qv_fail(err, s, "'%s': %s", path, inner.msg);
     }
     g->map = map;
@@ -849,8 +816,7 @@ void qv_gguf_free(qv_gguf *g)
 {
     if (!g)
         return;
-    if (g->map)
-        munmap(g->map, g->map_len);
+    qv_file_unmap(g->map, g->map_len);
     arena_free(g->arena);
     free(g->kvs);
     free(g->tensors);
@@ -1563,125 +1529,31 @@ qv_status qv_gguf_write_mem(const qv_gguf_writer *w, uint8_t **out,
     return QV_OK;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *c = p;
-    while (n) {
-        size_t chunk_len = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-        ssize_t k = write(fd, c, chunk_len);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        c += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 qv_status qv_gguf_write_file(const qv_gguf_writer *w, const char *path,
                              qv_err *err)
 {
     if (!w || !path || !*path)
         return qv_fail(err, QV_ERR_INVALID, "qv_gguf_write_file: NULL argument");
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp)
-        return qv_fail(err, QV_ERR_NOMEM, "out of memory writing '%s'", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-
+    static const uint8_t z[WALIGN];
     wbuf b = {0};
     qv_status s = build_header(w, &b, err);
-    if (s) {
-        free(tmp);
+    if (s)
         return s;
+    /* the header, then each tensor's bytes and its padding */
+    qv_file_part *parts = malloc((1 + 2 * w->n_tensors) * sizeof *parts);
+    if (!parts) {
+        free(b.p);
+        return qv_fail(err, QV_ERR_NOMEM, "out of memory writing '%s'", path);
     }
-    const char *step = "create";
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int e = 0;
-    if (fd < 0) {
-        e = errno;
-        goto fail_noclose;
-    }
-    step = "write";
-    if (write_all(fd, b.p, b.n))
-        goto fail;
+    size_t np = 0;
+    parts[np++] = (qv_file_part){b.p, b.n};
     for (size_t i = 0; i < w->n_tensors; ++i) {
         const wtensor *t = &w->tensors[i];
-        static const uint8_t z[WALIGN];
-        if (write_all(fd, t->data, t->nbytes) ||
-            write_all(fd, z, (WALIGN - t->nbytes % WALIGN) % WALIGN))
-            goto fail;
+        parts[np++] = (qv_file_part){t->data, t->nbytes};
+        parts[np++] = (qv_file_part){z, (WALIGN - t->nbytes % WALIGN) % WALIGN};
     }
-    step = "fsync";
-    if (fsync(fd))
-        goto fail;
-    step = "close";
-    if (close(fd)) {
-        e = errno;
-        fd = -1;
-        goto fail_noclose;
-    }
-    fd = -1;
-    step = "rename";
-    if (rename(tmp, path)) {
-        e = errno;
-        goto fail_noclose;
-    }
-    /* make the rename durable: fsync the folder holding path */
-    {
-        char *dir = dup_str(path);
-        if (!dir) {
-            free(b.p);
-            free(tmp);
-            return qv_fail(err, QV_ERR_NOMEM, "out of memory writing '%s'",
-                           path);
-        }
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash) {
-            slash[slash == dir ? 1 : 0] = '\0';
-            d = dir;
-        }
-        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int de = 0;
-        if (dfd < 0 || (fsync(dfd) && errno != EINVAL && errno != EROFS))
-            de = errno;
-        if (dfd >= 0)
-            close(dfd);
-        free(dir);
-        if (de) {
-            free(b.p);
-            free(tmp);
-            return qv_fail(err, QV_ERR_IO,
-                           "GGUF '%s' written, but syncing its folder failed: "
-                           "%s (the file may not survive a power cut)",
-                           path, strerror(de));
-        }
-    }
+    s = qv_file_write_atomic(path, "GGUF", parts, np, err);
+    free(parts);
     free(b.p);
-    free(tmp);
-    return QV_OK;
-
-fail:
-    e = errno;
-    close(fd);
-fail_noclose:
-    if (strcmp(step, "create") != 0)
-        unlink(tmp);
-    free(b.p);
-    s = qv_fail(err, QV_ERR_IO, "cannot write GGUF '%s' (%s of '%s' failed): "
-                "%s%s",
-                path, step, tmp, strerror(e),
-                e == ENOSPC ? " — free some disk space and retry"
-                : e == EFBIG ? " — the file size limit was reached"
-                             : "");
-    free(tmp);
     return s;
 }
