@@ -166,3 +166,72 @@ Test(ref, half_conversion)
     for (uint32_t h = 0; h < 0x7c00; h++) /* every finite positive half */
         cr_assert_eq(qv_f32_to_f16(qv_f16_to_f32((uint16_t)h)), h, "0x%04x", h);
 }
+
+Test(ref, act_round_q8k_by_hand)
+{
+    /* one row of two blocks. Block 0: the largest magnitude is -127/64,
+     * met first, so iscale = -127 / (-127/64) = 64 and every code is
+     * rint(64 x) (ties to even), written back as code / 64. Block 1: all
+     * zero stays zero (llama.cpp: d = 0). */
+    float x[512] = {0};
+    x[0] = -127.0f / 64.0f; /* -> -127 */
+    x[1] = 1.0f / 128.0f;   /* 0.5 -> 0 */
+    x[2] = 3.0f / 128.0f;   /* 1.5 -> 2 */
+    x[3] = 5.0f / 128.0f;   /* 2.5 -> 2 */
+    x[4] = -3.0f / 128.0f;  /* -1.5 -> -2 */
+    x[5] = 127.0f / 64.0f;  /* the same magnitude, later: 127 */
+    x[6] = 1.0f;            /* 64 */
+    qv_ref_act_round(x, 1, 512, 3);
+    float want[7] = {-127.0f / 64, 0.0f, 2.0f / 64, 2.0f / 64, -2.0f / 64,
+                     127.0f / 64, 1.0f};
+    for (int i = 0; i < 7; i++)
+        cr_expect_eq(x[i], want[i], "x[%d] = %.9g, want %.9g", i, x[i], want[i]);
+    for (int i = 256; i < 512; i++)
+        cr_expect_eq(x[i], 0.0f);
+    /* a positive maximum flips the sign of iscale: -amax still maps to a
+     * code of magnitude 127 (the clamp at +127 is reached exactly) */
+    float y[256] = {0};
+    y[0] = 2.0f;
+    y[1] = -2.0f;
+    y[2] = 0.75f; /* 0.75 * 63.5 = 47.625 -> 48 */
+    qv_ref_act_round(y, 1, 256, 3);
+    cr_expect_eq(y[0], 2.0f);
+    cr_expect_eq(y[1], -2.0f);
+    cr_expect_float_eq(y[2], 48.0f / 63.5f, 1e-7);
+}
+
+Test(ref, act_round_half_and_bfloat_by_hand)
+{
+    float h[6] = {1.0f + 0x1p-11f,     /* tie -> even: 1 */
+                  1.0f + 3 * 0x1p-11f, /* tie -> even: 1 + 2^-9 */
+                  65519.0f,            /* -> 65504, the largest half */
+                  65520.0f,            /* tie at the top -> infinity */
+                  0x1p-25f,            /* half of the smallest subnormal: 0 */
+                  3 * 0x1p-25f};       /* 1.5 subnormal steps -> 2 */
+    qv_ref_act_round(h, 1, 6, 1);
+    cr_expect_eq(h[0], 1.0f);
+    cr_expect_eq(h[1], 1.0f + 0x1p-9f);
+    cr_expect_eq(h[2], 65504.0f);
+    cr_expect(isinf(h[3]) && h[3] > 0);
+    cr_expect_eq(h[4], 0.0f);
+    cr_expect_eq(h[5], 0x1p-23f);
+    float b[2] = {1.0f + 0x1p-8f, -(1.0f + 3 * 0x1p-8f)};
+    qv_ref_act_round(b, 1, 2, 2);
+    cr_expect_eq(b[0], 1.0f);
+    cr_expect_eq(b[1], -(1.0f + 0x1p-6f));
+    /* and the same as common/half.h's conversion on many values */
+    uint64_t r = 12345;
+    for (int i = 0; i < 100000; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t u = (uint32_t)(r >> 32);
+        float v;
+        memcpy(&v, &u, 4);
+        if (isnan(v))
+            continue;
+        float w = v;
+        qv_ref_act_round(&w, 1, 1, 1);
+        float want = qv_f16_to_f32(qv_f32_to_f16(v));
+        cr_assert(w == want || (isinf(w) && isinf(want) && (w > 0) == (want > 0)),
+                  "%a -> %a, half.h gives %a", (double)v, (double)w, (double)want);
+    }
+}
