@@ -38,6 +38,8 @@ int qv_cmd_pretrain(int argc, char **argv);
 void qv_help_pretrain(FILE *out);
 int qv_cmd_inspect(int argc, char **argv);
 void qv_help_inspect(FILE *out);
+int qv_cmd_export(int argc, char **argv);
+void qv_help_export(FILE *out);
 int qv_cmd_scheduler(int argc, char **argv);
 void qv_help_scheduler(FILE *out);
 int qv_cmd_token(int argc, char **argv);

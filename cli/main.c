@@ -29,6 +29,8 @@ static const qv_cmd commands[] = {
      qv_cmd_pretrain, qv_help_pretrain},
     {"inspect", "what a GGUF model file is, and whether qvac can fine-tune it",
      qv_cmd_inspect, qv_help_inspect},
+    {"export", "convert a LoRA adapter between qvac's GGUF and a PEFT folder",
+     qv_cmd_export, qv_help_export},
     {"scheduler", "run the scheduler (jobs, blobs, workers) on this machine",
      qv_cmd_scheduler, qv_help_scheduler},
     {"token", "print a one-time worker enrollment token", qv_cmd_token,
