@@ -174,7 +174,10 @@ asan check-asan:
 	if [ $$rc -ne 0 ] || grep -qE 'Sanitizer|runtime error' build-asan/check.log; then \
 	  echo "FAILED under sanitizers: qvac check"; exit 1; fi
 
-# libFuzzer targets (clang): every parser of untrusted bytes has one.
+# libFuzzer targets (clang): every parser of untrusted bytes has one. A
+# target may have seed inputs in tests/fuzz/corpus/NAME/ (read, never
+# written: new inputs go to build-fuzz/corpus/NAME) and a dictionary
+# tests/fuzz/NAME.dict.
 FUZZ_SECONDS ?= 30
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIBSRC := common/status.c common/half.c common/file.c kernels/ternary.c $(wildcard formats/*.c) autotune/cache.c train/model.c train/model_io.c
@@ -186,8 +189,10 @@ fuzz:
 	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson msgpack libpcre2-8); \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
-	    build-fuzz/corpus/$$n > build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; \
+	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
+	  dict=; [ -f tests/fuzz/$$n.dict ] && dict=-dict=tests/fuzz/$$n.dict; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 $$dict \
+	    build-fuzz/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; \
 	  tail -1 build-fuzz/$$n.log; done
 
 # The main job end to end on the embedded defaults (scripts/demo.sh).

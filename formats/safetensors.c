@@ -629,13 +629,18 @@ qv_status qv_st_writer_add_f32(qv_st_writer *w, const char *name,
         return qv_fail(err, QV_ERR_INVALID,
                        "safetensors tensor '%.64s': %u dimensions (at most "
                        "%d)", name, n_dims, QV_ST_MAX_DIMS);
-    uint64_t elems = 1;
+    /* as the reader: a zero anywhere makes the product 0 */
+    int zero = 0;
     for (uint32_t i = 0; i < n_dims; ++i) {
         if (shape[i] < 0)
             return qv_fail(err, QV_ERR_INVALID,
                            "safetensors tensor '%.64s': shape[%u] = %lld",
                            name, i, (long long)shape[i]);
-        if (shape[i] && elems > (uint64_t)INT64_MAX / 4 / (uint64_t)shape[i])
+        zero |= shape[i] == 0;
+    }
+    uint64_t elems = zero ? 0 : 1;
+    for (uint32_t i = 0; i < n_dims && !zero; ++i) {
+        if (elems > (uint64_t)INT64_MAX / 4 / (uint64_t)shape[i])
             return qv_fail(err, QV_ERR_INVALID,
                            "safetensors tensor '%.64s': the shape is too "
                            "large", name);
