@@ -119,6 +119,9 @@ typedef struct qv_linear {
                            0, F32, for a model made in memory): what
                            llama.cpp's matmul does to its input depends on
                            it (--act-quant llamacpp) */
+    float ext_scale;    /* the file's "<name>.scale" tensor, already folded
+                           into scale (0: none); llama.cpp multiplies the
+                           product by it, so --act-quant llamacpp does too */
     int requantised;    /* a float weight that was not ternary-valued,
                            quantised at load (absmean) */
     float *w;   /* (N, K) or NULL */

@@ -477,6 +477,7 @@ static qv_status read_lin_scale(const qv_gguf *g, int l, int i, qv_linear *lin,
                        "model: %s = %g; a weight scale must be finite and "
                        "positive (qvac keeps one positive scale per weight)", name, (double)sc);
     lin->scale *= sc;
+    lin->ext_scale = sc;
     if (i == QV_LIN_GATE || i == QV_LIN_UP)
         lin->lora_mul = sc;
     return QV_OK;

@@ -33,6 +33,8 @@ typedef struct lin_dev {
     int pa, pb;        /* param indices of LoRA A (r,K) and B (N,r), or -1 */
     qv_buffer *H;      /* LoRA hidden (T, r): activation */
     int round;         /* act_quant llamacpp: act_round mode of its input */
+    float ext;         /* act_quant llamacpp: the file's scale tensor, applied
+                          to the product as llama.cpp does (0: none) */
 } lin_dev;
 
 typedef struct layer_dev {
@@ -426,6 +428,13 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
     }
     size_t NK = (size_t)hl->N * (size_t)hl->K;
     qv_status s = QV_OK;
+    /* llamacpp: the weight as the file holds it; its scale tensor multiplies
+     * the product (folded into one half it would be rounded) */
+    float wscale = hl->scale;
+    if (n->o.act_quant == QV_ACTQ_LLAMACPP && hl->ext_scale > 0.0f) {
+        wscale = hl->scale / hl->ext_scale;
+        ld->ext = hl->ext_scale;
+    }
     int8_t *q = NULL; /* codes one a byte, for the f32 / f16 copies */
     if (n->o.weights != QV_WEIGHTS_TERNARY || n->o.ste_surrogate) {
         q = malloc(NK);
@@ -463,7 +472,7 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
             return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
         }
         for (size_t j = 0; j < NK; j++)
-            w[j] = (float)q[j] * hl->scale;
+            w[j] = (float)q[j] * wscale;
         s = buf(n, QV_MEM_WEIGHTS, NK * 4, &ld->w32, err);
         if (!s)
             s = qv_buffer_write(ld->w32, 0, w, NK * 4, err);
@@ -475,7 +484,7 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
             return qv_fail(err, QV_ERR_NOMEM, "train: out of host memory");
         }
         for (size_t j = 0; j < NK; j++)
-            h[j] = qv_f32_to_f16((float)q[j] * hl->scale);
+            h[j] = qv_f32_to_f16((float)q[j] * wscale);
         s = buf(n, QV_MEM_WEIGHTS, NK * 2, &ld->w16, err);
         if (!s)
             s = qv_buffer_write(ld->w16, 0, h, NK * 2, err);
@@ -863,6 +872,11 @@ static qv_status lin_fwd(qv_net *n, int l, int i, qv_buffer *X, qv_buffer *Y,
     else
         LAUNCH("f16_matmul", SH(T, N, K, 0), B_(Xw), B_(ld->w16), B_(Y), I_(T),
                I_(N), I_(K));
+    if (ld->ext > 0.0f) { /* llama.cpp: ggml_mul(product, scale), then LoRA */
+        qv_status s = axpby(n, Y, Y, T * N, ld->ext, 0.0f, err);
+        if (s)
+            return s;
+    }
     if (ld->pa >= 0)
         LAUNCH("lora_fwd", SH(T, N, K, n->r), B_(X), B_(n->params[ld->pa].p),
                B_(n->params[ld->pb].p), B_(ld->H), B_(Y), I_(T), I_(N), I_(K),
