@@ -17,11 +17,16 @@
  * On success prints one line of JSON to stdout: {"rows":R,"seq":S,"vocab":V}.
  * On error prints a message to stderr and exits 1.
  *
- * Not built by qvac's Makefile (it links against a llama.cpp build); the
- * parity script compiles it:
+ * --threads defaults to llama.cpp's default; --verbose passes llama.cpp's
+ * whole log through (otherwise only its warnings and errors).
+ *
+ * Not built by qvac's Makefile (it links against a llama.cpp build with
+ * shared libraries, BUILD_SHARED_LIBS=ON, which puts them in BUILD/bin):
  *   cc -O2 -std=c11 -I LLAMA_SRC/include -I LLAMA_SRC/ggml/include \
  *      tools/llamacpp_logits.c -L LLAMA_BUILD/bin -lllama -lggml -lggml-base \
- *      -Wl,-rpath,LLAMA_BUILD/bin -o build/llamacpp/llamacpp_logits
+ *      -Wl,-rpath,ABSOLUTE_LLAMA_BUILD/bin -o build/llamacpp/llamacpp_logits
+ * Tested against llama.cpp d32676d77 (llama_set_adapters_lora,
+ * llama_memory_clear, flash_attn_type).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
