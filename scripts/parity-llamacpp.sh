@@ -22,6 +22,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
+for mod in numpy:python3-numpy torch:python3-torch; do
+    "$PY" -c "import ${mod%%:*}" 2>/dev/null ||
+        { echo "parity: $PY cannot import ${mod%%:*}; install it (Debian: apt-get install ${mod#*:})" >&2; exit 1; }
+done
 LB=build/llamacpp
 W=build/parity
 STEPS=${PARITY_FT_STEPS:-80}
