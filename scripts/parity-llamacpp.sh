@@ -123,6 +123,26 @@ case_run qvac-tiny-val "$MODEL" - val
 case_run qvac-tiny-val+ft "$MODEL" "$ADAPTER" val
 case_run synth-tq2_0 "$W/synth-tq2_0.gguf" - text
 case_run synth-f16 "$W/synth-f16.gguf" - text
+# The floor: qvac against itself, the reference backend (f64 sums) against
+# the device above (f32 sums), both with llama.cpp's rule. Values that sit
+# within an ulp of a rounding boundary flip there too, and a flipped key or
+# value moves every later position of its row.
+floor_run() { # LABEL MODEL
+    local d=$W/$1
+    say "qvac eval on the reference backend: $1"
+    "$Q" eval --model "$2" --text "$HELD" --seq-len "$SEQ" --act-quant llamacpp --device ref \
+        --dump "$d-ref" --json >"$d-ref.json"
+    cmp -s "$d-llamacpp/tokens.i32" "$d-ref/tokens.i32" || { echo "parity: token mismatch" >&2; exit 1; }
+    $PY - "$1" "$2" "$d-ref" "$d-llamacpp/logits.f32" >>"$CASES" <<'EOF'
+import json, sys
+label, model, qdir, lf = sys.argv[1:]
+print(json.dumps({"model": label + " [floor: qvac ref vs qvac device, no llama.cpp]", "model_path": model,
+                  "act_quant": "llamacpp", "adapter": None, "data": "text", "qvac_dir": qdir,
+                  "llama_logits": lf}))
+EOF
+}
+floor_run synth-tq2_0 "$W/synth-tq2_0.gguf"
+floor_run synth-f16 "$W/synth-f16.gguf"
 
 say "greedy continuations of the demo's prompts"
 CONT=$W/continuations.jsonl
@@ -133,15 +153,20 @@ while IFS= read -r p; do
         --act-quant llamacpp "${DEV[@]}")
     qb=$("$Q" generate --model "$MODEL" --adapter "$ADAPTER" --prompt "$p" --temperature 0 --tokens 60 \
         --act-quant bitnet "${DEV[@]}")
+    # flash attention off: the attention qvac computes (llama.cpp's default,
+    # on, sums its softmax differently: the report shows both)
     l=$("$COMPLETION" -m "$MODEL" --lora "$ADAPTER" -p "$p" --temp 0 -n 60 -ctk f32 -ctv f32 \
+        -fa off -no-cnv --no-warmup -t "$(nproc)" 2>/dev/null </dev/null)
+    lf=$("$COMPLETION" -m "$MODEL" --lora "$ADAPTER" -p "$p" --temp 0 -n 60 -ctk f32 -ctv f32 \
         -no-cnv --no-warmup -t "$(nproc)" 2>/dev/null </dev/null)
-    $PY - "$p" "$q" "$l" "$qb" >>"$CONT" <<'EOF'
+    $PY - "$p" "$q" "$l" "$qb" "$lf" >>"$CONT" <<'EOF'
 import json, sys
-p, q, l, qb = sys.argv[1:]
-def cont(out):  # what follows the prompt (both print the prompt first)
+p, q, l, qb, lf = sys.argv[1:]
+def cont(out):  # what follows the prompt (both print the prompt first; llama.cpp ends with [end of text] at EOS)
+    out = out.rstrip("\n").removesuffix(" [end of text]").rstrip("\n")
     return out[len(p):] if out.startswith(p) else out
-print(json.dumps({"prompt": p, "qvac": cont(q.rstrip("\n")), "llamacpp": cont(l.rstrip("\n")),
-                  "qvac_bitnet": cont(qb.rstrip("\n"))}))
+print(json.dumps({"prompt": p, "qvac": cont(q), "llamacpp": cont(l), "qvac_bitnet": cont(qb),
+                  "llamacpp_fa": cont(lf)}))
 EOF
 done <data/finetune/pirate_prompts.txt
 
@@ -168,6 +193,6 @@ except Exception as e:
     plan["peft"] = {"error": str(e)}
 json.dump(plan, open(f"{w}/plan.json", "w"), indent=1)
 EOF
-$PY tools/parity_report.py --plan "$W/plan.json" --md benchmarks/reports/parity.md \
+$PY tools/parity_report.py "$W/plan.json" --md benchmarks/reports/parity.md \
     --json benchmarks/reports/parity.json
 echo "parity: wrote benchmarks/reports/parity.md and parity.json" >&2

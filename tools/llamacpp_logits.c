@@ -68,7 +68,7 @@ static void usage(FILE *f)
 {
     fputs("usage: llamacpp_logits -m MODEL.gguf [--lora ADAPTER.gguf [--lora-scale X]]\n"
           "                       --tokens TOKENS.i32 --seq S -o LOGITS.f32\n"
-          "                       [--threads N] [--verbose]\n"
+          "                       [--threads N] [--step N] [--verbose]\n"
           "  TOKENS.i32: int32 LE, R rows of S token ids; each row is evaluated\n"
           "  from position 0 with a cleared memory, logits at every position.\n"
           "  LOGITS.f32: float32 LE, R x S x n_vocab.\n",
@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     const char *model_path = NULL, *lora_path = NULL, *tokens_path = NULL, *out_path = NULL;
     float lora_scale = 1.0f;
     bool have_scale = false;
-    long seq = 0;
+    long seq = 0, step = 0;
     int threads = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -137,6 +137,8 @@ int main(int argc, char **argv)
         const char *v = argv[++i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             model_path = v;
+        else if (!strcmp(a, "--step"))
+            step = parse_long(a, v, 1, 1 << 20);
         else if (!strcmp(a, "--lora"))
             lora_path = v;
         else if (!strcmp(a, "--lora-scale")) {
@@ -258,10 +260,15 @@ int main(int argc, char **argv)
 
     for (size_t r = 0; r < rows; r++) {
         llama_memory_clear(llama_get_memory(ctx), true);
-        batch.n_tokens = (int32_t)seq;
-        for (long i = 0; i < seq; i++) {
-            batch.token[i] = tokens[r * (size_t)seq + (size_t)i];
-            batch.pos[i] = (llama_pos)i;
+        /* --step N: the row in pieces of N tokens on top of the cache (1:
+         * one token at a time, as generation runs), else one piece */
+        long piece = step > 0 && step < seq ? step : seq;
+        for (long i0 = 0; i0 < seq; i0 += piece) {
+        long n = seq - i0 < piece ? seq - i0 : piece;
+        batch.n_tokens = (int32_t)n;
+        for (long i = 0; i < n; i++) {
+            batch.token[i] = tokens[r * (size_t)seq + (size_t)(i0 + i)];
+            batch.pos[i] = (llama_pos)(i0 + i);
             batch.n_seq_id[i] = 1;
             batch.seq_id[i][0] = 0;
             batch.logits[i] = 1;
@@ -272,7 +279,7 @@ int main(int argc, char **argv)
             remove(tmp_path);
             die("llama_decode failed on row %zu with code %d", r, rc);
         }
-        for (long i = 0; i < seq; i++) {
+        for (long i = 0; i < n; i++) {
             const float *lg = llama_get_logits_ith(ctx, (int32_t)i);
             if (!lg) {
                 fclose(of);
@@ -286,6 +293,7 @@ int main(int argc, char **argv)
                 remove(tmp_path);
                 die("write to %s failed: %s", tmp_path, strerror(errno));
             }
+        }
         }
     }
     if (fflush(of) != 0 || fclose(of) != 0) {

@@ -190,6 +190,9 @@ def analyse_case(case, plan_dir, boundary):
         e = {"prompt": c.get("prompt", ""), "qvac": c.get("qvac"), "llamacpp": c.get("llamacpp")}
         if c.get("qvac_bitnet") is not None:
             e["qvac_bitnet"] = c["qvac_bitnet"]
+        if c.get("llamacpp_fa") is not None:  # llama.cpp with flash attention (its default)
+            e["llamacpp_fa"] = c["llamacpp_fa"]
+            e["identical_fa"] = e["qvac"] is not None and e["qvac"] == c["llamacpp_fa"]
         e["identical"] = e["qvac"] is not None and e["qvac"] == e["llamacpp"]
         conts.append(e)
     data_hash = hashlib.sha256(tokens.tobytes() + targets.tobytes()).hexdigest()
@@ -454,17 +457,24 @@ def markdown(report, plan):
             L.append("| %s | %s |" % (k, v))
         if c["continuations"]:
             has_b = any("qvac_bitnet" in e for e in c["continuations"])
+            has_fa = any("llamacpp_fa" in e for e in c["continuations"])
             L.append("")
-            L.append("Greedy continuations:")
+            L.append("Greedy continuations (qvac with this case's act-quant; llama.cpp with "
+                     "flash attention off" + (", and with its default (on)" if has_fa else "") + "):")
             L.append("")
-            hdr = "| prompt | qvac | llama.cpp |" + (" qvac (bitnet) |" if has_b else "") + " identical |"
+            hdr = ("| prompt | qvac | llama.cpp |" + (" qvac (bitnet) |" if has_b else "") +
+                   " identical |" + (" llama.cpp, flash attention on | identical |" if has_fa else ""))
             L.append(hdr)
-            L.append("| --- | --- | --- |" + (" --- |" if has_b else "") + " --- |")
+            L.append("| --- | --- | --- |" + (" --- |" if has_b else "") + " --- |" +
+                     (" --- | --- |" if has_fa else ""))
             for e in c["continuations"]:
                 line = "| %s | %s | %s |" % (cell(e["prompt"]), cell(e["qvac"]), cell(e["llamacpp"]))
                 if has_b:
                     line += " %s |" % cell(e.get("qvac_bitnet"))
                 line += " %s |" % ("yes" if e["identical"] else "**no**")
+                if has_fa:
+                    line += " %s | %s |" % (cell(e.get("llamacpp_fa")),
+                                            "yes" if e.get("identical_fa") else "**no**")
                 L.append(line)
     L.append("")
     return "\n".join(L)
