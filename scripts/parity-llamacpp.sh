@@ -185,8 +185,25 @@ conts = [json.loads(l) for l in open(f"{w}/continuations.jsonl")]
 for c in cases:
     if c["model"] == "qvac-tiny" and c["adapter"] and c["act_quant"] == "llamacpp" and c["data"] == "text":
         c["continuations"] = conts
-plan = {"command": cmd, "llama_cpp": commit, "cases": cases,
-        "notes": f"adapter: a fresh `qvac finetune` of the built-in model, {steps} steps, rank 8, alpha 16, all seven modules"}
+notes = [
+    f"adapter: a fresh `qvac finetune` of the built-in model, {steps} steps, rank 8, alpha 16, all seven modules.",
+    "Models: qvac-tiny is the built-in model (TQ2_0, F32 embedding) on the corpus's held-out last 2% "
+    "(llama-perplexity's windows of 128) and qvac-tiny-val on the fine-tune's validation set; synth-tq2_0 "
+    "(TQ2_0, blk.N.*.scale tensors, F16 tied head, 4 query / 2 key-value heads) and synth-f16 (F16 ternary "
+    "weights, F32 head, 8 / 2 heads) have random weights (`build/synth_model`).",
+    "act_quant llamacpp is llama.cpp's rule (q8_K blocks for TQ2_0 inputs, half for F16 weights and heads); "
+    "bitnet is BitNet b1.58's per-token int8, what qvac trains with, so its rows measure what the rule costs.",
+    "Boundary flips: where a value sits within an ulp of an int8 (q8_K) or half rounding boundary, the two "
+    "programs' last-bit differences (their sums run in different orders) round it differently. A flipped key "
+    "or value moves every later position of its row: on the random-weight models flips are frequent enough "
+    "that most rows have one early, and the median moves with them. "
+    "The floor rows measure the same thing between two qvac backends (f64 and f32 sums) with no llama.cpp "
+    "involved.",
+    "Continuations: llama.cpp's default flash attention (on for the CPU) sums the softmax in another order "
+    "than its plain path and than qvac; where the greedy choice is a near-tie that order decides it. The "
+    "comparison is therefore made with `-fa off`; the flash-attention column shows the default.",
+]
+plan = {"command": cmd, "llama_cpp": commit, "cases": cases, "notes": notes}
 try:
     plan["peft"] = json.load(open(f"{w}/peft.json"))
 except Exception as e:
