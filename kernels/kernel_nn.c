@@ -648,7 +648,7 @@ static void round_grid(int stage, const qv_arg *a, const qv_config *c,
 
 static void round_example(qv_shape s, qv_arg *a)
 {
-    int mode = 1 + (s.M + s.N) % 3;
+    int mode = 1 + (s.M + s.N + s.K) % 3; /* the test shapes reach all three */
     a[1] = QV_ARG_I(s.M);
     a[2] = QV_ARG_I(mode == 3 ? 256 * (1 + s.K % 3) : s.K);
     a[3] = QV_ARG_I(mode);

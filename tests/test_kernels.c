@@ -107,6 +107,7 @@ Test(kernels, adamw) { check_kernel("adamw"); }
 Test(kernels, reduce_partial) { check_kernel("reduce_partial"); }
 Test(kernels, ternary_pack) { check_kernel("ternary_pack"); }
 Test(kernels, cols_copy) { check_kernel("cols_copy"); }
+Test(kernels, act_round) { check_kernel("act_round"); }
 
 Test(kernels, every_kernel_has_a_test)
 {
@@ -116,7 +117,8 @@ Test(kernels, every_kernel_has_a_test)
         "lora_fwd", "lora_bwd", "f16_matmul_t", "f32_matmul", "embed", "embed_f16",
         "embed_bwd", "rmsnorm", "rmsnorm_bwd", "rope", "attention",
         "attention_bwd", "swiglu", "swiglu_bwd", "axpby", "fill",
-        "cross_entropy", "adamw", "reduce_partial", "ternary_pack", "cols_copy", NULL,
+        "cross_entropy", "adamw", "reduce_partial", "ternary_pack", "cols_copy",
+        "act_round", NULL,
     };
     for (int i = 0; qv_kernels[i]; i++) {
         int found = 0;
@@ -181,4 +183,52 @@ Test(kernels, verifier_catches_a_wrong_result)
                            9, &r, NULL), QV_OK);
     cr_expect(!r.pass, "a corrupted output passed with error %g", r.max_err);
     cr_expect_str_eq(r.worst, "Y");
+}
+
+/* act_round at the values random inputs never hit: exact ties of every
+ * mode, the half overflow and subnormal edges, a q8_K block whose largest
+ * magnitude appears with both signs. Every device equals the reference bit
+ * for bit (llama.cpp's rounding is to nearest, ties to even). */
+Test(kernels, act_round_ties_on_every_device)
+{
+    enum { K = 512 };
+    float in[3][K] = {{0}};
+    const float half_edge[] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65519.0f, 65520.0f,
+                               0x1p-25f, 3 * 0x1p-25f, -2.5f * 0x1p-24f, 0x1p-14f - 0x1p-26f};
+    const float bf_edge[] = {1.0f + 0x1p-8f, -(1.0f + 3 * 0x1p-8f), 3.0e38f};
+    for (int i = 0; i < 8; i++)
+        in[0][i] = half_edge[i];
+    for (int i = 0; i < 3; i++)
+        in[1][i] = bf_edge[i];
+    /* q8_K: iscale = -127 / (-127/64) = 64: codes rint(k / 2) */
+    in[2][0] = -127.0f / 64.0f;
+    in[2][1] = 127.0f / 64.0f;
+    for (int k = 2; k < 40; k++)
+        in[2][k] = (float)(k - 21) / 128.0f;
+    qv_device *ref = qv_devlist_find(devs, "ref");
+    cr_assert_not_null(ref);
+    for (int mode = 1; mode <= 3; mode++) {
+        float want[K], got[K];
+        memcpy(want, in[mode - 1], sizeof want);
+        /* the reference first (d = -1), then every other device */
+        for (long d = -1; d < (long)devs->n; d++) {
+            qv_device *dev = d < 0 ? ref : devs->dev[d];
+            if (d >= 0 && dev == ref)
+                continue;
+            qv_err e = {0};
+            qv_buffer *b = NULL;
+            cr_assert_eq(qv_buffer_new(dev, sizeof want, &b, &e), QV_OK, "%s", e.msg);
+            cr_assert_eq(qv_buffer_write(b, 0, in[mode - 1], sizeof want, &e), QV_OK);
+            qv_arg a[4] = {QV_ARG_B(b), QV_ARG_I(1), QV_ARG_I(K), QV_ARG_I(mode)};
+            cr_assert_eq(qv_launch(dev, "act_round", NULL, a, 4, NULL, &e), QV_OK, "%s", e.msg);
+            cr_assert_eq(qv_buffer_read(b, 0, dev == ref ? want : got, sizeof want, &e), QV_OK);
+            qv_buffer_destroy(&b);
+            if (d < 0)
+                continue;
+            for (int i = 0; i < K; i++)
+                cr_expect(memcmp(&got[i], &want[i], 4) == 0,
+                          "%s mode %d x[%d] = %a: %a, the reference %a", dev->info.id, mode,
+                          i, (double)in[mode - 1][i], (double)got[i], (double)want[i]);
+        }
+    }
 }
