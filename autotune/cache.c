@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/file.h"
+
 #define QV_TUNE_APP_ID 1903583587 /* 0x71766163, "qvac" */
 #define QV_TUNE_SCHEMA 1
 #define STR_(x) #x
@@ -789,38 +791,6 @@ static json_t *entry_json(const qv_tune_entry *e)
     return o;
 }
 
-/* Writes text to path.tmp and renames it over path. */
-static qv_status write_atomic(const char *path, const char *text, qv_err *err)
-{
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 5);
-    if (!tmp)
-        return qv_fail(err, QV_ERR_NOMEM, "export %s: out of memory", path);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-    FILE *f = fopen(tmp, "w");
-    int ok = f != NULL, e = errno;
-    if (ok) {
-        size_t n = strlen(text);
-        ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
-        e = errno;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok && e == 0)
-            e = errno;
-        ok = ok && rename(tmp, path) == 0;
-        if (!ok && e == 0)
-            e = errno;
-        if (!ok)
-            unlink(tmp);
-    }
-    free(tmp);
-    if (ok)
-        return QV_OK;
-    return qv_fail(err, QV_ERR_IO, "export %s: %s%s; nothing was written",
-                   path, e == ENOSPC ? "disk full: " : "", strerror(e));
-}
-
 qv_status qv_tune_cache_export(qv_tune_cache *c, const char *path,
                                size_t *n_written, qv_err *err)
 {
@@ -846,7 +816,8 @@ qv_status qv_tune_cache_export(qv_tune_cache *c, const char *path,
     json_decref(root);
     if (!text)
         return qv_fail(err, QV_ERR_NOMEM, "export %s: out of memory", path);
-    s = write_atomic(path, text, err);
+    qv_file_part part = {text, strlen(text)};
+    s = qv_file_write_atomic(path, "tuning export", &part, 1, err);
     free(text);
     if (s == QV_OK && n_written)
         *n_written = n;

@@ -24,19 +24,6 @@ void qv_help_inspect(FILE *out)
         "can fine-tune the file, 1 when it cannot, 2 on a usage error.\n");
 }
 
-/* Printable copy of a string from the file: control bytes escaped. */
-static void safe(const char *s, char *out, size_t n)
-{
-    size_t w = 0;
-    for (; s && *s && w + 5 < n; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            w += (size_t)snprintf(out + w, n - w, "\\x%02x", c);
-        else
-            out[w++] = (char)c;
-    }
-    out[w] = '\0';
-}
 
 int qv_cmd_inspect(int argc, char **argv)
 {
@@ -80,7 +67,7 @@ int qv_cmd_inspect(int argc, char **argv)
         if (!qv_chat_detect(tmpl, &ct, &ce))
             chat = qv_chat_name(ct);
         else
-            safe(ce.msg, chat_why, sizeof chat_why);
+            qv_printable(chat_why, sizeof chat_why, ce.msg);
     }
 
     /* tensors by type */
@@ -111,7 +98,7 @@ int qv_cmd_inspect(int argc, char **argv)
                  "keys): qvac cannot turn text into its tokens", path);
         why = whyb;
     } else if (ms) {
-        safe(me.msg, whyb, sizeof whyb);
+        qv_printable(whyb, sizeof whyb, me.msg);
         why = whyb;
     }
     uint64_t nt = 0, no = 0;
@@ -119,9 +106,9 @@ int qv_cmd_inspect(int argc, char **argv)
         qv_model_count(&c, &nt, &no);
 
     char sarch[96], sname[96], stok[64];
-    safe(arch ? arch : "", sarch, sizeof sarch);
-    safe(name ? name : "", sname, sizeof sname);
-    safe(tok_name ? tok_name : "", stok, sizeof stok);
+    qv_printable(sarch, sizeof sarch, arch ? arch : "");
+    qv_printable(sname, sizeof sname, name ? name : "");
+    qv_printable(stok, sizeof stok, tok_name ? tok_name : "");
     if (json) {
         json_t *o = json_object();
         json_object_set_new(o, "file", json_string(path));
@@ -221,7 +208,7 @@ int qv_cmd_inspect(int argc, char **argv)
             char line[1100];
             snprintf(line, sizeof line, "%.*s", n, p);
             char sl[1100];
-            safe(line, sl, sizeof sl);
+            qv_printable(sl, sizeof sl, line);
             printf("note           %s\n", sl);
             p += n + (e ? 1 : 0);
         }

@@ -14,6 +14,7 @@
 #include "autotune/cache.h"
 #include "cli/cli.h"
 #include "common/embedded.h"
+#include "common/file.h"
 #include "formats/chat.h"
 #include "formats/dataset.h"
 #include "formats/gguf.h"
@@ -948,51 +949,18 @@ void qv_help_eval(FILE *out)
         "     logits.f32 (rows x seq [x vocab], little-endian) and DIR/meta.json.\n");
 }
 
-static qv_status read_all(const char *path, char **out, size_t *n, qv_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qv_fail(err, QV_ERR_IO, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t r = fread(b + len, 1, cap - len, f);
-        len += r;
-        if (len < cap)
-            break;
-        char *nb = cap < ((size_t)1 << 32) ? realloc(b, cap * 2) : NULL;
-        if (!nb) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!b)
-        return qv_fail(err, QV_ERR_NOMEM, "%s: out of memory (or larger than 4 GiB)", path);
-    if (bad) {
-        free(b);
-        return qv_fail(err, QV_ERR_IO, "%s: read error", path);
-    }
-    *out = b;
-    *n = len;
-    return QV_OK;
-}
-
 /* llama-perplexity's windows over text: BOS + tokens, chunks of S whose
  * first token is BOS, positions S/2 .. S-2 scored (predicting the next). */
 static qv_status text_rows(const targs *a, const qv_model *m, int32_t S,
                            int32_t **tok, int32_t **tgt, int32_t *rows,
                            qv_err *err)
 {
-    char *text = NULL;
+    void *map = NULL;
     size_t n = 0;
-    qv_status s = read_all(a->text, &text, &n, err);
+    qv_status s = qv_file_map(a->text, "text", &map, &n, err);
     if (s)
         return s;
+    const char *text = map ? map : "";
     qv_dataset_opts dopt;
     qv_vocab *vocab = NULL;
     int32_t *ids = NULL;
@@ -1015,7 +983,7 @@ static qv_status text_rows(const targs *a, const qv_model *m, int32_t S,
             nid = n + 1;
         }
     }
-    free(text);
+    qv_file_unmap(map, n);
     qv_vocab_free(vocab);
     if (s)
         return s;

@@ -86,3 +86,20 @@ void qv_append_line(char *buf, size_t cap, const char *fmt, ...)
     qv_append_vline(buf, cap, fmt, ap);
     va_end(ap);
 }
+
+void qv_printable(char *dst, size_t cap, const char *s)
+{
+    size_t w = 0;
+    for (; s && *s && w + 5 < cap; ++s) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            w += (size_t)snprintf(dst + w, cap - w, "\\x%02x", c);
+        else
+            dst[w++] = (char)c;
+    }
+    if (s && *s && w + 3 < cap) {
+        memcpy(dst + w, "...", 3);
+        w += 3;
+    }
+    dst[w] = '\0';
+}

@@ -179,22 +179,6 @@ static int parse_gguf_name(const char *s, int *layer, int *m, int *b)
     return 0;
 }
 
-void pf_printable(char *dst, size_t cap, const char *s)
-{
-    size_t w = 0;
-    for (; *s && w + 5 < cap; ++s) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            w += (size_t)snprintf(dst + w, cap - w, "\\x%02x", c);
-        else
-            dst[w++] = (char)c;
-    }
-    if (*s && w + 3 < cap) {
-        memcpy(dst + w, "...", 3);
-        w += 3;
-    }
-    dst[w] = '\0';
-}
 
 qv_status pf_put_tensor(qv_lora *l, int layer, int m, int b, float *v,
                         int64_t rows, int64_t cols, int base_dims,
@@ -302,7 +286,7 @@ static qv_status want_str(const qv_gguf *g, const char *key, const char *want,
         return qv_fail(err, QV_ERR_CORRUPT, "%s: %s", what, e.msg);
     if (strcmp(v, want)) {
         char pv[64];
-        pf_printable(pv, sizeof pv, v);
+        qv_printable(pv, sizeof pv, v);
         return qv_fail(err, QV_ERR_UNSUPPORTED, "%s: %s is '%s', not '%s': "
                        "%s", what, key, pv, want, hint);
     }
@@ -370,7 +354,7 @@ static qv_status from_gguf(const qv_gguf *g, const char *what, qv_lora *l,
         const qv_gguf_tensor *gt = qv_gguf_tensor_at(g, i);
         int L, m, b;
         char pn[100];
-        pf_printable(pn, sizeof pn, gt->name);
+        qv_printable(pn, sizeof pn, gt->name);
         if (!parse_gguf_name(gt->name, &L, &m, &b))
             return qv_fail(err, QV_ERR_CORRUPT,
                            "%s: tensor '%s' is not a LoRA tensor of the seven "

@@ -74,7 +74,7 @@ static qv_status read_config(const json_t *c, const qv_peft_base *base,
                        "adapter_config.json?)", what);
     if (!json_is_string(v) || strcmp(json_string_value(v), "LORA")) {
         char pv[40];
-        pf_printable(pv, sizeof pv, json_is_string(v) ? json_string_value(v) : "?");
+        qv_printable(pv, sizeof pv, json_is_string(v) ? json_string_value(v) : "?");
         return qv_fail(err, QV_ERR_UNSUPPORTED, "%s: peft_type is '%s': qvac "
                        "reads LORA adapters only", what, pv);
     }
@@ -132,7 +132,7 @@ static qv_status read_config(const json_t *c, const qv_peft_base *base,
                            what);
         if (strcmp(json_string_value(v), "none")) {
             char pv[40];
-            pf_printable(pv, sizeof pv, json_string_value(v));
+            qv_printable(pv, sizeof pv, json_string_value(v));
             return qv_fail(err, QV_ERR_UNSUPPORTED, "%s: bias is '%s': "
                            "trained biases have no place in a qvac adapter "
                            "(bias must be \"none\")", what, pv);
@@ -179,7 +179,7 @@ static qv_status read_config(const json_t *c, const qv_peft_base *base,
             int m = target_module(json_string_value(x));
             if (m < 0) {
                 char pv[64];
-                pf_printable(pv, sizeof pv, json_string_value(x));
+                qv_printable(pv, sizeof pv, json_string_value(x));
                 return qv_fail(err, QV_ERR_UNSUPPORTED,
                                "%s: target_modules names '%s'; qvac adapts "
                                "q_proj, k_proj, v_proj, o_proj, gate_proj, "
@@ -272,7 +272,7 @@ static qv_status from_peft(const json_t *c, const qv_st *st,
         const qv_st_tensor *t = qv_st_at(st, i);
         int L, m, b;
         char pn[160];
-        pf_printable(pn, sizeof pn, t->name);
+        qv_printable(pn, sizeof pn, t->name);
         if (!parse_peft_name(t->name, &L, &m, &b))
             return qv_fail(err, QV_ERR_CORRUPT,
                            "%s: tensor '%s' is not a LoRA tensor of the "

@@ -21,7 +21,6 @@ qv_status pf_alloc(qv_lora *l, int32_t n_layers, qv_err *err);
 int pf_parse_layer(const char **p, int *layer);
 
 /* Printable, bounded copy of a name from a file, for messages. */
-void pf_printable(char *dst, size_t cap, const char *s);
 
 /* Records one tensor's f32 values (rows x cols, row-major; takes v) as A
  * (b = 0) or B of layer / module, checking the shape against l->rank and

@@ -81,23 +81,6 @@ static const char *json_kind(const json_t *v)
     }
 }
 
-/* Printable, bounded copy of a name from the file for messages. */
-static void printable(char *dst, size_t cap, const char *s)
-{
-    size_t w = 0;
-    for (; *s && w + 5 < cap; ++s) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            w += (size_t)snprintf(dst + w, cap - w, "\\x%02x", c);
-        else
-            dst[w++] = (char)c;
-    }
-    if (*s && cap > 4 && w + 3 < cap) {
-        memcpy(dst + w, "...", 3);
-        w += 3;
-    }
-    dst[w] = '\0';
-}
 
 typedef struct rd {
     const char *what;
@@ -144,7 +127,7 @@ static qv_status rd_meta(rd *r, qv_st *st, const json_t *m)
     json_t *v;
     json_object_foreach((json_t *)m, k, v) {
         char pk[80];
-        printable(pk, sizeof pk, k);
+        qv_printable(pk, sizeof pk, k);
         if (!json_is_string(v))
             return corrupt(r, "__metadata__ '%s' is %s, not a string", pk,
                            json_kind(v));
@@ -164,7 +147,7 @@ static qv_status rd_tensor(rd *r, qv_st_tensor *t, const char *name,
                            const json_t *e)
 {
     char pn[120];
-    printable(pn, sizeof pn, name);
+    qv_printable(pn, sizeof pn, name);
     if (!*name)
         return corrupt(r, "a tensor has an empty name");
     if (!json_is_object(e))
@@ -176,7 +159,7 @@ static qv_status rd_tensor(rd *r, qv_st_tensor *t, const char *name,
         if (strcmp(k, "dtype") && strcmp(k, "shape") &&
             strcmp(k, "data_offsets")) {
             char pk[80];
-            printable(pk, sizeof pk, k);
+            qv_printable(pk, sizeof pk, k);
             return corrupt(r, "tensor '%s': unknown field '%s' (an entry "
                            "holds dtype, shape and data_offsets only)", pn, pk);
         }
@@ -196,7 +179,7 @@ static qv_status rd_tensor(rd *r, qv_st_tensor *t, const char *name,
             d = i;
     if (d < 0) {
         char pd[40];
-        printable(pd, sizeof pd, ds);
+        qv_printable(pd, sizeof pd, ds);
         for (size_t i = 0; i < sizeof other_dtypes / sizeof other_dtypes[0]; ++i)
             if (!strcmp(ds, other_dtypes[i]))
                 return qv_fail(r->err, QV_ERR_UNSUPPORTED,
@@ -370,10 +353,10 @@ static qv_status parse(rd *r, qv_st *st, const uint8_t *p, size_t n)
     for (size_t i = 0; i < st->n_tensors; ++i) {
         qv_st_tensor *t = &st->tensors[i];
         char pn[120];
-        printable(pn, sizeof pn, t->name);
+        qv_printable(pn, sizeof pn, t->name);
         if (t->begin < at) {
             char po[120];
-            printable(po, sizeof po, st->tensors[i - 1].name);
+            qv_printable(po, sizeof po, st->tensors[i - 1].name);
             s = corrupt(r, "tensor '%s' [%llu, %llu) overlaps tensor '%s' "
                         "[%llu, %llu)", pn, (unsigned long long)t->begin,
                         (unsigned long long)t->end, po,
