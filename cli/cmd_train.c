@@ -21,6 +21,7 @@
 #include "formats/tokenizer.h"
 #include "formats/vocab.h"
 #include "kernels/verify.h"
+#include "train/mfu.h"
 #include "train/train.h"
 
 #define BUILTIN_MODEL "model/qvac-tiny.gguf"
@@ -40,6 +41,8 @@ typedef struct targs {
     qv_train_opts o;
     double val_fraction;
     int json, steps_set;
+    int tune;          /* --tune: tune at the model's shapes first */
+    long tune_evals;   /* --tune-evals N (per kernel and shape) */
     /* pretrain */
     qv_model_config mc;
     /* generate */
@@ -83,6 +86,7 @@ static int parse_args(int argc, char **argv, targs *a)
         double d;
         int rc = 0;
         if (!strcmp(o, "--json")) { a->json = 1; continue; }
+        if (!strcmp(o, "--tune")) { a->tune = 1; continue; }
         if (!v)
             return qv_cli_usage(a->cmd, "unknown or incomplete option '%s'", o);
         i++;
@@ -148,6 +152,7 @@ static int parse_args(int argc, char **argv, targs *a)
             a->o.seed = strtoull(v, &end, 10);
             if (!*v || *end) return qv_cli_usage(a->cmd, "--seed needs an integer");
         }
+        else if (!strcmp(o, "--tune-evals")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) { a->tune_evals = n; a->tune = 1; } }
         else if (!strcmp(o, "--tokens")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) a->tokens = (int)n; }
         else if (!strcmp(o, "--temperature")) { if (!(rc = parse_float(a->cmd, o, v, 0, 10, &d))) a->temperature = (float)d; }
         else if (!strcmp(o, "--dim")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->mc.dim = (int32_t)n; }
@@ -344,7 +349,8 @@ void qv_help_finetune(FILE *out)
         "                     [--lr LR] [--steps N] [--warmup N] [--batch B] [--seq-len S]\n"
         "                     [--accum N] [--clip C] [--seed N] [--val-fraction F]\n"
         "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH]\n"
-        "                     [--chat-template NAME] [--long skip|truncate] [--json]\n\n"
+        "                     [--chat-template NAME] [--long skip|truncate]\n"
+        "                     [--tune] [--tune-evals N] [--json]\n\n"
         "LoRA fine-tuning of a BitNet b1.58 model on one device. The ternary base is\n"
         "frozen; adapters on the target modules are trained with AdamW (warm-up, cosine\n"
         "decay, gradient clipping, accumulation). Data is JSON Lines, one object a line:\n"
@@ -371,7 +377,16 @@ void qv_help_finetune(FILE *out)
         "  --weight-decay W   AdamW decoupled weight decay (0)\n"
         "  --out DIR          where adapter.gguf, metrics.json, checkpoint.gguf go (qvac-out)\n"
         "  --resume DIR       continue the run whose checkpoint is in DIR (same options)\n"
-        "  --db PATH          autotune cache to take kernel configurations from\n"
+        "  --db PATH          autotune cache to take kernel configurations from (default\n"
+        "                     ~/.local/share/qvac/tune.db when it exists)\n"
+        "  --tune             before the first step, tune every kernel and shape a step\n"
+        "                     of this model launches on the device (verified against\n"
+        "                     ref) into the cache (--db, else the default; created);\n"
+        "                     shapes already cached are skipped, so only a new device\n"
+        "                     or model shape costs time. Off by default: at ~700M\n"
+        "                     shapes on a CPU device it takes minutes the first time.\n"
+        "  --tune-evals N     configurations measured per kernel and shape (8; implies\n"
+        "                     --tune)\n"
         "  --chat-template N  llama3, llama2, chatml, bitnet (...; `qvac inspect` shows the\n"
         "                     model's): how \"messages\" are rendered (default: detected\n"
         "                     from the model's tokenizer.chat_template)\n"
@@ -379,6 +394,11 @@ void qv_help_finetune(FILE *out)
         "                     counted) or truncate\n"
         "  --json             print the summary as one JSON object\n"
         "  -h, --help         this help\n\n"
+        "The summary gives MFU, model FLOP utilisation: the step's model FLOPs\n"
+        "(docs/training.md) per second over the throughput the base matmul kernel\n"
+        "(quantize_act + ternary_matmul, or f16_matmul) reaches on the device at the\n"
+        "model's shapes in its cached configurations, measured after the run\n"
+        "(--json: mfu, gemm_gflops, step_flops).\n\n"
         "Ctrl-C stops after the current step and writes a checkpoint; --resume goes on.\n");
 }
 
@@ -396,7 +416,37 @@ typedef struct run_out {
     qv_train_result r;
     char device[32];
     double seconds;
+    /* --tune */
+    int tuned_run;
+    qv_train_tune_result tune;
+    /* MFU: model FLOPs of one optimizer step, the base matmul's measured
+     * GFLOP/s at the model's shapes (0: not measured), their ratio */
+    double step_flops, gemm_gflops, mfu;
 } run_out;
+
+static qv_tune_cache *open_cache_rw(const char *db, qv_err *err)
+{
+    char path[1024];
+    if (!db) {
+        if (qv_tune_cache_default_path(path, sizeof path, err))
+            return NULL;
+        db = path;
+    }
+    qv_tune_cache *c = NULL;
+    if (qv_tune_cache_open(db, 0, 2000, &c, err))
+        return NULL;
+    return c;
+}
+
+static int on_tune_progress(void *user, const qv_tune_progress *p)
+{
+    prog *ps = user;
+    if (!ps->quiet && (p->evals == p->budget || p->evals == 1))
+        fprintf(stderr, "%s: tune %s %s: %zu/%zu configurations, best %.3f ms\n",
+                ps->label, p->kernel, p->bucket, p->evals, p->budget,
+                isfinite(p->best_ns) ? p->best_ns / 1e6 : 0.0);
+    return g_stop ? 1 : 0;
+}
 
 /* Loads, splits, trains; prints progress. */
 static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
@@ -406,8 +456,16 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
     memset(ro, 0, sizeof *ro);
     qv_model *m = NULL;
     qv_dataset *all = NULL, *tr = NULL, *va = NULL;
-    qv_tune_cache *cache = open_cache(a->db);
-    qv_status s = load_model(a->model, &m, err);
+    qv_tune_cache *cache = NULL;
+    qv_status s = QV_OK;
+    if (a->tune) {
+        if (!(cache = open_cache_rw(a->db, err)))
+            s = err->code ? err->code : QV_ERR_IO;
+    } else {
+        cache = open_cache(a->db);
+    }
+    if (!s)
+        s = load_model(a->model, &m, err);
     if (!s)
         s = load_data(a, m, &all, err);
     if (!s)
@@ -427,8 +485,45 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
                     "examples\n", label, dev->info.id, dev->info.name,
                     qv_weights_name(o->weights), qv_dataset_n_examples(tr),
                     va ? qv_dataset_n_examples(va) : (size_t)0);
-        s = qv_train_run(dev, m, tr, va && qv_dataset_n_examples(va) ? va : NULL,
-                         o, &ro->r, err);
+        qv_device *ref = qv_devlist_find(devs, "ref");
+        if (a->tune && !ref)
+            s = qv_fail(err, QV_ERR_NOT_FOUND,
+                        "%s: --tune verifies candidates on the reference device, "
+                        "which is missing", label);
+        if (!s && a->tune) {
+            qv_train_shape_opts so = {
+                .weights = o->weights, .batch = o->batch, .seq = o->seq,
+                .rank = o->rank, .targets = o->targets, .full = o->full,
+                .head_f16 = qv_model_head_f16(m),
+                .max_alloc = dev->info.max_alloc_bytes};
+            qv_train_tune_opts to = {
+                .budget_evals = a->tune_evals > 0 ? (size_t)a->tune_evals : 8,
+                .progress = on_tune_progress, .progress_user = &ps, .stop = &g_stop};
+            s = qv_train_tune(cache, dev, ref, m, &so, &to, &ro->tune, err);
+            ro->tuned_run = 1;
+            if (!s && !quiet)
+                fprintf(stderr, "%s: tuned %zu of %zu kernel shapes (%zu cached, "
+                        "%zu failed) in %.1f s%s%s\n", label, ro->tune.tuned,
+                        ro->tune.launches, ro->tune.cached, ro->tune.failed,
+                        ro->tune.seconds, ro->tune.note[0] ? "; " : "",
+                        ro->tune.note);
+        }
+        if (!s)
+            s = qv_train_run(dev, m, tr, va && qv_dataset_n_examples(va) ? va : NULL,
+                             o, &ro->r, err);
+        if (!s && !ro->r.interrupted && ro->r.seconds > 0) {
+            int64_t step_tokens = (int64_t)o->batch * o->seq * o->accum;
+            ro->step_flops = qv_step_flops(&m->cfg, o->targets, o->rank, step_tokens,
+                                           o->seq, o->full);
+            qv_err e2 = {0};
+            if (qv_gemm_peak(dev, cache, &m->cfg, o->weights, o->batch * o->seq,
+                             &ro->gemm_gflops, &e2))
+                fprintf(stderr, "%s: warning: no MFU: %s\n", label, e2.msg);
+            else
+                ro->mfu = qv_mfu(qv_step_flops(&m->cfg, o->targets, o->rank,
+                                               ro->r.tokens, o->seq, o->full),
+                                 ro->r.seconds, ro->gemm_gflops);
+        }
     }
     qv_tune_cache_destroy(&cache);
     qv_dataset_free(tr);
@@ -449,8 +544,9 @@ static json_t *mem_json(const qv_net_memory *mm)
 }
 
 /* The figures of one run, as `--json` prints them. */
-static json_t *result_json(const qv_train_result *r)
+static json_t *result_json(const run_out *ro)
 {
+    const qv_train_result *r = &ro->r;
     json_t *j = json_object();
     json_object_set_new(j, "steps", json_integer(r->steps_done));
     json_object_set_new(j, "train_loss_before", json_real(r->train_loss_before));
@@ -463,6 +559,18 @@ static json_t *result_json(const qv_train_result *r)
     json_object_set_new(j, "peak_bytes", json_integer((json_int_t)r->mem.peak));
     json_object_set_new(j, "peak_bytes_by_category", mem_json(&r->mem));
     json_object_set_new(j, "trained_params", json_integer((json_int_t)r->adapter_params));
+    json_object_set_new(j, "seconds", json_real(r->seconds));
+    json_object_set_new(j, "step_flops", json_real(ro->step_flops));
+    json_object_set_new(j, "gemm_gflops", ro->gemm_gflops > 0
+                                              ? json_real(ro->gemm_gflops) : json_null());
+    json_object_set_new(j, "mfu", ro->mfu > 0 ? json_real(ro->mfu) : json_null());
+    if (ro->tuned_run)
+        json_object_set_new(j, "tune", json_pack("{s:I, s:I, s:I, s:I, s:f}",
+                            "launches", (json_int_t)ro->tune.launches,
+                            "tuned", (json_int_t)ro->tune.tuned,
+                            "cached", (json_int_t)ro->tune.cached,
+                            "failed", (json_int_t)ro->tune.failed,
+                            "seconds", ro->tune.seconds));
     return j;
 }
 
@@ -496,7 +604,7 @@ int qv_cmd_finetune(int argc, char **argv)
         return QV_EXIT_FAIL;
     }
     if (a.json) {
-        json_t *j = result_json(r);
+        json_t *j = result_json(&ro);
         json_object_set_new(j, "device", json_string(ro.device));
         json_object_set_new(j, "weights", json_string(qv_weights_name(a.o.weights)));
         char p[4200];
@@ -518,6 +626,9 @@ int qv_cmd_finetune(int argc, char **argv)
         printf("%-22s %lld (from %lld)\n", "steps", (long long)r->steps_done,
                (long long)r->start_step);
         printf("%-22s %.1f\n", "tokens/s", r->tokens_per_s);
+        if (ro.mfu > 0)
+            printf("%-22s %.1f%% (%.3g GFLOP a step; base matmul %.1f GFLOP/s)\n",
+                   "MFU", 100.0 * ro.mfu, ro.step_flops / 1e9, ro.gemm_gflops);
         printf("%-22s %llu\n", "trained parameters",
                (unsigned long long)r->adapter_params);
         qv_fmt_bytes(r->mem.peak, b, sizeof b);
@@ -545,8 +656,10 @@ void qv_help_compare(FILE *out)
         "base weights ternary (2 bits a weight, the ternary kernels) and with the same\n"
         "weights in 16 bits (f16 kernels), and prints throughput and peak device memory of\n"
         "both and their ratios. Defaults: the built-in model and data, 8 steps.\n"
-        "--json prints one object with both runs and memory_reduction (the fraction of\n"
-        "peak memory the ternary run saves).\n");
+        "--json prints one object with both runs (each with mfu, gemm_gflops and\n"
+        "step_flops, as `qvac finetune --json`) and memory_reduction (the fraction of\n"
+        "peak memory the ternary run saves). --tune tunes each mode's kernels at the\n"
+        "model's shapes first (see `qvac finetune --help`).\n");
 }
 
 int qv_cmd_compare(int argc, char **argv)
@@ -592,7 +705,7 @@ int qv_cmd_compare(int argc, char **argv)
         json_object_set_new(j, "device", json_string(ro[0].device));
         json_object_set_new(j, "steps", json_integer(a.o.steps));
         for (int w = 0; w < 2; w++)
-            json_object_set_new(j, labels[w], result_json(&ro[w].r));
+            json_object_set_new(j, labels[w], result_json(&ro[w]));
         json_object_set_new(j, "memory_reduction", json_real(red));
         json_object_set_new(j, "weights_memory_reduction", json_real(wred));
         json_object_set_new(j, "speedup", json_real(speed));
@@ -604,6 +717,9 @@ int qv_cmd_compare(int argc, char **argv)
         printf("%-22s %14s %14s %10s\n", "", "ternary", "f16", "ratio");
         printf("%-22s %14.1f %14.1f %9.2fx\n", "tokens/s", t->tokens_per_s,
                f->tokens_per_s, speed);
+        if (ro[0].mfu > 0 && ro[1].mfu > 0)
+            printf("%-22s %13.1f%% %13.1f%%\n", "MFU", 100.0 * ro[0].mfu,
+                   100.0 * ro[1].mfu);
         qv_fmt_bytes(t->mem.peak, b1, sizeof b1);
         qv_fmt_bytes(f->mem.peak, b2, sizeof b2);
         printf("%-22s %14s %14s %9.2fx\n", "peak device memory", b1, b2,
