@@ -1,25 +1,33 @@
 /* benchmarks/bench_train.c — LoRA fine-tuning with ternary weights against
- * the same fine-tune with 16-bit weights: throughput and peak device memory.
+ * the same fine-tune with 16-bit weights, and the kernels under it beside
+ * ggml's CPU kernels: one run writes the Markdown report, training.json
+ * (every figure of the report) and two SVG bar charts, nothing typed by
+ * hand (benchmarks/README.md, issue 12).
  *
- * For every model (the built-in one, and synthetic models with the layer
- * shapes of the BitNet b1.58 checkpoints of about 700M, 1.3B and 3B
- * parameters) and every device (the reference excepted by default), the
- * same short LoRA fine-tune runs twice, one after the other: with the base
- * weights ternary (QV_WEIGHTS_TERNARY) and in IEEE half (QV_WEIGHTS_F16).
- * Each run records tokens/s and the device's peak bytes with its breakdown
- * by category (qv_train_result.mem). A run predicted, after its first step,
- * to take longer than --max-seconds is stopped and recorded as skipped.
- * Models run one at a time and are freed before the next is made.
+ * 1. Peer: benchmarks/peer_ggml.sh times ggml's CPU mul_mat at the kernel
+ *    table's shapes when a llama.cpp / ggml source tree is given (--peer or
+ *    QVAC_PEER_GGML); else the report says it was skipped.
+ * 2. Kernels, per device: ternary_matmul (+ quantize_act's time), f16_matmul,
+ *    f32_matmul, ternary_matmul_t, f16_matmul_t at 512x2048x2048, M=1 and
+ *    every selected model's BitLinear shapes, each tuned first (small
+ *    budget, cached in --tune-db) and timed in its tuned configuration.
+ * 3. Training, per model (built-in, ~700M, ~1.3B, ~3B shapes) and device
+ *    (every one but ref), ternary then f16: qv_train_tune at the model's
+ *    shapes (time recorded), then 1 warm-up step and up to --steps - 1
+ *    steady-state steps; steady tokens/s from the per-step progress
+ *    timestamps, MFU against qv_gemm_peak (train/mfu.h), peak memory by
+ *    category.
+ * A hard budget (--budget-minutes) bounds the whole run: a run predicted
+ * (from the seconds per FLOP of earlier runs on the device) not to fit is
+ * skipped, a running one is cut after the steps that fit, and the report
+ * says so. Files are rewritten atomically after every run.
  *
- * Writes a Markdown report, rewritten (FILE.tmp, then renamed) after every
- * model, so that an interrupted run leaves the models completed so far.
- *
- * usage: bench_train [--out FILE] [--devices LIST] [--models LIST]
- *                    [--seq N] [--steps N] [--rank N] [--targets LIST]
- *                    [--max-seconds S] */
+ * usage: bench_train [options]; see usage(). */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +36,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autotune/cache.h"
+#include "autotune/tune.h"
+#include "common/file.h"
 #include "formats/dataset.h"
 #include "kernels/backend.h"
 #include "kernels/ternary.h"
+#include "kernels/verify.h"
+#include "train/mfu.h"
 #include "train/model.h"
 #include "train/net.h"
 #include "train/train.h"
 
 #define DEFAULT_OUT "benchmarks/reports/training.md"
+#define DEFAULT_DB "build/bench/train-tune.db"
 #define BUILTIN_PATH "data/model/qvac-tiny.gguf"
 #define MAX_DEVS 8
+#define MAX_STEPS 64
+#define MAX_KROWS 512
+#define MAX_PEER 256
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -52,10 +69,10 @@ static double now_s(void)
 /* ---- models ------------------------------------------------------------- */
 
 typedef struct bench_model {
-    const char *key;   /* --models name */
-    const char *label; /* report name */
-    const char *like;  /* what its shape follows */
+    const char *key, *label, *like;
     qv_model_config cfg;
+    int batch, seq;       /* OpenCL and others */
+    int vk_batch, vk_seq; /* Vulkan (lavapipe is slower on CPUs) */
 } bench_model;
 
 #define BITNET_CFG(D, L, H, F)                                                 \
@@ -67,40 +84,52 @@ static const bench_model models[] = {
     {"builtin", "built-in", "qvac-tiny (" BUILTIN_PATH ")",
      {.vocab = 258, .dim = 256, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
       .ffn_dim = 512, .ctx = 2048, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
-      .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0}},
-    {"700m", "~700M", "1bitLLM/bitnet_b1_58-large", BITNET_CFG(1536, 24, 16, 4096)},
-    {"1.3b", "~1.3B", "1bitLLM/bitnet_b1_58-xl", BITNET_CFG(2048, 24, 32, 5460)},
-    {"3b", "~3B", "1bitLLM/bitnet_b1_58-3B", BITNET_CFG(3200, 26, 32, 8640)},
+      .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0},
+     4, 128, 4, 128},
+    {"700m", "~700M", "1bitLLM/bitnet_b1_58-large", BITNET_CFG(1536, 24, 16, 4096),
+     4, 256, 1, 128},
+    {"1.3b", "~1.3B", "1bitLLM/bitnet_b1_58-xl", BITNET_CFG(2048, 24, 32, 5460),
+     2, 128, 1, 64},
+    {"3b", "~3B", "1bitLLM/bitnet_b1_58-3B", BITNET_CFG(3200, 26, 32, 8640),
+     1, 128, 1, 64},
 };
 #define N_MODELS ((int)(sizeof models / sizeof models[0]))
 
 /* ---- options ------------------------------------------------------------ */
 
 typedef struct opts {
-    const char *out, *devices, *models, *targets;
-    int seq, steps, rank;
-    double max_seconds;
+    const char *out, *devices, *models, *targets, *db, *peer;
+    int steps, rank, batch, seq, tune_evals, kernels;
+    double budget_min;
 } opts;
 
 static void usage(FILE *f)
 {
     fprintf(f,
         "usage: bench_train [--out FILE] [--devices LIST] [--models LIST]\n"
-        "                   [--seq N] [--steps N] [--rank N] [--targets LIST]\n"
-        "                   [--max-seconds S]\n\n"
-        "Runs the same short LoRA fine-tune with ternary and with f16 base weights,\n"
-        "one after the other, for each model on each device, and writes a Markdown\n"
-        "report of tokens/s and peak device memory by category.\n\n"
-        "  --out FILE        report (default %s)\n"
-        "  --devices LIST    device ids, comma-separated (default: every device but ref)\n"
-        "  --models LIST     of builtin,700m,1.3b,3b (default: all)\n"
-        "  --seq N           tokens per sequence (default 16; batch is 1)\n"
-        "  --steps N         optimizer steps per run (default 2)\n"
-        "  --rank N          LoRA rank (default 16)\n"
-        "  --targets LIST    LoRA targets, e.g. q,v or all (default all)\n"
-        "  --max-seconds S   stop a run predicted after its first step to take\n"
-        "                    longer than S seconds of training (default 600)\n",
-        DEFAULT_OUT);
+        "                   [--steps N] [--batch B] [--seq S] [--rank R] [--targets LIST]\n"
+        "                   [--tune-evals N] [--tune-db PATH] [--peer SRC]\n"
+        "                   [--kernels 0|1] [--budget-minutes M]\n\n"
+        "LoRA fine-tunes with ternary and with f16 base weights, one after the other,\n"
+        "per model and device, plus the kernel table beside ggml's CPU kernels; writes\n"
+        "FILE (Markdown), FILE's .json and two SVG charts (FILE-tokens.svg,\n"
+        "FILE-memory.svg, without .md).\n\n"
+        "  --out FILE          report (default %s)\n"
+        "  --devices LIST      device ids, comma-separated (default: every device but ref)\n"
+        "  --models LIST       of builtin,700m,1.3b,3b (default: all)\n"
+        "  --steps N           optimizer steps a run: 1 warm-up + N-1 measured (default 6)\n"
+        "  --batch B, --seq S  override every model's batch x seq (defaults per model\n"
+        "                      and backend: builtin 4x128, 700m 4x256, 1.3b 2x128,\n"
+        "                      3b 1x128; on Vulkan 700m 1x128, 1.3b and 3b 1x64)\n"
+        "  --rank R            LoRA rank (default 16)\n"
+        "  --targets LIST      LoRA targets (default q,v: the default of finetune)\n"
+        "  --tune-evals N      configurations per kernel and shape when tuning (4)\n"
+        "  --tune-db PATH      autotune cache (default %s)\n"
+        "  --peer SRC          llama.cpp or ggml source tree for the ggml CPU line\n"
+        "                      (default $QVAC_PEER_GGML; none: skipped, and said)\n"
+        "  --kernels 0         no kernel table\n"
+        "  --budget-minutes M  hard budget for everything (default 45)\n",
+        DEFAULT_OUT, DEFAULT_DB);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -117,11 +146,16 @@ static int parse_opts(int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
     o->out = DEFAULT_OUT;
-    o->targets = "all";
-    o->seq = 16;
-    o->steps = 2;
+    o->targets = "q,v";
+    o->db = DEFAULT_DB;
+    o->peer = getenv("QVAC_PEER_GGML");
+    if (o->peer && !*o->peer)
+        o->peer = NULL;
+    o->steps = 6;
     o->rank = 16;
-    o->max_seconds = 600;
+    o->tune_evals = 4;
+    o->kernels = 1;
+    o->budget_min = 45;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -133,45 +167,39 @@ static int parse_opts(int argc, char **argv, opts *o)
             return -1;
         }
         i++;
-        if (!strcmp(a, "--out"))
-            o->out = v;
-        else if (!strcmp(a, "--devices"))
-            o->devices = v;
-        else if (!strcmp(a, "--models"))
-            o->models = v;
-        else if (!strcmp(a, "--targets"))
-            o->targets = v;
-        else if (!strcmp(a, "--seq")) {
-            if (parse_int(v, 2, 2048, &o->seq)) {
-                fprintf(stderr, "bench_train: --seq needs an integer in 2..2048\n");
-                return -1;
-            }
-        } else if (!strcmp(a, "--steps")) {
-            if (parse_int(v, 1, 1000, &o->steps)) {
-                fprintf(stderr, "bench_train: --steps needs an integer in 1..1000\n");
-                return -1;
-            }
-        } else if (!strcmp(a, "--rank")) {
-            if (parse_int(v, 1, 1024, &o->rank)) {
-                fprintf(stderr, "bench_train: --rank needs an integer in 1..1024\n");
-                return -1;
-            }
-        } else if (!strcmp(a, "--max-seconds")) {
+        int bad = 0;
+        if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--devices")) o->devices = v;
+        else if (!strcmp(a, "--models")) o->models = v;
+        else if (!strcmp(a, "--targets")) o->targets = v;
+        else if (!strcmp(a, "--tune-db")) o->db = v;
+        else if (!strcmp(a, "--peer")) o->peer = *v ? v : NULL;
+        else if (!strcmp(a, "--steps")) bad = parse_int(v, 1, MAX_STEPS, &o->steps);
+        else if (!strcmp(a, "--batch")) bad = parse_int(v, 1, 64, &o->batch);
+        else if (!strcmp(a, "--seq")) bad = parse_int(v, 2, 2048, &o->seq);
+        else if (!strcmp(a, "--rank")) bad = parse_int(v, 1, 128, &o->rank);
+        else if (!strcmp(a, "--tune-evals")) bad = parse_int(v, 1, 1000, &o->tune_evals);
+        else if (!strcmp(a, "--kernels")) bad = parse_int(v, 0, 1, &o->kernels);
+        else if (!strcmp(a, "--budget-minutes")) {
             char *end = NULL;
-            o->max_seconds = strtod(v, &end);
-            if (*end || !(o->max_seconds > 0)) {
-                fprintf(stderr, "bench_train: --max-seconds needs a positive number\n");
-                return -1;
-            }
+            o->budget_min = strtod(v, &end);
+            bad = *end || !(o->budget_min > 0);
         } else {
             fprintf(stderr, "bench_train: unknown option '%s'\n", a);
             return -1;
         }
+        if (bad) {
+            fprintf(stderr, "bench_train: %s: '%s' is out of range (see --help)\n", a, v);
+            return -1;
+        }
+    }
+    if (o->peer && strchr(o->peer, '\'')) {
+        fprintf(stderr, "bench_train: --peer: a path with a quote is not supported\n");
+        return -1;
     }
     return 0;
 }
 
-/* Is name one of the comma-separated items of list? (NULL list: yes.) */
 static int in_list(const char *list, const char *name)
 {
     if (!list)
@@ -189,34 +217,282 @@ static int in_list(const char *list, const char *name)
     return 0;
 }
 
-/* ---- runs --------------------------------------------------------------- */
+/* ---- records ------------------------------------------------------------ */
 
-enum { RUN_NOT_RUN = 0, RUN_DONE, RUN_SKIPPED, RUN_FAILED };
+enum { RUN_NOT_RUN = 0, RUN_DONE, RUN_CUT, RUN_SKIPPED, RUN_FAILED };
 
 typedef struct run_rec {
     int state;
     char note[600];
+    int batch, seq, steps_req;
     qv_train_result r;
-    double step_end[2]; /* elapsed training time at the end of steps 1, 2 */
-    double wall_s;      /* the whole run: upload, evals, training */
+    double step_end[MAX_STEPS + 1]; /* elapsed training time at each step end */
+    int n_steps;                    /* steps recorded */
+    double tps_steady, steady_s;    /* over steps 2..n */
+    int steady_steps;
+    double step_flops, gemm_gflops, mfu;
+    qv_train_tune_result tune;
+    double wall_s;
 } run_rec;
 
 typedef struct model_rec {
-    int selected, state; /* state: RUN_NOT_RUN / RUN_DONE / RUN_FAILED */
+    int selected, state;
     char note[600];
-    const char *source;  /* "loaded from ..." or "synthetic" */
+    const char *source;
     qv_model_config cfg;
     uint64_t ternary_params, other_params;
-    uint64_t lin_ternary_bytes, lin_f16_bytes, f32_bytes; /* analytic:
-        f32_bytes is the rest of the frozen model as a fine-tune holds it
-        (embedding and head in f16, norms in f32) */
     run_rec run[MAX_DEVS][2];
 } model_rec;
 
+typedef struct krow {
+    char device[32], kernel[32], origin[16];
+    int m, n, k;
+    double gflops;   /* NAN: failed */
+    int tuned;
+    char note[160];
+    char peer_type[8];
+    double peer_gflops; /* NAN: not measured */
+} krow;
+
+typedef struct peer_rec {
+    char type[8];
+    int m, n, k;
+    double gflops;
+} peer_rec;
+
+typedef struct bench {
+    opts o;
+    char cmdline[2048], started[64];
+    qv_device *devs[MAX_DEVS];
+    int nd;
+    qv_device *ref;
+    model_rec mr[N_MODELS];
+    krow kr[MAX_KROWS];
+    int nk;
+    peer_rec peer[MAX_PEER];
+    int np;
+    char peer_note[600];
+    double t0, deadline;
+    double spf[MAX_DEVS][2]; /* seconds per model FLOP of a steady step */
+    char notes[4096];        /* budget notes for the report */
+    char base[4096];         /* out path without .md */
+} bench;
+
+static void note(bench *b, const char *fmt, ...)
+{
+    size_t len = strlen(b->notes);
+    va_list ap;
+    va_start(ap, fmt);
+    if (len + 4 < sizeof b->notes) {
+        b->notes[len++] = '-';
+        b->notes[len++] = ' ';
+        vsnprintf(b->notes + len, sizeof b->notes - len - 1, fmt, ap);
+        len = strlen(b->notes);
+        if (len + 1 < sizeof b->notes) {
+            b->notes[len] = '\n';
+            b->notes[len + 1] = 0;
+        }
+    }
+    va_end(ap);
+}
+
+static double left_s(const bench *b) { return b->deadline - now_s(); }
+
+static void run_shape(const bench *b, int mi, const qv_device *d, int *batch, int *seq)
+{
+    int vk = !strcmp(d->info.backend, "vulkan");
+    *batch = b->o.batch ? b->o.batch : vk ? models[mi].vk_batch : models[mi].batch;
+    *seq = b->o.seq ? b->o.seq : vk ? models[mi].vk_seq : models[mi].seq;
+}
+
+/* ---- peer (ggml CPU) ----------------------------------------------------- */
+
+static const char *peer_type_of(const char *kernel, int m, int n, int k, int *pm,
+                                int *pn, int *pk)
+{
+    int t = strstr(kernel, "_t") != NULL; /* dX = dY . W: ggml at (M, K, N) */
+    *pm = m;
+    *pn = t ? k : n;
+    *pk = t ? n : k;
+    if (!strncmp(kernel, "ternary", 7))
+        return *pk % 256 ? NULL : "tq2_0"; /* TQ2_0 needs K % 256 == 0 */
+    if (!strncmp(kernel, "f16", 3))
+        return "f16";
+    return "f32";
+}
+
+static double peer_find(const bench *b, const char *type, int m, int n, int k)
+{
+    for (int i = 0; i < b->np; i++)
+        if (!strcmp(b->peer[i].type, type) && b->peer[i].m == m &&
+            b->peer[i].n == n && b->peer[i].k == k)
+            return b->peer[i].gflops;
+    return NAN;
+}
+
+/* Runs peer_ggml.sh once for every case of the kernel table. */
+static void run_peer(bench *b)
+{
+    if (!b->o.peer) {
+        snprintf(b->peer_note, sizeof b->peer_note,
+                 "skipped: no llama.cpp / ggml source tree given (--peer SRC or "
+                 "QVAC_PEER_GGML=SRC)");
+        return;
+    }
+    char *cmd = malloc(65536);
+    if (!cmd)
+        return;
+    size_t len = (size_t)snprintf(cmd, 65536, "benchmarks/peer_ggml.sh '%s' --min-ms 300",
+                                  b->o.peer);
+    int cases = 0;
+    for (int i = 0; i < b->nk; i++) {
+        int m, n, k;
+        const char *t = peer_type_of(b->kr[i].kernel, b->kr[i].m, b->kr[i].n,
+                                     b->kr[i].k, &m, &n, &k);
+        if (!t)
+            continue;
+        char spec[64];
+        snprintf(spec, sizeof spec, " %s:%d,%d,%d", t, m, n, k);
+        if (strstr(cmd, spec) || len + strlen(spec) + 1 >= 65536)
+            continue;
+        memcpy(cmd + len, spec, strlen(spec) + 1);
+        len += strlen(spec);
+        cases++;
+    }
+    fprintf(stderr, "peer: %d ggml cases (%s)\n", cases, b->o.peer);
+    double t0 = now_s();
+    FILE *p = cases ? popen(cmd, "r") : NULL;
+    free(cmd);
+    if (!p) {
+        snprintf(b->peer_note, sizeof b->peer_note, "failed: cannot run "
+                 "benchmarks/peer_ggml.sh");
+        return;
+    }
+    char line[1024];
+    while (fgets(line, sizeof line, p) && b->np < MAX_PEER) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *t = j ? json_string_value(json_object_get(j, "type")) : NULL;
+        if (t) {
+            peer_rec *r = &b->peer[b->np++];
+            snprintf(r->type, sizeof r->type, "%s", t);
+            r->m = (int)json_integer_value(json_object_get(j, "m"));
+            r->n = (int)json_integer_value(json_object_get(j, "n"));
+            r->k = (int)json_integer_value(json_object_get(j, "k"));
+            r->gflops = json_number_value(json_object_get(j, "gflops"));
+        }
+        json_decref(j);
+    }
+    int rc = pclose(p);
+    if (rc)
+        snprintf(b->peer_note, sizeof b->peer_note,
+                 "benchmarks/peer_ggml.sh %s exited with status %d after %d of %d "
+                 "cases (its stderr above says why)", b->o.peer, rc, b->np, cases);
+    else
+        snprintf(b->peer_note, sizeof b->peer_note,
+                 "ggml's CPU mul_mat from %s, built by benchmarks/peer_ggml.sh, "
+                 "%ld threads, %d cases in %.0f s", b->o.peer,
+                 sysconf(_SC_NPROCESSORS_ONLN), b->np, now_s() - t0);
+    for (int i = 0; i < b->nk; i++) {
+        int m, n, k;
+        const char *t = peer_type_of(b->kr[i].kernel, b->kr[i].m, b->kr[i].n,
+                                     b->kr[i].k, &m, &n, &k);
+        if (t) {
+            snprintf(b->kr[i].peer_type, sizeof b->kr[i].peer_type, "%s", t);
+            b->kr[i].peer_gflops = peer_find(b, t, m, n, k);
+        }
+    }
+}
+
+/* ---- kernels ------------------------------------------------------------- */
+
+static const char *const kernel_names[] = {"ternary_matmul", "f16_matmul", "f32_matmul",
+                                           "ternary_matmul_t", "f16_matmul_t"};
+#define N_KERNELS 5
+
+static void add_krow(bench *b, const qv_device *d, const char *kernel,
+                     const char *origin, int m, int n, int k)
+{
+    for (int i = 0; i < b->nk; i++)
+        if (!strcmp(b->kr[i].device, d->info.id) && !strcmp(b->kr[i].kernel, kernel) &&
+            b->kr[i].m == m && b->kr[i].n == n && b->kr[i].k == k)
+            return;
+    if (b->nk >= MAX_KROWS)
+        return;
+    krow *r = &b->kr[b->nk++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->device, sizeof r->device, "%s", d->info.id);
+    snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
+    snprintf(r->origin, sizeof r->origin, "%s", origin);
+    r->m = m, r->n = n, r->k = k;
+    r->gflops = r->peer_gflops = NAN;
+}
+
+/* Tunes kernel at s (small budget; cached), then times it tuned. */
+static qv_status tune_and_time(bench *b, qv_device *d, const char *kernel,
+                               qv_shape s, double *ns, int *tuned, qv_err *err,
+                               qv_tune_cache *cache)
+{
+    const qv_kernel_decl *k = qv_kernel_find(kernel);
+    qv_tune_opts to = {.budget_evals = (size_t)b->o.tune_evals, .seed = 1,
+                       .stop = &g_stop};
+    qv_tune_entry e;
+    int fc = 0, intr = 0;
+    qv_err e1 = {0};
+    if (qv_tune_kernel(cache, d, b->ref, k, s, &to, &e, &fc, &intr, &e1) &&
+        (e1.code == QV_ERR_IO || e1.code == QV_ERR_CORRUPT))
+        return qv_fail(err, e1.code, "%s", e1.msg);
+    qv_config c;
+    qv_status st = qv_tune_lookup(cache, d, k, s, &c, tuned, err);
+    qv_instance *in = NULL;
+    if (!st)
+        st = qv_instance_new(d, k, s, 7, &in, err);
+    if (!st)
+        st = qv_time_config(in, &c, NULL, ns, err);
+    qv_instance_destroy(&in);
+    return st;
+}
+
+static void time_krows(bench *b, qv_tune_cache *cache, double limit_s)
+{
+    double t0 = now_s();
+    for (int i = 0; i < b->nk && !g_stop; i++) {
+        krow *r = &b->kr[i];
+        if (now_s() - t0 > limit_s || left_s(b) < 60) {
+            snprintf(r->note, sizeof r->note, "not measured: the kernel table's "
+                     "share of the budget (%.0f s) was spent", limit_s);
+            continue;
+        }
+        qv_device *d = NULL;
+        for (int j = 0; j < b->nd; j++)
+            if (!strcmp(b->devs[j]->info.id, r->device))
+                d = b->devs[j];
+        qv_err err = {0};
+        double ns = 0, qns = 0;
+        int tuned = 0, qt = 0;
+        qv_shape s = {r->m, r->n, r->k, 0};
+        qv_status st = tune_and_time(b, d, r->kernel, s, &ns, &tuned, &err, cache);
+        if (!st && !strcmp(r->kernel, "ternary_matmul"))
+            st = tune_and_time(b, d, "quantize_act", (qv_shape){r->m, 0, r->k, 0},
+                               &qns, &qt, &err, cache);
+        if (st) {
+            snprintf(r->note, sizeof r->note, "failed: %.140s", err.msg);
+            fprintf(stderr, "  %s %s %d,%d,%d: %s\n", r->device, r->kernel, r->m,
+                    r->n, r->k, err.msg);
+            continue;
+        }
+        r->tuned = tuned;
+        r->gflops = 2.0 * r->m * (double)r->n * r->k / (ns + qns);
+        fprintf(stderr, "  %s %-16s %5d,%5d,%5d: %8.2f GFLOP/s%s\n", r->device,
+                r->kernel, r->m, r->n, r->k, r->gflops, tuned ? "" : " (default)");
+    }
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
 typedef struct guard {
-    const opts *o;
+    bench *b;
     run_rec *rec;
-    double predicted;
+    int cut;
 } guard;
 
 static int on_progress(void *user, const qv_train_progress *p)
@@ -224,90 +500,145 @@ static int on_progress(void *user, const qv_train_progress *p)
     guard *g = user;
     if (strcmp(p->phase, "train") || p->step < 1)
         return g_stop ? 1 : 0;
-    if (p->step <= 2)
-        g->rec->step_end[p->step - 1] = p->elapsed_s;
-    fprintf(stderr, "    step %lld/%lld: %.1f s, %.2f tokens/s\n",
-            (long long)p->step, (long long)p->steps, p->elapsed_s, p->tokens_per_s);
-    if (p->step == 1 && p->steps > 1) {
-        g->predicted = p->elapsed_s * (double)p->steps;
-        if (g->predicted > g->o->max_seconds)
+    run_rec *r = g->rec;
+    if (p->step <= MAX_STEPS) {
+        r->step_end[p->step] = p->elapsed_s;
+        r->n_steps = (int)p->step;
+    }
+    fprintf(stderr, "    step %lld/%lld: %.1f s\n", (long long)p->step,
+            (long long)p->steps, p->elapsed_s);
+    if (p->step >= 2 && p->step < p->steps) {
+        double per = r->step_end[p->step] - r->step_end[p->step - 1];
+        /* another step, then eval after (about a forward: half a step) */
+        if (per * 1.6 + 30 > left_s(g->b)) {
+            g->cut = 1;
             return 1;
+        }
     }
     return g_stop ? 1 : 0;
 }
 
-static void model_bytes(model_rec *mr)
+static void do_run(bench *b, int mi, int di, int w, qv_model *m, const qv_dataset *ds,
+                   unsigned targets, qv_tune_cache *cache)
 {
-    const qv_model_config *c = &mr->cfg;
-    qv_model_count(c, &mr->ternary_params, &mr->other_params);
-    mr->lin_ternary_bytes = mr->lin_f16_bytes = 0;
-    for (int i = 0; i < QV_LIN_COUNT; i++) {
-        int32_t N, K;
-        qv_model_lin_shape(c, (qv_lin_id)i, &N, &K);
-        mr->lin_ternary_bytes += (uint64_t)c->n_layers * qv_ternary_bytes(N, K);
-        mr->lin_f16_bytes += (uint64_t)c->n_layers * (uint64_t)N * (uint64_t)K * 2;
-    }
-    uint64_t emb = (uint64_t)c->vocab * (uint64_t)c->dim * (c->tied ? 1u : 2u);
-    mr->f32_bytes = emb * 2 + (mr->other_params - emb) * 4;
-}
-
-static void run_one(qv_device *dev, qv_model *m, const qv_dataset *ds,
-                    const opts *o, unsigned targets, qv_weights w, run_rec *rec)
-{
-    qv_train_opts to;
-    qv_train_opts_default(&to);
-    to.weights = w;
-    to.rank = o->rank;
-    to.alpha = 2.0f * (float)o->rank;
-    to.targets = targets;
-    to.steps = o->steps;
-    to.warmup = 0;
-    to.batch = 1;
-    to.seq = o->seq;
-    to.accum = 1;
-    to.eval_batches = 1;
-    to.out_dir = NULL;
-    to.cache = NULL;
-    guard g = {o, rec, 0.0};
-    to.progress = on_progress;
-    to.progress_user = &g;
-    to.stop = &g_stop;
-    qv_err err = {0};
-    double t0 = now_s();
-    qv_status s = qv_train_run(dev, m, ds, NULL, &to, &rec->r, &err);
-    rec->wall_s = now_s() - t0;
-    if (s) {
-        rec->state = RUN_FAILED;
-        snprintf(rec->note, sizeof rec->note, "failed: %s", err.msg);
-    } else if (rec->r.interrupted) {
-        rec->state = RUN_SKIPPED;
-        if (g_stop)
-            snprintf(rec->note, sizeof rec->note, "interrupted");
-        else
+    qv_device *dev = b->devs[di];
+    run_rec *rec = &b->mr[mi].run[di][w];
+    run_shape(b, mi, dev, &rec->batch, &rec->seq);
+    rec->steps_req = b->o.steps;
+    int64_t T = (int64_t)rec->batch * rec->seq;
+    rec->step_flops = qv_step_flops(&m->cfg, targets, b->o.rank, T, rec->seq, 0);
+    /* prediction: seconds per FLOP of this device's earlier runs (this
+     * mode's, else the other's), steps + evals (~1 step) + tuning guess */
+    double spf = b->spf[di][w] > 0 ? b->spf[di][w] : b->spf[di][!w];
+    if (spf > 0) {
+        double pred = spf * rec->step_flops * (b->o.steps + 1.0);
+        if (pred > left_s(b) - 30) {
+            rec->state = RUN_SKIPPED;
             snprintf(rec->note, sizeof rec->note,
-                     "skipped: step 1 took %.0f s, %d steps predicted %.0f s > "
-                     "--max-seconds %.0f", rec->step_end[0], o->steps,
-                     g.predicted, o->max_seconds);
-    } else {
-        rec->state = RUN_DONE;
+                     "skipped: predicted %.0f s (%.2g s per GFLOP on this device so "
+                     "far) > %.0f s of budget left", pred, spf * 1e9, left_s(b));
+            note(b, "%s on %s, %s: %s", models[mi].label, dev->info.id,
+                 qv_weights_name((qv_weights)w), rec->note);
+            return;
+        }
+    } else if (left_s(b) < 120) {
+        rec->state = RUN_SKIPPED;
+        snprintf(rec->note, sizeof rec->note, "skipped: %.0f s of budget left",
+                 left_s(b));
+        note(b, "%s on %s, %s: %s", models[mi].label, dev->info.id,
+             qv_weights_name((qv_weights)w), rec->note);
+        return;
     }
+    double t0 = now_s();
+    qv_err err = {0};
+    /* tune at the model's shapes */
+    qv_train_shape_opts so = {.weights = (qv_weights)w, .batch = rec->batch,
+                              .seq = rec->seq, .rank = b->o.rank, .targets = targets,
+                              .head_f16 = qv_model_head_f16(m),
+                              .max_alloc = dev->info.max_alloc_bytes};
+    qv_train_tune_opts to = {.budget_evals = (size_t)b->o.tune_evals, .stop = &g_stop};
+    if (qv_train_tune(cache, dev, b->ref, m, &so, &to, &rec->tune, &err)) {
+        rec->state = RUN_FAILED;
+        snprintf(rec->note, sizeof rec->note, "tune failed: %.500s", err.msg);
+        return;
+    }
+    fprintf(stderr, "    tuned %zu, cached %zu, failed %zu of %zu in %.1f s %s\n",
+            rec->tune.tuned, rec->tune.cached, rec->tune.failed, rec->tune.launches,
+            rec->tune.seconds, rec->tune.note);
+    qv_train_opts o;
+    qv_train_opts_default(&o);
+    o.weights = (qv_weights)w;
+    o.rank = b->o.rank;
+    o.alpha = 2.0f * (float)b->o.rank;
+    o.targets = targets;
+    o.steps = b->o.steps;
+    o.warmup = 0;
+    o.batch = rec->batch;
+    o.seq = rec->seq;
+    o.accum = 1;
+    o.eval_batches = 1;
+    o.cache = cache;
+    guard g = {b, rec, 0};
+    o.progress = on_progress;
+    o.progress_user = &g;
+    o.stop = &g_stop;
+    qv_status s = qv_train_run(dev, m, ds, NULL, &o, &rec->r, &err);
     free(rec->r.losses);
     rec->r.losses = NULL;
+    if (s) {
+        rec->state = RUN_FAILED;
+        snprintf(rec->note, sizeof rec->note, "failed: %.500s", err.msg);
+        rec->wall_s = now_s() - t0;
+        return;
+    }
+    if (rec->r.interrupted && !g.cut) {
+        rec->state = RUN_SKIPPED;
+        snprintf(rec->note, sizeof rec->note, "interrupted");
+        rec->wall_s = now_s() - t0;
+        return;
+    }
+    rec->state = g.cut ? RUN_CUT : RUN_DONE;
+    if (g.cut) {
+        snprintf(rec->note, sizeof rec->note, "cut to %d steps by the budget",
+                 rec->n_steps);
+        note(b, "%s on %s, %s: %s", models[mi].label, dev->info.id,
+             qv_weights_name((qv_weights)w), rec->note);
+    }
+    int n = rec->n_steps;
+    if (n >= 2) {
+        rec->steady_steps = n - 1;
+        rec->steady_s = rec->step_end[n] - rec->step_end[1];
+    } else if (n == 1) { /* one step: warm-up included */
+        rec->steady_steps = 1;
+        rec->steady_s = rec->step_end[1];
+    }
+    if (rec->steady_s > 0) {
+        rec->tps_steady = (double)T * rec->steady_steps / rec->steady_s;
+        b->spf[di][w] = rec->steady_s / rec->steady_steps / rec->step_flops;
+    }
+    if (qv_gemm_peak(dev, cache, &m->cfg, (qv_weights)w, (int32_t)T,
+                     &rec->gemm_gflops, &err))
+        snprintf(rec->note + strlen(rec->note), sizeof rec->note - strlen(rec->note),
+                 "%sno MFU: %.300s", rec->note[0] ? "; " : "", err.msg);
+    else
+        rec->mfu = qv_mfu(rec->step_flops * rec->steady_steps, rec->steady_s,
+                          rec->gemm_gflops);
+    rec->wall_s = now_s() - t0;
 }
 
-/* ---- report ------------------------------------------------------------- */
+/* ---- formatting ------------------------------------------------------------ */
 
-static void fmt_bytes(uint64_t b, char *buf, size_t n)
+static void fmt_bytes(uint64_t v, char *buf, size_t n)
 {
     const double k = 1024.0;
-    if (b < 1024)
-        snprintf(buf, n, "%llu B", (unsigned long long)b);
-    else if (b < 1024ull * 1024)
-        snprintf(buf, n, "%.1f KiB", (double)b / k);
-    else if (b < 1024ull * 1024 * 1024)
-        snprintf(buf, n, "%.1f MiB", (double)b / (k * k));
+    if (v < 1024)
+        snprintf(buf, n, "%llu B", (unsigned long long)v);
+    else if (v < 1024ull * 1024)
+        snprintf(buf, n, "%.1f KiB", (double)v / k);
+    else if (v < 1024ull * 1024 * 1024)
+        snprintf(buf, n, "%.1f MiB", (double)v / (k * k));
     else
-        snprintf(buf, n, "%.2f GiB", (double)b / (k * k * k));
+        snprintf(buf, n, "%.2f GiB", (double)v / (k * k * k));
 }
 
 static void fmt_params(uint64_t p, char *buf, size_t n)
@@ -320,44 +651,236 @@ static void fmt_params(uint64_t p, char *buf, size_t n)
         snprintf(buf, n, "%.1fk", (double)p / 1e3);
 }
 
-/* tokens/s of the last step alone (step 2 when it ran), else 0 */
-static double steady_tps(const run_rec *r, const opts *o)
+static const char *state_name(int s)
 {
-    if (o->steps < 2 || r->r.steps_done < 2)
-        return 0.0;
-    double dt = r->step_end[1] - r->step_end[0];
-    return dt > 0 ? (double)o->seq / dt : 0.0;
-}
-
-static const char *run_state_cell(const run_rec *r)
-{
-    switch (r->state) {
+    switch (s) {
+    case RUN_DONE: return "done";
+    case RUN_CUT: return "cut";
     case RUN_SKIPPED: return "skipped";
     case RUN_FAILED: return "failed";
-    case RUN_NOT_RUN: return "not run";
-    default: return "";
+    default: return "not run";
     }
 }
 
-/* A run that built its net has its memory figures (one stopped by the
- * time guard was built and trained a step); a failed or interrupted one
- * may not. */
-static int has_mem(const run_rec *r)
+static int has_figures(const run_rec *r) { return r->state == RUN_DONE || r->state == RUN_CUT; }
+
+/* A growing string. */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb(sbuf *s, const char *fmt, ...)
 {
-    return r->state == RUN_DONE ||
-           (r->state == RUN_SKIPPED && strcmp(r->note, "interrupted"));
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(s->p ? s->p + s->n : NULL, s->p ? s->cap - s->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+            return;
+        if (s->p && s->n + (size_t)k < s->cap) {
+            s->n += (size_t)k;
+            return;
+        }
+        size_t cap = (s->cap ? s->cap * 2 : 65536) + (size_t)k;
+        char *q = realloc(s->p, cap);
+        if (!q) {
+            s->oom = 1;
+            return;
+        }
+        s->p = q;
+        s->cap = cap;
+    }
 }
 
-static int write_report(const opts *o, const char *cmdline, const char *started,
-                        qv_device **devs, int nd, model_rec *mr, int final)
+static int write_file(const char *path, const void *data, size_t n)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", o->out);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "bench_train: cannot write %s: %s\n", tmp, strerror(errno));
+    qv_file_part part = {data, n};
+    qv_err err = {0};
+    if (qv_file_write_atomic(path, "report", &part, 1, &err)) {
+        fprintf(stderr, "bench_train: %s\n", err.msg);
         return -1;
     }
+    return 0;
+}
+
+/* ---- goals ----------------------------------------------------------------- */
+
+typedef struct goal {
+    const char *name, *target;
+    double measured; /* NAN: not measured */
+    int met;         /* 1, 0, or -1: not measured */
+    char detail[400];
+} goal;
+
+static const krow *find_krow(const bench *b, const char *backend, const char *kernel,
+                             int m, int n, int k)
+{
+    for (int i = 0; i < b->nk; i++) {
+        const krow *r = &b->kr[i];
+        if (strcmp(r->kernel, kernel) || r->m != m || r->n != n || r->k != k ||
+            isnan(r->gflops))
+            continue;
+        for (int d = 0; d < b->nd; d++)
+            if (!strcmp(b->devs[d]->info.id, r->device) &&
+                !strcmp(b->devs[d]->info.backend, backend))
+                return r;
+    }
+    return NULL;
+}
+
+static void ratio_goal(const bench *b, goal *g, const char *kernel, int m, double need)
+{
+    const krow *r = find_krow(b, "opencl", kernel, m, 2048, 2048);
+    g->measured = NAN;
+    g->met = -1;
+    if (!r)
+        snprintf(g->detail, sizeof g->detail, "not measured: no OpenCL row of %s at "
+                 "%d,2048,2048", kernel, m);
+    else if (isnan(r->peer_gflops))
+        snprintf(g->detail, sizeof g->detail, "not measured: no ggml figure (%.300s)",
+                 b->peer_note);
+    else {
+        g->measured = r->gflops / r->peer_gflops;
+        g->met = g->measured >= need;
+        snprintf(g->detail, sizeof g->detail, "%s: qvac %.1f GFLOP/s, ggml %s %.1f",
+                 r->device, r->gflops, r->peer_type, r->peer_gflops);
+    }
+}
+
+static int make_goals(const bench *b, goal *g)
+{
+    int n = 0;
+    g[n] = (goal){"f16 GEMM vs ggml CPU F16 through PoCL, 512x2048x2048", ">= 0.3x", 0, 0, ""};
+    ratio_goal(b, &g[n++], "f16_matmul", 512, 0.3);
+    g[n] = (goal){"ternary_matmul + quantize_act vs ggml TQ2_0, 512x2048x2048", ">= 0.6x", 0, 0, ""};
+    ratio_goal(b, &g[n++], "ternary_matmul", 512, 0.6);
+    g[n] = (goal){"ternary_matmul + quantize_act vs ggml TQ2_0, M=1", ">= 1x", 0, 0, ""};
+    ratio_goal(b, &g[n++], "ternary_matmul", 1, 1.0);
+    /* MFU at ~700M, ternary: the OpenCL run, else any */
+    g[n] = (goal){"MFU of a ~700M LoRA step (ternary)", ">= 50%", NAN, -1, ""};
+    snprintf(g[n].detail, sizeof g[n].detail, "not measured: no completed ~700M ternary run");
+    for (int pass = 0; pass < 2; pass++)
+        for (int d = 0; d < b->nd && g[n].met < 0; d++) {
+            const run_rec *r = &b->mr[1].run[d][0];
+            if (!has_figures(r) || !(r->mfu > 0) ||
+                (!pass && strcmp(b->devs[d]->info.backend, "opencl")))
+                continue;
+            g[n].measured = r->mfu;
+            g[n].met = r->mfu >= 0.5;
+            snprintf(g[n].detail, sizeof g[n].detail, "%s, %d x %d tokens, %d steady steps",
+                     b->devs[d]->info.id, r->batch, r->seq, r->steady_steps);
+        }
+    n++;
+    g[n] = (goal){"peak device memory of a ~1.3B LoRA fine-tune below f16", ">= 80%", NAN, -1, ""};
+    snprintf(g[n].detail, sizeof g[n].detail, "not measured: no ~1.3B pair of runs");
+    for (int d = 0; d < b->nd && g[n].met < 0; d++) {
+        const run_rec *t = &b->mr[2].run[d][0], *h = &b->mr[2].run[d][1];
+        if (!has_figures(t) || !has_figures(h) || !h->r.mem.peak)
+            continue;
+        g[n].measured = 1.0 - (double)t->r.mem.peak / (double)h->r.mem.peak;
+        g[n].met = g[n].measured >= 0.8;
+        char a[32], c[32];
+        fmt_bytes(t->r.mem.peak, a, sizeof a);
+        fmt_bytes(h->r.mem.peak, c, sizeof c);
+        snprintf(g[n].detail, sizeof g[n].detail, "%s: ternary %s, f16 %s",
+                 b->devs[d]->info.id, a, c);
+    }
+    n++;
+    g[n] = (goal){"f16 baseline vs CLBlast HGEMM/SGEMM (OpenCL)", ">= 0.8x", NAN, -1,
+                  "not measured: this benchmark does not call CLBlast (make bench-tune "
+                  "times CLBlast SGEMM beside the tuned kernels: benchmarks/reports/autotune.md)"};
+    n++;
+    g[n] = (goal){"f16 baseline vs llama.cpp Vulkan F16 mul_mat", ">= 0.8x", NAN, -1,
+                  "not measured: peer_ggml.sh builds ggml's CPU backend only"};
+    n++;
+    return n;
+}
+
+/* ---- SVG ------------------------------------------------------------------- */
+
+/* A grouped bar chart on a log scale: one group per (model, device), bars
+ * ternary and f16; values <= 0 are drawn as "n/a". */
+static int write_svg(const char *path, const char *title, const char *unit,
+                     char labels[][64], double (*val)[2], int ng)
+{
+    sbuf s = {0};
+    int W = 120 + ng * 110, H = 380, x0 = 70, y0 = 40, ph = 260;
+    if (W < 480)
+        W = 480;
+    double lo = INFINITY, hi = 0;
+    for (int i = 0; i < ng; i++)
+        for (int w = 0; w < 2; w++)
+            if (val[i][w] > 0) {
+                lo = fmin(lo, val[i][w]);
+                hi = fmax(hi, val[i][w]);
+            }
+    if (!(hi > 0)) {
+        lo = 1;
+        hi = 10;
+    }
+    double l0 = floor(log10(lo)), l1 = ceil(log10(hi));
+    if (l1 <= l0)
+        l1 = l0 + 1;
+    sb(&s, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+           "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\">\n"
+           "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+           "<text x=\"%d\" y=\"20\" font-size=\"14\">%s (%s, log scale)</text>\n",
+       W, H, W, H, x0, title, unit);
+    for (double e = l0; e <= l1 + 1e-9; e += 1) {
+        double y = y0 + ph - (e - l0) / (l1 - l0) * ph;
+        sb(&s, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
+               "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+           x0, y, W - 20, y, x0 - 5, y + 4, pow(10, e));
+    }
+    const char *color[2] = {"#2b6cb0", "#dd6b20"}, *name[2] = {"ternary", "f16"};
+    for (int i = 0; i < ng; i++) {
+        int gx = x0 + 15 + i * 110;
+        for (int w = 0; w < 2; w++) {
+            int bx = gx + w * 40;
+            double v = val[i][w];
+            if (v > 0) {
+                double hgt = (log10(v) - l0) / (l1 - l0) * ph;
+                if (hgt < 1)
+                    hgt = 1;
+                sb(&s, "<rect x=\"%d\" y=\"%.1f\" width=\"36\" height=\"%.1f\" "
+                       "fill=\"%s\"><title>%s %s: %.4g %s</title></rect>\n"
+                       "<text x=\"%d\" y=\"%.1f\" text-anchor=\"middle\" "
+                       "font-size=\"9\">%.3g</text>\n",
+                   bx, y0 + ph - hgt, hgt, color[w], labels[i], name[w], v, unit,
+                   bx + 18, y0 + ph - hgt - 3, v);
+            } else {
+                sb(&s, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" "
+                       "font-size=\"9\">n/a</text>\n", bx + 18, y0 + ph - 3);
+            }
+        }
+        sb(&s, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+           gx + 38, y0 + ph + 16, labels[i]);
+    }
+    sb(&s, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n",
+       x0, y0 + ph, W - 20, y0 + ph);
+    for (int w = 0; w < 2; w++)
+        sb(&s, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+               "<text x=\"%d\" y=\"%d\">%s</text>\n",
+           x0 + w * 90, H - 30, color[w], x0 + 16 + w * 90, H - 20, name[w]);
+    sb(&s, "</svg>\n");
+    int rc = s.oom ? -1 : write_file(path, s.p, s.n);
+    free(s.p);
+    return rc;
+}
+
+/* ---- the report ------------------------------------------------------------ */
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static int write_all(bench *b, int final)
+{
+    const opts *o = &b->o;
+    goal goals[16];
+    int ng = make_goals(b, goals);
     struct utsname u;
     uname(&u);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -366,209 +889,312 @@ static int write_report(const opts *o, const char *cmdline, const char *started,
     unsigned tm = 0;
     qv_lin_parse_targets(o->targets, &tm, NULL);
     qv_lin_format_targets(tm, tl, sizeof tl);
+    const char *bn = strrchr(b->base, '/');
+    bn = bn ? bn + 1 : b->base;
+    double elapsed = now_s() - b->t0;
 
-    fprintf(f, "# Training: ternary vs 16-bit weights\n\n");
-    fprintf(f, "Command:\n\n    %s\n\n", cmdline);
-    fprintf(f, "- Date: %s%s\n", started, final ? "" : " (incomplete: still running "
-                                                      "or interrupted)");
-    fprintf(f, "- Machine: %s %s, %ld CPU cores, %.1f GiB memory\n", u.sysname,
-            u.machine, ncpu, (double)pages * (double)psz / (1024.0 * 1024 * 1024));
-    fprintf(f, "- Devices:\n");
-    for (int d = 0; d < nd; d++)
-        fprintf(f, "  - `%s`: %s (%s, driver %s)%s\n", devs[d]->info.id,
-                devs[d]->info.name, devs[d]->info.vendor, devs[d]->info.driver,
-                devs[d]->info.is_cpu ? ", runs on the host CPU" : "");
-    fprintf(f, "- Fine-tune: LoRA rank %d, alpha %d, targets %s; batch 1, seq %d, "
-               "%d optimizer steps, eval_batches 1 (before and after); untuned "
-               "(default) kernel configurations; synthetic token data "
-               "(qv_dataset_from_text over pseudo-random bytes).\n",
-            o->rank, 2 * o->rank, tl, o->seq, o->steps);
-    fprintf(f, "- Each model runs ternary then f16 on one device, then the next "
-               "device; one run at a time. A run predicted after step 1 to "
-               "train longer than %.0f s is stopped and marked skipped.\n\n",
-            o->max_seconds);
-    fprintf(f, "On CPU-backed devices (PoCL, lavapipe) absolute times mean little; "
-               "the ratios, measured side by side in one run, are the result.\n\n");
-
-    fprintf(f, "## Models\n\n");
-    fprintf(f, "| model | shape of | source | dim | layers | heads | kv heads | ffn | "
-               "vocab | ternary params | other params | BitLinear bytes ternary / f16 "
-               "| other bytes (emb + head f16, norms f32) |\n");
-    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    /* ---- JSON ---- */
+    json_t *j = json_object();
+    json_object_set_new(j, "command", json_string(b->cmdline));
+    json_object_set_new(j, "date", json_string(b->started));
+    json_object_set_new(j, "complete", json_boolean(final));
+    json_object_set_new(j, "seconds", json_real(elapsed));
+    json_object_set_new(j, "budget_minutes", json_real(o->budget_min));
+    json_object_set_new(j, "machine", json_pack("{s:s, s:s, s:i, s:f}", "os", u.sysname,
+                        "arch", u.machine, "cpus", (int)ncpu, "memory_gib",
+                        (double)pages * (double)psz / (1024.0 * 1024 * 1024)));
+    json_t *jd = json_array();
+    for (int d = 0; d < b->nd; d++)
+        json_array_append_new(jd, json_pack("{s:s, s:s, s:s, s:s, s:b}", "id",
+                              b->devs[d]->info.id, "name", b->devs[d]->info.name,
+                              "vendor", b->devs[d]->info.vendor, "driver",
+                              b->devs[d]->info.driver, "cpu", b->devs[d]->info.is_cpu));
+    json_object_set_new(j, "devices", jd);
+    json_object_set_new(j, "finetune", json_pack("{s:i, s:i, s:s, s:i, s:i, s:i}", "rank",
+                        o->rank, "alpha", 2 * o->rank, "targets", tl, "steps", o->steps,
+                        "tune_evals", o->tune_evals, "eval_batches", 1));
+    json_t *jr = json_array();
     for (int i = 0; i < N_MODELS; i++) {
-        if (!mr[i].selected)
+        if (!b->mr[i].selected)
             continue;
-        const qv_model_config *c = &mr[i].cfg;
-        char tp[32], op[32], b1[32], b2[32], b3[32];
-        fmt_params(mr[i].ternary_params, tp, sizeof tp);
-        fmt_params(mr[i].other_params, op, sizeof op);
-        fmt_bytes(mr[i].lin_ternary_bytes, b1, sizeof b1);
-        fmt_bytes(mr[i].lin_f16_bytes, b2, sizeof b2);
-        fmt_bytes(mr[i].f32_bytes, b3, sizeof b3);
-        fprintf(f, "| %s | %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s / %s | %s |\n",
-                models[i].label, models[i].like,
-                mr[i].source ? mr[i].source : "-", c->dim, c->n_layers,
-                c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab, tp, op, b1, b2, b3);
-    }
-    fprintf(f, "\nBitNet-shaped models: SiLU and a tied output head as in their "
-               "configs, plus sub-norms; context 2048. The built-in model: squared "
-               "ReLU, sub-norms, untied head.\n\n");
-
-    fprintf(f, "## Throughput\n\n");
-    fprintf(f, "tokens/s over the training steps (qv_train_result.tokens_per_s; "
-               "step 1 includes compiling kernels not yet used on the device), "
-               "and the ratio of the last step alone.\n\n");
-    fprintf(f, "| model | device | tokens/s ternary | tokens/s f16 | ternary / f16 "
-               "| ternary / f16, last step | run wall s ternary / f16 | note |\n");
-    fprintf(f, "|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < N_MODELS; i++) {
-        if (!mr[i].selected)
-            continue;
-        for (int d = 0; d < nd; d++) {
-            run_rec *t = &mr[i].run[d][0], *h = &mr[i].run[d][1];
-            char c1[32] = "-", c2[32] = "-", c3[32] = "-", c4[32] = "-", c5[64];
-            if (t->state == RUN_DONE)
-                snprintf(c1, sizeof c1, "%.2f", t->r.tokens_per_s);
-            else
-                snprintf(c1, sizeof c1, "%s", run_state_cell(t));
-            if (h->state == RUN_DONE)
-                snprintf(c2, sizeof c2, "%.2f", h->r.tokens_per_s);
-            else
-                snprintf(c2, sizeof c2, "%s", run_state_cell(h));
-            if (t->state == RUN_DONE && h->state == RUN_DONE) {
-                snprintf(c3, sizeof c3, "%.2fx", t->r.tokens_per_s / h->r.tokens_per_s);
-                double a = steady_tps(t, o), b = steady_tps(h, o);
-                if (a > 0 && b > 0)
-                    snprintf(c4, sizeof c4, "%.2fx", a / b);
-            }
-            if (t->state && h->state)
-                snprintf(c5, sizeof c5, "%.1f / %.1f", t->wall_s, h->wall_s);
-            else if (t->state)
-                snprintf(c5, sizeof c5, "%.1f / -", t->wall_s);
-            else
-                snprintf(c5, sizeof c5, "- / -");
-            char note[1300] = "";
-            if (mr[i].state == RUN_FAILED)
-                snprintf(note, sizeof note, "%s", mr[i].note);
-            else if (t->note[0] || h->note[0])
-                snprintf(note, sizeof note, "%s%s%s%s%s",
-                         t->note[0] ? "ternary " : "", t->note,
-                         t->note[0] && h->note[0] ? "; " : "",
-                         h->note[0] ? "f16 " : "", h->note);
-            fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", models[i].label,
-                    devs[d]->info.id, c1, c2, c3, c4, c5, note);
-        }
-    }
-
-    fprintf(f, "\n## Peak device memory\n\n");
-    fprintf(f, "Peak bytes of live device buffers over the whole run "
-               "(upload, evaluation, training), and the `weights` category at that "
-               "peak. `weights` holds the BitLinear weights (2-bit packed codes, or "
-               "f16) and the frozen embedding and head (f16) and norms (f32), the "
-               "same in both modes. The last column is the reduction of the "
-               "BitLinear weights alone (`weights` less that part); its ceiling is "
-               "87.5%% (2 bits vs 16; the packed rows' padding and the f16 "
-               "rounding of TQ2_0 scales aside). "
-               "QVAC Fabric reports 77.8%% less memory than 16-bit overall.\n\n");
-    fprintf(f, "| model | device | peak ternary | peak f16 | reduction | weights ternary "
-               "| weights f16 | weights reduction | BitLinear reduction |\n");
-    fprintf(f, "|---|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < N_MODELS; i++) {
-        if (!mr[i].selected)
-            continue;
-        for (int d = 0; d < nd; d++) {
-            run_rec *t = &mr[i].run[d][0], *h = &mr[i].run[d][1];
-            /* a run stopped by the guard still has its memory: the net was
-             * built and trained one step */
-            int tm_ok = has_mem(t), hm_ok = has_mem(h);
-            char p1[32] = "-", p2[32] = "-", r1[32] = "-", w1[32] = "-",
-                 w2[32] = "-", r2[32] = "-", r3[32] = "-";
-            uint64_t tw = t->r.mem.by_tag[QV_MEM_WEIGHTS], hw = h->r.mem.by_tag[QV_MEM_WEIGHTS];
-            if (tm_ok) {
-                fmt_bytes(t->r.mem.peak, p1, sizeof p1);
-                fmt_bytes(tw, w1, sizeof w1);
-            } else
-                snprintf(p1, sizeof p1, "%s", run_state_cell(t));
-            if (hm_ok) {
-                fmt_bytes(h->r.mem.peak, p2, sizeof p2);
-                fmt_bytes(hw, w2, sizeof w2);
-            } else
-                snprintf(p2, sizeof p2, "%s", run_state_cell(h));
-            if (tm_ok && hm_ok && h->r.mem.peak && hw) {
-                snprintf(r1, sizeof r1, "%.1f%%",
-                         100.0 * (1.0 - (double)t->r.mem.peak / (double)h->r.mem.peak));
-                snprintf(r2, sizeof r2, "%.1f%%", 100.0 * (1.0 - (double)tw / (double)hw));
-                uint64_t f32b = mr[i].f32_bytes;
-                if (tw > f32b && hw > f32b)
-                    snprintf(r3, sizeof r3, "%.1f%%",
-                             100.0 * (1.0 - (double)(tw - f32b) / (double)(hw - f32b)));
-            }
-            fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                    models[i].label, devs[d]->info.id, p1, p2, r1, w1, w2, r2, r3);
-        }
-    }
-
-    fprintf(f, "\n## Memory by category at the peak\n\n");
-    fprintf(f, "| model | device | mode |");
-    for (int tg = 0; tg < QV_MEM_NTAGS; tg++)
-        fprintf(f, " %s |", qv_mem_tag_name((qv_mem_tag)tg));
-    fprintf(f, " total |\n|---|---|---|");
-    for (int tg = 0; tg <= QV_MEM_NTAGS; tg++)
-        fprintf(f, "---|");
-    fprintf(f, "\n");
-    for (int i = 0; i < N_MODELS; i++) {
-        if (!mr[i].selected)
-            continue;
-        for (int d = 0; d < nd; d++)
+        for (int d = 0; d < b->nd; d++)
             for (int w = 0; w < 2; w++) {
-                run_rec *r = &mr[i].run[d][w];
-                if (!has_mem(r))
+                const run_rec *r = &b->mr[i].run[d][w];
+                if (r->state == RUN_NOT_RUN)
                     continue;
-                fprintf(f, "| %s | %s | %s |", models[i].label, devs[d]->info.id,
-                        w ? "f16" : "ternary");
-                for (int tg = 0; tg < QV_MEM_NTAGS; tg++) {
-                    char b[32];
-                    fmt_bytes(r->r.mem.by_tag[tg], b, sizeof b);
-                    fprintf(f, " %s |", r->r.mem.by_tag[tg] ? b : "0");
-                }
-                char b[32];
-                fmt_bytes(r->r.mem.peak, b, sizeof b);
-                fprintf(f, " %s |\n", b);
+                json_t *x = json_object();
+                json_object_set_new(x, "model", json_string(models[i].key));
+                json_object_set_new(x, "device", json_string(b->devs[d]->info.id));
+                json_object_set_new(x, "weights", json_string(w ? "f16" : "ternary"));
+                json_object_set_new(x, "state", json_string(state_name(r->state)));
+                json_object_set_new(x, "note", json_string(r->note));
+                json_object_set_new(x, "batch", json_integer(r->batch));
+                json_object_set_new(x, "seq", json_integer(r->seq));
+                json_object_set_new(x, "steps", json_integer(r->n_steps));
+                json_object_set_new(x, "steady_steps", json_integer(r->steady_steps));
+                json_object_set_new(x, "tokens_per_s",
+                                    has_figures(r) ? jnum(r->tps_steady) : json_null());
+                json_object_set_new(x, "tokens_per_s_all_steps",
+                                    has_figures(r) ? jnum(r->r.tokens_per_s) : json_null());
+                json_object_set_new(x, "mfu", r->mfu > 0 ? json_real(r->mfu) : json_null());
+                json_object_set_new(x, "gemm_gflops", r->gemm_gflops > 0
+                                    ? json_real(r->gemm_gflops) : json_null());
+                json_object_set_new(x, "step_flops", json_real(r->step_flops));
+                json_object_set_new(x, "peak_bytes", has_figures(r)
+                                    ? json_integer((json_int_t)r->r.mem.peak) : json_null());
+                json_t *mb = json_object();
+                for (int t = 0; t < QV_MEM_NTAGS && has_figures(r); t++)
+                    json_object_set_new(mb, qv_mem_tag_name((qv_mem_tag)t),
+                                        json_integer((json_int_t)r->r.mem.by_tag[t]));
+                json_object_set_new(x, "peak_bytes_by_category", mb);
+                json_object_set_new(x, "tune", json_pack("{s:I, s:I, s:I, s:I, s:f}",
+                                    "launches", (json_int_t)r->tune.launches,
+                                    "tuned", (json_int_t)r->tune.tuned,
+                                    "cached", (json_int_t)r->tune.cached,
+                                    "failed", (json_int_t)r->tune.failed,
+                                    "seconds", r->tune.seconds));
+                json_object_set_new(x, "train_loss_before", has_figures(r)
+                                    ? jnum(r->r.train_loss_before) : json_null());
+                json_object_set_new(x, "wall_s", json_real(r->wall_s));
+                json_array_append_new(jr, x);
             }
+    }
+    json_object_set_new(j, "runs", jr);
+    json_t *jk = json_array();
+    for (int i = 0; i < b->nk; i++) {
+        const krow *r = &b->kr[i];
+        json_t *x = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:b, s:s}", "device",
+                              r->device, "kernel", r->kernel, "shape_of", r->origin,
+                              "m", r->m, "n", r->n, "k", r->k, "gflops", jnum(r->gflops),
+                              "tuned", r->tuned, "note", r->note);
+        json_object_set_new(x, "includes", json_string(strcmp(r->kernel, "ternary_matmul")
+                                                       ? "" : "quantize_act"));
+        json_object_set_new(x, "peer_gflops", jnum(r->peer_gflops));
+        if (!isnan(r->peer_gflops)) {
+            json_object_set_new(x, "peer", json_string("ggml-cpu"));
+            json_object_set_new(x, "peer_type", json_string(r->peer_type));
+        }
+        json_array_append_new(jk, x);
+    }
+    json_object_set_new(j, "kernels", jk);
+    json_object_set_new(j, "peer_note", json_string(b->peer_note));
+    json_t *jg = json_array();
+    for (int i = 0; i < ng; i++)
+        json_array_append_new(jg, json_pack("{s:s, s:s, s:o, s:o, s:s}", "name",
+                              goals[i].name, "target", goals[i].target, "measured",
+                              jnum(goals[i].measured), "met",
+                              goals[i].met < 0 ? json_null() : json_boolean(goals[i].met),
+                              "detail", goals[i].detail));
+    json_object_set_new(j, "goals", jg);
+    json_object_set_new(j, "notes", json_string(b->notes));
+    char *txt = json_dumps(j, JSON_INDENT(2));
+    json_decref(j);
+    char path[4200];
+    snprintf(path, sizeof path, "%s.json", b->base);
+    int rc = txt ? write_file(path, txt, strlen(txt)) : -1;
+    free(txt);
+
+    /* ---- SVG ---- */
+    char labels[N_MODELS * MAX_DEVS][64];
+    double tps[N_MODELS * MAX_DEVS][2], mem[N_MODELS * MAX_DEVS][2];
+    int nbar = 0;
+    for (int i = 0; i < N_MODELS; i++)
+        for (int d = 0; d < b->nd && b->mr[i].selected; d++) {
+            snprintf(labels[nbar], sizeof labels[0], "%s %s", models[i].label,
+                     b->devs[d]->info.id);
+            for (int w = 0; w < 2; w++) {
+                const run_rec *r = &b->mr[i].run[d][w];
+                tps[nbar][w] = has_figures(r) ? r->tps_steady : 0;
+                mem[nbar][w] = has_figures(r) ? (double)r->r.mem.peak / 1048576.0 : 0;
+            }
+            nbar++;
+        }
+    snprintf(path, sizeof path, "%s-tokens.svg", b->base);
+    rc |= write_svg(path, "Steady-state LoRA training throughput", "tokens/s", labels,
+                    tps, nbar);
+    snprintf(path, sizeof path, "%s-memory.svg", b->base);
+    rc |= write_svg(path, "Peak device memory of the fine-tune", "MiB", labels, mem, nbar);
+
+    /* ---- Markdown ---- */
+    sbuf s = {0};
+    sb(&s, "# Training: ternary vs 16-bit weights\n\n");
+    sb(&s, "Written by `benchmarks/bench_train.c` from one run, with `%s.json` (every "
+           "figure below) and the charts; nothing is typed by hand.\n\n", bn);
+    sb(&s, "Command:\n\n    %s\n\n", b->cmdline);
+    sb(&s, "- Date: %s; %.0f s of a %.0f-minute budget%s\n", b->started, elapsed,
+       o->budget_min, final ? "" : " (incomplete: still running or interrupted)");
+    sb(&s, "- Machine: %s %s, %ld CPU cores, %.1f GiB memory\n", u.sysname, u.machine,
+       ncpu, (double)pages * (double)psz / (1024.0 * 1024 * 1024));
+    sb(&s, "- Devices:\n");
+    for (int d = 0; d < b->nd; d++)
+        sb(&s, "  - `%s`: %s (%s, driver %s)%s\n", b->devs[d]->info.id,
+           b->devs[d]->info.name, b->devs[d]->info.vendor, b->devs[d]->info.driver,
+           b->devs[d]->info.is_cpu ? ", runs on the host CPU" : "");
+    sb(&s, "- Fine-tune: LoRA rank %d, alpha %d, targets %s; %d optimizer steps a run "
+           "(1 warm-up, then steady state) unless the budget cut it; eval_batches 1; "
+           "synthetic token data. Batch x sequence per model and backend in the "
+           "tables (fewer tokens at 1.3B / 3B and on Vulkan, to fit the budget).\n",
+       o->rank, 2 * o->rank, tl, o->steps);
+    sb(&s, "- Before each run, every kernel and shape the step launches is tuned on "
+           "the device (`qv_train_tune`, %d configurations each, verified against "
+           "ref, cached in `%s`); the time is in the tables.\n", o->tune_evals, o->db);
+    sb(&s, "- tokens/s is the steady state: tokens of steps 2..n over their time, "
+           "from the per-step progress timestamps. MFU = model FLOPs of those steps "
+           "(train/mfu.h: frozen linears forward + backward to the input, LoRA, "
+           "causal attention, head) / their seconds / the base matmul's measured "
+           "FLOP-weighted GFLOP/s at the model's shapes in the tuned configurations "
+           "(ternary: quantize_act + ternary_matmul; f16: f16_matmul).\n\n");
+    if (b->notes[0])
+        sb(&s, "Budget notes:\n\n%s\n", b->notes);
+
+    sb(&s, "## Goals (issue 12)\n\n| goal | target | measured | met | detail |\n"
+           "|---|---|---|---|---|\n");
+    for (int i = 0; i < ng; i++) {
+        char m[32] = "-";
+        if (!isnan(goals[i].measured))
+            snprintf(m, sizeof m, strchr(goals[i].target, '%') ? "%.1f%%" : "%.2fx",
+                     strchr(goals[i].target, '%') ? 100 * goals[i].measured
+                                                  : goals[i].measured);
+        sb(&s, "| %s | %s | %s | %s | %s |\n", goals[i].name, goals[i].target, m,
+           goals[i].met < 0 ? "not measured" : goals[i].met ? "**met**" : "not met",
+           goals[i].detail);
     }
 
-    fprintf(f, "\n## Loss (sanity check)\n\n");
-    fprintf(f, "Training loss on one batch before and after the steps; ternary and f16 "
-               "share the same base weights, so they should start alike.\n\n");
-    fprintf(f, "| model | device | ternary before / after | f16 before / after |\n");
-    fprintf(f, "|---|---|---|---|\n");
+    sb(&s, "\n## Models\n\n| model | shape of | source | dim | layers | heads | kv heads "
+           "| ffn | vocab | ternary params | other params |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < N_MODELS; i++) {
-        if (!mr[i].selected)
+        if (!b->mr[i].selected)
             continue;
-        for (int d = 0; d < nd; d++) {
-            char c[2][64];
+        const qv_model_config *c = &b->mr[i].cfg;
+        char tp[32], op[32];
+        fmt_params(b->mr[i].ternary_params, tp, sizeof tp);
+        fmt_params(b->mr[i].other_params, op, sizeof op);
+        sb(&s, "| %s | %s | %s | %d | %d | %d | %d | %d | %d | %s | %s |\n",
+           models[i].label, models[i].like, b->mr[i].source ? b->mr[i].source : "-",
+           c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab, tp, op);
+    }
+
+    sb(&s, "\n## Throughput and MFU\n\n![tokens/s](%s-tokens.svg)\n\n", bn);
+    sb(&s, "| model | device | weights | batch x seq | steps (steady) | tokens/s | "
+           "tokens/s all steps | GFLOP a step | base matmul GFLOP/s | MFU | tune s "
+           "(tuned/cached/failed) | run s | note |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < N_MODELS; i++)
+        for (int d = 0; d < b->nd && b->mr[i].selected; d++)
             for (int w = 0; w < 2; w++) {
-                run_rec *r = &mr[i].run[d][w];
-                if (r->state == RUN_DONE)
-                    snprintf(c[w], sizeof c[w], "%.4f / %.4f", r->r.train_loss_before,
-                             r->r.train_loss_after);
-                else
-                    snprintf(c[w], sizeof c[w], "%s", run_state_cell(r));
+                const run_rec *r = &b->mr[i].run[d][w];
+                char c1[32] = "-", c2[32] = "-", c3[32] = "-", c4[32] = "-";
+                if (has_figures(r)) {
+                    snprintf(c1, sizeof c1, "%.2f", r->tps_steady);
+                    snprintf(c2, sizeof c2, "%.2f", r->r.tokens_per_s);
+                }
+                if (r->gemm_gflops > 0)
+                    snprintf(c3, sizeof c3, "%.1f", r->gemm_gflops);
+                if (r->mfu > 0)
+                    snprintf(c4, sizeof c4, "%.1f%%", 100 * r->mfu);
+                sb(&s, "| %s | %s | %s | %d x %d | %d (%d) | %s | %s | %.1f | %s | %s | "
+                       "%.1f (%zu/%zu/%zu) | %.1f | %s%s%s |\n", models[i].label,
+                   b->devs[d]->info.id, w ? "f16" : "ternary", r->batch, r->seq,
+                   r->n_steps, r->steady_steps, c1, c2, r->step_flops / 1e9, c3, c4,
+                   r->tune.seconds, r->tune.tuned, r->tune.cached, r->tune.failed,
+                   r->wall_s, r->state == RUN_DONE ? "" : state_name(r->state),
+                   r->note[0] && r->state != RUN_DONE ? ": " : "", r->note);
             }
-            fprintf(f, "| %s | %s | %s | %s |\n", models[i].label, devs[d]->info.id,
-                    c[0], c[1]);
+    sb(&s, "\nternary ÷ f16 steady tokens/s:");
+    for (int i = 0; i < N_MODELS; i++)
+        for (int d = 0; d < b->nd && b->mr[i].selected; d++) {
+            const run_rec *t = &b->mr[i].run[d][0], *h = &b->mr[i].run[d][1];
+            if (has_figures(t) && has_figures(h) && h->tps_steady > 0)
+                sb(&s, " %s on %s %.2fx;", models[i].label, b->devs[d]->info.id,
+                   t->tps_steady / h->tps_steady);
+        }
+    sb(&s, "\n\n## Peak device memory\n\n![peak memory](%s-memory.svg)\n\n", bn);
+    sb(&s, "Peak bytes of live device buffers over the whole run (upload, evaluation, "
+           "training) and what each category held at that peak. QVAC Fabric "
+           "publishes 77.8%% less than 16-bit.\n\n| model | device | weights mode | peak |");
+    for (int t = 0; t < QV_MEM_NTAGS; t++)
+        sb(&s, " %s |", qv_mem_tag_name((qv_mem_tag)t));
+    sb(&s, " peak below f16 |\n|---|---|---|---|");
+    for (int t = 0; t <= QV_MEM_NTAGS; t++)
+        sb(&s, "---|");
+    sb(&s, "\n");
+    for (int i = 0; i < N_MODELS; i++)
+        for (int d = 0; d < b->nd && b->mr[i].selected; d++)
+            for (int w = 0; w < 2; w++) {
+                const run_rec *r = &b->mr[i].run[d][w], *h = &b->mr[i].run[d][1];
+                if (!has_figures(r))
+                    continue;
+                char pb[32];
+                fmt_bytes(r->r.mem.peak, pb, sizeof pb);
+                sb(&s, "| %s | %s | %s | %s |", models[i].label, b->devs[d]->info.id,
+                   w ? "f16" : "ternary", pb);
+                for (int t = 0; t < QV_MEM_NTAGS; t++) {
+                    fmt_bytes(r->r.mem.by_tag[t], pb, sizeof pb);
+                    sb(&s, " %s |", r->r.mem.by_tag[t] ? pb : "0");
+                }
+                if (!w && has_figures(h) && h->r.mem.peak)
+                    sb(&s, " %.1f%% |\n",
+                       100.0 * (1.0 - (double)r->r.mem.peak / (double)h->r.mem.peak));
+                else
+                    sb(&s, " - |\n");
+            }
+
+    sb(&s, "\n## Kernels beside ggml's CPU kernels\n\n");
+    sb(&s, "qvac's kernels tuned (%d configurations, `qvac tune`'s search) and timed "
+           "by the device's own timer in their tuned configuration; ternary_matmul's "
+           "figure includes quantize_act's time, as ggml's MUL_MAT includes "
+           "quantising its input. GFLOP/s = 2·M·N·K / time. ggml: %s. The transposed "
+           "kernels (dX = dY·W) are set beside ggml at (M, K, N), the same FLOPs; "
+           "TQ2_0 needs K %% 256 == 0, so some shapes have no ternary peer.\n\n",
+       o->tune_evals, b->peer_note);
+    if (!o->kernels)
+        sb(&s, "Not run (--kernels 0).\n\n");
+    sb(&s, "| device | kernel | M,N,K | shape of | GFLOP/s | ggml type | ggml GFLOP/s | "
+           "qvac ÷ ggml | note |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < b->nk; i++) {
+        const krow *r = &b->kr[i];
+        char g1[32] = "-", g2[32] = "-", g3[32] = "-";
+        if (!isnan(r->gflops))
+            snprintf(g1, sizeof g1, "%.1f%s", r->gflops, r->tuned ? "" : " (default)");
+        if (!isnan(r->peer_gflops))
+            snprintf(g2, sizeof g2, "%.1f", r->peer_gflops);
+        if (!isnan(r->peer_gflops) && !isnan(r->gflops))
+            snprintf(g3, sizeof g3, "%.2fx", r->gflops / r->peer_gflops);
+        sb(&s, "| %s | %s%s | %d,%d,%d | %s | %s | %s | %s | %s | %s |\n", r->device,
+           r->kernel, strcmp(r->kernel, "ternary_matmul") ? "" : " + quantize_act",
+           r->m, r->n, r->k, r->origin, g1, r->peer_type[0] ? r->peer_type : "-", g2,
+           g3, r->note);
+    }
+    sb(&s, "\nternary ÷ 16-bit GFLOP/s at the same shape (what ternary gains in "
+           "speed; its gain in memory is in the table above):\n\n"
+           "| device | M,N,K | qvac ternary_matmul ÷ f16_matmul | ggml TQ2_0 ÷ F16 |\n"
+           "|---|---|---|---|\n");
+    for (int i = 0; i < b->nk; i++) {
+        const krow *t = &b->kr[i];
+        if (strcmp(t->kernel, "ternary_matmul"))
+            continue;
+        for (int k2 = 0; k2 < b->nk; k2++) {
+            const krow *h = &b->kr[k2];
+            if (strcmp(h->kernel, "f16_matmul") || strcmp(h->device, t->device) ||
+                h->m != t->m || h->n != t->n || h->k != t->k)
+                continue;
+            char a[32] = "-", c[32] = "-";
+            if (!isnan(t->gflops) && !isnan(h->gflops))
+                snprintf(a, sizeof a, "%.2f", t->gflops / h->gflops);
+            if (!isnan(t->peer_gflops) && !isnan(h->peer_gflops))
+                snprintf(c, sizeof c, "%.2f", t->peer_gflops / h->peer_gflops);
+            sb(&s, "| %s | %d,%d,%d | %s | %s |\n", t->device, t->m, t->n, t->k, a, c);
         }
     }
-    fprintf(f, "\n");
-    if (fclose(f)) {
-        fprintf(stderr, "bench_train: cannot write %s\n", tmp);
-        return -1;
-    }
-    if (rename(tmp, o->out)) {
-        fprintf(stderr, "bench_train: cannot rename %s: %s\n", tmp, strerror(errno));
-        return -1;
-    }
-    return 0;
+    sb(&s, "\nOn CPU-backed devices (PoCL, lavapipe) qvac and ggml share the same "
+           "cores; ratios measured side by side in one run are the result.\n");
+    snprintf(path, sizeof path, "%s.md", b->base);
+    if (strcmp(path, o->out))
+        snprintf(path, sizeof path, "%s", o->out);
+    rc |= s.oom ? -1 : write_file(path, s.p, s.n);
+    free(s.p);
+    return rc;
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -588,20 +1214,36 @@ static qv_status make_model(int i, model_rec *mr, qv_model **m, qv_err *err)
     return qv_model_init_synthetic(&models[i].cfg, 1234 + (uint64_t)i, m, err);
 }
 
+static int mkdirs(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    opts o;
-    if (parse_opts(argc, argv, &o)) {
+    static bench B;
+    bench *b = &B;
+    if (parse_opts(argc, argv, &b->o)) {
         usage(stderr);
         return 2;
     }
+    opts *o = &b->o;
     unsigned targets = 0;
     qv_err err = {0};
-    if (qv_lin_parse_targets(o.targets, &targets, &err)) {
+    if (qv_lin_parse_targets(o->targets, &targets, &err)) {
         fprintf(stderr, "bench_train: %s\n", err.msg);
         return 2;
     }
-    for (const char *p = o.models; p && *p;) {
+    for (const char *p = o->models; p && *p;) {
         const char *c = strchr(p, ',');
         size_t len = c ? (size_t)(c - p) : strlen(p);
         int ok = 0;
@@ -614,107 +1256,140 @@ int main(int argc, char **argv)
         }
         p = c ? c + 1 : p + len;
     }
-
-    /* the command line, for the report */
-    char cmdline[2048];
+    snprintf(b->base, sizeof b->base, "%s", o->out);
+    size_t bl = strlen(b->base);
+    if (bl > 3 && !strcmp(b->base + bl - 3, ".md"))
+        b->base[bl - 3] = 0;
     size_t cl = 0;
-    cmdline[0] = 0;
-    for (int i = 0; i < argc && cl < sizeof cmdline - 1; i++)
-        cl += (size_t)snprintf(cmdline + cl, sizeof cmdline - cl, "%s%s",
+    for (int i = 0; i < argc && cl < sizeof b->cmdline - 1; i++)
+        cl += (size_t)snprintf(b->cmdline + cl, sizeof b->cmdline - cl, "%s%s",
                                i ? " " : "", argv[i]);
-    char started[64];
     time_t now = time(NULL);
-    strftime(started, sizeof started, "%Y-%m-%d %H:%M:%S %Z", localtime(&now));
+    strftime(b->started, sizeof b->started, "%Y-%m-%d %H:%M:%S %Z", localtime(&now));
+    b->t0 = now_s();
+    b->deadline = b->t0 + o->budget_min * 60.0;
 
     qv_devlist *list = NULL;
     if (qv_devlist_open(&list, &err)) {
         fprintf(stderr, "bench_train: %s\n", err.msg);
         return 1;
     }
-    qv_device *devs[MAX_DEVS];
-    int nd = 0;
-    for (size_t i = 0; i < list->n && nd < MAX_DEVS; i++) {
+    b->ref = qv_devlist_find(list, "ref");
+    for (size_t i = 0; i < list->n && b->nd < MAX_DEVS; i++) {
         qv_device *d = list->dev[i];
-        if (o.devices ? in_list(o.devices, d->info.id) : strcmp(d->info.backend, "ref"))
-            devs[nd++] = d;
+        if (o->devices ? in_list(o->devices, d->info.id) : strcmp(d->info.backend, "ref"))
+            b->devs[b->nd++] = d;
     }
-    if (!nd) {
-        fprintf(stderr, "bench_train: no device selected (found:");
+    if (!b->nd || !b->ref) {
+        fprintf(stderr, "bench_train: no device selected, or no reference device "
+                "(found:");
         for (size_t i = 0; i < list->n; i++)
             fprintf(stderr, " %s", list->dev[i]->info.id);
         fprintf(stderr, ")\n");
         qv_devlist_destroy(&list);
         return 1;
     }
-
-    /* synthetic token data: pseudo-random printable bytes */
-    size_t nbytes = 1 << 16;
-    char *text = malloc(nbytes);
-    if (!text) {
+    qv_tune_cache *cache = NULL;
+    if (mkdirs(o->db) || qv_tune_cache_open(o->db, 0, 5000, &cache, &err)) {
+        fprintf(stderr, "bench_train: tune cache %s: %s\n", o->db,
+                err.msg[0] ? err.msg : strerror(errno));
         qv_devlist_destroy(&list);
         return 1;
     }
+    mkdirs(o->out);
+
+    /* synthetic token data: pseudo-random printable bytes */
+    size_t nbytes = 1 << 17;
+    char *text = malloc(nbytes);
+    qv_dataset *ds = NULL;
     uint64_t x = 0x9e3779b97f4a7c15ull;
-    for (size_t i = 0; i < nbytes; i++) {
+    for (size_t i = 0; text && i < nbytes; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         text[i] = (char)(' ' + (int)(x % 95));
     }
-    qv_dataset *ds = NULL;
-    if (qv_dataset_from_text(text, nbytes, "synthetic", &ds, &err)) {
-        fprintf(stderr, "bench_train: %s\n", err.msg);
+    if (!text || qv_dataset_from_text(text, nbytes, "synthetic", &ds, &err)) {
+        fprintf(stderr, "bench_train: %s\n", text ? err.msg : "out of memory");
         free(text);
+        qv_tune_cache_destroy(&cache);
         qv_devlist_destroy(&list);
         return 1;
     }
     free(text);
-
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    static model_rec mr[N_MODELS];
     for (int i = 0; i < N_MODELS; i++) {
-        mr[i].selected = in_list(o.models, models[i].key);
-        mr[i].cfg = models[i].cfg;
-        model_bytes(&mr[i]);
+        b->mr[i].selected = in_list(o->models, models[i].key);
+        b->mr[i].cfg = models[i].cfg;
+        qv_model_count(&b->mr[i].cfg, &b->mr[i].ternary_params, &b->mr[i].other_params);
     }
+
+    /* 1-2: the kernel table's rows, ggml's figures, then qvac's */
+    if (o->kernels) {
+        for (int d = 0; d < b->nd; d++) {
+            for (int kk = 0; kk < N_KERNELS; kk++) {
+                add_krow(b, b->devs[d], kernel_names[kk], "reference", 512, 2048, 2048);
+                add_krow(b, b->devs[d], kernel_names[kk], "reference", 1, 2048, 2048);
+            }
+            for (int i = 0; i < N_MODELS; i++) {
+                if (!b->mr[i].selected)
+                    continue;
+                int bt, sq;
+                run_shape(b, i, b->devs[d], &bt, &sq);
+                for (int l = 0; l < QV_LIN_COUNT; l++) {
+                    int32_t N, K;
+                    qv_model_lin_shape(&models[i].cfg, (qv_lin_id)l, &N, &K);
+                    for (int kk = 0; kk < N_KERNELS; kk++)
+                        add_krow(b, b->devs[d], kernel_names[kk], models[i].key,
+                                 bt * sq, N, K);
+                }
+            }
+        }
+        run_peer(b);
+        fprintf(stderr, "kernels: %d rows\n", b->nk);
+        time_krows(b, cache, o->budget_min * 60.0 * 0.3);
+    } else {
+        snprintf(b->peer_note, sizeof b->peer_note, "not run (--kernels 0)");
+    }
+    write_all(b, 0);
+
+    /* 3: training */
     int rc = 0;
-    double t_all = now_s();
     for (int i = 0; i < N_MODELS && !g_stop; i++) {
-        if (!mr[i].selected)
+        if (!b->mr[i].selected)
             continue;
-        fprintf(stderr, "model %s: making it\n", models[i].label);
+        fprintf(stderr, "model %s: making it (%.0f s left)\n", models[i].label, left_s(b));
         qv_model *m = NULL;
-        double tm0 = now_s();
-        if (make_model(i, &mr[i], &m, &err)) {
-            mr[i].state = RUN_FAILED;
-            snprintf(mr[i].note, sizeof mr[i].note, "model: %s", err.msg);
-            fprintf(stderr, "  %s\n", mr[i].note);
+        if (make_model(i, &b->mr[i], &m, &err)) {
+            b->mr[i].state = RUN_FAILED;
+            snprintf(b->mr[i].note, sizeof b->mr[i].note, "model: %.500s", err.msg);
+            note(b, "%s: %s", models[i].label, b->mr[i].note);
             continue;
         }
-        model_bytes(&mr[i]);
-        fprintf(stderr, "  made in %.1f s\n", now_s() - tm0);
-        for (int d = 0; d < nd && !g_stop; d++)
+        qv_model_count(&b->mr[i].cfg, &b->mr[i].ternary_params, &b->mr[i].other_params);
+        for (int d = 0; d < b->nd && !g_stop; d++)
             for (int w = 0; w < 2 && !g_stop; w++) {
-                fprintf(stderr, "  %s on %s, %s weights (%.0f s so far)\n",
-                        models[i].label, devs[d]->info.id,
-                        qv_weights_name((qv_weights)w), now_s() - t_all);
-                run_rec *r = &mr[i].run[d][w];
-                run_one(devs[d], m, ds, &o, targets, (qv_weights)w, r);
-                char b[32];
-                fmt_bytes(r->r.mem.peak, b, sizeof b);
-                fprintf(stderr, "    %s: %.2f tokens/s, peak %s, %.1f s %s\n",
-                        r->state == RUN_DONE ? "done" : "stopped",
-                        r->r.tokens_per_s, b, r->wall_s, r->note);
+                fprintf(stderr, "  %s on %s, %s weights (%.0f s left)\n", models[i].label,
+                        b->devs[d]->info.id, qv_weights_name((qv_weights)w), left_s(b));
+                run_rec *r = &b->mr[i].run[d][w];
+                do_run(b, i, d, w, m, ds, targets, cache);
+                char pb[32];
+                fmt_bytes(r->r.mem.peak, pb, sizeof pb);
+                fprintf(stderr, "    %s: %.2f tokens/s steady, MFU %.1f%%, peak %s, "
+                        "%.1f s %s\n", state_name(r->state), r->tps_steady,
+                        100 * r->mfu, pb, r->wall_s, r->note);
+                if (write_all(b, 0))
+                    rc = 1;
             }
-        mr[i].state = RUN_DONE;
+        b->mr[i].state = RUN_DONE;
         qv_model_free(&m);
-        if (write_report(&o, cmdline, started, devs, nd, mr, 0))
-            rc = 1;
     }
-    if (write_report(&o, cmdline, started, devs, nd, mr, !g_stop))
+    if (write_all(b, !g_stop))
         rc = 1;
     else
-        fprintf(stderr, "wrote %s (%.0f s)\n", o.out, now_s() - t_all);
+        fprintf(stderr, "wrote %s, %s.json, %s-tokens.svg, %s-memory.svg (%.0f s)\n",
+                o->out, b->base, b->base, b->base, now_s() - b->t0);
     qv_dataset_free(ds);
+    qv_tune_cache_destroy(&cache);
     qv_devlist_destroy(&list);
     return g_stop ? 130 : rc;
 }
