@@ -21,32 +21,37 @@
 #include "kernels/backend.h"
 #include "kernels/kernel_impl.h"
 
-#define MM_PARAMS                                                              \
+/* The register-tiled matmuls' parameters; MM_PARAMS_D with the default
+ * work-group width and tile (the transposed stages default to the wide
+ * column-vector tile their OpenCL code is written for). */
+#define MM_PARAMS_D(WGX, TXD, TYD)                                             \
     .n_params = 6,                                                             \
     .params = {                                                                \
-        {"WG_X", "work-group width (output columns)", 3, {8, 16, 32}, 16},      \
+        {"WG_X", "work-group width (output columns)", 3, {8, 16, 32}, WGX},     \
         {"WG_Y", "work-group height (output rows)", 3, {1, 2, 4}, 1},           \
-        {"TX", "outputs per work-item along x", 4, {1, 2, 4, 8}, 1},            \
-        {"TY", "outputs per work-item along y", 3, {1, 2, 4}, 1},               \
+        {"TX", "outputs per work-item along x", 5, {1, 2, 4, 8, 16}, TXD},     \
+        {"TY", "outputs per work-item along y", 4, {1, 2, 4, 8}, TYD},         \
         {"LOCAL", "stage operand tiles in local memory", 2, {0, 1}, 0},         \
         {"KT", "depth of the staged tile (LOCAL=1 only)", 2, {1, 4}, 1},        \
     },                                                                         \
     .check_extra = mm_check_extra
+#define MM_PARAMS MM_PARAMS_D(16, 1, 1)
 
 enum { P_WG_X, P_WG_Y, P_TX, P_TY, P_LOCAL, P_KT };
 
 /* Keeps the space to configurations that differ in the code they run:
- * KT only means something when tiles are staged, and a register tile of
- * more than 16 outputs spills on every device we target. */
+ * KT only means something when tiles are staged. A register tile holds at
+ * most 128 outputs (16 float16 accumulators of the OpenCL column-vector
+ * path, TX = 16, TY = 8); past that every device we target spills. */
 static qv_status mm_check_extra(const qv_config *c, qv_err *err)
 {
     if (!c->v[P_LOCAL] && c->v[P_KT] != 1)
         return qv_fail(err, QV_ERR_INVALID,
                        "KT = %d needs LOCAL=1 (it is the depth of the staged "
                        "tile)", c->v[P_KT]);
-    if (c->v[P_TX] * c->v[P_TY] > 16)
+    if (c->v[P_TX] * c->v[P_TY] > 128)
         return qv_fail(err, QV_ERR_INVALID,
-                       "TX*TY = %d outputs per work-item; at most 16",
+                       "TX*TY = %d outputs per work-item; at most 128",
                        c->v[P_TX] * c->v[P_TY]);
     return QV_OK;
 }
@@ -282,7 +287,7 @@ static const qv_kernel_decl k_ternary_matmul_t = {
         {"K", QV_ARG_I32, QV_T_NONE, 0},
         {"w_scale", QV_ARG_F32, QV_T_NONE, 0},
     },
-    MM_PARAMS,
+    MM_PARAMS_D(16, 16, 4),
     .n_stages = 1,
     .stage_names = {"ternary_matmul_t"},
     .check_args = tt_check,
@@ -567,7 +572,7 @@ static const qv_kernel_decl k_f16_matmul_t = {
         {"N", QV_ARG_I32, QV_T_NONE, 0},
         {"K", QV_ARG_I32, QV_T_NONE, 0},
     },
-    MM_PARAMS,
+    MM_PARAMS_D(16, 16, 4),
     .n_stages = 1,
     .stage_names = {"f16_matmul_t"},
     .check_args = ft_check,
@@ -632,7 +637,7 @@ static const qv_kernel_decl k_f32_matmul = {
         {"tb", QV_ARG_I32, QV_T_NONE, 0},
         {"acc", QV_ARG_I32, QV_T_NONE, 0},
     },
-    MM_PARAMS,
+    MM_PARAMS_D(16, 16, 4),
     .n_stages = 1,
     .stage_names = {"f32_matmul"},
     .check_args = f32_check,

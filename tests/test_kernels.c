@@ -28,11 +28,13 @@ TestSuite(kernels, .init = open_devs, .fini = close_devs, .timeout = 600);
 static const qv_shape shapes[] = {
     {1, 1, 1, 1},   {1, 255, 1000, 4}, {3, 17, 255, 3},
     {17, 3, 17, 1}, {33, 65, 48, 128}, {64, 64, 64, 16},
+    {5, 70, 33, 2}, /* f32_matmul's example: ta = 0, tb = 1 */
 };
 
 static const char *mm_cfgs[] = {
     "default", "TX=8,TY=2", "LOCAL=1", "WG_X=8,WG_Y=4,TX=2,TY=4,LOCAL=1,KT=4",
-    "WG_X=32,WG_Y=2,TX=4", "WG_X=8,WG_Y=4,TY=4,LOCAL=1,KT=4", NULL,
+    "WG_X=32,WG_Y=2,TX=4", "WG_X=8,WG_Y=4,TY=4,LOCAL=1,KT=4",
+    "WG_X=8,TX=2,TY=4", "WG_X=8,TX=16,TY=8", "TX=16,TY=1", NULL,
 };
 static const char *qa_cfgs[] = {"default", "WG_X=1", "WG_X=256,VEC=4",
                                 "WG_X=4,WG_Y=4,VEC=4", NULL};

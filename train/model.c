@@ -278,6 +278,14 @@ static qv_status init(const qv_model_config *cfg, uint64_t seed, int shadow,
     if (m->head)
         for (size_t i = 0; i < VD; i++)
             m->head[i] = gauss(&r) / sqrtf((float)cfg->dim);
+    /* a synthetic model stands for a released checkpoint, whose embedding
+     * and head are stored in 16 bits: round them to half, so that a
+     * fine-tune holds them as it would a real model's */
+    for (size_t i = 0; !shadow && i < VD; i++) {
+        m->tok_emb[i] = qv_f16_to_f32(qv_f32_to_f16(m->tok_emb[i]));
+        if (m->head)
+            m->head[i] = qv_f16_to_f32(qv_f32_to_f16(m->head[i]));
+    }
     for (int l = 0; l < cfg->n_layers; l++) {
         qv_layer *L = &m->layers[l];
         L->attn_norm = ones((size_t)cfg->dim);

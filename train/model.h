@@ -156,8 +156,9 @@ typedef struct qv_model {
 qv_status qv_model_init_random(const qv_model_config *cfg, uint64_t seed,
                                qv_model **out, qv_err *err);
 /* As qv_model_init_random without shadow weights: ternary codes drawn
- * directly (uniform over -1, 0, 1) with scale 0.02. For benchmarks of
- * models too large to hold in f32 on the host. */
+ * directly (uniform over -1, 0, 1) with scale 0.02, and the embedding and
+ * head rounded to half as a released checkpoint stores them. For
+ * benchmarks of models too large to hold in f32 on the host. */
 qv_status qv_model_init_synthetic(const qv_model_config *cfg, uint64_t seed,
                                   qv_model **out, qv_err *err);
 void qv_model_free(qv_model **m);

@@ -169,4 +169,247 @@ inline void qv_gemm(__global const float *A, int sa_i, int sa_k,
     }
 }
 
+/* ---- column-vector GEMM (LOCAL = 0 of the transposed and NN stages) ----
+ * C(i, j) [+]= alpha * sum_k A(i,k) * B(k,j) where B's rows are contiguous
+ * along j: B(k, j) = B[k*ldb + j] (f32 / half) or weight j of packed row k
+ * (ternary, ldb words a row). Work-item (lx, ly) owns rows
+ * row0 + ly + r*WG_Y (r < TY) and the TX *consecutive* columns
+ * col0 + lx*TX .. + TX-1 (the work-group still covers BM x BN, so the grid
+ * is the generic GEMM's): per k, TY scalars of A broadcast against one
+ * TX-wide vector of B (vload / vload_half / one packed word decoded with a
+ * vector shift), TY vector accumulators. TX divides 16, so a ternary
+ * work-item's columns lie in one packed word. A work-item whose columns
+ * cross No takes the scalar loop. */
+#if QV_TX == 1
+#define QV_VF float
+#define QV_VU uint
+#define QV_VLDF(p) (*(p))
+#define QV_VLDH(p) vload_half(0, (p))
+#define QV_VCVT(x) convert_float(x)
+#define QV_VSH ((uint)(0u))
+#define QV_VST(v, p) ((p)[0] = (v))
+#elif QV_TX == 2
+#define QV_VF float2
+#define QV_VU uint2
+#define QV_VLDF(p) vload2(0, (p))
+#define QV_VLDH(p) vload_half2(0, (p))
+#define QV_VCVT(x) convert_float2(x)
+#define QV_VSH ((uint2)(0u, 2u))
+#define QV_VST(v, p) vstore2((v), 0, (p))
+#elif QV_TX == 4
+#define QV_VF float4
+#define QV_VU uint4
+#define QV_VLDF(p) vload4(0, (p))
+#define QV_VLDH(p) vload_half4(0, (p))
+#define QV_VCVT(x) convert_float4(x)
+#define QV_VSH ((uint4)(0u, 2u, 4u, 6u))
+#define QV_VST(v, p) vstore4((v), 0, (p))
+#elif QV_TX == 8
+#define QV_VF float8
+#define QV_VU uint8
+#define QV_VLDF(p) vload8(0, (p))
+#define QV_VLDH(p) vload_half8(0, (p))
+#define QV_VCVT(x) convert_float8(x)
+#define QV_VSH ((uint8)(0u, 2u, 4u, 6u, 8u, 10u, 12u, 14u))
+#define QV_VST(v, p) vstore8((v), 0, (p))
+#elif QV_TX == 16
+#define QV_VF float16
+#define QV_VU uint16
+#define QV_VLDF(p) vload16(0, (p))
+#define QV_VLDH(p) vload_half16(0, (p))
+#define QV_VCVT(x) convert_float16(x)
+#define QV_VSH ((uint16)(0u, 2u, 4u, 6u, 8u, 10u, 12u, 14u, 16u, 18u, 20u, 22u, 24u, 26u, 28u, 30u))
+#define QV_VST(v, p) vstore16((v), 0, (p))
+#endif
+
+#ifdef QV_VF
+/* TX consecutive values of B's row k from column j (j % TX == 0). */
+inline QV_VF qv_ld_bv(__global const void *B, int mode, int k, int j, int ldb)
+{
+    if (mode == QV_B_F16)
+        return QV_VLDH((__global const half *)B + (size_t)k * ldb + j);
+    if (mode == QV_B_TERN) {
+        uint w = ((__global const uint *)B)[(size_t)k * ldb + (j >> 4)];
+        QV_VU c = ((QV_VU)(w >> ((j & 15) * 2)) >> QV_VSH) & (QV_VU)(3u);
+        return QV_VCVT(c) - (QV_VF)(1.0f);
+    }
+    return QV_VLDF((__global const float *)B + (size_t)k * ldb + j);
+}
+
+/* B's row k, columns j .. j+TX-1 one by one, clamped to No - 1 (rows
+ * narrower than TX) */
+inline QV_VF qv_ld_bs(__global const void *B, int mode, int k, int j, int ldb,
+                      int No)
+{
+    float v[QV_TX];
+#pragma unroll
+    for (int c = 0; c < QV_TX; c++)
+        v[c] = qv_ld_b(B, mode, min(j + c, No - 1), k, 1, ldb);
+    return QV_VLDF(&v[0]);
+}
+
+inline void qv_gemm_cv(__global const float *A, int sa_i, int sa_k,
+                       __global const void *B, int b_mode, int ldb,
+                       __global float *C, int ldc, int Mo, int No, int Kr,
+                       float alpha, int accumulate)
+{
+    const int lx = (int)get_local_id(0), ly = (int)get_local_id(1);
+    const int row0 = (int)get_group_id(1) * QV_BM;
+    const int j0 = (int)get_group_id(0) * QV_BN + lx * QV_TX;
+    /* No branch inside the loop (PoCL vectorises across work-items only
+     * without one): a work-item past the edge reads the last whole vector
+     * of the row instead, and writes only its own columns. A ternary
+     * vector never crosses a word, so it is read whole (padding codes past
+     * No are decoded but not written); rows narrower than TX (uniform)
+     * are read one column at a time. */
+    const int narrow = b_mode != QV_B_TERN && No < QV_TX;
+    const int jlast = b_mode == QV_B_TERN ? ((No - 1) / QV_TX) * QV_TX
+                                          : max(No - QV_TX, 0);
+    const int jr = min(j0, jlast);
+    int ia[QV_TY];
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++)
+        ia[r] = min(row0 + ly + r * QV_WG_Y, Mo - 1) * sa_i;
+    QV_VF acc[QV_TY];
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++)
+        acc[r] = (QV_VF)(0.0f);
+    if (narrow) {
+        for (int k = 0; k < Kr; k++) {
+            QV_VF b = qv_ld_bs(B, b_mode, k, jr, ldb, No);
+#pragma unroll
+            for (int r = 0; r < QV_TY; r++)
+                acc[r] += A[ia[r] + k * sa_k] * b;
+        }
+    } else {
+        int k = 0;
+        for (; k + 4 <= Kr; k += 4) {
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                QV_VF b = qv_ld_bv(B, b_mode, k + u, jr, ldb);
+#pragma unroll
+                for (int r = 0; r < QV_TY; r++)
+                    acc[r] += A[ia[r] + (k + u) * sa_k] * b;
+            }
+        }
+        for (; k < Kr; k++) {
+            QV_VF b = qv_ld_bv(B, b_mode, k, jr, ldb);
+#pragma unroll
+            for (int r = 0; r < QV_TY; r++)
+                acc[r] += A[ia[r] + k * sa_k] * b;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++) {
+        int i = row0 + ly + r * QV_WG_Y;
+        if (i >= Mo || j0 >= No)
+            continue;
+        __global float *cp = C + (size_t)i * ldc + jr;
+        QV_VF v = alpha * acc[r];
+        if (jr == j0 && j0 + QV_TX <= No) {
+            if (accumulate)
+                v += QV_VLDF(cp);
+            QV_VST(v, cp);
+        } else { /* only columns j0 .. No-1 are this work-item's */
+            float o[QV_TX];
+            QV_VST(v, &o[0]);
+            for (int c = j0 - jr; c < QV_TX && jr + c < No; c++)
+                cp[c] = accumulate ? cp[c] + o[c] : o[c];
+        }
+    }
+}
+#endif /* QV_VF */
+
+/* ---- dot GEMM (LOCAL = 0 of the stages whose operands both run along K)
+ * C(i, j) [+]= alpha * sum_k A[i*lda + k] * B[j*ldb + k], B f32 or half.
+ * Each work-item owns the generic GEMM's TY x TX tile (columns strided by
+ * WG_X) and walks K eight at a time: eight values of a B row converted at
+ * once (vload8 / vload_half8) and reused across the TY rows, eight of an A
+ * row reused across the TX columns, float8 accumulators summed at the end;
+ * the loop is unrolled QV_KT times, the last K % 8 elements one by one.
+ * Edge rows / columns are clamped for reading; their results are not
+ * written. */
+inline float8 qv_ld8(__global const void *B, int mode, size_t off)
+{
+    if (mode == QV_B_F16)
+        return vload_half8(0, (__global const half *)B + off);
+    return vload8(0, (__global const float *)B + off);
+}
+
+inline void qv_gemm_dot(__global const float *A, int lda,
+                        __global const void *B, int b_mode, int ldb,
+                        __global float *C, int ldc, int Mo, int No, int Kr,
+                        float alpha, int accumulate)
+{
+    const int lx = (int)get_local_id(0), ly = (int)get_local_id(1);
+    const int row0 = (int)get_group_id(1) * QV_BM;
+    const int col0 = (int)get_group_id(0) * QV_BN;
+    size_t xo[QV_TY], wo[QV_TX];
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++)
+        xo[r] = (size_t)min(row0 + ly + r * QV_WG_Y, Mo - 1) * lda;
+#pragma unroll
+    for (int c = 0; c < QV_TX; c++)
+        wo[c] = (size_t)min(col0 + lx + c * QV_WG_X, No - 1) * ldb;
+    float8 acc8[QV_TY][QV_TX];
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++)
+#pragma unroll
+        for (int c = 0; c < QV_TX; c++)
+            acc8[r][c] = (float8)(0.0f);
+    int k = 0;
+    for (; k + QV_KT * 8 <= Kr; k += QV_KT * 8) {
+#pragma unroll
+        for (int u = 0; u < QV_KT; u++) {
+            float8 b[QV_TX];
+#pragma unroll
+            for (int c = 0; c < QV_TX; c++)
+                b[c] = qv_ld8(B, b_mode, wo[c] + k + u * 8);
+#pragma unroll
+            for (int r = 0; r < QV_TY; r++) {
+                float8 a = vload8(0, A + xo[r] + k + u * 8);
+#pragma unroll
+                for (int c = 0; c < QV_TX; c++)
+                    acc8[r][c] += a * b[c];
+            }
+        }
+    }
+    float acc[QV_TY][QV_TX];
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++)
+#pragma unroll
+        for (int c = 0; c < QV_TX; c++) {
+            float8 v = acc8[r][c];
+            float4 s4 = v.lo + v.hi;
+            float2 s2 = s4.lo + s4.hi;
+            acc[r][c] = s2.lo + s2.hi;
+        }
+    for (; k < Kr; k++) {
+        float b[QV_TX];
+#pragma unroll
+        for (int c = 0; c < QV_TX; c++)
+            b[c] = qv_ld_b(B, b_mode, 0, (int)(wo[c] + k), 0, 1);
+#pragma unroll
+        for (int r = 0; r < QV_TY; r++) {
+            float a = A[xo[r] + k];
+#pragma unroll
+            for (int c = 0; c < QV_TX; c++)
+                acc[r][c] += a * b[c];
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++) {
+        int i = row0 + ly + r * QV_WG_Y;
+#pragma unroll
+        for (int c = 0; c < QV_TX; c++) {
+            int j = col0 + lx + c * QV_WG_X;
+            if (i < Mo && j < No) {
+                float v = alpha * acc[r][c];
+                __global float *cp = C + (size_t)i * ldc + j;
+                *cp = accumulate ? *cp + v : v;
+            }
+        }
+    }
+}
+
 #endif /* QV_TX */
