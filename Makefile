@@ -228,12 +228,14 @@ $(BUILD)/synth_model: tools/synth_model.c $(LIB) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
-# Training benchmark (benchmarks/README.md): the same short LoRA fine-tune
-# with ternary and with f16 weights, built-in and BitNet-shaped models, on
-# every device but ref. Long on CPU devices; a too-slow run is skipped.
+# Training benchmark (benchmarks/README.md): LoRA fine-tunes with ternary
+# and with f16 weights (built-in and BitNet-shaped models, every device but
+# ref), MFU, the kernel table beside ggml's CPU kernels
+# (QVAC_PEER_GGML=/path/to/llama.cpp; skipped, and said, without), goals:
+# training.md, training.json and SVG charts from one run, under 45 minutes.
 .PHONY: bench-train
 bench-train: all $(BUILD)/bench_train
-	$(BUILD)/bench_train --out benchmarks/reports/training.md
+	$(BUILD)/bench_train --out benchmarks/reports/training.md $(if $(QVAC_PEER_GGML),--peer '$(QVAC_PEER_GGML)')
 
 $(BUILD)/bench_train: benchmarks/bench_train.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
