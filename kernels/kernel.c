@@ -163,13 +163,17 @@ static const qv_kernel_decl k_quantize_act = {
 /* args: Xq i8 (M,K) | x_scale f32 (M) | W u32 (N, ceil(K/16)) | Y f32 (M,N)
  *       | M | N | K | w_scale */
 
+/* The OpenCL kernel sums the integer products in f32 lanes: exact while
+ * 128 * K < 2^24. The largest released BitNet FFN is 28,672 wide. */
+#define QV_TM_MAX_K 131072
+
 static qv_status tm_check(const qv_kernel_decl *k, const qv_arg *a,
                           size_t need[QV_MAX_ARGS], qv_err *err)
 {
     qv_status s;
     if ((s = need_positive(k, a, 4, MAX_ELEMS, err)) ||
         (s = need_positive(k, a, 5, MAX_ELEMS, err)) ||
-        (s = need_positive(k, a, 6, MAX_ELEMS, err)) ||
+        (s = need_positive(k, a, 6, QV_TM_MAX_K, err)) ||
         (s = check_elems(k, "Xq", i64(&a[4]), 16 * qv_ternary_row_words(a[6].u.i32), err)) ||
         (s = check_elems(k, "Y", i64(&a[4]), i64(&a[5]), err)) ||
         (s = check_elems(k, "W", i64(&a[5]), 16 * qv_ternary_row_words(a[6].u.i32), err)))

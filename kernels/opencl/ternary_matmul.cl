@@ -97,31 +97,33 @@ __kernel QV_REQD void ternary_matmul(__global const char *Xq,
         wrow[c] = W + min(col0 + lx + c * QV_WG_X, N - 1) * KW;
     const int KF = K / 16; /* whole words */
     int kw = 0;
-    /* whole words sixteen lanes at a time: each word decoded into an int16
-     * of codes once and reused across the TY rows, each row's 16
-     * activations loaded as one char16 and reused across the TX columns,
-     * int16 accumulators (exact: |x * w| <= 128 a product) summed once at
-     * the end */
+    /* whole words sixteen lanes at a time: each word decoded into a float16
+     * of weights once and reused across the TY rows, each row's 16
+     * activations loaded as one char16, converted once and reused across
+     * the TX columns, float16 fused multiply-adds summed once at the end.
+     * Exact: every product is an integer of magnitude <= 128 and every
+     * partial sum stays below 2^24 (tm_check caps K), so the float sums
+     * are the integer sums; FMA is what CPUs and GPUs run fastest. */
     const uint16 sh = (uint16)(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    int16 acc16[QV_TY][QV_TX];
+    float16 acc16[QV_TY][QV_TX];
 #pragma unroll
     for (int r = 0; r < QV_TY; r++)
 #pragma unroll
         for (int c = 0; c < QV_TX; c++)
-            acc16[r][c] = (int16)(0);
+            acc16[r][c] = (float16)(0.0f);
     for (; kw + QV_KT <= KF; kw += QV_KT) {
 #pragma unroll
         for (int u = 0; u < QV_KT; u++) {
-            int16 wv[QV_TX];
+            float16 wv[QV_TX];
 #pragma unroll
             for (int c = 0; c < QV_TX; c++)
-                wv[c] = convert_int16(((uint16)(wrow[c][kw + u]) >> sh) & (uint16)(3u)) - (int16)(1);
+                wv[c] = convert_float16(((uint16)(wrow[c][kw + u]) >> sh) & (uint16)(3u)) - (float16)(1.0f);
 #pragma unroll
             for (int r = 0; r < QV_TY; r++) {
-                int16 xv = convert_int16(vload16(0, xrow[r] + (kw + u) * 16));
+                float16 xv = convert_float16(vload16(0, xrow[r] + (kw + u) * 16));
 #pragma unroll
                 for (int c = 0; c < QV_TX; c++)
-                    acc16[r][c] += xv * wv[c];
+                    acc16[r][c] = fma(xv, wv[c], acc16[r][c]);
             }
         }
     }
@@ -129,11 +131,11 @@ __kernel QV_REQD void ternary_matmul(__global const char *Xq,
     for (int r = 0; r < QV_TY; r++)
 #pragma unroll
         for (int c = 0; c < QV_TX; c++) {
-            int16 v = acc16[r][c];
-            int8 s8 = v.lo + v.hi;
-            int4 s4 = s8.lo + s8.hi;
-            int2 s2 = s4.lo + s4.hi;
-            acc[r][c] += s2.lo + s2.hi;
+            float16 v = acc16[r][c];
+            float8 s8 = v.lo + v.hi;
+            float4 s4 = s8.lo + s8.hi;
+            float2 s2 = s4.lo + s4.hi;
+            acc[r][c] += (int)(s2.lo + s2.hi);
         }
     for (; kw < KW; kw++) {
         const int nk = min(16, K - kw * 16);
