@@ -769,9 +769,12 @@ static int make_goals(const bench *b, goal *g)
                 (!pass && strcmp(b->devs[d]->info.backend, "opencl")))
                 continue;
             g[n].measured = r->mfu;
-            g[n].met = r->mfu >= 0.5;
-            snprintf(g[n].detail, sizeof g[n].detail, "%s, %d x %d tokens, %d steady steps",
-                     b->devs[d]->info.id, r->batch, r->seq, r->steady_steps);
+            /* the goal is at a realistic batch (issue 12: e.g. 4 x 256) */
+            int small = r->batch * r->seq < 1024;
+            g[n].met = small ? -1 : r->mfu >= 0.5;
+            snprintf(g[n].detail, sizeof g[n].detail, "%s, %d x %d tokens, %d steady "
+                     "steps%s", b->devs[d]->info.id, r->batch, r->seq, r->steady_steps,
+                     small ? "; not judged: fewer than 4 x 256 tokens a step" : "");
         }
     n++;
     g[n] = (goal){"peak device memory of a ~1.3B LoRA fine-tune below f16", ">= 80%", NAN, -1, ""};
@@ -1043,7 +1046,9 @@ static int write_all(bench *b, int final)
            "(train/mfu.h: frozen linears forward + backward to the input, LoRA, "
            "causal attention, head) / their seconds / the base matmul's measured "
            "FLOP-weighted GFLOP/s at the model's shapes in the tuned configurations "
-           "(ternary: quantize_act + ternary_matmul; f16: f16_matmul).\n\n");
+           "(ternary: quantize_act + ternary_matmul; f16: f16_matmul). The "
+           "backward's transposed kernels may run faster than that forward "
+           "matmul, so MFU can exceed 100%%.\n\n");
     if (b->notes[0])
         sb(&s, "Budget notes:\n\n%s\n", b->notes);
 
