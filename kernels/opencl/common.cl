@@ -256,6 +256,9 @@ inline void qv_gemm_cv(__global const float *A, int sa_i, int sa_k,
     const int lx = (int)get_local_id(0), ly = (int)get_local_id(1);
     const int row0 = (int)get_group_id(1) * QV_BM;
     const int j0 = (int)get_group_id(0) * QV_BN + lx * QV_TX;
+    if (j0 >= No || row0 + ly >= Mo)
+        return; /* no column / row of this work-item is in C (no barrier
+                   follows, so leaving early is allowed) */
     /* No branch inside the loop (PoCL vectorises across work-items only
      * without one): a work-item past the edge reads the last whole vector
      * of the row instead, and writes only its own columns. A ternary
@@ -344,6 +347,8 @@ inline void qv_gemm_dot(__global const float *A, int lda,
     const int lx = (int)get_local_id(0), ly = (int)get_local_id(1);
     const int row0 = (int)get_group_id(1) * QV_BM;
     const int col0 = (int)get_group_id(0) * QV_BN;
+    if (col0 + lx >= No || row0 + ly >= Mo)
+        return; /* nothing of this work-item is in C; no barrier follows */
     size_t xo[QV_TY], wo[QV_TX];
 #pragma unroll
     for (int r = 0; r < QV_TY; r++)
