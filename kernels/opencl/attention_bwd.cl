@@ -8,7 +8,12 @@
  *     query heads of the group (ascending) and the queries i >= j:
  *     dV_j = sum P_ij dO_i,  dK_j = scale * sum P_ij (g_ij - Dd_i) Q_i
  * Float sums in a fixed order inside one work-item; no atomics. Private
- * arrays of QV_ATTN_MAX_HD floats (hd <= 128, checked by the declaration). */
+ * arrays of QV_ATTN_MAX_HD floats (hd <= 128, checked by the declaration).
+ * attention_bwd_q takes two passes over the keys: the first gathers the
+ * running max, sum and (rescaled alike) sum of P g online, the second
+ * dQ. When hd % 4 == 0 (every BitNet shape; uniform over the launch) rows
+ * are float4 vectors, else single floats: one body per stage over the
+ * element type (QV_ATB_Q, QV_ATB_KV). */
 #define QV_ATTN_MAX_HD 128
 #define QV_ATTB_ARGS                                                           \
     __global const float *Q, __global const float *K,                          \
@@ -17,13 +22,63 @@
         __global float *dV, int B, int S, int Hq, int Hkv, int hd,            \
         float scale
 
-inline float qv_dot(__global const float *a, __global const float *b, int n)
-{
-    float s = 0.0f;
-    for (int d = 0; d < n; d++)
-        s += a[d] * b[d];
-    return s;
-}
+#define QV_LD1(i, p) ((p)[i])
+#define QV_SUM1(v) (v)
+#define QV_SUM4(v) ((v).s0 + (v).s1 + (v).s2 + (v).s3)
+#define QV_ST_1(v, d, p) ((p)[d] = (v))
+#define QV_ST_4(v, d, p) vstore4((v), (d), (p))
+
+#define QV_ATB_Q(VT, W, LD, SUM)                                               \
+    do {                                                                       \
+        const int n = hd / (W);                                                \
+        VT q[QV_ATTN_MAX_HD / (W)], g[QV_ATTN_MAX_HD / (W)];                   \
+        VT acc[QV_ATTN_MAX_HD / (W)];                                          \
+        for (int d = 0; d < n; d++) {                                          \
+            q[d] = LD(d, qi);                                                  \
+            g[d] = LD(d, doi);                                                 \
+            acc[d] = (VT)(0.0f);                                               \
+        }                                                                      \
+        /* pass 1: max m, sum l of e^(s - m), Dn = sum e^(s - m) g_j */      \
+        float m = -INFINITY, l = 0.0f, Dn = 0.0f;                              \
+        for (int j = 0; j <= i; j++) {                                         \
+            __global const float *kj = K0 + j * kstride;                       \
+            __global const float *vj = V0 + j * kstride;                       \
+            VT sv = (VT)(0.0f), gv = (VT)(0.0f);                               \
+            for (int d = 0; d < n; d++) {                                      \
+                sv += q[d] * LD(d, kj);                                        \
+                gv += g[d] * LD(d, vj);                                        \
+            }                                                                  \
+            const float s = SUM(sv) * scale, gj = SUM(gv);                     \
+            const float mn = fmax(m, s);                                       \
+            const float corr = exp(m - mn); /* 0 on the first key */           \
+            const float p = exp(s - mn);                                       \
+            l = l * corr + p;                                                  \
+            Dn = Dn * corr + p * gj;                                           \
+            m = mn;                                                            \
+        }                                                                      \
+        const float lse = m + log(l), D = Dn / l;                              \
+        L[gid] = lse;                                                          \
+        Dd[gid] = D;                                                           \
+        /* pass 2: dQ = scale * sum_j P_ij (g_ij - D) K_j */                   \
+        for (int j = 0; j <= i; j++) {                                         \
+            __global const float *kj = K0 + j * kstride;                       \
+            __global const float *vj = V0 + j * kstride;                       \
+            VT sv = (VT)(0.0f), gv = (VT)(0.0f);                               \
+            for (int d = 0; d < n; d++) {                                      \
+                sv += q[d] * LD(d, kj);                                        \
+                gv += g[d] * LD(d, vj);                                        \
+            }                                                                  \
+            const float p = exp(SUM(sv) * scale - lse);                        \
+            const float ds = p * (SUM(gv) - D);                                \
+            for (int d = 0; d < n; d++)                                        \
+                acc[d] += ds * LD(d, kj);                                      \
+        }                                                                      \
+        __global float *dq = dQ + ((size_t)t * Hq + h) * hd;                   \
+        for (int d = 0; d < n; d++) {                                          \
+            VT r = acc[d] * scale;                                             \
+            QV_ST_##W(r, d, dq);                                               \
+        }                                                                      \
+    } while (0)
 
 __kernel QV_REQD void attention_bwd_q(QV_ATTB_ARGS)
 {
@@ -38,55 +93,48 @@ __kernel QV_REQD void attention_bwd_q(QV_ATTB_ARGS)
     __global const float *K0 = K + ((size_t)(b * S) * Hkv + hk) * hd;
     __global const float *V0 = V + ((size_t)(b * S) * Hkv + hk) * hd;
     const size_t kstride = (size_t)Hkv * hd;
-    float q[QV_ATTN_MAX_HD], acc[QV_ATTN_MAX_HD];
-    for (int d = 0; d < hd; d++) {
-        q[d] = qi[d];
-        acc[d] = 0.0f;
-    }
-    /* logsumexp of the scores: max, then the sum */
-    float m = -INFINITY;
-    for (int j = 0; j <= i; j++) {
-        __global const float *kj = K0 + j * kstride;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++)
-            s += q[d] * kj[d];
-        m = fmax(m, s * scale);
-    }
-    float sum = 0.0f;
-    for (int j = 0; j <= i; j++) {
-        __global const float *kj = K0 + j * kstride;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++)
-            s += q[d] * kj[d];
-        sum += exp(s * scale - m);
-    }
-    const float lse = m + log(sum);
-    /* Dd = sum_j P_ij g_ij */
-    float D = 0.0f;
-    for (int j = 0; j <= i; j++) {
-        __global const float *kj = K0 + j * kstride;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++)
-            s += q[d] * kj[d];
-        const float p = exp(s * scale - lse);
-        D += p * qv_dot(doi, V0 + j * kstride, hd);
-    }
-    L[gid] = lse;
-    Dd[gid] = D;
-    for (int j = 0; j <= i; j++) {
-        __global const float *kj = K0 + j * kstride;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++)
-            s += q[d] * kj[d];
-        const float p = exp(s * scale - lse);
-        const float ds = p * (qv_dot(doi, V0 + j * kstride, hd) - D);
-        for (int d = 0; d < hd; d++)
-            acc[d] += ds * kj[d];
-    }
-    __global float *dq = dQ + ((size_t)t * Hq + h) * hd;
-    for (int d = 0; d < hd; d++)
-        dq[d] = acc[d] * scale;
+    if ((hd & 3) == 0)
+        QV_ATB_Q(float4, 4, vload4, QV_SUM4);
+    else
+        QV_ATB_Q(float, 1, QV_LD1, QV_SUM1);
 }
+
+#define QV_ATB_KV(VT, W, LD, SUM)                                              \
+    do {                                                                       \
+        const int n = hd / (W);                                                \
+        VT k[QV_ATTN_MAX_HD / (W)], v[QV_ATTN_MAX_HD / (W)];                   \
+        VT ak[QV_ATTN_MAX_HD / (W)], av[QV_ATTN_MAX_HD / (W)];                 \
+        for (int d = 0; d < n; d++) {                                          \
+            k[d] = LD(d, kj);                                                  \
+            v[d] = LD(d, vj);                                                  \
+            ak[d] = (VT)(0.0f);                                                \
+            av[d] = (VT)(0.0f);                                                \
+        }                                                                      \
+        for (int h = hk * grp; h < (hk + 1) * grp; h++)                        \
+            for (int i = j; i < S; i++) {                                      \
+                const size_t r = (size_t)(b * S + i) * Hq + h;                 \
+                __global const float *qi = Q + r * hd;                         \
+                __global const float *doi = dO + r * hd;                       \
+                VT sv = (VT)(0.0f), gv = (VT)(0.0f);                           \
+                for (int d = 0; d < n; d++) {                                  \
+                    sv += LD(d, qi) * k[d];                                    \
+                    gv += LD(d, doi) * v[d];                                   \
+                }                                                              \
+                const float p = exp(SUM(sv) * scale - L[r]);                   \
+                const float ds = p * (SUM(gv) - Dd[r]);                        \
+                for (int d = 0; d < n; d++) {                                  \
+                    av[d] += p * LD(d, doi);                                   \
+                    ak[d] += ds * LD(d, qi);                                   \
+                }                                                              \
+            }                                                                  \
+        __global float *dk = dK + (size_t)gid * hd;                            \
+        __global float *dv = dV + (size_t)gid * hd;                            \
+        for (int d = 0; d < n; d++) {                                          \
+            VT rk = ak[d] * scale;                                             \
+            QV_ST_##W(av[d], d, dv);                                           \
+            QV_ST_##W(rk, d, dk);                                              \
+        }                                                                      \
+    } while (0)
 
 __kernel QV_REQD void attention_bwd_kv(QV_ATTB_ARGS)
 {
@@ -98,27 +146,8 @@ __kernel QV_REQD void attention_bwd_kv(QV_ATTB_ARGS)
     const int grp = Hq / Hkv;
     __global const float *kj = K + (size_t)gid * hd;
     __global const float *vj = V + (size_t)gid * hd;
-    float ak[QV_ATTN_MAX_HD], av[QV_ATTN_MAX_HD];
-    for (int d = 0; d < hd; d++) {
-        ak[d] = 0.0f;
-        av[d] = 0.0f;
-    }
-    for (int h = hk * grp; h < (hk + 1) * grp; h++)
-        for (int i = j; i < S; i++) {
-            const size_t r = (size_t)(b * S + i) * Hq + h;
-            __global const float *qi = Q + r * hd;
-            __global const float *doi = dO + r * hd;
-            const float p = exp(qv_dot(qi, kj, hd) * scale - L[r]);
-            const float ds = p * (qv_dot(doi, vj, hd) - Dd[r]);
-            for (int d = 0; d < hd; d++) {
-                av[d] += p * doi[d];
-                ak[d] += ds * qi[d];
-            }
-        }
-    __global float *dk = dK + (size_t)gid * hd;
-    __global float *dv = dV + (size_t)gid * hd;
-    for (int d = 0; d < hd; d++) {
-        dv[d] = av[d];
-        dk[d] = ak[d] * scale;
-    }
+    if ((hd & 3) == 0)
+        QV_ATB_KV(float4, 4, vload4, QV_SUM4);
+    else
+        QV_ATB_KV(float, 1, QV_LD1, QV_SUM1);
 }
