@@ -87,6 +87,7 @@ static int parse_args(int argc, char **argv, targs *a)
         int rc = 0;
         if (!strcmp(o, "--json")) { a->json = 1; continue; }
         if (!strcmp(o, "--tune")) { a->tune = 1; continue; }
+        if (!strcmp(o, "--checkpoint-activations")) { a->o.checkpoint = 1; continue; }
         if (!v)
             return qv_cli_usage(a->cmd, "unknown or incomplete option '%s'", o);
         i++;
@@ -350,7 +351,8 @@ void qv_help_finetune(FILE *out)
         "                     [--accum N] [--clip C] [--seed N] [--val-fraction F]\n"
         "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH]\n"
         "                     [--chat-template NAME] [--long skip|truncate]\n"
-        "                     [--tune] [--tune-evals N] [--json]\n\n"
+        "                     [--tune] [--tune-evals N] [--checkpoint-activations]\n"
+        "                     [--json]\n\n"
         "LoRA fine-tuning of a BitNet b1.58 model on one device. The ternary base is\n"
         "frozen; adapters on the target modules are trained with AdamW (warm-up, cosine\n"
         "decay, gradient clipping, accumulation). Data is JSON Lines, one object a line:\n"
@@ -387,6 +389,10 @@ void qv_help_finetune(FILE *out)
         "                     shapes on a CPU device it takes minutes the first time.\n"
         "  --tune-evals N     configurations measured per kernel and shape (8; implies\n"
         "                     --tune)\n"
+        "  --checkpoint-activations\n"
+        "                     keep only each layer's input and recompute the layer in\n"
+        "                     the backward: far less activation memory for one more\n"
+        "                     forward pass a step (the losses are the same to the bit)\n"
         "  --chat-template N  llama3, llama2, chatml, bitnet (...; `qvac inspect` shows the\n"
         "                     model's): how \"messages\" are rendered (default: detected\n"
         "                     from the model's tokenizer.chat_template)\n"
@@ -607,6 +613,7 @@ int qv_cmd_finetune(int argc, char **argv)
         json_t *j = result_json(&ro);
         json_object_set_new(j, "device", json_string(ro.device));
         json_object_set_new(j, "weights", json_string(qv_weights_name(a.o.weights)));
+        json_object_set_new(j, "checkpoint_activations", json_boolean(a.o.checkpoint));
         char p[4200];
         snprintf(p, sizeof p, "%s/adapter.gguf", a.o.out_dir);
         json_object_set_new(j, "adapter", json_string(p));
@@ -1206,7 +1213,8 @@ int qv_cmd_eval(int argc, char **argv)
     if (!s) {
         qv_net_opts no = {.weights = a.o.weights, .batch = B, .seq = S,
                           .rank = rank, .alpha = alpha, .targets = targets,
-                          .seed = 1, .act_quant = a.act_quant, .cache = cache};
+                          .seed = 1, .act_quant = a.act_quant, .cache = cache,
+                          .keep_logits = a.dump != NULL};
         s = qv_net_new(dev, m, &no, &n, &err);
         if (!s && a.adapter)
             s = qv_adapter_load(n, a.adapter, &err);

@@ -890,7 +890,8 @@ Test(model_io, vocabulary_in_row_blocks_is_the_same_function)
                     qv_net_opts o = {.weights = QV_WEIGHTS_TERNARY, .batch = 1, .seq = 8,
                                      .rank = 4, .alpha = 8, .targets = 1u << QV_LIN_Q,
                                      .seed = 3, .lora_b_std = 0.02f,
-                                     .vocab_block_rows = blocks ? 70 : 0};
+                                     .vocab_block_rows = blocks ? 70 : 0,
+                                     .keep_logits = 1};
                     qv_net *net = NULL;
                     qv_err e;
                     cr_assert_eq(qv_net_new(devs->dev[d], m, &o, &net, &e), QV_OK, "%s",

@@ -450,3 +450,44 @@ Test(train, adapter_names_the_base_architecture)
         qv_model_free(&m);
     }
 }
+
+/* --checkpoint-activations recomputes each layer's forward in the backward:
+ * the same kernels on the same inputs, so every step's loss is the same to
+ * the bit on every device, with less activation memory at the peak. */
+Test(train, checkpointing_changes_memory_not_the_losses)
+{
+    qv_dataset *ds = tiny_data();
+    for (size_t d = 0; d < devs->n; d++) {
+        qv_train_result r[2];
+        for (int ck = 0; ck < 2; ck++) {
+            qv_model_config cfg = byte_cfg();
+            cfg.n_layers = 4;
+            qv_model *m = NULL;
+            qv_err e;
+            cr_assert_eq(qv_model_init_random(&cfg, 11, &m, &e), QV_OK, "%s", e.msg);
+            qv_train_opts o;
+            tiny_opts(&o);
+            o.steps = 6;
+            o.checkpoint = ck;
+            cr_assert_eq(qv_train_run(devs->dev[d], m, ds, NULL, &o, &r[ck], &e),
+                         QV_OK, "%s: %s", devs->dev[d]->info.id, e.msg);
+            qv_model_free(&m);
+        }
+        cr_assert_eq(r[0].n_losses, r[1].n_losses);
+        for (int64_t i = 0; i < r[0].n_losses; i++)
+            cr_expect_eq(r[0].losses[i], r[1].losses[i], "%s step %lld: %.9g vs %.9g",
+                         devs->dev[d]->info.id, (long long)i + 1, r[0].losses[i],
+                         r[1].losses[i]);
+        /* 4 layers' intermediates become 1 layer's */
+        uint64_t a0 = r[0].mem.by_tag[QV_MEM_ACTIVATIONS];
+        uint64_t a1 = r[1].mem.by_tag[QV_MEM_ACTIVATIONS];
+        printf("checkpointing %-9s activations at the peak %llu -> %llu bytes\n",
+               devs->dev[d]->info.id, (unsigned long long)a0, (unsigned long long)a1);
+        cr_expect_lt(a1, a0 * 3 / 4, "%s: %llu -> %llu", devs->dev[d]->info.id,
+                     (unsigned long long)a0, (unsigned long long)a1);
+        cr_expect_lt(r[1].mem.peak, r[0].mem.peak);
+        free(r[0].losses);
+        free(r[1].losses);
+    }
+    qv_dataset_free(ds);
+}

@@ -530,7 +530,9 @@ static qv_status upload_linear(qv_net *n, int l, int i, const qv_linear *hl,
         }
         free(a);
         free(b);
-        if (!s)
+        if (!s && n->o.checkpoint && l > 0)
+            ld->H = n->L[0].lin[i].H; /* one layer's activations, shared */
+        else if (!s)
             s = buf(n, QV_MEM_ACTIVATIONS, (size_t)n->T * (size_t)n->r * 4,
                     &ld->H, err);
     }
@@ -663,8 +665,17 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         for (int i = 0; i < QV_LIN_COUNT; i++)
             if ((s = upload_linear(n, l, i, &hl->lin[i], err)))
                 goto fail;
-        /* activations kept for the backward pass */
+        /* activations kept for the backward pass (with checkpointing, one
+         * layer's, shared by all) */
         size_t TD = fT * (size_t)D, TF = fT * (size_t)F, TK = fT * (size_t)n->kvd;
+        if (o->checkpoint && l > 0) {
+            const layer_dev *L0 = &n->L[0];
+            L->xn1 = L0->xn1; L->q = L0->q; L->k = L0->k; L->v = L0->v;
+            L->att = L0->att; L->att_n = L0->att_n; L->x_mid = L0->x_mid;
+            L->xn2 = L0->xn2; L->g = L0->g; L->u = L0->u; L->h = L0->h;
+            L->h_n = L0->h_n;
+            continue;
+        }
         if ((s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->xn1, err)) ||
             (s = buf(n, QV_MEM_ACTIVATIONS, TD, &L->q, err)) ||
             (s = buf(n, QV_MEM_ACTIVATIONS, TK, &L->k, err)) ||
@@ -690,7 +701,8 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         goto fail;
     if ((s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)D, &n->xf, err)) ||
         (s = buf(n, QV_MEM_ACTIVATIONS, fT * (size_t)V, &n->logits, err)) ||
-        (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)V, &n->dlogits, err)) ||
+        (o->keep_logits &&
+         (s = buf(n, QV_MEM_WORKSPACE, fT * (size_t)V, &n->dlogits, err))) ||
         (s = buf(n, QV_MEM_WORKSPACE, fT, &n->loss, err)) ||
         (s = buf(n, QV_MEM_ACTIVATIONS, fT, &n->ids, err)) ||
         (s = buf(n, QV_MEM_ACTIVATIONS, fT, &n->tgt, err)) ||
@@ -709,6 +721,8 @@ qv_status qv_net_new(qv_device *dev, const qv_model *m, const qv_net_opts *o,
         (s = buf(n, QV_MEM_WORKSPACE, fT, &n->rstd, err)) ||
         (s = buf(n, QV_MEM_WORKSPACE, (size_t)maxDF * 4, &n->dgj, err)))
         goto fail;
+    if (!o->keep_logits)
+        n->dlogits = n->logits; /* the gradient overwrites the logits */
     if (o->weights == QV_WEIGHTS_TERNARY &&
         (s = buf(n, QV_MEM_WORKSPACE, (size_t)T * (size_t)maxDF, &n->xq, err)))
         goto fail;
@@ -804,12 +818,16 @@ void qv_net_free(qv_net **pn)
             if (L->ffn_norm < 0) qv_buffer_destroy(&L->ffn_norm_b);
             if (L->attn_sub < 0) qv_buffer_destroy(&L->attn_sub_b);
             if (L->ffn_sub < 0) qv_buffer_destroy(&L->ffn_sub_b);
+            int shared = n->o.checkpoint && l > 0; /* layer 0's */
             for (int i = 0; i < QV_LIN_COUNT; i++) {
                 qv_buffer_destroy(&L->lin[i].packed);
                 qv_buffer_destroy(&L->lin[i].w16);
                 qv_buffer_destroy(&L->lin[i].w32);
-                qv_buffer_destroy(&L->lin[i].H);
+                if (!shared)
+                    qv_buffer_destroy(&L->lin[i].H);
             }
+            if (shared)
+                continue;
             qv_buffer *acts[] = {L->xn1, L->q,     L->k,   L->v,
                                  L->att, L->att_n, L->x_mid, L->xn2,
                                  L->g,   L->u,     L->h,   L->h_n};
@@ -821,6 +839,8 @@ void qv_net_free(qv_net **pn)
         for (int l = 0; l <= n->cfg.n_layers; l++)
             qv_buffer_destroy(&n->x[l]);
     free(n->x);
+    if (n->dlogits == n->logits)
+        n->dlogits = NULL; /* in place (keep_logits 0) */
     qv_buffer *ws[] = {n->xf,  n->logits, n->dlogits, n->loss,   n->ids,
                        n->tgt, n->cs,     n->xq,      n->xs,     n->wsD[0],
                        n->wsD[1], n->wsF[0], n->wsF[1], n->wsF[2], n->dq,
@@ -1098,6 +1118,8 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
         return s;
     LAUNCH("cross_entropy", S0, B_(n->logits), B_(n->tgt), B_(n->loss),
            B_(n->dlogits), I_(T), I_(V), F_(gscale));
+    if (n->dlogits == n->logits)
+        n->have_logits = 0; /* overwritten by their gradient */
     if (backward) {
         qv_buffer *dx = n->wsD[0];
         /* dxf (T, D) = dlogits (T, V) . head (V, D) */
@@ -1135,9 +1157,15 @@ qv_status qv_net_run(qv_net *n, const int32_t *tokens, const int32_t *targets,
             (s = rmsnorm_bwd(n, n->x[nl], n->out_norm, n->p_out_norm, dx,
                              dstream, D, err)))
             return s;
-        for (int l = nl - 1; l >= 0; l--)
+        for (int l = nl - 1; l >= 0; l--) {
+            /* checkpointing: the shared activations hold the last layer's;
+             * every other layer's forward runs again from its input (it
+             * rewrites x[l+1] with the same values) */
+            if (n->o.checkpoint && l < nl - 1 && (s = layer_fwd(n, l, err)))
+                return s;
             if ((s = layer_bwd(n, l, dstream, err)))
                 return s;
+        }
         if (n->p_emb >= 0)
             LAUNCH("embed_bwd", S0, B_(n->ids), B_(dstream),
                    B_(n->params[n->p_emb].g), I_(T), I_(D), I_(V));
@@ -1164,7 +1192,9 @@ qv_status qv_net_logits(qv_net *n, int32_t row, float *out, qv_err *err)
 {
     if (!n->have_logits || row < 0 || row >= n->T)
         return qv_fail(err, QV_ERR_INVALID,
-                       "train: no logits row %d (run a forward pass first)",
+                       "train: no logits row %d (run a forward pass first; a run with "
+                       "targets overwrites them unless the net keeps them: "
+                       "keep_logits)",
                        row);
     return qv_buffer_read(n->logits, (size_t)row * (size_t)n->V * 4, out,
                           (size_t)n->V * 4, err);

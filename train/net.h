@@ -64,6 +64,16 @@ typedef struct qv_net_opts {
      * the BitLinear weights as weights in 16 (or, for F32 files, 32) bits
      * and rounds their inputs as llama.cpp does. */
     qv_act_quant act_quant;
+    /* Activation checkpointing (--checkpoint-activations): keep only each
+     * layer's input (the residual stream) and one layer's intermediates,
+     * shared by every layer; the backward recomputes a layer's forward
+     * before its backward. Less activation memory for one more forward
+     * of every layer but the last. */
+    int checkpoint;
+    /* The logits stay readable (qv_net_logits) after a run with targets;
+     * otherwise their gradient overwrites them in place, which saves a
+     * tokens x vocabulary buffer. */
+    int keep_logits;
 } qv_net_opts;
 
 typedef struct qv_net qv_net;

@@ -472,7 +472,7 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
         .weights = o->weights, .batch = o->batch, .seq = o->seq,
         .rank = o->full ? 0 : o->rank, .alpha = o->alpha,
         .targets = o->full ? 0 : o->targets, .full = o->full, .seed = o->seed,
-        .cache = o->cache,
+        .cache = o->cache, .checkpoint = o->checkpoint,
     };
     qv_device_reset_peak(dev);
     qv_net *n = NULL;

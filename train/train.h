@@ -50,6 +50,7 @@ typedef struct qv_train_opts {
     const char *out_dir;  /* NULL: nothing written */
     const char *resume_dir; /* NULL: start from step 0 */
     qv_tune_cache *cache;
+    int checkpoint;       /* activation checkpointing (qv_net_opts) */
     /* called at least once a step; return non-zero to stop */
     int (*progress)(void *user, const qv_train_progress *p);
     void *progress_user;
