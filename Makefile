@@ -231,16 +231,18 @@ $(BUILD)/synth_model: tools/synth_model.c $(LIB) $(FLAGS_STAMP)
 # Training benchmark (benchmarks/README.md): LoRA fine-tunes with ternary
 # and with f16 weights (built-in and BitNet-shaped models, every device but
 # ref), MFU, the kernel table beside ggml's CPU kernels
-# (QVAC_PEER_GGML=/path/to/llama.cpp; skipped, and said, without), goals:
+# (QVAC_PEER_GGML=/path/to/llama.cpp; skipped, and said, without), CLBlast's
+# GEMM on OpenCL devices and ggml-vulkan's mul_mat on Vulkan ones, goals:
 # training.md, training.json and SVG charts from one run, under 45 minutes.
 .PHONY: bench-train
 bench-train: all $(BUILD)/bench_train
 	$(BUILD)/bench_train --out benchmarks/reports/training.md $(if $(QVAC_PEER_GGML),--peer '$(QVAC_PEER_GGML)')
 
-$(BUILD)/bench_train: benchmarks/bench_train.c $(LIB) $(FLAGS_STAMP)
+$(BUILD)/bench_train: benchmarks/bench_train.c benchmarks/clblast_peer.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ benchmarks/bench_train.c benchmarks/clblast_peer.c $(LIB) \
+	  $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
 
 # Scheduler benchmark (benchmarks/README.md): durable submissions per second,
 # dispatch latency and CPU with many heartbeating workers, insecure and

@@ -4,9 +4,13 @@
  * (every figure of the report) and two SVG bar charts, nothing typed by
  * hand (benchmarks/README.md, issue 12).
  *
- * 1. Peer: benchmarks/peer_ggml.sh times ggml's CPU mul_mat at the kernel
+ * 1. Peers: benchmarks/peer_ggml.sh times ggml's CPU mul_mat at the kernel
  *    table's shapes when a llama.cpp / ggml source tree is given (--peer or
- *    QVAC_PEER_GGML); else the report says it was skipped.
+ *    QVAC_PEER_GGML), and ggml's Vulkan mul_mat (peer_ggml.sh --backend
+ *    vulkan) at the Vulkan devices' shapes; else the report says it was
+ *    skipped. After qvac's kernels, CLBlast's SGEMM (and HGEMM where the
+ *    device has cl_khr_fp16) at the OpenCL devices' 16-bit and f32 shapes
+ *    (benchmarks/clblast_peer.c): the same-API 16-bit baselines of issue 12.
  * 2. Kernels, per device: ternary_matmul (+ quantize_act's time), f16_matmul,
  *    f32_matmul, ternary_matmul_t, f16_matmul_t at 512x2048x2048, M=1 and
  *    every selected model's BitLinear shapes, each tuned first (small
@@ -33,10 +37,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "autotune/cache.h"
+#include "benchmarks/clblast_peer.h"
 #include "autotune/tune.h"
 #include "common/file.h"
 #include "formats/dataset.h"
@@ -99,7 +105,7 @@ static const bench_model models[] = {
 
 typedef struct opts {
     const char *out, *devices, *models, *targets, *db, *peer;
-    int steps, rank, batch, seq, tune_evals, kernels;
+    int steps, rank, batch, seq, tune_evals, kernels, clblast;
     double budget_min;
 } opts;
 
@@ -109,7 +115,7 @@ static void usage(FILE *f)
         "usage: bench_train [--out FILE] [--devices LIST] [--models LIST]\n"
         "                   [--steps N] [--batch B] [--seq S] [--rank R] [--targets LIST]\n"
         "                   [--tune-evals N] [--tune-db PATH] [--peer SRC]\n"
-        "                   [--kernels 0|1] [--budget-minutes M]\n\n"
+        "                   [--kernels 0|1] [--clblast 0|1] [--budget-minutes M]\n\n"
         "LoRA fine-tunes with ternary and with f16 base weights, one after the other,\n"
         "per model and device, plus the kernel table beside ggml's CPU kernels; writes\n"
         "FILE (Markdown), FILE's .json and two SVG charts (FILE-tokens.svg,\n"
@@ -125,9 +131,11 @@ static void usage(FILE *f)
         "  --targets LIST      LoRA targets (default q,v: the default of finetune)\n"
         "  --tune-evals N      configurations per kernel and shape when tuning (4)\n"
         "  --tune-db PATH      autotune cache (default %s)\n"
-        "  --peer SRC          llama.cpp or ggml source tree for the ggml CPU line\n"
-        "                      (default $QVAC_PEER_GGML; none: skipped, and said)\n"
+        "  --peer SRC          llama.cpp or ggml source tree for the ggml CPU line and,\n"
+        "                      on Vulkan devices, the ggml-vulkan line (default\n"
+        "                      $QVAC_PEER_GGML; none: skipped, and said)\n"
         "  --kernels 0         no kernel table\n"
+        "  --clblast 0         no CLBlast line on OpenCL devices\n"
         "  --budget-minutes M  hard budget for everything (default 45)\n",
         DEFAULT_OUT, DEFAULT_DB);
 }
@@ -155,6 +163,7 @@ static int parse_opts(int argc, char **argv, opts *o)
     o->rank = 16;
     o->tune_evals = 4;
     o->kernels = 1;
+    o->clblast = 1;
     o->budget_min = 45;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -180,6 +189,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--rank")) bad = parse_int(v, 1, 128, &o->rank);
         else if (!strcmp(a, "--tune-evals")) bad = parse_int(v, 1, 1000, &o->tune_evals);
         else if (!strcmp(a, "--kernels")) bad = parse_int(v, 0, 1, &o->kernels);
+        else if (!strcmp(a, "--clblast")) bad = parse_int(v, 0, 1, &o->clblast);
         else if (!strcmp(a, "--budget-minutes")) {
             char *end = NULL;
             o->budget_min = strtod(v, &end);
@@ -252,12 +262,20 @@ typedef struct krow {
     char note[160];
     char peer_type[8];
     double peer_gflops; /* NAN: not measured */
+    /* the same-API peer: CLBlast on OpenCL rows, ggml-vulkan on Vulkan rows */
+    double clb_sgemm, clb_hgemm; /* GFLOP/s; NAN: not measured */
+    char clb_note[160];
+    double vk_gflops;            /* ggml-vulkan, of type peer_type; NAN: none */
+    char vk_note[96];
 } krow;
 
 typedef struct peer_rec {
     char type[8];
     int m, n, k;
     double gflops;
+    int vk;          /* 0: ggml-cpu; 1: ggml-vulkan */
+    char dev[32];    /* ggml-vulkan: the qvac device id it ran for */
+    int unsupported; /* ggml-vulkan: "supported":false */
 } peer_rec;
 
 typedef struct bench {
@@ -272,6 +290,8 @@ typedef struct bench {
     peer_rec peer[MAX_PEER];
     int np;
     char peer_note[600];
+    char vk_note[800];  /* ggml-vulkan line */
+    char clb_note[800]; /* CLBlast line */
     double t0, deadline;
     double spf[MAX_DEVS][2]; /* seconds per model FLOP of a steady step */
     char notes[4096];        /* budget notes for the report */
@@ -321,13 +341,52 @@ static const char *peer_type_of(const char *kernel, int m, int n, int k, int *pm
     return "f32";
 }
 
-static double peer_find(const bench *b, const char *type, int m, int n, int k)
+static const peer_rec *peer_get(const bench *b, int vk, const char *dev, const char *type,
+                                 int m, int n, int k)
 {
     for (int i = 0; i < b->np; i++)
-        if (!strcmp(b->peer[i].type, type) && b->peer[i].m == m &&
+        if (b->peer[i].vk == vk && (!vk || !strcmp(b->peer[i].dev, dev)) &&
+            !strcmp(b->peer[i].type, type) && b->peer[i].m == m &&
             b->peer[i].n == n && b->peer[i].k == k)
-            return b->peer[i].gflops;
-    return NAN;
+            return &b->peer[i];
+    return NULL;
+}
+
+static double peer_find(const bench *b, const char *type, int m, int n, int k)
+{
+    const peer_rec *r = peer_get(b, 0, NULL, type, m, n, k);
+    return r ? r->gflops : NAN;
+}
+
+/* Reads peer_ggml's JSON lines into b->peer; the count read. */
+static int read_peer_lines(bench *b, FILE *p, int vk, const char *dev)
+{
+    char line[1024];
+    int got = 0;
+    while (fgets(line, sizeof line, p)) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *t = j ? json_string_value(json_object_get(j, "type")) : NULL;
+        if (t && b->np < MAX_PEER) {
+            peer_rec *r = &b->peer[b->np++];
+            memset(r, 0, sizeof *r);
+            snprintf(r->type, sizeof r->type, "%s", t);
+            r->m = (int)json_integer_value(json_object_get(j, "m"));
+            r->n = (int)json_integer_value(json_object_get(j, "n"));
+            r->k = (int)json_integer_value(json_object_get(j, "k"));
+            json_t *g = json_object_get(j, "gflops");
+            r->gflops = g ? json_number_value(g) : NAN;
+            r->vk = vk;
+            snprintf(r->dev, sizeof r->dev, "%s", dev ? dev : "");
+            r->unsupported = json_is_false(json_object_get(j, "supported"));
+            if (vk && !b->vk_note[0]) {
+                const char *name = json_string_value(json_object_get(j, "device"));
+                snprintf(b->vk_note, sizeof b->vk_note, "%s", name ? name : "");
+            }
+            got++;
+        }
+        json_decref(j);
+    }
+    return got;
 }
 
 /* Runs peer_ggml.sh once for every case of the kernel table. */
@@ -368,20 +427,7 @@ static void run_peer(bench *b)
                  "benchmarks/peer_ggml.sh");
         return;
     }
-    char line[1024];
-    while (fgets(line, sizeof line, p) && b->np < MAX_PEER) {
-        json_t *j = json_loads(line, 0, NULL);
-        const char *t = j ? json_string_value(json_object_get(j, "type")) : NULL;
-        if (t) {
-            peer_rec *r = &b->peer[b->np++];
-            snprintf(r->type, sizeof r->type, "%s", t);
-            r->m = (int)json_integer_value(json_object_get(j, "m"));
-            r->n = (int)json_integer_value(json_object_get(j, "n"));
-            r->k = (int)json_integer_value(json_object_get(j, "k"));
-            r->gflops = json_number_value(json_object_get(j, "gflops"));
-        }
-        json_decref(j);
-    }
+    read_peer_lines(b, p, 0, NULL);
     int rc = pclose(p);
     if (rc)
         snprintf(b->peer_note, sizeof b->peer_note,
@@ -401,6 +447,249 @@ static void run_peer(bench *b)
             b->kr[i].peer_gflops = peer_find(b, t, m, n, k);
         }
     }
+}
+
+
+/* The ggml-vulkan line: peer_ggml.sh --backend vulkan, once per Vulkan
+ * device, at that device's f16 and f32 rows (and one TQ2_0 case, to say
+ * whether ggml-vulkan multiplies TQ2_0 at all). The first build of
+ * ggml-vulkan compiles a few hundred shaders (about half an hour on 2
+ * cores), so the call is bounded by a share of the budget. */
+static void run_peer_vk(bench *b)
+{
+    char summary[800] = "";
+    size_t sl = 0;
+    int any = 0;
+    for (int d = 0; d < b->nd; d++) {
+        const qv_device *dev = b->devs[d];
+        if (strcmp(dev->info.backend, "vulkan"))
+            continue;
+        any = 1;
+        const char *colon = strchr(dev->info.id, ':');
+        int ord = colon ? atoi(colon + 1) : 0;
+        if (!b->o.peer) {
+            snprintf(summary, sizeof summary, "skipped: no llama.cpp / ggml source tree "
+                     "given (--peer SRC or QVAC_PEER_GGML=SRC)");
+            break;
+        }
+        int limit = (int)(b->o.budget_min * 60.0 * 0.15);
+        limit = limit < 120 ? 120 : limit;
+        char *cmd = malloc(65536);
+        if (!cmd)
+            return;
+        size_t len = (size_t)snprintf(cmd, 65536, "timeout -k 10 %d benchmarks/peer_ggml.sh "
+                                      "--backend vulkan --device %d '%s' --min-ms 300 "
+                                      "tq2_0:512,2048,2048", limit, ord, b->o.peer);
+        int cases = 1;
+        for (int i = 0; i < b->nk; i++) {
+            int m, n, k;
+            if (strcmp(b->kr[i].device, dev->info.id))
+                continue;
+            const char *t = peer_type_of(b->kr[i].kernel, b->kr[i].m, b->kr[i].n,
+                                         b->kr[i].k, &m, &n, &k);
+            if (!t || !strcmp(t, "tq2_0"))
+                continue;
+            char spec[64];
+            snprintf(spec, sizeof spec, " %s:%d,%d,%d", t, m, n, k);
+            if (strstr(cmd, spec) || len + strlen(spec) + 1 >= 65536)
+                continue;
+            memcpy(cmd + len, spec, strlen(spec) + 1);
+            len += strlen(spec);
+            cases++;
+        }
+        fprintf(stderr, "peer: %d ggml-vulkan cases on %s (%s)\n", cases, dev->info.id,
+                b->o.peer);
+        double t0 = now_s();
+        b->vk_note[0] = 0;
+        FILE *p = popen(cmd, "r");
+        free(cmd);
+        int got = p ? read_peer_lines(b, p, 1, dev->info.id) : 0;
+        int rc = p ? pclose(p) : -1;
+        char name[256];
+        snprintf(name, sizeof name, "%s", b->vk_note);
+        int exit_code = rc >= 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        const peer_rec *tq = peer_get(b, 1, dev->info.id, "tq2_0", 512, 2048, 2048);
+        if (!p)
+            sl += (size_t)snprintf(summary + sl, sizeof summary - sl, "%s: cannot run "
+                                   "benchmarks/peer_ggml.sh; ", dev->info.id);
+        else if (exit_code == 124 || exit_code == 137)
+            sl += (size_t)snprintf(summary + sl, sizeof summary - sl, "%s: "
+                                   "benchmarks/peer_ggml.sh --backend vulkan ran past its "
+                                   "%d s share of the budget after %d of %d cases (the "
+                                   "first build of ggml-vulkan compiles its shaders: run "
+                                   "the script once beforehand); ", dev->info.id, limit,
+                                   got, cases);
+        else if (rc)
+            sl += (size_t)snprintf(summary + sl, sizeof summary - sl, "%s: "
+                                   "benchmarks/peer_ggml.sh --backend vulkan exited with "
+                                   "status %d after %d of %d cases (its stderr says why); ",
+                                   dev->info.id, exit_code, got, cases);
+        else
+            sl += (size_t)snprintf(summary + sl, sizeof summary - sl, "%s: ggml-vulkan's "
+                                   "mul_mat on %s, %d cases in %.0f s%s; ", dev->info.id,
+                                   name[0] ? name : "?", got, now_s() - t0,
+                                   tq && tq->unsupported ? ", TQ2_0 not supported by "
+                                   "ggml-vulkan (no ternary line)" : "");
+        if (sl >= sizeof summary)
+            sl = sizeof summary - 1;
+        for (int i = 0; i < b->nk; i++) {
+            krow *r = &b->kr[i];
+            int m, n, k;
+            if (strcmp(r->device, dev->info.id))
+                continue;
+            const char *t = peer_type_of(r->kernel, r->m, r->n, r->k, &m, &n, &k);
+            const peer_rec *pr = t ? peer_get(b, 1, dev->info.id, t, m, n, k) : NULL;
+            if (!t && !strncmp(r->kernel, "ternary", 7))
+                snprintf(r->vk_note, sizeof r->vk_note, "ggml-vulkan: no TQ2_0 case (K %% 256)");
+            else if (pr && pr->unsupported)
+                snprintf(r->vk_note, sizeof r->vk_note, "ggml-vulkan: %s not supported", t);
+            else if (t && !strcmp(t, "tq2_0") && tq && tq->unsupported)
+                snprintf(r->vk_note, sizeof r->vk_note, "ggml-vulkan: tq2_0 not supported");
+            else if (pr)
+                r->vk_gflops = pr->gflops;
+        }
+    }
+    if (!any)
+        snprintf(summary, sizeof summary, "no Vulkan device in this run");
+    snprintf(b->vk_note, sizeof b->vk_note, "%s", summary);
+    size_t n = strlen(b->vk_note);
+    if (n >= 2 && !strcmp(b->vk_note + n - 2, "; "))
+        b->vk_note[n - 2] = 0;
+}
+
+/* ---- CLBlast (OpenCL devices) ------------------------------------------- */
+
+/* The CLBlast GEMM of a kernel-table row: 0 when the row has none. */
+static int clb_layout(const krow *r, int *ta, int *tb, int *M, int *N, int *K)
+{
+    *M = r->m;
+    if (!strcmp(r->kernel, "f16_matmul")) { /* Y(M,N) = X(M,K) . W(N,K)^T */
+        *ta = 0, *tb = 1, *N = r->n, *K = r->k;
+        return 1;
+    }
+    if (!strcmp(r->kernel, "f16_matmul_t")) { /* dX(M,K) = dY(M,N) . W(N,K) */
+        *ta = 0, *tb = 0, *N = r->k, *K = r->n;
+        return 1;
+    }
+    if (!strcmp(r->kernel, "f32_matmul")) { /* as timed: kernel.c's f32_example */
+        *ta = r->n & 1, *tb = r->k & 1, *N = r->n, *K = r->k;
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct clb_case {
+    int half, ta, tb, M, N, K;
+    double gflops;
+    char why[160];
+} clb_case;
+
+static void run_clblast(bench *b, double limit_s)
+{
+    if (!b->o.clblast) {
+        snprintf(b->clb_note, sizeof b->clb_note, "not run (--clblast 0)");
+        return;
+    }
+    clb_case *cases = calloc(MAX_KROWS * 2, sizeof *cases);
+    if (!cases)
+        return;
+    char summary[800] = "";
+    size_t sl = 0;
+    int any = 0;
+    double t0 = now_s();
+    for (int d = 0; d < b->nd && !g_stop; d++) {
+        const qv_device *dev = b->devs[d];
+        if (strcmp(dev->info.backend, "opencl"))
+            continue;
+        any = 1;
+        int nc = 0, timed = 0, cut = 0;
+        double td = now_s();
+        clb_peer *p = NULL;
+        char why[200] = "";
+        if (clb_peer_open(dev, &p, why, sizeof why)) {
+            sl += (size_t)snprintf(summary + sl, sizeof summary - sl, "%s: %s; ",
+                                   dev->info.id, why);
+            if (sl >= sizeof summary)
+                sl = sizeof summary - 1;
+            continue;
+        }
+        int fp16 = clb_peer_has_fp16(p);
+        fprintf(stderr, "clblast: %s (%s)%s\n", dev->info.id, clb_peer_device_name(p),
+                fp16 ? "" : ", no cl_khr_fp16: SGEMM only");
+        for (int i = 0; i < b->nk && !g_stop; i++) {
+            krow *r = &b->kr[i];
+            int ta, tb, M, N, K;
+            if (strcmp(r->device, dev->info.id) || !clb_layout(r, &ta, &tb, &M, &N, &K))
+                continue;
+            for (int half = 0; half < 2; half++) {
+                if (half && (!fp16 || !strcmp(r->kernel, "f32_matmul")))
+                    continue;
+                clb_case *c = NULL;
+                for (int j = 0; j < nc && !c; j++)
+                    if (cases[j].half == half && cases[j].ta == ta && cases[j].tb == tb &&
+                        cases[j].M == M && cases[j].N == N && cases[j].K == K)
+                        c = &cases[j];
+                if (!c && nc < MAX_KROWS * 2) {
+                    c = &cases[nc++];
+                    *c = (clb_case){half, ta, tb, M, N, K, NAN, ""};
+                    if (now_s() - t0 > limit_s || left_s(b) < 120) {
+                        snprintf(c->why, sizeof c->why, "not measured: CLBlast's share "
+                                 "of the budget (%.0f s) was spent", limit_s);
+                        cut++;
+                    } else {
+                        double ms = NAN;
+                        if (clb_peer_time(p, half, ta, tb, M, N, K, 2.0, &ms, c->why,
+                                          sizeof c->why) == 0)
+                            c->gflops = 2.0 * M * (double)N * K / (ms * 1e6);
+                        timed++;
+                        fprintf(stderr, "  %s CLBlast %cGEMM %s%s %5d,%5d,%5d: ",
+                                dev->info.id, half ? 'H' : 'S', ta ? "T" : "N",
+                                tb ? "T" : "N", M, N, K);
+                        if (isnan(c->gflops))
+                            fprintf(stderr, "%s\n", c->why);
+                        else
+                            fprintf(stderr, "%8.2f GFLOP/s\n", c->gflops);
+                    }
+                }
+                if (!c)
+                    continue;
+                if (half)
+                    r->clb_hgemm = c->gflops;
+                else
+                    r->clb_sgemm = c->gflops;
+                if (isnan(c->gflops) && !r->clb_note[0])
+                    snprintf(r->clb_note, sizeof r->clb_note, "CLBlast: %.140s", c->why);
+            }
+        }
+        sl += (size_t)snprintf(summary + sl, sizeof summary - sl,
+                               "%s (%s): %s, %d GEMMs in %.0f s%s; ", dev->info.id,
+                               clb_peer_device_name(p), fp16 ? "HGEMM and SGEMM"
+                               : "SGEMM only (no cl_khr_fp16, so no HGEMM: SGEMM is the "
+                               "best 16/32-bit GEMM CLBlast offers here)", timed,
+                               now_s() - td, cut ? ", some cut by the budget" : "");
+        if (sl >= sizeof summary)
+            sl = sizeof summary - 1;
+        clb_peer_close(&p);
+    }
+    free(cases);
+    if (!any)
+        snprintf(summary, sizeof summary, "no OpenCL device in this run");
+    snprintf(b->clb_note, sizeof b->clb_note, "%s", summary);
+    size_t n = strlen(b->clb_note);
+    if (n >= 2 && !strcmp(b->clb_note + n - 2, "; "))
+        b->clb_note[n - 2] = 0;
+}
+
+/* The best CLBlast figure of a row (HGEMM or SGEMM), its routine's name. */
+static double clb_best(const krow *r, const char **routine)
+{
+    double h = r->clb_hgemm, s2 = r->clb_sgemm;
+    if (!isnan(h) && (isnan(s2) || h >= s2)) {
+        *routine = "HGEMM";
+        return h;
+    }
+    *routine = "SGEMM";
+    return s2;
 }
 
 /* ---- kernels ------------------------------------------------------------- */
@@ -425,6 +714,7 @@ static void add_krow(bench *b, const qv_device *d, const char *kernel,
     snprintf(r->origin, sizeof r->origin, "%s", origin);
     r->m = m, r->n = n, r->k = k;
     r->gflops = r->peer_gflops = NAN;
+    r->clb_sgemm = r->clb_hgemm = r->vk_gflops = NAN;
 }
 
 /* Tunes kernel at s (small budget; cached), then times it tuned. */
@@ -712,7 +1002,7 @@ typedef struct goal {
     const char *name, *target;
     double measured; /* NAN: not measured */
     int met;         /* 1, 0, or -1: not measured */
-    char detail[400];
+    char detail[800];
 } goal;
 
 static const krow *find_krow(const bench *b, const char *backend, const char *kernel,
@@ -748,6 +1038,101 @@ static void ratio_goal(const bench *b, goal *g, const char *kernel, int m, doubl
         snprintf(g->detail, sizeof g->detail, "%s: qvac %.1f GFLOP/s, ggml %s %.1f",
                  r->device, r->gflops, r->peer_type, r->peer_gflops);
     }
+}
+
+/* The same-API peer of a row: CLBlast's best on OpenCL, ggml-vulkan on
+ * Vulkan; NAN when none. */
+static double same_api(const bench *b, const krow *r, const char **what)
+{
+    for (int d = 0; d < b->nd; d++) {
+        if (strcmp(b->devs[d]->info.id, r->device))
+            continue;
+        if (!strcmp(b->devs[d]->info.backend, "opencl")) {
+            const char *rt = "SGEMM";
+            double v = clb_best(r, &rt);
+            *what = !strcmp(rt, "HGEMM") ? "CLBlast HGEMM" : "CLBlast SGEMM";
+            return v;
+        }
+        if (!strcmp(b->devs[d]->info.backend, "vulkan")) {
+            *what = "ggml-vulkan";
+            return r->vk_gflops;
+        }
+    }
+    *what = "-";
+    return NAN;
+}
+
+/* qvac's f16_matmul ÷ the same-API peer on the first device of backend:
+ * at 512x2048x2048 (models = 0) or the worst of the models' shapes, with
+ * f16_matmul_t and f32_matmul at the same shapes in the detail. */
+static void same_api_goal(const bench *b, goal *g, const char *backend, int models_)
+{
+    const char *peer_note = !strcmp(backend, "opencl") ? b->clb_note : b->vk_note;
+    const char *dev = NULL;
+    for (int d = 0; d < b->nd && !dev; d++)
+        if (!strcmp(b->devs[d]->info.backend, backend))
+            dev = b->devs[d]->info.id;
+    g->measured = NAN;
+    g->met = -1;
+    if (!dev) {
+        snprintf(g->detail, sizeof g->detail, "not measured: no %s device in this run",
+                 backend);
+        return;
+    }
+    double worst = NAN, logsum = 0, other_worst = NAN;
+    int cnt = 0;
+    const krow *wr = NULL;
+    const char *what = "-";
+    for (int i = 0; i < b->nk; i++) {
+        const krow *r = &b->kr[i];
+        int ref = !strcmp(r->origin, "reference");
+        if (strcmp(r->device, dev) || (models_ ? ref : !(ref && r->m == 512)) ||
+            strncmp(r->kernel, "f", 1) || isnan(r->gflops))
+            continue;
+        const char *w = "-";
+        double pv = same_api(b, r, &w);
+        if (isnan(pv) || !(pv > 0))
+            continue;
+        double q = r->gflops / pv;
+        if (strcmp(r->kernel, "f16_matmul")) {
+            if (isnan(other_worst) || q < other_worst)
+                other_worst = q;
+            continue;
+        }
+        logsum += log(q);
+        cnt++;
+        if (isnan(worst) || q < worst) {
+            worst = q;
+            wr = r;
+            what = w;
+        }
+    }
+    if (!wr) {
+        snprintf(g->detail, sizeof g->detail, "not measured: no %s figure beside %s's "
+                 "f16_matmul%s (%.280s)", !strcmp(backend, "opencl") ? "CLBlast"
+                 : "ggml-vulkan", dev, models_ ? " at the models' shapes" : "", peer_note);
+        return;
+    }
+    g->measured = worst;
+    g->met = worst >= 0.8;
+    const char *w2 = "-";
+    double pv = same_api(b, wr, &w2);
+    char o[96] = "";
+    if (!isnan(other_worst))
+        snprintf(o, sizeof o, "; f16_matmul_t / f32_matmul at the same shapes: worst %.2fx",
+                 other_worst);
+    if (!models_)
+        snprintf(g->detail, sizeof g->detail, "%s %d,%d,%d: qvac %.1f GFLOP/s, %s %.1f%s",
+                 dev, wr->m, wr->n, wr->k, wr->gflops, what, pv, o);
+    else /* name the model and the geometric mean */
+        snprintf(g->detail, sizeof g->detail, "%s %d,%d,%d (%s): qvac %.1f GFLOP/s, %s "
+                 "%.1f; geometric mean over %d f16_matmul shapes %.2fx%s", dev, wr->m, wr->n,
+                 wr->k, wr->origin, wr->gflops, what, pv, cnt, exp(logsum / cnt), o);
+    if (!strcmp(backend, "opencl"))
+        snprintf(g->detail + strlen(g->detail), sizeof g->detail - strlen(g->detail),
+                 "%s; CLBlast untuned (its database's defaults: Debian ships no "
+                 "clblast_tuner_xgemm)", strstr(b->clb_note, "no cl_khr_fp16")
+                 ? "; no cl_khr_fp16 on the device: SGEMM is CLBlast's best here" : "");
 }
 
 static int make_goals(const bench *b, goal *g)
@@ -792,13 +1177,18 @@ static int make_goals(const bench *b, goal *g)
                  b->devs[d]->info.id, a, c);
     }
     n++;
-    g[n] = (goal){"f16 baseline vs CLBlast HGEMM/SGEMM (OpenCL)", ">= 0.8x", NAN, -1,
-                  "not measured: this benchmark does not call CLBlast (make bench-tune "
-                  "times CLBlast SGEMM beside the tuned kernels: benchmarks/reports/autotune.md)"};
-    n++;
-    g[n] = (goal){"f16 baseline vs llama.cpp Vulkan F16 mul_mat", ">= 0.8x", NAN, -1,
-                  "not measured: peer_ggml.sh builds ggml's CPU backend only"};
-    n++;
+    g[n] = (goal){"f16 baseline >= 0.8x CLBlast (OpenCL), 512x2048x2048", ">= 0.8x", NAN,
+                  -1, ""};
+    same_api_goal(b, &g[n++], "opencl", 0);
+    g[n] = (goal){"f16 baseline >= 0.8x CLBlast (OpenCL), the models' shapes (worst)",
+                  ">= 0.8x", NAN, -1, ""};
+    same_api_goal(b, &g[n++], "opencl", 1);
+    g[n] = (goal){"f16 baseline >= 0.8x llama.cpp Vulkan F16 mul_mat, 512x2048x2048",
+                  ">= 0.8x", NAN, -1, ""};
+    same_api_goal(b, &g[n++], "vulkan", 0);
+    g[n] = (goal){"f16 baseline >= 0.8x llama.cpp Vulkan F16 mul_mat, the models' shapes "
+                  "(worst)", ">= 0.8x", NAN, -1, ""};
+    same_api_goal(b, &g[n++], "vulkan", 1);
     return n;
 }
 
@@ -882,7 +1272,7 @@ static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null();
 static int write_all(bench *b, int final)
 {
     const opts *o = &b->o;
-    goal goals[16];
+    goal goals[24];
     int ng = make_goals(b, goals);
     struct utsname u;
     uname(&u);
@@ -977,10 +1367,23 @@ static int write_all(bench *b, int final)
             json_object_set_new(x, "peer", json_string("ggml-cpu"));
             json_object_set_new(x, "peer_type", json_string(r->peer_type));
         }
+        const char *rt = "SGEMM";
+        double cb = clb_best(r, &rt);
+        json_object_set_new(x, "clblast_gflops", jnum(cb));
+        json_object_set_new(x, "clblast_routine", isnan(cb) ? json_null() : json_string(rt));
+        json_object_set_new(x, "clblast_sgemm_gflops", jnum(r->clb_sgemm));
+        json_object_set_new(x, "clblast_hgemm_gflops", jnum(r->clb_hgemm));
+        if (r->clb_note[0])
+            json_object_set_new(x, "clblast_note", json_string(r->clb_note));
+        json_object_set_new(x, "ggml_vulkan_gflops", jnum(r->vk_gflops));
+        if (r->vk_note[0])
+            json_object_set_new(x, "ggml_vulkan_note", json_string(r->vk_note));
         json_array_append_new(jk, x);
     }
     json_object_set_new(j, "kernels", jk);
     json_object_set_new(j, "peer_note", json_string(b->peer_note));
+    json_object_set_new(j, "ggml_vulkan_note", json_string(b->vk_note));
+    json_object_set_new(j, "clblast_note", json_string(b->clb_note));
     json_t *jg = json_array();
     for (int i = 0; i < ng; i++)
         json_array_append_new(jg, json_pack("{s:s, s:s, s:o, s:o, s:s}", "name",
@@ -1145,7 +1548,7 @@ static int write_all(bench *b, int final)
                     sb(&s, " - |\n");
             }
 
-    sb(&s, "\n## Kernels beside ggml's CPU kernels\n\n");
+    sb(&s, "\n## Kernels beside ggml's CPU kernels and the same-API 16-bit peers\n\n");
     sb(&s, "qvac's kernels tuned (%d configurations, `qvac tune`'s search) and timed "
            "by the device's own timer in their tuned configuration; ternary_matmul's "
            "figure includes quantize_act's time, as ggml's MUL_MAT includes "
@@ -1153,10 +1556,20 @@ static int write_all(bench *b, int final)
            "kernels (dX = dY·W) are set beside ggml at (M, K, N), the same FLOPs; "
            "TQ2_0 needs K %% 256 == 0, so some shapes have no ternary peer.\n\n",
        o->tune_evals, b->peer_note);
+    sb(&s, "Same-API peer: on OpenCL devices CLBlast's GEMM at the row's layout "
+           "(f16_matmul: X·W^T; f16_matmul_t: dY·W at (M, K, N); f32_matmul as timed), "
+           "HGEMM where the device has cl_khr_fp16 and SGEMM always, the faster shown, "
+           "timed by OpenCL profiling events (marker to last kernel, median of up to 5 "
+           "runs after a warm-up, result checked), with CLBlast's own database "
+           "parameters (untuned: Debian ships no clblast_tuner_xgemm): %s. On Vulkan "
+           "devices ggml's Vulkan mul_mat (benchmarks/peer_ggml.sh --backend vulkan; "
+           "f16/f32 weights, wall clock of a graph compute, submission included): %s.\n\n",
+       b->clb_note, b->vk_note);
     if (!o->kernels)
         sb(&s, "Not run (--kernels 0).\n\n");
-    sb(&s, "| device | kernel | M,N,K | shape of | GFLOP/s | ggml type | ggml GFLOP/s | "
-           "qvac ÷ ggml | note |\n|---|---|---|---|---|---|---|---|---|\n");
+    sb(&s, "| device | kernel | M,N,K | shape of | GFLOP/s | ggml type | ggml CPU GFLOP/s | "
+           "qvac ÷ ggml CPU | same-API peer | peer GFLOP/s | qvac ÷ peer | note |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < b->nk; i++) {
         const krow *r = &b->kr[i];
         char g1[32] = "-", g2[32] = "-", g3[32] = "-";
@@ -1166,10 +1579,24 @@ static int write_all(bench *b, int final)
             snprintf(g2, sizeof g2, "%.1f", r->peer_gflops);
         if (!isnan(r->peer_gflops) && !isnan(r->gflops))
             snprintf(g3, sizeof g3, "%.2fx", r->gflops / r->peer_gflops);
-        sb(&s, "| %s | %s%s | %d,%d,%d | %s | %s | %s | %s | %s | %s |\n", r->device,
-           r->kernel, strcmp(r->kernel, "ternary_matmul") ? "" : " + quantize_act",
+        const char *pw = "-";
+        double pv = same_api(b, r, &pw);
+        char p1[48] = "-", p2[32] = "-", p3[32] = "-";
+        if (!isnan(pv)) {
+            snprintf(p1, sizeof p1, "%s%s%s", pw, strcmp(pw, "ggml-vulkan") ? "" : " ",
+                     strcmp(pw, "ggml-vulkan") ? "" : r->peer_type);
+            snprintf(p2, sizeof p2, "%.1f", pv);
+            if (!isnan(r->gflops))
+                snprintf(p3, sizeof p3, "%.2fx", r->gflops / pv);
+        }
+        char nt[400];
+        snprintf(nt, sizeof nt, "%s%s%s%s%s", r->note, r->note[0] && r->clb_note[0] ? "; " : "",
+                 r->clb_note, (r->note[0] || r->clb_note[0]) && r->vk_note[0] ? "; " : "",
+                 r->vk_note);
+        sb(&s, "| %s | %s%s | %d,%d,%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+           r->device, r->kernel, strcmp(r->kernel, "ternary_matmul") ? "" : " + quantize_act",
            r->m, r->n, r->k, r->origin, g1, r->peer_type[0] ? r->peer_type : "-", g2,
-           g3, r->note);
+           g3, p1, p2, p3, nt);
     }
     sb(&s, "\nternary ÷ 16-bit GFLOP/s at the same shape (what ternary gains in "
            "speed; its gain in memory is in the table above):\n\n"
@@ -1350,10 +1777,14 @@ int main(int argc, char **argv)
             }
         }
         run_peer(b);
+        run_peer_vk(b);
         fprintf(stderr, "kernels: %d rows\n", b->nk);
         time_krows(b, cache, o->budget_min * 60.0 * 0.3);
+        run_clblast(b, o->budget_min * 60.0 * 0.1);
     } else {
         snprintf(b->peer_note, sizeof b->peer_note, "not run (--kernels 0)");
+        snprintf(b->vk_note, sizeof b->vk_note, "not run (--kernels 0)");
+        snprintf(b->clb_note, sizeof b->clb_note, "not run (--kernels 0)");
     }
     write_all(b, 0);
 
