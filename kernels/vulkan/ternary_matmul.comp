@@ -11,6 +11,10 @@
 // ROWS*16*KT + COLS*4*KT bytes, kernel.c's tm_local bound.
 // Bytes of Xq at k >= K are never used (masked to zero), so the result does
 // not depend on the padding codes of W.
+// LOCAL=0 decodes each row's 16 activations once per word (an aligned uvec4
+// load when K % 16 == 0) and each column's 16 weights once per word, and
+// multiplies them as float vec4 dot products: exact, since every product
+// and partial sum is an integer below 2^24 (kernel.c caps K).
 
 #include "mm_common.glsl"
 #include "ternary.glsl"
@@ -19,6 +23,7 @@ layout(binding = 0) readonly buffer BXQ { uint Xq[]; };  // int8, 4 a word
 layout(binding = 1) readonly buffer BXS { float x_scale[]; };
 layout(binding = 2) readonly buffer BW { uint W[]; };
 layout(binding = 3) writeonly buffer BY { float Y[]; };
+layout(binding = 0) readonly buffer BXQ4 { uvec4 Xq4[]; };  // 16 a load
 layout(push_constant) uniform PC { int M; int N; int K; float w_scale; } pc;
 
 shared uint sX[LOCAL * ROWS * KT * 4 + 1 - LOCAL];
@@ -43,16 +48,37 @@ uint load_xq4(int m, int w, int q, bool tail)
     return tail ? keep_bytes(v, pc.K - k) : v;
 }
 
-void step_direct(int w, bool tail)
+float facc[TY * TX];  // LOCAL=0: exact integer sums in float
+
+vec4 bytes4(uint v)  // four sign-extended int8 as floats
 {
-    uvec4 x[TY];
-    for (int i = 0; i < TY; i++)
+    int x = int(v);
+    return vec4(bitfieldExtract(x, 0, 8), bitfieldExtract(x, 8, 8),
+                bitfieldExtract(x, 16, 8), bitfieldExtract(x, 24, 8));
+}
+
+void step_direct(int w, bool tail, bool aligned)
+{
+    vec4 xf[TY * 4];
+    for (int i = 0; i < TY; i++) {
+        uvec4 x;
+        if (aligned)
+            x = Xq4[(rowc[i] * pc.K + w * 16) >> 4];
+        else
+            for (int q = 0; q < 4; q++)
+                x[q] = load_xq4(rowc[i], w, q, tail);
         for (int q = 0; q < 4; q++)
-            x[i][q] = load_xq4(rowc[i], w, q, tail);
+            xf[i * 4 + q] = bytes4(x[q]);
+    }
     for (int j = 0; j < TX; j++) {
         uint wv = W[colc[j] * rwords + w];
+        vec4 wf[4];
+        for (int q = 0; q < 4; q++)
+            wf[q] = vec4(float((wv >> (8 * q)) & 3u), float((wv >> (8 * q + 2)) & 3u),
+                         float((wv >> (8 * q + 4)) & 3u), float((wv >> (8 * q + 6)) & 3u)) - 1.0;
         for (int i = 0; i < TY; i++)
-            acc[i * TX + j] += ternary_dot16(x[i], wv);
+            facc[i * TX + j] += (dot(xf[i * 4], wf[0]) + dot(xf[i * 4 + 1], wf[1])) +
+                                (dot(xf[i * 4 + 2], wf[2]) + dot(xf[i * 4 + 3], wf[3]));
     }
 }
 
@@ -75,12 +101,17 @@ void main()
             rowc[i] = min(row0 + ly + i * WG_Y, M - 1);
         for (int j = 0; j < TX; j++)
             colc[j] = min(col0 + lx + j * WG_X, N - 1);
+        for (int i = 0; i < TY * TX; i++)
+            facc[i] = 0.0;
+        const bool aligned = (K & 15) == 0;
         int w = 0;
         for (; w + KT <= full; w += KT)
             for (int u = 0; u < KT; u++)
-                step_direct(w + u, false);
+                step_direct(w + u, false, aligned);
         for (; w < rwords; w++)
-            step_direct(w, w >= full);
+            step_direct(w, w >= full, false);
+        for (int i = 0; i < TY * TX; i++)
+            acc[i] = int(facc[i]);
     } else {
         const int tid = ly * WG_X + lx;
         for (int w0 = 0; w0 < rwords; w0 += KT) {
