@@ -16,7 +16,17 @@
  * is reported. One JSON object per line on stdout:
  *   {"peer":"ggml-cpu","type":"tq2_0","m":512,"n":2048,"k":2048,
  *    "threads":2,"runs":9,"ms":12.3,"gflops":349.1}
- * GFLOP/s counts 2*M*N*K, as qvac's do. Errors: a message on stderr, exit 1. */
+ * GFLOP/s counts 2*M*N*K, as qvac's do. Errors: a message on stderr, exit 1.
+ *
+ * Built with -DPEER_GGML_VULKAN (benchmarks/peer_ggml.sh --backend vulkan)
+ * it also takes --vulkan DEV: the same cases on ggml's Vulkan backend,
+ * physical device DEV (ggml-vulkan skips CPU-type devices such as lavapipe
+ * unless GGML_VK_VISIBLE_DEVICES names them, so DEV is passed that way).
+ * Tensors are uploaded once; each run is ggml_backend_graph_compute
+ * (submit and wait), wall clock, so submission overhead is counted, as
+ * test-backend-ops perf counts it. Lines read "peer":"ggml-vulkan" and carry
+ * "device"; a type the backend cannot multiply prints "supported":false
+ * (ggml-vulkan has no TQ2_0 kernels) instead of figures, and is no error. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +37,13 @@
 
 #include "ggml-cpu.h"
 #include "ggml.h"
+#ifdef PEER_GGML_VULKAN
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml-vulkan.h"
+static ggml_backend_t g_vk; /* NULL: the CPU path */
+static char g_vk_name[256];
+#endif
 
 static double now_ms(void)
 {
@@ -49,6 +66,125 @@ static float rnd(void)
     rs ^= rs << 17;
     return (float)((double)(rs >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
+
+#ifdef PEER_GGML_VULKAN
+/* Weights of `type` for row n of A into dst (random, as the CPU path's). */
+static void fill_row(enum ggml_type type, float *row, long long K, void *dst)
+{
+    for (long long k = 0; k < K; k++)
+        row[k] = rnd();
+    if (type == GGML_TYPE_F32)
+        memcpy(dst, row, (size_t)K * 4);
+    else if (type == GGML_TYPE_F16)
+        ggml_fp32_to_fp16_row(row, (ggml_fp16_t *)dst, K);
+    else
+        ggml_quantize_chunk(type, row, dst, 0, 1, K, NULL);
+}
+
+static int run_case_vk(const char *spec, const char *tname, enum ggml_type type, long long M,
+                       long long N, long long K, double min_ms)
+{
+    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * 8 + ggml_graph_overhead(),
+                                  .mem_buffer = NULL, .no_alloc = true};
+    struct ggml_context *ctx = ggml_init(ip);
+    if (!ctx) {
+        fprintf(stderr, "peer_ggml: %s: ggml_init failed\n", spec);
+        return 1;
+    }
+    struct ggml_tensor *a = ggml_new_tensor_2d(ctx, type, K, N);
+    struct ggml_tensor *b = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, K, M);
+    struct ggml_tensor *c = ggml_mul_mat(ctx, a, b);
+    if (!ggml_backend_supports_op(g_vk, c)) {
+        printf("{\"peer\":\"ggml-vulkan\",\"device\":\"%s\",\"type\":\"%s\",\"m\":%lld,"
+               "\"n\":%lld,\"k\":%lld,\"supported\":false}\n", g_vk_name, tname, M, N, K);
+        fflush(stdout);
+        ggml_free(ctx);
+        return 0;
+    }
+    struct ggml_cgraph *gf = ggml_new_graph(ctx);
+    ggml_build_forward_expand(gf, c);
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, g_vk);
+    size_t rb = ggml_row_size(type, K);
+    float *row = malloc((size_t)K * 4);
+    char *host = malloc(rb * (size_t)N > (size_t)(M * K * 4) ? rb * (size_t)N : (size_t)(M * K * 4));
+    if (!buf || !row || !host) {
+        fprintf(stderr, "peer_ggml: %s: out of %s memory\n", spec, buf ? "host" : "device");
+        free(row);
+        free(host);
+        if (buf)
+            ggml_backend_buffer_free(buf);
+        ggml_free(ctx);
+        return 1;
+    }
+    for (long long n = 0; n < N; n++)
+        fill_row(type, row, K, host + (size_t)n * rb);
+    ggml_backend_tensor_set(a, host, 0, rb * (size_t)N);
+    float *bf = (float *)host;
+    for (long long i = 0; i < M * K; i++)
+        bf[i] = rnd();
+    ggml_backend_tensor_set(b, host, 0, (size_t)(M * K * 4));
+    free(row);
+    free(host);
+    double times[1000];
+    int runs = 0, rc = 0;
+    double t_start = 0;
+    for (int i = 0; i < 1001; i++) {
+        double t0 = now_ms();
+        if (ggml_backend_graph_compute(g_vk, gf) != GGML_STATUS_SUCCESS) {
+            fprintf(stderr, "peer_ggml: %s: ggml_backend_graph_compute failed\n", spec);
+            rc = 1;
+            break;
+        }
+        double t1 = now_ms();
+        if (i == 0) { /* warm-up: pipelines compiled, buffers settled */
+            t_start = t1;
+            continue;
+        }
+        times[runs++] = t1 - t0;
+        if ((runs >= 5 && t1 - t_start >= min_ms) || runs == 1000)
+            break;
+    }
+    if (!rc) {
+        qsort(times, (size_t)runs, sizeof times[0], cmp_d);
+        double ms = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+        printf("{\"peer\":\"ggml-vulkan\",\"device\":\"%s\",\"type\":\"%s\",\"m\":%lld,"
+               "\"n\":%lld,\"k\":%lld,\"runs\":%d,\"ms\":%.4f,\"gflops\":%.2f}\n",
+               g_vk_name, tname, M, N, K, runs, ms,
+               2.0 * (double)M * (double)N * (double)K / (ms * 1e6));
+        fflush(stdout);
+    }
+    ggml_backend_buffer_free(buf);
+    ggml_free(ctx);
+    return rc;
+}
+
+/* Opens ggml-vulkan on physical device dev (see the header). */
+static int open_vk(long dev)
+{
+    if (!getenv("GGML_VK_VISIBLE_DEVICES")) {
+        char v[32];
+        snprintf(v, sizeof v, "%ld", dev);
+        setenv("GGML_VK_VISIBLE_DEVICES", v, 1);
+        dev = 0;
+    }
+    if (ggml_backend_vk_get_device_count() <= dev) {
+        fprintf(stderr, "peer_ggml: ggml-vulkan sees %d device(s), none at index %ld\n",
+                ggml_backend_vk_get_device_count(), dev);
+        return 1;
+    }
+    ggml_backend_vk_get_device_description((int)dev, g_vk_name, sizeof g_vk_name);
+    for (char *p = g_vk_name; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 32)
+            *p = ' ';
+    g_vk = ggml_backend_vk_init((size_t)dev);
+    if (!g_vk) {
+        fprintf(stderr, "peer_ggml: ggml_backend_vk_init(%ld) failed\n", dev);
+        return 1;
+    }
+    fprintf(stderr, "peer_ggml: ggml-vulkan on %s\n", g_vk_name);
+    return 0;
+}
+#endif
 
 static int run_case(const char *spec, int threads, double min_ms)
 {
@@ -77,6 +213,10 @@ static int run_case(const char *spec, int threads, double min_ms)
     size_t wbytes = ggml_row_size(type, K) * (size_t)N;
     size_t need = wbytes + (size_t)M * (size_t)K * 4 * 3 + (size_t)M * (size_t)N * 4 +
                   ((size_t)64 << 20);
+#ifdef PEER_GGML_VULKAN
+    if (g_vk)
+        return run_case_vk(spec, tname, type, M, N, K, min_ms);
+#endif
     struct ggml_init_params ip = {.mem_size = need, .mem_buffer = NULL, .no_alloc = false};
     struct ggml_context *ctx = ggml_init(ip);
     if (!ctx) {
@@ -144,9 +284,27 @@ int main(int argc, char **argv)
     double min_ms = 500.0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: peer_ggml [--threads N] [--min-ms MS] TYPE:M,N,K ...\n"
-                   "  ggml's CPU mul_mat at C(M,N) = B(M,K) . A(N,K)^T, A of TYPE (tq2_0, f16, f32)\n");
+            printf("usage: peer_ggml [--threads N] [--min-ms MS] [--vulkan DEV] TYPE:M,N,K ...\n"
+                   "  ggml's CPU (or, with --vulkan, Vulkan) mul_mat at C(M,N) = B(M,K) . A(N,K)^T,\n"
+                   "  A of TYPE (tq2_0, f16, f32)\n");
             return 0;
+        }
+        if (!strcmp(argv[i], "--vulkan") && i + 1 < argc) {
+#ifdef PEER_GGML_VULKAN
+            char *end = NULL;
+            long dev = strtol(argv[i + 1], &end, 10);
+            if (!*argv[i + 1] || *end || dev < 0 || dev > 64) {
+                fprintf(stderr, "peer_ggml: --vulkan needs a device index\n");
+                return 1;
+            }
+            if (g_vk || open_vk(dev))
+                return 1;
+            i++;
+            continue;
+#else
+            fprintf(stderr, "peer_ggml: built without ggml-vulkan (peer_ggml.sh --backend vulkan)\n");
+            return 1;
+#endif
         }
         if ((!strcmp(argv[i], "--threads") || !strcmp(argv[i], "--min-ms")) && i + 1 < argc) {
             char *end = NULL;
@@ -170,6 +328,10 @@ int main(int argc, char **argv)
         if (run_case(argv[i], threads, min_ms))
             rc = 1;
     }
+#ifdef PEER_GGML_VULKAN
+    if (g_vk)
+        ggml_backend_free(g_vk);
+#endif
     if (!cases) {
         fprintf(stderr, "peer_ggml: no case given (TYPE:M,N,K ...; see --help)\n");
         return 1;
