@@ -128,3 +128,40 @@ void gemm_store(int rows, int cols)
         }
     }
 }
+
+// ---- column-vector order (LOCAL=0 of the transposed stages) ----
+// An invocation owns TX *consecutive* columns from j0 = col0 + lx*TX (the
+// group still covers ROWS x COLS, so the dispatch is the same) and reads
+// them from one row of R at a time: one packed word or TX/2 words of
+// halves a step, reused across its TY rows. jr is where it reads: j0, or,
+// past the edge, the last whole group of TX columns (ternary: aligned to
+// TX so that it stays in one word); it stores only its own columns.
+int cv_j0, cv_jr;
+
+void gemm_cv_begin(int rows, int cols, bool aligned)
+{
+    const int ly = int(gl_LocalInvocationID.y);
+    const int row0 = int(gl_WorkGroupID.y) * ROWS + ly;
+    cv_j0 = int(gl_WorkGroupID.x) * COLS + int(gl_LocalInvocationID.x) * TX;
+    cv_jr = min(cv_j0, aligned ? ((cols - 1) / TX) * TX : max(cols - TX, 0));
+    for (int i = 0; i < TY; i++)
+        rowc[i] = min(row0 + i * WG_Y, rows - 1);
+    for (int i = 0; i < TY * TX; i++)
+        acc[i] = 0.0;
+}
+
+void gemm_cv_store(int rows, int cols)
+{
+    const int row0 = int(gl_WorkGroupID.y) * ROWS + int(gl_LocalInvocationID.y);
+    for (int i = 0; i < TY; i++) {
+        int row = row0 + i * WG_Y;
+        if (row >= rows)
+            continue;
+        for (int c = 0; c < TX; c++) {
+            int col = cv_jr + c;
+            if (col >= cv_j0 && col < cols)
+                store_out(row, col, acc[i * TX + c]);
+        }
+    }
+}
+
