@@ -453,7 +453,7 @@ static void run_peer(bench *b)
 /* The ggml-vulkan line: peer_ggml.sh --backend vulkan, once per Vulkan
  * device, at that device's f16 and f32 rows (and one TQ2_0 case, to say
  * whether ggml-vulkan multiplies TQ2_0 at all). The first build of
- * ggml-vulkan compiles a few hundred shaders (about half an hour on 2
+ * ggml-vulkan compiles a few hundred shaders (about 5 minutes on 2
  * cores), so the call is bounded by a share of the budget. */
 static void run_peer_vk(bench *b)
 {

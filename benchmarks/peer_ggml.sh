@@ -13,7 +13,7 @@
 # to build/peer-ggml (minutes on 2 cores the first time; reused after).
 # --backend vulkan (or QVAC_PEER_GGML_BACKEND=vulkan) builds ggml with
 # GGML_VULKAN=ON in build/peer-ggml-vk (it compiles a few hundred shaders:
-# about half an hour on 2 cores the first time; needs glslc, libvulkan-dev
+# about 5 minutes on 2 cores the first time; needs glslc, libvulkan-dev
 # and spirv-headers from Debian) and times the cases on Vulkan physical
 # device N (default 0; qvac's vulkan:N), lines "peer":"ggml-vulkan". Without
 # a source tree it prints one line saying it skipped and exits 0, so a
