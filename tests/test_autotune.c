@@ -84,16 +84,16 @@ Test(autotune, space_neighbours_differ_in_one_step)
     const qv_kernel_decl *k = qv_kernel_find("ternary_matmul");
     qv_space *s = NULL;
     cr_assert_eq(qv_space_new(k, NULL, &s, NULL), QV_OK);
-    cr_expect_eq(s->n, 297u);
-    size_t nb[297];
+    cr_expect_eq(s->n, 540u);
+    size_t nb[540];
     qv_config def;
     qv_kernel_default_config(k, &def);
     long i = qv_space_find(s, &def);
     cr_assert(i >= 0);
-    size_t n = qv_space_neighbours(s, (size_t)i, nb, 297);
-    /* default WG_X=16,WG_Y=1,TX=1,TY=1,LOCAL=0,KT=1: WG_X 8|32, WG_Y 2,
-     * TX 2, TY 2, LOCAL 1 (KT stays 1) = 6 neighbours */
-    cr_expect_eq(n, 6u);
+    size_t n = qv_space_neighbours(s, (size_t)i, nb, 540);
+    /* default WG_X=16,WG_Y=1,TX=4,TY=4,LOCAL=0,KT=1: WG_X 8|32, WG_Y 2,
+     * TX 2|8, TY 2|8, LOCAL 1 (KT stays 1) = 8 neighbours */
+    cr_expect_eq(n, 8u);
     for (size_t j = 0; j < n; j++) {
         int diff = 0;
         for (int p = 0; p < k->n_params; p++)
@@ -227,20 +227,21 @@ Test(autotune, a_wrong_variant_is_rejected)
     qv_config best;
     cr_assert_eq(qv_config_parse(k, ent.config, &best, NULL), QV_OK);
     cr_expect_neq(best.v[2], 4, "picked a corrupting configuration: %s", ent.config);
-    /* TX=4 configurations: 3 WG_X x 3 WG_Y x (TY 1,2,4) x 3 (LOCAL,KT) = 81 */
-    cr_expect_eq(ent.failures, 81);
-    cr_expect_eq(ent.evals, 297);
+    /* TX=4 configurations: 3 WG_X x 3 WG_Y x (TY 1,2,4,8) x 3 (LOCAL,KT) =
+     * 108 of 3 x 3 x (TX 1,2,4,8,16 x TY 1,2,4,8) x 3 = 540 */
+    cr_expect_eq(ent.failures, 108);
+    cr_expect_eq(ent.evals, 540);
     qv_tune_eval *ev = NULL;
     size_t n = 0;
     cr_assert_eq(qv_tune_cache_load_evals(cache, &ent.key, &ev, &n, NULL), QV_OK);
-    cr_expect_eq(n, 297u);
+    cr_expect_eq(n, 540u);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
         if (!ev[i].ok) {
             bad++;
             cr_expect(strstr(ev[i].reason, "verify: Y off by") != NULL, "%s", ev[i].reason);
         }
-    cr_expect_eq(bad, 81u);
+    cr_expect_eq(bad, 108u);
     free(ev);
     qv_tune_cache_destroy(&cache);
     free(liar);
