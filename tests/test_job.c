@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "autotune/tune.h"
 #include "kernels/backend.h"
+#include "train/mfu.h"
 #include "worker/job.h"
 
 Test(job, defaults_and_every_key)
@@ -136,4 +138,76 @@ Test(job, runs_and_resumes_on_ref, .timeout = 300)
     qv_devlist_destroy(&devs);
     snprintf(path, sizeof path, "rm -rf %s", dir);
     cr_expect_eq(system(path), 0);
+}
+
+/* With a tune cache, a job tunes every kernel and shape its step launches
+ * on its device before the first step (verified against ref), and the
+ * training takes those configurations: afterwards the cache answers every
+ * launch of the step as tuned. */
+Test(job, tunes_its_own_shapes_first, .timeout = 600)
+{
+    qv_devlist *devs = NULL;
+    qv_err e;
+    cr_assert_eq(qv_devlist_open(&devs, &e), QV_OK);
+    qv_device *ref = qv_devlist_find(devs, "ref"), *dev = NULL;
+    for (size_t d = 0; d < devs->n && !dev; d++)
+        if (devs->dev[d] != ref)
+            dev = devs->dev[d];
+    if (!dev) {
+        qv_devlist_destroy(&devs);
+        cr_skip_test("no OpenCL or Vulkan device: nothing to tune");
+    }
+    char dir[] = "/tmp/qvac-jobtune-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char model[300], data[300], out[300], db[300], cmd[400];
+    snprintf(model, sizeof model, "%s/m.gguf", dir);
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(db, sizeof db, "%s/tune.db", dir);
+    qv_model_config cfg = {
+        .vocab = 258, .dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+        .ffn_dim = 48, .ctx = 64, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+        .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0,
+    };
+    qv_model *m = NULL;
+    cr_assert_eq(qv_model_init_random(&cfg, 1, &m, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_model_save(m, model, &e), QV_OK, "%s", e.msg);
+    FILE *f = fopen(data, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "{\"text\": \"Line %d of the tuning test, matey.\"}\n", i);
+    fclose(f);
+    qv_job_opts o;
+    cr_assert_eq(qv_job_opts_parse("{\"steps\":2,\"rank\":2,\"batch\":2,"
+                                   "\"seq_len\":24,\"eval_batches\":1}", &o, &e),
+                 QV_OK, "%s", e.msg);
+    qv_job_spec spec = {.model_path = model, .data_path = data, .out_dir = out,
+                        .tune_db = db, .ref = ref, .tune_evals = 2};
+    qv_train_result r;
+    cr_assert_eq(qv_job_run(dev, &spec, &o, &r, &e), QV_OK, "%s", e.msg);
+    free(r.losses);
+    /* every launch of the step is now tuned in the cache */
+    qv_tune_cache *c = NULL;
+    cr_assert_eq(qv_tune_cache_open(db, 1, 2000, &c, &e), QV_OK, "%s", e.msg);
+    qv_train_shape_opts so = {.weights = o.train.weights, .batch = 2, .seq = 24,
+                              .rank = 2, .targets = o.train.targets,
+                              .head_f16 = qv_model_head_f16(m)};
+    qv_train_launch ls[64];
+    size_t n = qv_train_launches(&m->cfg, &so, ls, 64);
+    cr_assert_gt(n, 4u);
+    cr_assert_leq(n, 64u);
+    for (size_t i = 0; i < n; i++) {
+        qv_config cf;
+        int tuned = 0;
+        const qv_kernel_decl *k = qv_kernel_find(ls[i].kernel);
+        cr_assert_not_null(k);
+        cr_assert_eq(qv_tune_lookup(c, dev, k, ls[i].s, &cf, &tuned, &e), QV_OK);
+        cr_expect(tuned, "%s %s M=%d N=%d K=%d R=%d not tuned", dev->info.id,
+                  ls[i].kernel, ls[i].s.M, ls[i].s.N, ls[i].s.K, ls[i].s.R);
+    }
+    qv_tune_cache_destroy(&c);
+    qv_model_free(&m);
+    qv_devlist_destroy(&devs);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
 }

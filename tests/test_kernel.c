@@ -34,14 +34,16 @@ Test(kernel, config_parse_and_format)
     cr_assert_eq(qv_config_parse(k, "TX=4, LOCAL=1", &c, &e), QV_OK, "%s", e.msg);
     char buf[128];
     qv_config_format(k, &c, buf, sizeof buf);
-    cr_expect_str_eq(buf, "WG_X=16,WG_Y=1,TX=4,TY=1,LOCAL=1,KT=1");
+    cr_expect_str_eq(buf, "WG_X=16,WG_Y=1,TX=4,TY=4,LOCAL=1,KT=1"); /* TY: its default */
     cr_expect_eq(qv_config_parse(k, "TX=four", &c, &e), QV_ERR_INVALID);
     cr_expect_eq(qv_config_parse(k, "NOPE=1", &c, &e), QV_ERR_INVALID);
     cr_expect(strstr(e.msg, "NOPE") != NULL);
     qv_config_parse(k, "KT=4", &c, NULL);
     cr_expect_eq(qv_kernel_check_config(k, &c, NULL, &e), QV_ERR_INVALID);
     cr_expect(strstr(e.msg, "ternary_matmul: KT = 4 needs LOCAL=1") != NULL, "%s", e.msg);
-    qv_config_parse(k, "TX=8,TY=4", &c, NULL);
+    qv_config_parse(k, "TX=16,TY=8", &c, NULL); /* 128 outputs: the most */
+    cr_expect_eq(qv_kernel_check_config(k, &c, NULL, &e), QV_OK, "%s", e.msg);
+    qv_config_parse(k, "TX=32", &c, NULL); /* not one of TX's values */
     cr_expect_eq(qv_kernel_check_config(k, &c, NULL, &e), QV_ERR_INVALID);
     cr_expect_eq(qv_config_parse(k, "TX", &c, &e), QV_ERR_INVALID);
 }
@@ -87,8 +89,9 @@ Test(kernel, enumeration_visits_only_legal_configs)
         cr_expect(n > 1 && n <= total, "%s: %zu of %zu", k->name, n, total);
         cr_expect_eq(qv_kernel_count_configs(k, &lim), n);
     }
-    /* the full matmul space before limits: 3 WG_X x 3 WG_Y x 11 register
-     * tiles with TX*TY <= 16 x 3 (LOCAL, KT) pairs (KT=4 needs LOCAL=1) */
+    /* the full matmul space before limits: 3 WG_X x 3 WG_Y x 20 register
+     * tiles (TX 1..16 x TY 1..8, all within 128 outputs) x 3 (LOCAL, KT)
+     * pairs (KT=4 needs LOCAL=1) */
     cr_expect_eq(qv_kernel_count_configs(qv_kernel_find("ternary_matmul"), NULL),
-                 3u * 3u * 11u * 3u);
+                 3u * 3u * 20u * 3u);
 }

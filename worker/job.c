@@ -11,6 +11,8 @@
 #include "formats/dataset.h"
 #include "formats/gguf.h"
 #include "formats/vocab.h"
+#include "autotune/cache.h"
+#include "train/mfu.h"
 
 typedef enum { K_INT, K_NUM, K_STR } kind;
 
@@ -201,13 +203,36 @@ qv_status qv_job_run(qv_device *dev, const qv_job_spec *spec,
     }
     if (!s)
         s = qv_dataset_split(all, o->val_fraction, o->train.seed, &tr, &va, err);
+    qv_tune_cache *cache = NULL;
+    if (!s && spec->tune_db) {
+        /* its own connection: jobs on other devices run in other threads */
+        int tune = spec->tune_evals > 0 && spec->ref && dev != spec->ref;
+        qv_err te = {0};
+        if (qv_tune_cache_open(spec->tune_db, !tune, 2000, &cache, &te))
+            cache = NULL; /* untuned, not failed: the job still runs */
+        if (cache && tune) {
+            const qv_train_opts *t = &o->train;
+            qv_train_shape_opts so = {
+                .weights = t->weights, .batch = t->batch, .seq = t->seq,
+                .rank = t->full ? 0 : t->rank, .targets = t->full ? 0 : t->targets,
+                .full = t->full, .head_f16 = qv_model_head_f16(m),
+                .max_alloc = dev->info.max_alloc_bytes};
+            qv_train_tune_opts to = {.budget_evals = spec->tune_evals,
+                                     .stop = t->stop};
+            qv_train_tune_result tr_res;
+            if (qv_train_tune(cache, dev, spec->ref, m, &so, &to, &tr_res, &te))
+                memset(&tr_res, 0, sizeof tr_res); /* defaults where it failed */
+        }
+    }
     if (!s) {
         qv_train_opts t = o->train;
         t.out_dir = spec->out_dir;
         t.resume_dir = spec->resume_dir;
+        t.cache = cache;
         s = qv_train_run(dev, m, tr, va && qv_dataset_n_examples(va) ? va : NULL,
                          &t, res, err);
     }
+    qv_tune_cache_destroy(&cache);
     qv_dataset_free(tr);
     qv_dataset_free(va);
     qv_dataset_free(all);

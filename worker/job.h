@@ -33,6 +33,14 @@ typedef struct qv_job_spec {
     const char *data_path;   /* JSON Lines dataset */
     const char *out_dir;     /* written: adapter, metrics, checkpoint */
     const char *resume_dir;  /* a folder holding checkpoint.gguf, or NULL */
+    /* The autotune cache the kernels' configurations come from (NULL:
+     * defaults). With tune_evals > 0 and a reference device, every kernel
+     * and shape a step of this model launches is tuned into it first
+     * (qv_train_tune; cached shapes cost nothing), so a job runs at its own
+     * shapes' tuned speed. */
+    const char *tune_db;
+    qv_device *ref;
+    size_t tune_evals;
 } qv_job_spec;
 
 /* Runs the job on dev with options o (progress, stop and cache taken from

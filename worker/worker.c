@@ -139,6 +139,10 @@ typedef struct job {
     uint64_t id, attempt;
     char device[QV_WIRE_MAX_NAME + 1];
     qv_device *dev;
+    /* tuning at the job's shapes before its first step (qv_job_spec) */
+    const char *tune_db;
+    qv_device *ref;
+    size_t tune_evals;
     char model[HASH_CAP], data[HASH_CAP], resume[HASH_CAP];
     uint64_t resume_step;
     qv_job_opts opts;
@@ -681,6 +685,7 @@ static void *job_thread(void *arg)
     qv_job_spec spec = {
         .model_path = NULL, .data_path = NULL, .out_dir = j->out,
         .resume_dir = j->resume[0] ? j->resume_dir : NULL,
+        .tune_db = j->tune_db, .ref = j->ref, .tune_evals = j->tune_evals,
     };
     char mp[PATH_CAP], dp[PATH_CAP];
     /* blob paths were resolved by the network thread into dir/model, data */
@@ -873,6 +878,10 @@ static void on_assign(worker *w, const msgpack_object *b)
     wlog(w, "job %llu attempt %llu: assigned to %s", (unsigned long long)id,
          (unsigned long long)attempt, device);
     slot->dev = my_device(w, device);
+    slot->tune_db = w->tcache ? w->o->tune_db : NULL;
+    slot->ref = qv_devlist_find(w->devs, "ref");
+    slot->tune_evals = w->o->no_tune ? 0
+                       : w->o->tune_budget_evals ? w->o->tune_budget_evals : 12;
     if (!slot->dev) {
         job_report(w, j, false, true, "worker: no device '%s' here", device);
         return;

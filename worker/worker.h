@@ -13,7 +13,9 @@
  * checkpoint it lacks into its blob cache (<cache-dir>/blobs, named by
  * SHA-256, checked on arrival, capped in size, least recently used evicted
  * first: a blob it holds is never downloaded again), then runs the job with
- * qv_job_run in a thread, one job per device at a time. It streams
+ * qv_job_run in a thread, one job per device at a time, its kernels in the
+ * tune cache's configurations, tuned first at the job's own model shapes
+ * when the cache lacks them (unless opts.no_tune). It streams
  * `progress` (at least every 3 s), uploads the checkpoint every
  * checkpoint_every steps (or the job's ckpt_every), then the adapter and
  * the metrics, then sends `done` (or `failed` with the reason), resending
@@ -55,7 +57,8 @@ typedef struct qv_worker_opts {
     const char *tune_db;     /* tune cache; NULL: none (nothing tuned) */
     const char *name;        /* shown in listings; NULL: the host name */
     bool insecure;           /* no CURVE (the scheduler runs --insecure) */
-    bool no_tune;            /* never tune; report cached figures only */
+    bool no_tune;            /* never tune (neither at enrollment nor at a
+                                job's shapes); use what the cache holds */
     size_t tune_budget_evals;/* per kernel; 0: 12 */
     uint64_t cache_bytes;    /* blob cache cap; 0: 20 GiB */
     volatile sig_atomic_t *stop; /* set (by a signal) to shut down */
