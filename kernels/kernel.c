@@ -25,11 +25,11 @@
  * work-group width and tile: what measured fastest on PoCL at the ~700M
  * model's shapes (the column-vector stages want TX = 16, the dot stages a
  * tall tile), so that an untuned run is not a straw man. */
-#define MM_PARAMS_D(WGX, TXD, TYD)                                             \
+#define MM_PARAMS_D(WGX, WGY, TXD, TYD)                                        \
     .n_params = 6,                                                             \
     .params = {                                                                \
         {"WG_X", "work-group width (output columns)", 3, {8, 16, 32}, WGX},     \
-        {"WG_Y", "work-group height (output rows)", 3, {1, 2, 4}, 1},           \
+        {"WG_Y", "work-group height (output rows)", 3, {1, 2, 4}, WGY},         \
         {"TX", "outputs per work-item along x", 5, {1, 2, 4, 8, 16}, TXD},     \
         {"TY", "outputs per work-item along y", 4, {1, 2, 4, 8}, TYD},         \
         {"LOCAL", "stage operand tiles in local memory", 2, {0, 1}, 0},         \
@@ -229,7 +229,7 @@ static const qv_kernel_decl k_ternary_matmul = {
         {"K", QV_ARG_I32, QV_T_NONE, 0},
         {"w_scale", QV_ARG_F32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(16, 4, 4),
+    MM_PARAMS_D(16, 1, 4, 4),
     .n_stages = 1,
     .stage_names = {"ternary_matmul"},
     .check_args = tm_check,
@@ -292,7 +292,7 @@ static const qv_kernel_decl k_ternary_matmul_t = {
         {"K", QV_ARG_I32, QV_T_NONE, 0},
         {"w_scale", QV_ARG_F32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(16, 16, 4),
+    MM_PARAMS_D(16, 4, 16, 8),
     .n_stages = 1,
     .stage_names = {"ternary_matmul_t"},
     .check_args = tt_check,
@@ -353,7 +353,7 @@ static const qv_kernel_decl k_f16_matmul = {
         {"N", QV_ARG_I32, QV_T_NONE, 0},
         {"K", QV_ARG_I32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(16, 2, 8),
+    MM_PARAMS_D(16, 1, 2, 8),
     .n_stages = 1,
     .stage_names = {"f16_matmul"},
     .check_args = fm_check,
@@ -441,7 +441,7 @@ static const qv_kernel_decl k_lora_fwd = {
         {"R", QV_ARG_I32, QV_T_NONE, 0},
         {"scale", QV_ARG_F32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(16, 1, 8),
+    MM_PARAMS_D(16, 1, 1, 8),
     .n_stages = 2,
     .stage_names = {"lora_fwd_h", "lora_fwd_y"},
     .check_args = lf_check,
@@ -525,7 +525,7 @@ static const qv_kernel_decl k_lora_bwd = {
         {"R", QV_ARG_I32, QV_T_NONE, 0},
         {"scale", QV_ARG_F32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(8, 16, 4),
+    MM_PARAMS_D(8, 1, 16, 4),
     .n_stages = 4,
     .stage_names = {"lora_bwd_dh", "lora_bwd_db", "lora_bwd_da", "lora_bwd_dx"},
     .check_args = lb_check,
@@ -577,7 +577,7 @@ static const qv_kernel_decl k_f16_matmul_t = {
         {"N", QV_ARG_I32, QV_T_NONE, 0},
         {"K", QV_ARG_I32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(16, 16, 4),
+    MM_PARAMS_D(16, 4, 16, 8),
     .n_stages = 1,
     .stage_names = {"f16_matmul_t"},
     .check_args = ft_check,
@@ -642,7 +642,7 @@ static const qv_kernel_decl k_f32_matmul = {
         {"tb", QV_ARG_I32, QV_T_NONE, 0},
         {"acc", QV_ARG_I32, QV_T_NONE, 0},
     },
-    MM_PARAMS_D(16, 16, 4),
+    MM_PARAMS_D(16, 1, 16, 4),
     .n_stages = 1,
     .stage_names = {"f32_matmul"},
     .check_args = f32_check,
