@@ -206,10 +206,10 @@ demo: all
 bench-tune: all $(BUILD)/bench_tune
 	$(BUILD)/bench_tune --db $(BUILD)/bench/tune-bench.db --out benchmarks/reports/autotune.md
 
-$(BUILD)/bench_tune: benchmarks/bench_tune.c $(LIB) $(FLAGS_STAMP)
+$(BUILD)/bench_tune: benchmarks/bench_tune.c benchmarks/clblast_peer.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< benchmarks/clblast_peer.c $(LIB) $(LDFLAGS) $(LDLIBS) $$(pkg-config --libs clblast)
 
 # Tokenizer throughput on one core (benchmarks/bench_tok.c):
 #   make bench-tok VOCABS="ggml-vocab-gpt-2.gguf ggml-vocab-llama-spm.gguf ..."

@@ -40,6 +40,7 @@
 #include "autotune/cache.h"
 #include "autotune/search.h"
 #include "autotune/tune.h"
+#include "benchmarks/clblast_peer.h"
 #include "kernels/backend.h"
 #include "kernels/kernel.h"
 #include "kernels/opencl/opencl.h"
@@ -435,20 +436,6 @@ static int run_cell(bench *b, qv_device *dev, const qv_kernel_decl *k, int si)
 
 /* ---- CLBlast ------------------------------------------------------------ */
 
-static const char *clblast_status_name(CLBlastStatusCode s)
-{
-    switch (s) {
-    case CLBlastOpenCLBuildProgramFailure: return "OpenCL build program failure";
-    case CLBlastInvalidLocalThreadsTotal: return "invalid work-group size";
-    case CLBlastInvalidLocalThreadsDim: return "invalid work-item size";
-    case CLBlastInvalidLocalMemUsage: return "not enough local memory";
-    case CLBlastDatabaseError: return "device not in CLBlast's database";
-    case CLBlastNotImplemented: return "not implemented";
-    case CLBlastUnknownError: return "unknown error";
-    case CLBlastUnexpectedError: return "unexpected error";
-    default: return "error";
-    }
-}
 
 static uint64_t ev_time(cl_event e, cl_profiling_info what)
 {
@@ -521,7 +508,7 @@ static void clblast_time(const qv_device *dev, clb_row *row)
                                            bw, 0, K, 0.0f, by, 0, N, &q, &ev);
         if (s != CLBlastSuccess) {
             snprintf(row->error, sizeof row->error, "CLBlastSgemm: %s (status %d)",
-                     clblast_status_name(s), (int)s);
+                     clb_status_name((int)s), (int)s);
             clReleaseEvent(mark);
             if (ev)
                 clReleaseEvent(ev);

@@ -25,9 +25,9 @@ struct clb_peer {
     char name[256];
 };
 
-static const char *status_name(CLBlastStatusCode s)
+const char *clb_status_name(int code)
 {
-    switch (s) {
+    switch ((CLBlastStatusCode)code) {
     case CLBlastOpenCLBuildProgramFailure: return "OpenCL build program failure";
     case CLBlastInvalidLocalThreadsTotal: return "invalid work-group size";
     case CLBlastInvalidLocalThreadsDim: return "invalid work-item size";
@@ -230,7 +230,7 @@ int clb_peer_time(clb_peer *p, int half, int ta, int tb, int M, int N, int K, do
             st = CLBlastSgemm(CLBlastLayoutRowMajor, tA, tB, (size_t)M, (size_t)N, (size_t)K,
                               1.0f, ba, 0, lda, bb, 0, ldb, 0.0f, bc, 0, (size_t)N, &p->q, &ev);
         if (st != CLBlastSuccess) {
-            snprintf(why, n, "CLBlast%cgemm: %s (status %d)", half ? 'H' : 'S', status_name(st),
+            snprintf(why, n, "CLBlast%cgemm: %s (status %d)", half ? 'H' : 'S', clb_status_name((int)st),
                      (int)st);
             clReleaseEvent(mark);
             if (ev)

@@ -31,6 +31,8 @@ void clb_peer_close(clb_peer **p);
 int clb_peer_has_fp16(const clb_peer *p);
 /* The device's name as OpenCL reports it. */
 const char *clb_peer_device_name(const clb_peer *p);
+/* What a CLBlast status code (CLBlastStatusCode) means, in words. */
+const char *clb_status_name(int code);
 
 /* Times one GEMM (half: HGEMM, else SGEMM); *ms the median. Runs stop early
  * (at least 3) once max_s seconds of runs have passed. 0, or -1 with why. */

@@ -36,6 +36,8 @@ static const char *mm_configs[] = {
     "WG_X=8,WG_Y=4,TX=2,TY=4,LOCAL=1,KT=4",
     "WG_X=32,WG_Y=2,TX=4",
     "WG_X=8,WG_Y=4,TY=4,LOCAL=1,KT=4",
+    "WG_X=8,TX=2,TY=4",  /* two-wide column vectors at LOCAL=0 */
+    "WG_X=8,TX=16,TY=8", /* the widest tile: float16 vectors, 128 outputs */
     NULL,
 };
 static const char *qa_configs[] = {

@@ -41,7 +41,9 @@ typedef struct targs {
     qv_train_opts o;
     double val_fraction;
     int json, steps_set;
-    int tune;          /* --tune: tune at the model's shapes first */
+    int tune;          /* tune at the model's shapes first: 1 (--tune),
+                          0 (--no-tune), -1 (finetune / compare's default:
+                          when the cache can be written and ref is there) */
     long tune_evals;   /* --tune-evals N (per kernel and shape) */
     /* pretrain */
     qv_model_config mc;
@@ -87,6 +89,7 @@ static int parse_args(int argc, char **argv, targs *a)
         int rc = 0;
         if (!strcmp(o, "--json")) { a->json = 1; continue; }
         if (!strcmp(o, "--tune")) { a->tune = 1; continue; }
+        if (!strcmp(o, "--no-tune")) { a->tune = 0; continue; }
         if (!strcmp(o, "--checkpoint-activations")) { a->o.checkpoint = 1; continue; }
         if (!v)
             return qv_cli_usage(a->cmd, "unknown or incomplete option '%s'", o);
@@ -351,7 +354,7 @@ void qv_help_finetune(FILE *out)
         "                     [--accum N] [--clip C] [--seed N] [--val-fraction F]\n"
         "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH]\n"
         "                     [--chat-template NAME] [--long skip|truncate]\n"
-        "                     [--tune] [--tune-evals N] [--checkpoint-activations]\n"
+        "                     [--tune | --no-tune] [--tune-evals N] [--checkpoint-activations]\n"
         "                     [--json]\n\n"
         "LoRA fine-tuning of a BitNet b1.58 model on one device. The ternary base is\n"
         "frozen; adapters on the target modules are trained with AdamW (warm-up, cosine\n"
@@ -385,9 +388,13 @@ void qv_help_finetune(FILE *out)
         "                     of this model launches on the device (verified against\n"
         "                     ref) into the cache (--db, else the default; created);\n"
         "                     shapes already cached are skipped, so only a new device\n"
-        "                     or model shape costs time. Off by default: at ~700M\n"
-        "                     shapes on a CPU device it takes minutes the first time.\n"
-        "  --tune-evals N     configurations measured per kernel and shape (8; implies\n"
+        "                     or model shape costs time (tens of seconds for the\n"
+        "                     built-in model, minutes at ~700M shapes on a CPU device).\n"
+        "                     On by default with 4 configurations a shape wherever the\n"
+        "                     cache can be written; --tune makes it 8 and an error\n"
+        "                     when it cannot\n"
+        "  --no-tune          do not tune: the cached or default configurations\n"
+        "  --tune-evals N     configurations measured per kernel and shape (implies\n"
         "                     --tune)\n"
         "  --checkpoint-activations\n"
         "                     keep only each layer's input and recompute the layer in\n"
@@ -414,6 +421,7 @@ static void defaults(targs *a, const char *cmd)
     a->cmd = cmd;
     qv_train_opts_default(&a->o);
     a->val_fraction = 0.1;
+    a->tune = strcmp(cmd, "finetune") && strcmp(cmd, "compare") ? 0 : -1;
     a->tokens = 120;
     a->temperature = 0.7f;
 }
@@ -464,9 +472,18 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
     qv_dataset *all = NULL, *tr = NULL, *va = NULL;
     qv_tune_cache *cache = NULL;
     qv_status s = QV_OK;
-    if (a->tune) {
+    if (a->tune > 0) {
         if (!(cache = open_cache_rw(a->db, err)))
             s = err->code ? err->code : QV_ERR_IO;
+    } else if (a->tune < 0) { /* by default: tune where the cache can be written */
+        qv_err ce = {0};
+        if (!(cache = open_cache_rw(a->db, &ce))) {
+            if (!quiet)
+                fprintf(stderr, "%s: not tuning (%s); running the cached or default "
+                        "configurations\n", label, ce.msg);
+            a->tune = 0;
+            cache = open_cache(a->db);
+        }
     } else {
         cache = open_cache(a->db);
     }
@@ -492,6 +509,8 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
                     qv_weights_name(o->weights), qv_dataset_n_examples(tr),
                     va ? qv_dataset_n_examples(va) : (size_t)0);
         qv_device *ref = qv_devlist_find(devs, "ref");
+        if (a->tune < 0 && (!ref || dev == ref))
+            a->tune = 0; /* nothing to verify against, or nothing to tune */
         if (a->tune && !ref)
             s = qv_fail(err, QV_ERR_NOT_FOUND,
                         "%s: --tune verifies candidates on the reference device, "
@@ -503,7 +522,8 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
                 .head_f16 = qv_model_head_f16(m),
                 .max_alloc = dev->info.max_alloc_bytes};
             qv_train_tune_opts to = {
-                .budget_evals = a->tune_evals > 0 ? (size_t)a->tune_evals : 8,
+                .budget_evals = a->tune_evals > 0 ? (size_t)a->tune_evals
+                                : a->tune < 0 ? 4 : 8,
                 .progress = on_tune_progress, .progress_user = &ps, .stop = &g_stop};
             s = qv_train_tune(cache, dev, ref, m, &so, &to, &ro->tune, err);
             ro->tuned_run = 1;
