@@ -48,6 +48,40 @@ inline float qv_ld_b(__global const void *B, int mode, int j, int k, int sb_j,
 #define QV_GEMM_LARGS
 #endif
 
+/* The sum of a vector's lanes, halving (the float16 form also serves
+ * ternary_matmul's integer sums in float lanes). */
+inline float qv_hsum8(float8 v)
+{
+    float4 s4 = v.lo + v.hi;
+    float2 s2 = s4.lo + s4.hi;
+    return s2.lo + s2.hi;
+}
+inline float qv_hsum16(float16 v) { return qv_hsum8(v.lo + v.hi); }
+
+/* Writes (or adds) alpha * acc of the work-item's TY x TX tile of the
+ * generic and dot GEMMs (rows row0 + ly + r*WG_Y, columns col0 + lx +
+ * c*WG_X), dropping what lies past Mo x No. */
+inline void qv_store_tile(float acc[QV_TY][QV_TX], __global float *C, int ldc,
+                          int Mo, int No, float alpha, int accumulate)
+{
+    const int lx = (int)get_local_id(0), ly = (int)get_local_id(1);
+    const int row0 = (int)get_group_id(1) * QV_BM;
+    const int col0 = (int)get_group_id(0) * QV_BN;
+#pragma unroll
+    for (int r = 0; r < QV_TY; r++) {
+        int i = row0 + ly + r * QV_WG_Y;
+#pragma unroll
+        for (int c = 0; c < QV_TX; c++) {
+            int j = col0 + lx + c * QV_WG_X;
+            if (i < Mo && j < No) {
+                float v = alpha * acc[r][c];
+                __global float *cp = C + (size_t)i * ldc + j;
+                *cp = accumulate ? *cp + v : v;
+            }
+        }
+    }
+}
+
 /* C(i,j) [+]= alpha * sum_k A(i,k) * B(j,k) for i < Mo, j < No, k < Kr,
  * with A(i,k) = A[i*sa_i + k*sa_k] and B as b_mode says; C row stride ldc.
  * f32 accumulation. Called with literal strides, so after inlining the
@@ -154,19 +188,7 @@ inline void qv_gemm(__global const float *A, int sa_i, int sa_k,
                 acc[r][c] += a[r] * b[c];
     }
 #endif
-
-#pragma unroll
-    for (int r = 0; r < QV_TY; r++) {
-        int i = row0 + ly + r * QV_WG_Y;
-#pragma unroll
-        for (int c = 0; c < QV_TX; c++) {
-            int j = col0 + lx + c * QV_WG_X;
-            if (i < Mo && j < No) {
-                float v = alpha * acc[r][c];
-                C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;
-            }
-        }
-    }
+    qv_store_tile(acc, C, ldc, Mo, No, alpha, accumulate);
 }
 
 /* ---- column-vector GEMM (LOCAL = 0 of the transposed and NN stages) ----
@@ -383,12 +405,8 @@ inline void qv_gemm_dot(__global const float *A, int lda,
 #pragma unroll
     for (int r = 0; r < QV_TY; r++)
 #pragma unroll
-        for (int c = 0; c < QV_TX; c++) {
-            float8 v = acc8[r][c];
-            float4 s4 = v.lo + v.hi;
-            float2 s2 = s4.lo + s4.hi;
-            acc[r][c] = s2.lo + s2.hi;
-        }
+        for (int c = 0; c < QV_TX; c++)
+            acc[r][c] = qv_hsum8(acc8[r][c]);
     for (; k < Kr; k++) {
         float b[QV_TX];
 #pragma unroll
@@ -402,19 +420,7 @@ inline void qv_gemm_dot(__global const float *A, int lda,
                 acc[r][c] += a * b[c];
         }
     }
-#pragma unroll
-    for (int r = 0; r < QV_TY; r++) {
-        int i = row0 + ly + r * QV_WG_Y;
-#pragma unroll
-        for (int c = 0; c < QV_TX; c++) {
-            int j = col0 + lx + c * QV_WG_X;
-            if (i < Mo && j < No) {
-                float v = alpha * acc[r][c];
-                __global float *cp = C + (size_t)i * ldc + j;
-                *cp = accumulate ? *cp + v : v;
-            }
-        }
-    }
+    qv_store_tile(acc, C, ldc, Mo, No, alpha, accumulate);
 }
 
 #endif /* QV_TX */

@@ -130,13 +130,8 @@ __kernel QV_REQD void ternary_matmul(__global const char *Xq,
 #pragma unroll
     for (int r = 0; r < QV_TY; r++)
 #pragma unroll
-        for (int c = 0; c < QV_TX; c++) {
-            float16 v = acc16[r][c];
-            float8 s8 = v.lo + v.hi;
-            float4 s4 = s8.lo + s8.hi;
-            float2 s2 = s4.lo + s4.hi;
-            acc[r][c] += (int)(s2.lo + s2.hi);
-        }
+        for (int c = 0; c < QV_TX; c++)
+            acc[r][c] += (int)qv_hsum16(acc16[r][c]);
     for (; kw < KW; kw++) {
         const int nk = min(16, K - kw * 16);
         uint w[QV_TX];
