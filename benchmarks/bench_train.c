@@ -82,7 +82,11 @@ typedef struct bench_model {
     int ckpt;             /* --checkpoint-activations in both runs (the
                              memory-bound shapes: it pays where activations
                              outweigh the ternary weights) */
-    int mem_only;         /* a memory probe: 2 steps, no kernel-table rows */
+    int mem_only;         /* a memory probe: 2 steps, no kernel-table rows, on the
+                             first device only (peak bytes are the same buffers
+                             on every device) */
+    int steps, vk_steps;  /* optimizer steps a run (0: --steps, default 6); fewer
+                             at the shapes that would not fit the budget */
 } bench_model;
 
 #define BITNET_CFG(D, L, H, F)                                                 \
@@ -95,17 +99,17 @@ static const bench_model models[] = {
      {.vocab = 258, .dim = 256, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
       .ffn_dim = 512, .ctx = 2048, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
       .act = QV_ACT_RELU2, .sub_norm = 1, .tied = 0},
-     4, 128, 4, 128, 0, 0},
+     4, 128, 4, 128, 0, 0, 0, 0},
     {"700m", "~700M", "1bitLLM/bitnet_b1_58-large", BITNET_CFG(1536, 24, 16, 4096),
-     4, 256, 1, 128, 0, 0},
+     4, 256, 1, 64, 0, 0, 0, 4},
     {"1.3b", "~1.3B", "1bitLLM/bitnet_b1_58-xl", BITNET_CFG(2048, 24, 32, 5460),
-     2, 128, 1, 64, 1, 0},
+     2, 128, 1, 32, 1, 0, 0, 4},
     /* the ~1.3B shape at the smallest fine-tune batch, for peak memory: the
      * ternary / f16 gap is widest where activations are smallest */
     {"1.3b-mem", "~1.3B (memory, 1 x 64)", "1bitLLM/bitnet_b1_58-xl",
-     BITNET_CFG(2048, 24, 32, 5460), 1, 64, 1, 64, 1, 1},
+     BITNET_CFG(2048, 24, 32, 5460), 1, 64, 1, 64, 1, 1, 2, 2},
     {"3b", "~3B", "1bitLLM/bitnet_b1_58-3B", BITNET_CFG(3200, 26, 32, 8640),
-     1, 128, 1, 64, 1, 0},
+     1, 128, 1, 16, 1, 0, 4, 3},
 };
 #define N_MODELS ((int)(sizeof models / sizeof models[0]))
 
@@ -113,7 +117,7 @@ static const bench_model models[] = {
 
 typedef struct opts {
     const char *out, *devices, *models, *targets, *db, *peer;
-    int steps, rank, batch, seq, tune_evals, kernels, clblast;
+    int steps, steps_set, rank, batch, seq, tune_evals, kernels, clblast;
     double budget_min;
 } opts;
 
@@ -133,10 +137,12 @@ static void usage(FILE *f)
         "  --models LIST       of builtin,700m,1.3b,3b,1.3b-mem (default: all;\n"
         "                      1.3b-mem: the ~1.3B shape at 1 x 64 tokens, 2 steps,\n"
         "                      for the peak-memory goal)\n"
-        "  --steps N           optimizer steps a run: 1 warm-up + N-1 measured (default 6)\n"
+        "  --steps N           optimizer steps of every run: 1 warm-up + N-1 measured\n"
+        "                      (default 6; 4 at ~3B, and on Vulkan 4 at ~700M and\n"
+        "                      ~1.3B, 3 at ~3B)\n"
         "  --batch B, --seq S  override every model's batch x seq (defaults per model\n"
         "                      and backend: builtin 4x128, 700m 4x256, 1.3b 2x128,\n"
-        "                      3b 1x128; on Vulkan 700m 1x128, 1.3b and 3b 1x64)\n"
+        "                      3b 1x128; on Vulkan 700m 1x64, 1.3b 1x32, 3b 1x16)\n"
         "  --rank R            LoRA rank (default 16)\n"
         "  --targets LIST      LoRA targets (default q,v: the default of finetune)\n"
         "  --tune-evals N      configurations per kernel and shape when tuning (4)\n"
@@ -193,7 +199,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--targets")) o->targets = v;
         else if (!strcmp(a, "--tune-db")) o->db = v;
         else if (!strcmp(a, "--peer")) o->peer = *v ? v : NULL;
-        else if (!strcmp(a, "--steps")) bad = parse_int(v, 1, MAX_STEPS, &o->steps);
+        else if (!strcmp(a, "--steps")) bad = parse_int(v, 1, MAX_STEPS, &o->steps), o->steps_set = 1;
         else if (!strcmp(a, "--batch")) bad = parse_int(v, 1, 64, &o->batch);
         else if (!strcmp(a, "--seq")) bad = parse_int(v, 2, 2048, &o->seq);
         else if (!strcmp(a, "--rank")) bad = parse_int(v, 1, 128, &o->rank);
@@ -303,6 +309,7 @@ typedef struct bench {
     char vk_note[800];  /* ggml-vulkan line */
     char clb_note[800]; /* CLBlast line */
     double t0, deadline;
+    double phase_s[5];       /* ggml CPU, ggml-vulkan, kernel table, CLBlast, models */
     double spf[MAX_DEVS][2]; /* seconds per model FLOP of a steady step */
     char notes[4096];        /* budget notes for the report */
     char base[4096];         /* out path without .md */
@@ -333,6 +340,17 @@ static void run_shape(const bench *b, int mi, const qv_device *d, int *batch, in
     int vk = !strcmp(d->info.backend, "vulkan");
     *batch = b->o.batch ? b->o.batch : vk ? models[mi].vk_batch : models[mi].batch;
     *seq = b->o.seq ? b->o.seq : vk ? models[mi].vk_seq : models[mi].seq;
+}
+
+/* Optimizer steps of model mi's runs on d: --steps where given, else the
+ * model's own count for the backend, else the default. */
+static int run_steps(const bench *b, int mi, const qv_device *d)
+{
+    int vk = !strcmp(d->info.backend, "vulkan");
+    int n = vk ? models[mi].vk_steps : models[mi].steps;
+    if (b->o.steps_set || !n)
+        n = b->o.steps;
+    return models[mi].mem_only && n > 2 ? 2 : n;
 }
 
 /* ---- peer (ggml CPU) ----------------------------------------------------- */
@@ -399,7 +417,9 @@ static int read_peer_lines(bench *b, FILE *p, int vk, const char *dev)
     return got;
 }
 
-/* Runs peer_ggml.sh once for every case of the kernel table. */
+/* Runs peer_ggml.sh for every case of the kernel table. Where it dies part
+ * way (a crash of ggml at one shape must not cost the others), it runs again
+ * for the cases not answered, without the one it died on, up to 3 times. */
 static void run_peer(bench *b)
 {
     if (!b->o.peer) {
@@ -408,46 +428,89 @@ static void run_peer(bench *b)
                  "QVAC_PEER_GGML=SRC)");
         return;
     }
-    char *cmd = malloc(65536);
-    if (!cmd)
-        return;
-    size_t len = (size_t)snprintf(cmd, 65536, "benchmarks/peer_ggml.sh '%s' --min-ms 300",
-                                  b->o.peer);
+    enum { MAX_CASES = 256 };
+    static char spec[MAX_CASES][48];
+    static int lost[MAX_CASES];
     int cases = 0;
-    for (int i = 0; i < b->nk; i++) {
-        int m, n, k;
+    for (int i = 0; i < b->nk && cases < MAX_CASES; i++) {
+        int m, n, k, dup = 0;
         const char *t = peer_type_of(b->kr[i].kernel, b->kr[i].m, b->kr[i].n,
                                      b->kr[i].k, &m, &n, &k);
         if (!t)
             continue;
-        char spec[64];
-        snprintf(spec, sizeof spec, " %s:%d,%d,%d", t, m, n, k);
-        if (strstr(cmd, spec) || len + strlen(spec) + 1 >= 65536)
-            continue;
-        memcpy(cmd + len, spec, strlen(spec) + 1);
-        len += strlen(spec);
-        cases++;
+        snprintf(spec[cases], sizeof spec[cases], "%s:%d,%d,%d", t, m, n, k);
+        for (int j = 0; j < cases && !dup; j++)
+            dup = !strcmp(spec[j], spec[cases]);
+        lost[cases] = 0;
+        cases += !dup;
     }
     fprintf(stderr, "peer: %d ggml cases (%s)\n", cases, b->o.peer);
     double t0 = now_s();
-    FILE *p = cases ? popen(cmd, "r") : NULL;
-    free(cmd);
-    if (!p) {
-        snprintf(b->peer_note, sizeof b->peer_note, "failed: cannot run "
-                 "benchmarks/peer_ggml.sh");
+    char *cmd = malloc(65536);
+    if (!cmd || !cases) {
+        free(cmd);
+        snprintf(b->peer_note, sizeof b->peer_note, cmd ? "no case for ggml" :
+                 "failed: out of memory");
         return;
     }
-    read_peer_lines(b, p, 0, NULL);
-    int rc = pclose(p);
-    if (rc)
-        snprintf(b->peer_note, sizeof b->peer_note,
-                 "benchmarks/peer_ggml.sh %s exited with status %d after %d of %d "
-                 "cases (its stderr above says why)", b->o.peer, rc, b->np, cases);
-    else
-        snprintf(b->peer_note, sizeof b->peer_note,
-                 "ggml's CPU mul_mat from %s, built by benchmarks/peer_ggml.sh, "
-                 "%ld threads, %d cases in %.0f s", b->o.peer,
-                 sysconf(_SC_NPROCESSORS_ONLN), b->np, now_s() - t0);
+    int rc = 0, tries = 0;
+    char why[160] = "";
+    for (;;) {
+        size_t len = (size_t)snprintf(cmd, 65536, "benchmarks/peer_ggml.sh '%s' --min-ms 300",
+                                      b->o.peer);
+        int todo = 0, first = -1;
+        for (int c = 0; c < cases; c++) {
+            char t[8];
+            int m, n, k;
+            if (lost[c] || sscanf(spec[c], "%7[^:]:%d,%d,%d", t, &m, &n, &k) != 4 ||
+                peer_get(b, 0, NULL, t, m, n, k) || len + strlen(spec[c]) + 2 >= 65536)
+                continue;
+            len += (size_t)snprintf(cmd + len, 65536 - len, " %s", spec[c]);
+            todo++;
+            if (first < 0)
+                first = c;
+        }
+        if (!todo || tries == 3)
+            break;
+        if (rc && first >= 0) { /* the case it died on: the first not answered */
+            lost[first] = 1;
+            fprintf(stderr, "peer: ggml died at %s; running the other %d again\n",
+                    spec[first], todo - 1);
+            if (todo == 1)
+                break;
+            rc = 0;
+            continue;
+        }
+        tries++;
+        FILE *p = popen(cmd, "r");
+        if (!p) {
+            snprintf(why, sizeof why, "cannot run benchmarks/peer_ggml.sh");
+            break;
+        }
+        read_peer_lines(b, p, 0, NULL);
+        rc = pclose(p);
+        if (!rc)
+            break;
+        snprintf(why, sizeof why, "%s %d", WIFSIGNALED(rc) ? "killed by signal" :
+                 "exit status", WIFSIGNALED(rc) ? WTERMSIG(rc) : WEXITSTATUS(rc));
+    }
+    free(cmd);
+    int got = 0;
+    for (int i = 0; i < b->np; i++)
+        got += !b->peer[i].vk;
+    size_t pl = (size_t)snprintf(b->peer_note, sizeof b->peer_note,
+                                 "ggml's CPU mul_mat from %s, built by "
+                                 "benchmarks/peer_ggml.sh, %ld threads, %d of %d cases "
+                                 "in %.0f s", b->o.peer, sysconf(_SC_NPROCESSORS_ONLN),
+                                 got, cases, now_s() - t0);
+    if (got < cases && pl < sizeof b->peer_note)
+        pl += (size_t)snprintf(b->peer_note + pl, sizeof b->peer_note - pl,
+                               "; the script failed (%s)", why[0] ? why : "?");
+    for (int c = 0, n = 0; c < cases && pl < sizeof b->peer_note; c++)
+        if (lost[c])
+            pl += (size_t)snprintf(b->peer_note + pl, sizeof b->peer_note - pl,
+                                   "%s%s", n++ ? ", " : "; ggml died at (no peer "
+                                   "figure): ", spec[c]);
     for (int i = 0; i < b->nk; i++) {
         int m, n, k;
         const char *t = peer_type_of(b->kr[i].kernel, b->kr[i].m, b->kr[i].n,
@@ -830,18 +893,18 @@ static void do_run(bench *b, int mi, int di, int w, qv_model *m, const qv_datase
     qv_device *dev = b->devs[di];
     run_rec *rec = &b->mr[mi].run[di][w];
     run_shape(b, mi, dev, &rec->batch, &rec->seq);
-    rec->steps_req = models[mi].mem_only && b->o.steps > 2 ? 2 : b->o.steps;
+    rec->steps_req = run_steps(b, mi, dev);
     int64_t T = (int64_t)rec->batch * rec->seq;
     rec->step_flops = qv_step_flops(&m->cfg, targets, b->o.rank, T, rec->seq, 0);
     /* prediction: seconds per FLOP of this device's earlier runs (this
      * mode's, else the other's), steps + evals (~1 step) + tuning guess */
     double spf = b->spf[di][w] > 0 ? b->spf[di][w] : b->spf[di][!w];
     if (spf > 0) {
-        double pred = spf * rec->step_flops * (b->o.steps + 1.0);
+        double pred = spf * rec->step_flops * (rec->steps_req + 1.0);
         if (pred > left_s(b) - 30) {
             rec->state = RUN_SKIPPED;
             snprintf(rec->note, sizeof rec->note,
-                     "skipped: predicted %.0f s (%.2g s per GFLOP on this device so "
+                     "predicted %.0f s (%.2g s per GFLOP on this device so "
                      "far) > %.0f s of budget left", pred, spf * 1e9, left_s(b));
             note(b, "%s on %s, %s: %s", models[mi].label, dev->info.id,
                  qv_weights_name((qv_weights)w), rec->note);
@@ -849,7 +912,7 @@ static void do_run(bench *b, int mi, int di, int w, qv_model *m, const qv_datase
         }
     } else if (left_s(b) < 120) {
         rec->state = RUN_SKIPPED;
-        snprintf(rec->note, sizeof rec->note, "skipped: %.0f s of budget left",
+        snprintf(rec->note, sizeof rec->note, "%.0f s of budget left",
                  left_s(b));
         note(b, "%s on %s, %s: %s", models[mi].label, dev->info.id,
              qv_weights_name((qv_weights)w), rec->note);
@@ -877,7 +940,7 @@ static void do_run(bench *b, int mi, int di, int w, qv_model *m, const qv_datase
     o.rank = b->o.rank;
     o.alpha = 2.0f * (float)b->o.rank;
     o.targets = targets;
-    o.steps = models[mi].mem_only && b->o.steps > 2 ? 2 : b->o.steps;
+    o.steps = rec->steps_req;
     o.warmup = 0;
     o.batch = rec->batch;
     o.seq = rec->seq;
@@ -1411,6 +1474,11 @@ static int write_all(bench *b, int final)
     json_object_set_new(j, "peer_note", json_string(b->peer_note));
     json_object_set_new(j, "ggml_vulkan_note", json_string(b->vk_note));
     json_object_set_new(j, "clblast_note", json_string(b->clb_note));
+    json_object_set_new(j, "phase_seconds",
+                        json_pack("{s:f,s:f,s:f,s:f,s:f}", "ggml_cpu", b->phase_s[0],
+                                  "ggml_vulkan", b->phase_s[1], "kernel_table",
+                                  b->phase_s[2], "clblast", b->phase_s[3],
+                                  "making_models", b->phase_s[4]));
     json_t *jg = json_array();
     for (int i = 0; i < ng; i++)
         json_array_append_new(jg, json_pack("{s:s, s:s, s:o, s:o, s:s}", "name",
@@ -1464,10 +1532,15 @@ static int write_all(bench *b, int final)
            b->devs[d]->info.name, b->devs[d]->info.vendor, b->devs[d]->info.driver,
            b->devs[d]->info.is_cpu ? ", runs on the host CPU" : "");
     sb(&s, "- Fine-tune: LoRA rank %d, alpha %d, targets %s; %d optimizer steps a run "
-           "(1 warm-up, then steady state) unless the budget cut it; eval_batches 1; "
-           "synthetic token data. Batch x sequence per model and backend in the "
-           "tables (fewer tokens at 1.3B / 3B and on Vulkan, to fit the budget).\n",
-       o->rank, 2 * o->rank, tl, o->steps);
+           "(1 warm-up, then steady state) unless the table's steps column says fewer "
+           "(%s) or the budget cut it; eval_batches 1; synthetic token data. Batch x "
+           "sequence per model and backend in the tables (fewer tokens at 1.3B / 3B "
+           "and on Vulkan, to fit the budget).\n",
+       o->rank, 2 * o->rank, tl, o->steps,
+       o->steps_set ? "--steps given: every run" : "fewer at ~3B and on Vulkan at ~700M "
+       "and up, to fit the 45-minute budget on a 2-core machine");
+    sb(&s, "- The ~1.3B memory probe runs on the first device only: peak bytes count "
+           "the same buffers on every device.\n");
     sb(&s, "- Activation checkpointing (`--checkpoint-activations`: one layer's "
            "intermediates, each layer's forward run again in the backward) in both "
            "runs of:");
@@ -1487,6 +1560,10 @@ static int write_all(bench *b, int final)
            "(ternary: quantize_act + ternary_matmul; f16: f16_matmul). The "
            "backward's transposed kernels may run faster than that forward "
            "matmul, so MFU can exceed 100%%.\n\n");
+    sb(&s, "- Where the time went: ggml CPU peer %.0f s, ggml-vulkan peer %.0f s, "
+           "kernel table %.0f s, CLBlast %.0f s, making the models %.0f s; the runs' "
+           "own seconds are in the tables.\n\n", b->phase_s[0], b->phase_s[1],
+       b->phase_s[2], b->phase_s[3], b->phase_s[4]);
     if (b->notes[0])
         sb(&s, "Budget notes:\n\n%s\n", b->notes);
 
@@ -1527,6 +1604,8 @@ static int write_all(bench *b, int final)
         for (int d = 0; d < b->nd && b->mr[i].selected; d++)
             for (int w = 0; w < 2; w++) {
                 const run_rec *r = &b->mr[i].run[d][w];
+                if (r->state == RUN_NOT_RUN)
+                    continue;
                 char c1[32] = "-", c2[32] = "-", c3[32] = "-", c4[32] = "-";
                 if (has_figures(r)) {
                     snprintf(c1, sizeof c1, "%.2f", r->tps_steady);
@@ -1814,11 +1893,16 @@ int main(int argc, char **argv)
                 }
             }
         }
+        double t = now_s();
         run_peer(b);
+        b->phase_s[0] = now_s() - t, t = now_s();
         run_peer_vk(b);
+        b->phase_s[1] = now_s() - t, t = now_s();
         fprintf(stderr, "kernels: %d rows\n", b->nk);
         time_krows(b, cache, o->budget_min * 60.0 * 0.3);
+        b->phase_s[2] = now_s() - t, t = now_s();
         run_clblast(b, o->budget_min * 60.0 * 0.1);
+        b->phase_s[3] = now_s() - t;
     } else {
         snprintf(b->peer_note, sizeof b->peer_note, "not run (--kernels 0)");
         snprintf(b->vk_note, sizeof b->vk_note, "not run (--kernels 0)");
@@ -1833,7 +1917,10 @@ int main(int argc, char **argv)
             continue;
         fprintf(stderr, "model %s: making it (%.0f s left)\n", models[i].label, left_s(b));
         qv_model *m = NULL;
-        if (make_model(i, &b->mr[i], &m, &err)) {
+        double tm = now_s();
+        qv_status ms = make_model(i, &b->mr[i], &m, &err);
+        b->phase_s[4] += now_s() - tm;
+        if (ms) {
             b->mr[i].state = RUN_FAILED;
             snprintf(b->mr[i].note, sizeof b->mr[i].note, "model: %.500s", err.msg);
             note(b, "%s: %s", models[i].label, b->mr[i].note);
@@ -1841,7 +1928,7 @@ int main(int argc, char **argv)
         }
         qv_model_count(&b->mr[i].cfg, &b->mr[i].ternary_params, &b->mr[i].other_params);
         for (int d = 0; d < b->nd && !g_stop; d++)
-            for (int w = 0; w < 2 && !g_stop; w++) {
+            for (int w = 0; w < 2 && !g_stop && !(models[i].mem_only && d); w++) {
                 fprintf(stderr, "  %s on %s, %s weights (%.0f s left)\n", models[i].label,
                         b->devs[d]->info.id, qv_weights_name((qv_weights)w), left_s(b));
                 run_rec *r = &b->mr[i].run[d][w];

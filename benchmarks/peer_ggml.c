@@ -211,8 +211,10 @@ static int run_case(const char *spec, int threads, double min_ms)
         return 1;
     }
     size_t wbytes = ggml_row_size(type, K) * (size_t)N;
-    size_t need = wbytes + (size_t)M * (size_t)K * 4 * 3 + (size_t)M * (size_t)N * 4 +
-                  ((size_t)64 << 20);
+    /* the tensors and the graph; the work buffer is planned and allocated
+     * apart (ggml_graph_plan), so its size is ggml's own figure */
+    size_t need = wbytes + (size_t)M * (size_t)K * 4 + (size_t)M * (size_t)N * 4 +
+                  ggml_graph_overhead() + 8 * ggml_tensor_overhead() + ((size_t)1 << 20);
 #ifdef PEER_GGML_VULKAN
     if (g_vk)
         return run_case_vk(spec, tname, type, M, N, K, min_ms);
@@ -249,12 +251,22 @@ static int run_case(const char *spec, int threads, double min_ms)
     struct ggml_tensor *c = ggml_mul_mat(ctx, a, b);
     struct ggml_cgraph *gf = ggml_new_graph(ctx);
     ggml_build_forward_expand(gf, c);
+    struct ggml_cplan plan = ggml_graph_plan(gf, threads, NULL);
+    uint8_t *work = plan.work_size ? malloc(plan.work_size) : NULL;
+    if (plan.work_size && !work) {
+        ggml_free(ctx);
+        fprintf(stderr, "peer_ggml: %s: cannot allocate %zu bytes of work buffer\n", spec,
+                plan.work_size);
+        return 1;
+    }
+    plan.work_data = work;
     double times[1000];
     int runs = 0;
     double t_start = 0;
     for (int i = 0; i < 1001; i++) {
         double t0 = now_ms();
-        if (ggml_graph_compute_with_ctx(ctx, gf, threads) != GGML_STATUS_SUCCESS) {
+        if (ggml_graph_compute(gf, &plan) != GGML_STATUS_SUCCESS) {
+            free(work);
             ggml_free(ctx);
             fprintf(stderr, "peer_ggml: %s: ggml_graph_compute failed\n", spec);
             return 1;
@@ -274,6 +286,7 @@ static int run_case(const char *spec, int threads, double min_ms)
            "\"threads\":%d,\"runs\":%d,\"ms\":%.4f,\"gflops\":%.2f}\n",
            tname, M, N, K, threads, runs, ms, 2.0 * (double)M * (double)N * (double)K / (ms * 1e6));
     fflush(stdout);
+    free(work);
     ggml_free(ctx);
     return 0;
 }
