@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "common/embedded.h"
 #include "scheduler/client.h"
+#include "scheduler/fleet.h"
 #include "scheduler/keys.h"
 #include "worker/job.h"
 
@@ -764,6 +765,104 @@ fail:
 }
 
 /* ---- workers --------------------------------------------------------------- */
+
+void qv_help_report(FILE *out)
+{
+    fprintf(out,
+        "usage: qvac report [--out DIR] [--format md,json,svg] [--model M] [--json]\n\n"
+        "The fleet's report: from the bench results the scheduler stored (each worker\n"
+        "runs `qvac bench` on each device once enrolled), one row per device with\n"
+        "tokens/s and peak device memory of the ternary and the 16-bit run, their\n"
+        "ratios, MFU and tuned / default kernel speed; plots as SVG. Writes\n"
+        "DIR/fleet.md (the plots embedded), fleet.json (every figure),\n"
+        "fleet-tokens.svg and fleet-memory.svg.\n\n"
+        "options:\n"
+        "  --out DIR             the folder (default benchmarks/reports/fleet)\n"
+        "  --format LIST         of md, json, svg (default all three)\n"
+        "  --model M             only the results of model M (builtin, 700m, ...)\n"
+        "  --json                also print the report's JSON on stdout\n"
+        CONN_HELP EXIT_HELP);
+}
+
+int qv_cmd_report(int argc, char **argv)
+{
+    cargs a;
+    cargs_init(&a, "report");
+    const char *out = "benchmarks/reports/fleet", *formats = NULL, *model = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = common_opt(&a, argc, argv, &i);
+        if (r < 0)
+            return QV_EXIT_USAGE;
+        if (r)
+            continue;
+        const char *o = argv[i];
+        if (strcmp(o, "--out") && strcmp(o, "--format") && strcmp(o, "--model"))
+            return qv_cli_usage(a.cmd, "unknown option '%s'", o);
+        if (i + 1 >= argc)
+            return qv_cli_usage(a.cmd, "%s needs a value", o);
+        const char *v = argv[++i];
+        if (!strcmp(o, "--out"))
+            out = v;
+        else if (!strcmp(o, "--format"))
+            formats = v;
+        else
+            model = v;
+    }
+    qv_client *c = NULL;
+    int rc = connect_or_fail(&a, &c);
+    if (rc)
+        return rc;
+    qv_err err;
+    qv_err_clear(&err);
+    qv_wire_writer *w = NULL;
+    qv_wire_msg *m = NULL;
+    if (qv_wire_writer_new(QV_MSG_BENCHES, model ? 1 : 0, &w, &err)) {
+        qv_client_close(&c);
+        return qv_cli_error(&err);
+    }
+    if (model)
+        qv_wire_kv_str(w, "model", model);
+    if (ask(c, w, QV_MSG_BENCH_LIST, &m, &err)) {
+        qv_client_close(&c);
+        return qv_cli_error(&err);
+    }
+    const msgpack_object *items = NULL;
+    size_t n = 0;
+    qv_wire_get_array(qv_wire_msg_body(m), "benches", &items, &n, QV_WIRE_MAX_ARRAY, NULL);
+    qv_fleet_row *rows = calloc(n ? n : 1, sizeof *rows);
+    size_t nr = 0, bad = 0;
+    for (size_t i = 0; rows && i < n; i++) {
+        qv_fleet_row *f = &rows[nr];
+        char txt[QV_WIRE_MAX_BENCH + 1];
+        rec_str(&items[i], "worker", f->worker, sizeof f->worker);
+        rec_str(&items[i], "worker_name", f->worker_name, sizeof f->worker_name);
+        rec_str(&items[i], "result", txt, sizeof txt);
+        f->received_ms = (int64_t)rec_u64(&items[i], "received_ms");
+        json_t *j = json_loads(txt, JSON_REJECT_DUPLICATES, NULL);
+        qv_err e2 = {0};
+        if (j && !qv_bench_from_json(j, &f->r, &e2))
+            nr++;
+        else
+            bad++;
+        json_decref(j);
+    }
+    qv_wire_msg_free(m);
+    const char *addr = qv_client_address(c);
+    qv_fleet_meta meta = {.scheduler = addr, .generated_ms = (int64_t)time(NULL) * 1000};
+    char written[8192] = "";
+    qv_status st = rows ? qv_fleet_write(rows, nr, &meta, out, formats, written,
+                                         sizeof written, &err)
+                        : qv_fail(&err, QV_ERR_NOMEM, "report: out of memory");
+    if (!st && a.json)
+        qv_cli_print_json(qv_fleet_json(rows, nr, &meta));
+    free(rows);
+    qv_client_close(&c);
+    if (st)
+        return qv_cli_error(&err);
+    fprintf(a.json ? stderr : stdout, "report: %zu device result%s%s; wrote %s\n", nr,
+            nr == 1 ? "" : "s", bad ? " (some refused as invalid)" : "", written);
+    return QV_EXIT_OK;
+}
 
 void qv_help_workers(FILE *out)
 {

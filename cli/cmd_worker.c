@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "train/bench.h"
 #include "worker/worker.h"
 
 void qv_help_worker(FILE *out)
@@ -15,7 +16,8 @@ void qv_help_worker(FILE *out)
     fprintf(out,
         "usage: qvac worker --join URL [--token T] [--devices LIST] [--cache-dir DIR]\n"
         "                   [--no-tune] [--insecure] [--scheduler-key Z85] [--name N]\n"
-        "                   [--cache-size GiB] [--tune-db PATH] [--tune-evals N]\n\n"
+        "                   [--cache-size GiB] [--tune-db PATH] [--tune-evals N]\n"
+        "                   [--no-bench] [--bench-model M]\n\n"
         "Runs fine-tuning jobs for the scheduler at URL (`qvac scheduler`): enumerates\n"
         "the devices, autotunes the ones whose tune cache is cold, enrolls, then takes\n"
         "one job per device at a time, streaming progress and uploading checkpoints,\n"
@@ -33,6 +35,10 @@ void qv_help_worker(FILE *out)
         "  --no-tune           do not autotune cold devices\n"
         "  --tune-evals N      configurations per kernel when tuning (default 12)\n"
         "  --tune-db PATH      tune cache (default: $XDG_DATA_HOME/qvac/tune.db)\n"
+        "  --no-bench          do not run `qvac bench` on each device once enrolled\n"
+        "                      (its result goes to the scheduler for `qvac report`)\n"
+        "  --bench-model M     the model of that benchmark (builtin, 700m, 1.3b, 3b;\n"
+        "                      default builtin)\n"
         "  --insecure          no CURVE (only with a scheduler run with --insecure)\n"
         "  --scheduler-key Z85 the scheduler's public key (default: from the token)\n"
         "  --name N            name shown in `qvac workers` (default: host name)\n"
@@ -82,6 +88,7 @@ int qv_cmd_worker(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         if (!strcmp(a, "--no-tune")) o.no_tune = true;
+        else if (!strcmp(a, "--no-bench")) o.no_bench = true;
         else if (!strcmp(a, "--insecure")) o.insecure = true;
         else if (!v) return qv_cli_usage("worker", "unknown or incomplete option '%s'", a);
         else if (!strcmp(a, "--join")) o.join = argv[++i];
@@ -90,6 +97,7 @@ int qv_cmd_worker(int argc, char **argv)
         else if (!strcmp(a, "--cache-dir")) o.cache_dir = argv[++i];
         else if (!strcmp(a, "--scheduler-key")) o.server_key = argv[++i];
         else if (!strcmp(a, "--name")) o.name = argv[++i];
+        else if (!strcmp(a, "--bench-model")) o.bench_model = argv[++i];
         else if (!strcmp(a, "--tune-db")) tune_db = argv[++i];
         else if (!strcmp(a, "--cache-size")) {
             double g = strtod(argv[++i], &end);
@@ -108,6 +116,9 @@ int qv_cmd_worker(int argc, char **argv)
         return qv_cli_usage("worker", "--join URL is required (the scheduler, "
                             "e.g. tcp://host:5555)");
     qv_err err;
+    int32_t bb, bs, bn;
+    if (o.bench_model && qv_bench_defaults(o.bench_model, &bb, &bs, &bn, &err))
+        return qv_cli_usage("worker", "--bench-model: %s", err.msg);
     char db[1024];
     if (tune_db)
         o.tune_db = tune_db;

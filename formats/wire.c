@@ -162,6 +162,15 @@ static const field s_error[] = {
     STRMIN("code", REQ, 1, 64), STR("message", REQ, TEXT),
     STR("re", OPT, QV_WIRE_MAX_TYPE), END};
 
+static const field s_bench[] = {STRMIN("result", REQ, 2, QV_WIRE_MAX_BENCH), END};
+static const field s_bench_ok[] = {STRMIN("device", REQ, 1, NAME), END};
+static const field s_benches[] = {STR("model", OPT, NAME), END};
+static const field s_benchrec[] = {
+    STRMIN("worker", REQ, 1, NAME), STR("worker_name", OPT, NAME),
+    STRMIN("result", REQ, 2, QV_WIRE_MAX_BENCH), U64("received_ms", OPT), END};
+static const field s_bench_list[] = {
+    ARR("benches", REQ, QV_WIRE_MAX_ARRAY, s_benchrec), BOOL("more", OPT), END};
+
 static const struct {
     const char *name;
     const field *schema;
@@ -195,6 +204,10 @@ static const struct {
     [QV_MSG_BLOB_CREDIT] = {"blob_credit", s_blob_credit},
     [QV_MSG_BLOB_OK] = {"blob_ok", s_blob_ok},
     [QV_MSG_ERROR] = {"error", s_error},
+    [QV_MSG_BENCH] = {"bench", s_bench},
+    [QV_MSG_BENCH_OK] = {"bench_ok", s_bench_ok},
+    [QV_MSG_BENCHES] = {"benches", s_benches},
+    [QV_MSG_BENCH_LIST] = {"bench_list", s_bench_list},
 };
 
 const char *qv_wire_type_name(qv_wire_type t)

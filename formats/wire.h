@@ -67,6 +67,7 @@
 #define QV_WIRE_MAX_DEVICES 64   /* enroll.devices, heartbeat.running */
 #define QV_WIRE_HASH_MIN 16      /* blob hashes: lower-case hex digits */
 #define QV_WIRE_HASH_MAX 128
+#define QV_WIRE_MAX_BENCH 4096   /* bench.result: compact JSON, bytes */
 
 typedef struct qv_wire_frame {
     const void *data;
@@ -105,6 +106,10 @@ typedef enum qv_wire_type {
     QV_MSG_BLOB_CREDIT,  /* receiver -> sender */
     QV_MSG_BLOB_OK,      /* receiver -> sender */
     QV_MSG_ERROR,        /* any -> any: the reply to what was refused */
+    QV_MSG_BENCH,        /* worker -> scheduler: a device's bench result */
+    QV_MSG_BENCH_OK,     /* scheduler -> worker: stored */
+    QV_MSG_BENCHES,      /* client -> scheduler: the fleet's results */
+    QV_MSG_BENCH_LIST,   /* scheduler -> client */
     QV_MSG_COUNT
 } qv_wire_type;
 

@@ -18,6 +18,7 @@
 #include "formats/wire.h"
 #include "scheduler/keys.h"
 #include "scheduler/store.h"
+#include "train/bench.h"
 
 #ifndef QV_VERSION
 #define QV_VERSION "0"
@@ -1378,13 +1379,106 @@ bad:
 static int client_msg(qv_wire_type t)
 {
     return t == QV_MSG_SUBMIT || t == QV_MSG_JOBS || t == QV_MSG_WORKERS ||
-           t == QV_MSG_CANCEL || t == QV_MSG_LOGS || t == QV_MSG_FETCH;
+           t == QV_MSG_CANCEL || t == QV_MSG_LOGS || t == QV_MSG_FETCH ||
+           t == QV_MSG_BENCHES;
 }
 
 static int worker_msg(qv_wire_type t)
 {
     return t == QV_MSG_HEARTBEAT || t == QV_MSG_PROGRESS || t == QV_MSG_DONE ||
-           t == QV_MSG_FAILED;
+           t == QV_MSG_FAILED || t == QV_MSG_BENCH;
+}
+
+/* A worker's bench result of one of its devices: validated field by field
+ * (train/bench.h), stored in its canonical form, answered with bench_ok. */
+static void on_bench(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    const char *txt = NULL;
+    size_t len = 0;
+    qv_status st = qv_wire_get_strv(b, "result", &txt, &len, QV_WIRE_MAX_BENCH, &e);
+    json_t *j = NULL;
+    qv_bench_result r;
+    if (st == QV_OK && !sess_worker(s, p))
+        st = qv_fail(&e, QV_ERR_INVALID, "bench: enroll first");
+    if (st == QV_OK) {
+        json_error_t je;
+        j = json_loadb(txt, len, JSON_REJECT_DUPLICATES, &je);
+        if (!j)
+            st = qv_fail(&e, QV_ERR_CORRUPT, "bench.result: not JSON (%s at byte %d)",
+                         je.text, je.position);
+    }
+    if (st == QV_OK)
+        st = qv_bench_from_json(j, &r, &e);
+    json_decref(j);
+    j = NULL;
+    int mine = 0;
+    for (int k = 0; st == QV_OK && k < p->ndev; k++)
+        mine |= !strcmp(p->devs[k].id, r.device);
+    if (st == QV_OK && !mine)
+        st = qv_fail(&e, QV_ERR_NOT_FOUND, "bench: device %s is not one this worker "
+                     "enrolled", r.device);
+    char *canon = NULL;
+    if (st == QV_OK) {
+        j = qv_bench_to_json(&r);
+        canon = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(j);
+        if (!canon)
+            st = qv_fail(&e, QV_ERR_NOMEM, "bench: out of memory");
+    }
+    if (st == QV_OK)
+        st = qv_store_bench_put(s->store, p->worker, r.device, r.model, r.version,
+                                r.fingerprint, canon, now, &e);
+    free(canon);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "bench");
+        logf_(s, "bench result of worker %s refused: %s", p->worker[0] ? p->worker : "?",
+              e.msg);
+        return;
+    }
+    logf_(s, "bench %s on worker %s %s: ternary %.1f tokens/s, f16 %.1f; peak %.1f%% "
+          "below f16", r.model, p->worker, r.device, r.mode[0].tokens_per_s,
+          r.mode[1].tokens_per_s, r.mode[1].peak_bytes
+          ? 100.0 * (1.0 - (double)r.mode[0].peak_bytes / (double)r.mode[1].peak_bytes) : 0);
+    qv_wire_writer *w = wnew(QV_MSG_BENCH_OK, 1);
+    if (w) {
+        qv_wire_kv_str(w, "device", r.device);
+        send_w(s, p, w);
+    }
+}
+
+/* The stored results, for `qvac report`. */
+static void on_benches(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    char model[QV_WIRE_MAX_NAME + 1] = "";
+    qv_status st = qv_wire_get_str(b, "model", model, sizeof model, &e);
+    if (st != QV_OK && st != QV_ERR_NOT_FOUND) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "benches");
+        return;
+    }
+    qv_bench_row *rows = NULL;
+    size_t n = 0;
+    st = qv_store_bench_list(s->store, model[0] ? model : NULL, &rows, &n, &e);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "benches");
+        return;
+    }
+    size_t cnt = n > QV_WIRE_MAX_ARRAY ? QV_WIRE_MAX_ARRAY : n;
+    qv_wire_writer *w = wnew(QV_MSG_BENCH_LIST, 2);
+    if (w) {
+        qv_wire_kv_array(w, "benches", cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            qv_wire_w_map(w, 4);
+            qv_wire_kv_str(w, "worker", rows[i].worker);
+            qv_wire_kv_str(w, "worker_name", rows[i].worker_name);
+            qv_wire_kv_str(w, "result", rows[i].result);
+            qv_wire_kv_u64(w, "received_ms", (uint64_t)rows[i].received_ms);
+        }
+        qv_wire_kv_bool(w, "more", n > cnt);
+        send_w(s, p, w);
+    }
+    qv_bench_rows_free(&rows, n);
 }
 
 static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
@@ -1462,6 +1556,8 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
     case QV_MSG_CANCEL: on_cancel(s, p, b, now); break;
     case QV_MSG_LOGS: on_logs(s, p, b); break;
     case QV_MSG_FETCH: on_fetch(s, p, b); break;
+    case QV_MSG_BENCH: on_bench(s, p, b, now); break;
+    case QV_MSG_BENCHES: on_benches(s, p, b); break;
     case QV_MSG_BLOB_PUT: on_blob_put(s, p, b); break;
     case QV_MSG_BLOB_CHUNK: on_blob_chunk(s, p, b, now); break;
     case QV_MSG_BLOB_GET: on_blob_get(s, p, b); break;

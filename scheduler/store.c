@@ -276,9 +276,20 @@ static const char V2_SQL[] =
     "CREATE INDEX attempts_open ON attempts (worker, lease_expiry)"
     " WHERE ended IS NULL;";
 
+/* Version 3: the fleet's bench results (issue 13): the latest result of
+ * each worker's device per model and qvac version, as the worker's JSON
+ * (train/bench.h, validated before it is stored). */
+static const char V3_SQL[] =
+    "CREATE TABLE bench_results ("
+    " worker TEXT NOT NULL REFERENCES workers(id), device TEXT NOT NULL,"
+    " model TEXT NOT NULL, version TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+    " result TEXT NOT NULL, received INTEGER NOT NULL,"
+    " PRIMARY KEY (worker, device, model, version));";
+
 static const struct { int version; const char *sql; } MIGRATIONS[] = {
     { 1, V1_SQL },
     { 2, V2_SQL },
+    { 3, V3_SQL },
 };
 
 static qv_status pragma_int(qv_store *s, const char *sql, int *v, qv_err *err)
@@ -2148,6 +2159,116 @@ void qv_workers_free(qv_worker_row **rows)
         free(*rows);
         *rows = NULL;
     }
+}
+
+/* ---- bench results ------------------------------------------------------------ */
+
+qv_status qv_store_bench_put(qv_store *s, const char *worker, const char *device,
+                             const char *model, const char *version,
+                             const char *fingerprint, const char *result_json,
+                             int64_t now_ms, qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT OR REPLACE INTO bench_results (worker, device, model, version,"
+        " fingerprint, result, received) VALUES (?, ?, ?, ?, ?, ?, ?)";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = check_id(device, "device id", err);
+    if (r == QV_OK)
+        r = check_id(model, "bench model", err);
+    if (r == QV_OK)
+        r = check_id(version, "qvac version", err);
+    if (r == QV_OK && !fingerprint)
+        r = qv_fail(err, QV_ERR_INVALID, "scheduler store: no device fingerprint");
+    if (r == QV_OK)
+        r = check_json_object(result_json, "bench result", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "record a bench result", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, worker);
+        bind_str(st, 2, device);
+        bind_str(st, 3, model);
+        bind_str(st, 4, version);
+        bind_str(st, 5, fingerprint);
+        bind_str(st, 6, result_json);
+        sqlite3_bind_int64(st, 7, now_ms);
+        r = run(s, st, "record a bench result", err);
+        if (r == QV_ERR_INVALID) /* the foreign key: no such worker */
+            r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler: bench result of unknown "
+                        "worker %s; enroll the worker first", worker);
+    }
+    return tx_end(s, r, "record a bench result", err);
+}
+
+qv_status qv_store_bench_list(qv_store *s, const char *model, qv_bench_row **rows,
+                              size_t *n, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT b.worker, w.name, b.device, b.model, b.version, b.fingerprint,"
+        " b.result, b.received FROM bench_results b JOIN workers w ON w.id = b.worker"
+        " WHERE ?1 IS NULL OR b.model = ?1"
+        " ORDER BY b.model, w.name, b.worker, b.device, b.version";
+    if (!s || !rows || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    if (model)
+        bind_str(st, 1, model);
+    else
+        sqlite3_bind_null(st, 1);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
+        }
+        *rows = grown;
+        qv_bench_row *b = &(*rows)[(*n)++];
+        memset(b, 0, sizeof *b);
+        col_copy(st, 0, b->worker, sizeof b->worker);
+        col_copy(st, 1, b->worker_name, sizeof b->worker_name);
+        col_copy(st, 2, b->device, sizeof b->device);
+        col_copy(st, 3, b->model, sizeof b->model);
+        col_copy(st, 4, b->version, sizeof b->version);
+        col_copy(st, 5, b->fingerprint, sizeof b->fingerprint);
+        const unsigned char *res = sqlite3_column_text(st, 6);
+        b->result = strdup(res ? (const char *)res : "{}");
+        b->received_ms = sqlite3_column_int64(st, 7);
+        if (!b->result) {
+            r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+            break;
+        }
+    }
+    if (r == QV_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = db_fail(s, rc, "list bench results", err);
+    done(st);
+    if (r != QV_OK) {
+        qv_bench_rows_free(rows, *n);
+        *n = 0;
+    }
+    return r;
+}
+
+void qv_bench_rows_free(qv_bench_row **rows, size_t n)
+{
+    if (!rows || !*rows)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free((*rows)[i].result);
+    free(*rows);
+    *rows = NULL;
 }
 
 /* ---- clients and tokens ---------------------------------------------------- */

@@ -41,7 +41,7 @@
 
 #include "common/status.h"
 
-#define QV_STORE_SCHEMA 2           /* latest schema version (user_version) */
+#define QV_STORE_SCHEMA 3           /* latest schema version (user_version) */
 #define QV_STORE_MAX_ATTEMPTS 3     /* default max attempts of a job */
 #define QV_BLOB_HEX 65              /* 64 hex digits (SHA-256) + NUL */
 #define QV_TOKEN_HEX 33             /* enrollment tokens: 32 hex digits */
@@ -299,6 +299,28 @@ typedef struct qv_worker_row {
 qv_status qv_store_list_workers(qv_store *store, qv_worker_row **rows,
                                 size_t *n, qv_err *err);
 void qv_workers_free(qv_worker_row **rows);
+
+/* ---- bench results (issue 13) ---- */
+
+/* Replaces (or adds) the bench result of a worker's device for one model
+ * and qvac version: result_json is the validated object of train/bench.h. */
+qv_status qv_store_bench_put(qv_store *store, const char *worker, const char *device,
+                             const char *model, const char *version,
+                             const char *fingerprint, const char *result_json,
+                             int64_t now_ms, qv_err *err);
+
+typedef struct qv_bench_row {
+    char worker[QV_STORE_ID_MAX], worker_name[QV_STORE_ID_MAX];
+    char device[QV_STORE_ID_MAX], model[32], version[32], fingerprint[32];
+    char *result;          /* the JSON object (owned) */
+    int64_t received_ms;
+} qv_bench_row;
+
+/* Every stored result (of model, or of all models when NULL), ordered by
+ * model, worker name, worker, device and version. */
+qv_status qv_store_bench_list(qv_store *store, const char *model, qv_bench_row **rows,
+                              size_t *n, qv_err *err);
+void qv_bench_rows_free(qv_bench_row **rows, size_t n);
 
 qv_status qv_store_client_add(qv_store *store, const char *pubkey,
                               const char *name, int64_t now_ms, qv_err *err);

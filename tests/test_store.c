@@ -172,10 +172,12 @@ Test(store, migrates_a_version_1_database_keeping_its_rows)
                          "'jobs_dispatch'"), 0);
 
     st = open_store();
-    cr_assert_eq(qv_store_schema_version(st), 2);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 2);
+    cr_assert_eq(qv_store_schema_version(st), QV_STORE_SCHEMA);
+    cr_assert_eq(sql_int("PRAGMA user_version"), QV_STORE_SCHEMA);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
                          "'jobs_dispatch'"), 1);
+    cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
+                         "'bench_results'"), 1);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
                          "'attempts_open'"), 1);
     qv_job j = job(st, id);
@@ -186,7 +188,74 @@ Test(store, migrates_a_version_1_database_keeping_its_rows)
     /* Reopening an up-to-date database changes nothing. */
     qv_store_close(&st);
     st = open_store();
-    cr_assert_eq(qv_store_schema_version(st), 2);
+    cr_assert_eq(qv_store_schema_version(st), QV_STORE_SCHEMA);
+}
+
+Test(store, migrates_a_version_2_database_to_bench_results)
+{
+    qv_store_opts o = { .schema_limit = 2 };
+    cr_assert_eq(qv_store_open(dir, &o, &st, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_store_worker_upsert(st, "w1", "PUB1", "laptop", T0, &e), QV_OK,
+                 "%s", e.msg);
+    qv_store_close(&st);
+    cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
+                         "'bench_results'"), 0);
+    st = open_store();
+    cr_assert_eq(qv_store_schema_version(st), 3);
+    /* the worker enrolled before the migration can store its results */
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.1.0",
+                                    "0123456789abcdef", "{\"device\":\"opencl:0\"}",
+                                    T0 + 5, &e), QV_OK, "%s", e.msg);
+    qv_bench_row *rows = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_store_bench_list(st, NULL, &rows, &n, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(rows[0].worker_name, "laptop");
+    qv_bench_rows_free(&rows, n);
+}
+
+Test(store, bench_results_one_per_device_model_and_version)
+{
+    st = open_store();
+    cr_assert_eq(qv_store_worker_upsert(st, "w1", "PUB1", "b-laptop", T0, &e), QV_OK);
+    cr_assert_eq(qv_store_worker_upsert(st, "w2", "PUB2", "a-desk", T0, &e), QV_OK);
+    const char *fp = "0123456789abcdef";
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.1.0", fp,
+                                    "{\"v\":1}", T0 + 1, &e), QV_OK, "%s", e.msg);
+    /* the same key again replaces it */
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.1.0", fp,
+                                    "{\"v\":2}", T0 + 2, &e), QV_OK, "%s", e.msg);
+    /* another version, model or device is another row */
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.2.0", fp,
+                                    "{\"v\":3}", T0 + 3, &e), QV_OK);
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "700m", "0.1.0", fp,
+                                    "{\"v\":4}", T0 + 4, &e), QV_OK);
+    cr_assert_eq(qv_store_bench_put(st, "w2", "vulkan:0", "builtin", "0.1.0", fp,
+                                    "{\"v\":5}", T0 + 5, &e), QV_OK);
+    qv_bench_row *rows = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_store_bench_list(st, NULL, &rows, &n, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(n, 4);
+    /* ordered by model, then worker name */
+    cr_assert_str_eq(rows[0].model, "700m");
+    cr_assert_str_eq(rows[1].worker_name, "a-desk");
+    cr_assert_str_eq(rows[1].result, "{\"v\":5}");
+    cr_assert_str_eq(rows[2].result, "{\"v\":2}");
+    cr_assert_eq(rows[2].received_ms, T0 + 2);
+    cr_assert_str_eq(rows[3].version, "0.2.0");
+    qv_bench_rows_free(&rows, n);
+    cr_assert_null(rows);
+    cr_assert_eq(qv_store_bench_list(st, "builtin", &rows, &n, &e), QV_OK);
+    cr_assert_eq(n, 3);
+    qv_bench_rows_free(&rows, n);
+    /* refusals: an unknown worker, a result that is not a JSON object */
+    cr_assert_eq(qv_store_bench_put(st, "w9", "opencl:0", "builtin", "0.1.0", fp, "{}",
+                                    T0, &e), QV_ERR_NOT_FOUND);
+    cr_assert_not_null(strstr(e.msg, "w9"), "%s", e.msg);
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.1.0", fp, "[1]",
+                                    T0, &e), QV_ERR_INVALID);
+    cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.1.0", fp,
+                                    "{\"v\":", T0, &e), QV_ERR_INVALID);
 }
 
 Test(store, refuses_a_newer_or_foreign_database)

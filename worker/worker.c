@@ -25,6 +25,7 @@
 #include "kernels/backend.h"
 #include "scheduler/client.h" /* qv_sha256_file */
 #include "scheduler/keys.h"
+#include "train/bench.h"
 #include "worker/job.h"
 
 #define PATH_CAP 1024
@@ -38,6 +39,7 @@
 #define PROGRESS_MAX_MS 3000
 #define HELLO_TIMEOUT_MS 5000
 #define SHUTDOWN_GRACE_MS 8000
+#define BENCH_RESEND_MS 10000
 
 static double now_ms(void)
 {
@@ -203,8 +205,34 @@ typedef struct xfer {
     double last_ms;         /* down: last chunk (stalls restart it) */
 } xfer;
 
+/* The standard comparison of one device (train/bench.h), run once per
+ * device, model and qvac version (kept in <cache>/bench/ so a restart or a
+ * reconnection sends it again without running it again), uploaded with
+ * `bench` until the scheduler's `bench_ok`. */
+typedef enum { B_NONE, B_RUN, B_SEND, B_DONE, B_FAILED } bstate;
+
+typedef struct wbench {
+    bstate state;
+    qv_device *dev;
+    pthread_t th;
+    bool th_started;
+    volatile sig_atomic_t stop;
+    const char *tune_db;
+    qv_device *ref;
+    size_t tune_evals;
+    const char *model;
+    char path[PATH_CAP];    /* the kept result */
+    pthread_mutex_t mu;     /* guards finished, rs, err, json */
+    bool finished;
+    qv_status rs;
+    qv_err err;
+    char *json;             /* compact JSON to send (owned) */
+    double last_send_ms;
+} wbench;
+
 typedef struct worker {
     const qv_worker_opts *o;
+    wbench bench[QV_WIRE_MAX_DEVICES];
     char cache_dir[BASE_CAP], blob_dir[BASE_CAP + 8], jobs_dir[BASE_CAP + 8];
     char name[QV_WIRE_MAX_NAME + 1];
     qv_keypair kp;
@@ -230,6 +258,8 @@ typedef struct worker {
     bool shutting_down;
     double shutdown_ms;
 } worker;
+
+static bool bench_running(worker *w, const qv_device *d);
 
 static void wlog(worker *w, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -736,6 +766,8 @@ static void *job_thread(void *arg)
  * its thread. */
 static void job_try_start(worker *w, job *j)
 {
+    if (bench_running(w, j->dev))
+        return; /* the device is benchmarking: started when it ends */
     const char *need[3] = {j->model, j->data, j->resume[0] ? j->resume : NULL};
     bool all = true;
     for (int i = 0; i < 3; i++)
@@ -1166,6 +1198,181 @@ static void send_heartbeat(worker *w)
 }
 
 /* Enrolled: the session is usable. Resume whatever was cut. */
+/* ---- the device benchmark ------------------------------------------------ */
+
+static void bench_log(void *user, const char *line)
+{
+    (void)user;
+    (void)line; /* the worker's log gets the start and the outcome */
+}
+
+static void *bench_thread(void *arg)
+{
+    wbench *b = arg;
+    qv_err e = {0};
+    qv_tune_cache *cache = NULL;
+    if (b->tune_db && qv_tune_cache_open(b->tune_db, 0, 5000, &cache, &e))
+        cache = NULL; /* run the default configurations */
+    qv_bench_opts o = {.model = b->model, .cache = cache,
+                       .ref = cache && b->tune_evals ? b->ref : NULL,
+                       .tune_evals = b->tune_evals, .stop = &b->stop, .log = bench_log};
+    qv_bench_result r;
+    memset(&e, 0, sizeof e);
+    qv_status s = qv_bench_run(b->dev, &o, &r, &e);
+    qv_tune_cache_destroy(&cache);
+    char *js = NULL;
+    if (!s) {
+        json_t *j = qv_bench_to_json(&r);
+        js = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(j);
+        if (!js)
+            s = qv_fail(&e, QV_ERR_NOMEM, "bench: out of memory");
+        else if (strlen(js) > QV_WIRE_MAX_BENCH)
+            s = qv_fail(&e, QV_ERR_INVALID, "bench: the result is over %d bytes",
+                        QV_WIRE_MAX_BENCH);
+    }
+    pthread_mutex_lock(&b->mu);
+    b->rs = s;
+    b->err = e;
+    b->json = s ? NULL : js;
+    b->finished = true;
+    pthread_mutex_unlock(&b->mu);
+    if (s)
+        free(js);
+    return NULL;
+}
+
+/* A kept result of this device, model and version, read back and checked
+ * as the scheduler will; NULL when there is none (or it is not valid). */
+static char *bench_kept(wbench *b)
+{
+    json_error_t je;
+    json_t *j = json_load_file(b->path, JSON_REJECT_DUPLICATES, &je);
+    qv_bench_result r;
+    char *js = NULL;
+    if (j && !qv_bench_from_json(j, &r, NULL) &&
+        !strcmp(r.fingerprint, b->dev->info.fingerprint) && !strcmp(r.version, QV_VERSION))
+        js = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return js;
+}
+
+static void bench_send(worker *w, wbench *b)
+{
+    if (!w->ready || !b->json)
+        return;
+    qv_wire_writer *wr = writer(QV_MSG_BENCH, 1);
+    qv_wire_kv_str(wr, "result", b->json);
+    send_w(w, wr);
+    b->last_send_ms = now_ms();
+}
+
+static bool device_has_job(worker *w, const qv_device *d)
+{
+    for (int i = 0; i < MAX_JOBS; i++)
+        if (w->jobs[i].state != J_FREE && w->jobs[i].dev == d)
+            return true;
+    return false;
+}
+
+static bool bench_running(worker *w, const qv_device *d)
+{
+    for (size_t i = 0; i < w->n_use; i++)
+        if (w->bench[i].dev == d && w->bench[i].state == B_RUN)
+            return true;
+    return false;
+}
+
+static void job_try_start(worker *w, job *j);
+
+static void service_bench(worker *w)
+{
+    const char *model = w->o->bench_model ? w->o->bench_model : "builtin";
+    for (size_t i = 0; i < w->n_use && !w->o->no_bench; i++) {
+        wbench *b = &w->bench[i];
+        qv_device *d = w->use[i];
+        if (b->state == B_NONE) {
+            /* after the worker is visible, and on a device with no job */
+            if (!w->ready || w->shutting_down || device_has_job(w, d))
+                continue;
+            b->dev = d;
+            b->model = model;
+            char dir[BASE_CAP + 8];
+            snprintf(dir, sizeof dir, "%s/bench", w->cache_dir);
+            snprintf(b->path, sizeof b->path, "%s/%s-%s-%s.json", dir,
+                     d->info.fingerprint, model, QV_VERSION);
+            if ((b->json = bench_kept(b))) {
+                b->state = B_SEND;
+                bench_send(w, b);
+                continue;
+            }
+            mkdir_p(dir, NULL);
+            b->tune_db = w->tcache ? w->o->tune_db : NULL;
+            b->ref = qv_devlist_find(w->devs, "ref");
+            b->tune_evals = w->o->no_tune ? 0 : 4;
+            b->stop = 0;
+            b->finished = false;
+            pthread_mutex_init(&b->mu, NULL);
+            if (pthread_create(&b->th, NULL, bench_thread, b)) {
+                pthread_mutex_destroy(&b->mu);
+                wlog(w, "bench %s on %s: cannot start a thread", model, d->info.id);
+                b->state = B_FAILED;
+                continue;
+            }
+            b->th_started = true;
+            b->state = B_RUN;
+            wlog(w, "bench %s on %s: running (ternary, then 16-bit weights)", model,
+                 d->info.id);
+        } else if (b->state == B_RUN) {
+            pthread_mutex_lock(&b->mu);
+            bool fin = b->finished;
+            pthread_mutex_unlock(&b->mu);
+            if (!fin)
+                continue;
+            pthread_join(b->th, NULL);
+            b->th_started = false;
+            pthread_mutex_destroy(&b->mu);
+            if (b->rs) {
+                wlog(w, "bench %s on %s: %s", model, d->info.id, b->err.msg);
+                b->state = B_FAILED;
+            } else {
+                char tmp[PATH_CAP + 8];
+                snprintf(tmp, sizeof tmp, "%s.tmp", b->path);
+                FILE *f = fopen(tmp, "w");
+                if (f && fputs(b->json, f) >= 0 && fclose(f) == 0)
+                    rename(tmp, b->path);
+                else if (f)
+                    fclose(f);
+                wlog(w, "bench %s on %s: done; sending it to the scheduler", model,
+                     d->info.id);
+                b->state = B_SEND;
+                bench_send(w, b);
+            }
+            /* jobs that waited for the device */
+            for (int k = 0; k < MAX_JOBS; k++)
+                if (w->jobs[k].state == J_FETCH && w->jobs[k].dev == d)
+                    job_try_start(w, &w->jobs[k]);
+        } else if (b->state == B_SEND && now_ms() - b->last_send_ms >= BENCH_RESEND_MS) {
+            bench_send(w, b);
+        }
+    }
+}
+
+static void on_bench_ok(worker *w, const msgpack_object *body)
+{
+    char dev[QV_WIRE_MAX_NAME + 1] = "";
+    qv_wire_get_str(body, "device", dev, sizeof dev, NULL);
+    for (size_t i = 0; i < w->n_use; i++) {
+        wbench *b = &w->bench[i];
+        if (b->state == B_SEND && b->dev && !strcmp(b->dev->info.id, dev)) {
+            b->state = B_DONE;
+            free(b->json);
+            b->json = NULL;
+            wlog(w, "bench on %s: stored by the scheduler", dev);
+        }
+    }
+}
+
 static void on_ready(worker *w)
 {
     w->ready = true;
@@ -1177,6 +1384,9 @@ static void on_ready(worker *w)
         w->up[0]->started = false;
     start_down(w);
     start_up(w);
+    for (size_t i = 0; i < w->n_use; i++)
+        if (w->bench[i].state == B_SEND)
+            bench_send(w, &w->bench[i]);
     for (int i = 0; i < MAX_JOBS; i++) {
         job *j = &w->jobs[i];
         if (j->state == J_REPORT)
@@ -1247,6 +1457,7 @@ static void handle(worker *w, qv_wire_msg *m)
         on_assign(w, b);
         break;
     case QV_MSG_ABORT: on_abort(w, b); break;
+    case QV_MSG_BENCH_OK: on_bench_ok(w, b); break;
     case QV_MSG_ACK: {
         uint64_t id = 0, at = 0;
         qv_wire_get_u64(b, "job", &id, NULL);
@@ -1277,6 +1488,14 @@ static void handle(worker *w, qv_wire_msg *m)
                     "the scheduler refused this worker: %s%s", msg,
                     w->o->token ? "" : " (enroll it with --token T, from "
                                        "`qvac token`)");
+        } else if (!strcmp(re, "bench")) {
+            /* refused (or a scheduler without benches): not sent again */
+            for (size_t i = 0; i < w->n_use; i++)
+                if (w->bench[i].state == B_SEND) {
+                    w->bench[i].state = B_FAILED;
+                    free(w->bench[i].json);
+                    w->bench[i].json = NULL;
+                }
         } else if (!strcmp(re, "blob_get") && w->n_down) {
             xfer *x = w->down[0];
             pop_front(w->down, &w->n_down);
@@ -1648,6 +1867,7 @@ static qv_status run_loop(worker *w, qv_err *err)
             start_down(w);
         }
         service_jobs(w);
+        service_bench(w);
     }
     if (w->fatal)
         *err = w->fatal_err;
@@ -1721,6 +1941,15 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
     if (!s && !(o->stop && *o->stop))
         s = run_loop(w, err);
     /* stop and join every thread before anything they use goes away */
+    for (size_t i = 0; i < QV_WIRE_MAX_DEVICES; i++) {
+        wbench *b = &w->bench[i];
+        if (b->th_started) {
+            b->stop = 1;
+            pthread_join(b->th, NULL);
+            pthread_mutex_destroy(&b->mu);
+        }
+        free(b->json);
+    }
     for (int i = 0; i < MAX_JOBS; i++) {
         job *j = &w->jobs[i];
         if (j->state != J_FREE) {

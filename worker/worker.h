@@ -60,6 +60,9 @@ typedef struct qv_worker_opts {
     bool no_tune;            /* never tune (neither at enrollment nor at a
                                 job's shapes); use what the cache holds */
     size_t tune_budget_evals;/* per kernel; 0: 12 */
+    bool no_bench;           /* never run the device benchmark */
+    const char *bench_model; /* the benchmark's model (train/bench.h); NULL:
+                                "builtin" */
     uint64_t cache_bytes;    /* blob cache cap; 0: 20 GiB */
     volatile sig_atomic_t *stop; /* set (by a signal) to shut down */
     void (*log)(void *user, const char *line);

@@ -1,0 +1,374 @@
+/* train/bench.c — the standard ternary-vs-16-bit comparison of one device
+ * (train/bench.h). */
+#include "train/bench.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/embedded.h"
+#include "formats/dataset.h"
+#include "train/mfu.h"
+#include "train/model.h"
+#include "train/net.h"
+#include "train/train.h"
+
+#define BUILTIN_MODEL "model/qvac-tiny.gguf"
+#define MAX_STEPS 64
+
+#define BITNET_CFG(D, L, H, F)                                                 \
+    {.vocab = 32002, .dim = (D), .n_layers = (L), .n_heads = (H),             \
+     .n_kv_heads = (H), .ffn_dim = (F), .ctx = 2048, .rope_theta = 10000.0f,  \
+     .norm_eps = 1e-5f, .act = QV_ACT_SILU, .sub_norm = 1, .tied = 1}
+
+/* The models and their default runs: short enough for a worker to run at
+ * enrollment (seconds at builtin, minutes at the public shapes on a CPU). */
+static const struct {
+    const char *name;
+    qv_model_config cfg; /* unused for builtin */
+    int32_t batch, seq, steps;
+    int ckpt;
+} MODELS[] = {
+    {"builtin", {0}, 4, 128, 6, 0},
+    {"700m", BITNET_CFG(1536, 24, 16, 4096), 1, 128, 4, 0},
+    {"1.3b", BITNET_CFG(2048, 24, 32, 5460), 1, 64, 4, 1},
+    {"3b", BITNET_CFG(3200, 26, 32, 8640), 1, 64, 3, 1},
+};
+#define N_MODELS ((int)(sizeof MODELS / sizeof MODELS[0]))
+
+static int find_model(const char *name)
+{
+    for (int i = 0; i < N_MODELS; i++)
+        if (!strcmp(MODELS[i].name, name ? name : "builtin"))
+            return i;
+    return -1;
+}
+
+qv_status qv_bench_defaults(const char *model, int32_t *batch, int32_t *seq,
+                            int32_t *steps, qv_err *err)
+{
+    int i = find_model(model);
+    if (i < 0)
+        return qv_fail(err, QV_ERR_INVALID, "bench: unknown model '%.64s' (use one "
+                       "of " QV_BENCH_MODELS ")", model);
+    *batch = MODELS[i].batch;
+    *seq = MODELS[i].seq;
+    *steps = MODELS[i].steps;
+    return QV_OK;
+}
+
+static void blog(const qv_bench_opts *o, const char *fmt, ...)
+{
+    if (!o->log)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    o->log(o->log_user, line);
+}
+
+typedef struct step_clock {
+    double end[MAX_STEPS + 1];
+    int n;
+    const qv_bench_opts *o;
+} step_clock;
+
+static int on_progress(void *user, const qv_train_progress *p)
+{
+    step_clock *c = user;
+    if (!strcmp(p->phase, "train") && p->step >= 1 && p->step <= MAX_STEPS &&
+        p->step > c->n) {
+        c->end[p->step] = p->elapsed_s;
+        c->n = (int)p->step;
+    }
+    return c->o->stop && *c->o->stop ? 1 : 0;
+}
+
+/* Pseudo-random printable bytes: the same every run. */
+static qv_status make_data(qv_dataset **ds, qv_err *err)
+{
+    size_t n = 1 << 17;
+    char *text = malloc(n);
+    if (!text)
+        return qv_fail(err, QV_ERR_NOMEM, "bench: out of memory for the data");
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        text[i] = (char)(' ' + (int)(x % 95));
+    }
+    qv_status s = qv_dataset_from_text(text, n, "bench data", ds, err);
+    free(text);
+    return s;
+}
+
+static qv_status make_model(int i, qv_model **m, qv_err *err)
+{
+    if (i == 0) {
+        const qv_embedded_file *f = qv_embedded_find(BUILTIN_MODEL);
+        if (!f)
+            return qv_fail(err, QV_ERR_NOT_FOUND, "bench: this build has no built-in "
+                           "model (data/model/qvac-tiny.gguf was missing when it was "
+                           "built); use --model 700m, 1.3b or 3b");
+        return qv_model_load_mem(f->data, f->size, "built-in model", m, err);
+    }
+    return qv_model_init_synthetic(&MODELS[i].cfg, 1234 + (uint64_t)i, m, err);
+}
+
+static qv_status run_mode(qv_device *dev, const qv_bench_opts *o, int mi, qv_model *m,
+                          const qv_dataset *ds, qv_weights w, qv_bench_result *r,
+                          qv_err *err)
+{
+    qv_bench_mode *bm = &r->mode[w];
+    qv_status s = QV_OK;
+    if (o->ref && o->cache && dev != o->ref) {
+        qv_train_shape_opts so = {.weights = w, .batch = r->batch, .seq = r->seq,
+                                  .rank = 16, .targets = QV_TARGETS_DEFAULT,
+                                  .head_f16 = qv_model_head_f16(m),
+                                  .max_alloc = dev->info.max_alloc_bytes};
+        qv_train_tune_opts to = {.budget_evals = o->tune_evals ? o->tune_evals : 4,
+                                 .stop = o->stop};
+        qv_train_tune_result tr;
+        blog(o, "bench %s: tuning the %s kernels at the model's shapes", dev->info.id,
+             qv_weights_name(w));
+        s = qv_train_tune(o->cache, dev, o->ref, m, &so, &to, &tr, err);
+        if (s)
+            return s;
+        r->tune_s += tr.seconds;
+    }
+    qv_train_opts t;
+    qv_train_opts_default(&t);
+    t.weights = w;
+    t.steps = r->steps;
+    t.warmup = 0;
+    t.batch = r->batch;
+    t.seq = r->seq;
+    t.accum = 1;
+    t.eval_batches = 1;
+    t.cache = o->cache;
+    t.checkpoint = MODELS[mi].ckpt;
+    step_clock c = {.o = o};
+    t.progress = on_progress;
+    t.progress_user = &c;
+    t.stop = o->stop;
+    blog(o, "bench %s: %d steps of %d x %d tokens, %s weights", dev->info.id, r->steps,
+         r->batch, r->seq, qv_weights_name(w));
+    qv_train_result tr;
+    s = qv_train_run(dev, m, ds, NULL, &t, &tr, err);
+    free(tr.losses);
+    if (s)
+        return s;
+    if (tr.interrupted)
+        return qv_fail(err, QV_ERR_INVALID, "bench on %s: interrupted", dev->info.id);
+    bm->steps = c.n;
+    int64_t T = (int64_t)r->batch * r->seq;
+    double secs = c.n >= 2 ? c.end[c.n] - c.end[1] : c.n == 1 ? c.end[1] : 0;
+    int steady = c.n >= 2 ? c.n - 1 : c.n;
+    bm->tokens_per_s = secs > 0 ? (double)T * steady / secs : 0;
+    bm->peak_bytes = tr.mem.peak;
+    for (int g = 0; g < QV_MEM_NTAGS; g++)
+        bm->by_tag[g] = tr.mem.by_tag[g];
+    qv_err e2 = {0};
+    if (!qv_gemm_peak(dev, o->cache, &m->cfg, w, (int32_t)T, &bm->gemm_gflops, &e2))
+        bm->mfu = qv_mfu(qv_step_flops(&m->cfg, QV_TARGETS_DEFAULT, 16, T, r->seq, 0) *
+                             steady, secs, bm->gemm_gflops);
+    else
+        blog(o, "bench %s: no MFU: %s", dev->info.id, e2.msg);
+    if (w == QV_WEIGHTS_TERNARY &&
+        !qv_gemm_peak(dev, NULL, &m->cfg, w, (int32_t)T, &r->default_gflops, &e2) &&
+        r->default_gflops > 0)
+        r->tuned_vs_default = bm->gemm_gflops / r->default_gflops;
+    return QV_OK;
+}
+
+qv_status qv_bench_run(qv_device *dev, const qv_bench_opts *o, qv_bench_result *r,
+                       qv_err *err)
+{
+    memset(r, 0, sizeof *r);
+    if (!dev || !o || !r)
+        return qv_fail(err, QV_ERR_INVALID, "bench: no device or options");
+    int mi = find_model(o->model);
+    if (mi < 0)
+        return qv_bench_defaults(o->model, &r->batch, &r->seq, &r->steps, err);
+    r->batch = o->batch > 0 ? o->batch : MODELS[mi].batch;
+    r->seq = o->seq > 0 ? o->seq : MODELS[mi].seq;
+    r->steps = o->steps > 0 ? o->steps : MODELS[mi].steps;
+    if (r->steps > MAX_STEPS)
+        return qv_fail(err, QV_ERR_INVALID, "bench: at most %d steps", MAX_STEPS);
+    const qv_device_info *in = &dev->info;
+    snprintf(r->device, sizeof r->device, "%s", in->id);
+    snprintf(r->backend, sizeof r->backend, "%s", in->backend);
+    snprintf(r->vendor, sizeof r->vendor, "%s", in->vendor);
+    snprintf(r->name, sizeof r->name, "%s", in->name);
+    snprintf(r->driver, sizeof r->driver, "%s", in->driver);
+    snprintf(r->fingerprint, sizeof r->fingerprint, "%s", in->fingerprint);
+    snprintf(r->model, sizeof r->model, "%s", MODELS[mi].name);
+    snprintf(r->version, sizeof r->version, "%s", QV_VERSION);
+    qv_model *m = NULL;
+    qv_dataset *ds = NULL;
+    qv_status s = make_model(mi, &m, err);
+    if (!s)
+        s = make_data(&ds, err);
+    for (int w = 0; w < 2 && !s; w++)
+        s = run_mode(dev, o, mi, m, ds, (qv_weights)w, r, err);
+    qv_dataset_free(ds);
+    qv_model_free(&m);
+    r->measured_ms = (int64_t)time(NULL) * 1000;
+    return s;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static json_t *mode_json(const qv_bench_mode *m)
+{
+    json_t *tags = json_object();
+    for (int g = 0; g < QV_MEM_NTAGS; g++)
+        if (m->by_tag[g])
+            json_object_set_new(tags, qv_mem_tag_name((qv_mem_tag)g),
+                                json_integer((json_int_t)m->by_tag[g]));
+    return json_pack("{s:f, s:f, s:f, s:I, s:o, s:i}", "tokens_per_s", m->tokens_per_s,
+                     "mfu", m->mfu, "gemm_gflops", m->gemm_gflops, "peak_bytes",
+                     (json_int_t)m->peak_bytes, "peak_bytes_by_category", tags,
+                     "steps", (int)m->steps);
+}
+
+json_t *qv_bench_to_json(const qv_bench_result *r)
+{
+    const qv_bench_mode *t = &r->mode[0], *f = &r->mode[1];
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:o}", "device",
+        r->device, "backend", r->backend, "vendor", r->vendor, "name", r->name,
+        "driver", r->driver, "fingerprint", r->fingerprint, "model", r->model,
+        "qvac_version", r->version, "batch", (int)r->batch, "seq", (int)r->seq,
+        "steps", (int)r->steps, "ternary", mode_json(t), "f16", mode_json(f));
+    if (!j)
+        return NULL;
+    json_object_set_new(j, "speedup", json_real(f->tokens_per_s > 0
+                                                    ? t->tokens_per_s / f->tokens_per_s
+                                                    : 0));
+    json_object_set_new(j, "memory_reduction",
+                        json_real(f->peak_bytes ? 1.0 - (double)t->peak_bytes /
+                                                            (double)f->peak_bytes
+                                                : 0));
+    json_object_set_new(j, "default_gflops", json_real(r->default_gflops));
+    json_object_set_new(j, "tuned_vs_default", json_real(r->tuned_vs_default));
+    json_object_set_new(j, "tune_s", json_real(r->tune_s));
+    json_object_set_new(j, "measured_ms", json_integer((json_int_t)r->measured_ms));
+    return j;
+}
+
+static qv_status get_str(const json_t *j, const char *key, char *out, size_t n,
+                         qv_err *err)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    if (!v)
+        return qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s' is missing or not a "
+                       "string", key);
+    size_t len = strlen(v);
+    if (len >= n)
+        return qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s' is longer than %zu "
+                       "bytes", key, n - 1);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s' holds a control "
+                           "character", key);
+    memcpy(out, v, len + 1);
+    return QV_OK;
+}
+
+static qv_status get_num(const json_t *j, const char *key, double lo, double hi,
+                         int required, double *out, qv_err *err)
+{
+    const json_t *v = json_object_get(j, key);
+    if (!v && !required) {
+        *out = 0;
+        return QV_OK;
+    }
+    if (!json_is_number(v))
+        return qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s' is missing or not a "
+                       "number", key);
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < lo || d > hi)
+        return qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s' = %g is out of range "
+                       "(%g..%g)", key, d, lo, hi);
+    *out = d;
+    return QV_OK;
+}
+
+#define MAX_BYTES 1e15 /* a petabyte: no device holds more */
+
+static qv_status mode_from(const json_t *j, const char *key, qv_bench_mode *m, qv_err *err)
+{
+    const json_t *o = json_object_get(j, key);
+    if (!json_is_object(o))
+        return qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s' is missing or not an "
+                       "object", key);
+    double v;
+    qv_status s = get_num(o, "tokens_per_s", 0, 1e12, 1, &m->tokens_per_s, err);
+    if (!s)
+        s = get_num(o, "mfu", 0, 100, 0, &m->mfu, err);
+    if (!s)
+        s = get_num(o, "gemm_gflops", 0, 1e9, 0, &m->gemm_gflops, err);
+    if (!s && !(s = get_num(o, "peak_bytes", 0, MAX_BYTES, 1, &v, err)))
+        m->peak_bytes = (uint64_t)v;
+    if (!s && !(s = get_num(o, "steps", 0, MAX_STEPS, 0, &v, err)))
+        m->steps = (int32_t)v;
+    const json_t *tags = json_object_get(o, "peak_bytes_by_category");
+    if (!s && tags && !json_is_object(tags))
+        s = qv_fail(err, QV_ERR_CORRUPT, "bench result: '%s.peak_bytes_by_category' is "
+                    "not an object", key);
+    for (int g = 0; g < QV_MEM_NTAGS && !s && tags; g++) {
+        const char *tn = qv_mem_tag_name((qv_mem_tag)g);
+        if (json_object_get(tags, tn) && !(s = get_num(tags, tn, 0, MAX_BYTES, 1, &v, err)))
+            m->by_tag[g] = (uint64_t)v;
+    }
+    return s;
+}
+
+qv_status qv_bench_from_json(const json_t *j, qv_bench_result *r, qv_err *err)
+{
+    memset(r, 0, sizeof *r);
+    if (!json_is_object(j))
+        return qv_fail(err, QV_ERR_CORRUPT, "bench result: not a JSON object");
+    qv_status s = get_str(j, "device", r->device, sizeof r->device, err);
+    if (!s)
+        s = get_str(j, "backend", r->backend, sizeof r->backend, err);
+    if (!s)
+        s = get_str(j, "vendor", r->vendor, sizeof r->vendor, err);
+    if (!s)
+        s = get_str(j, "name", r->name, sizeof r->name, err);
+    if (!s)
+        s = get_str(j, "driver", r->driver, sizeof r->driver, err);
+    if (!s)
+        s = get_str(j, "fingerprint", r->fingerprint, sizeof r->fingerprint, err);
+    if (!s)
+        s = get_str(j, "model", r->model, sizeof r->model, err);
+    if (!s)
+        s = get_str(j, "qvac_version", r->version, sizeof r->version, err);
+    if (!s && !r->device[0])
+        s = qv_fail(err, QV_ERR_CORRUPT, "bench result: 'device' is empty");
+    double v;
+    if (!s && !(s = get_num(j, "batch", 1, 1 << 20, 1, &v, err)))
+        r->batch = (int32_t)v;
+    if (!s && !(s = get_num(j, "seq", 1, 1 << 20, 1, &v, err)))
+        r->seq = (int32_t)v;
+    if (!s && !(s = get_num(j, "steps", 1, MAX_STEPS, 1, &v, err)))
+        r->steps = (int32_t)v;
+    if (!s)
+        s = mode_from(j, "ternary", &r->mode[0], err);
+    if (!s)
+        s = mode_from(j, "f16", &r->mode[1], err);
+    if (!s)
+        s = get_num(j, "default_gflops", 0, 1e9, 0, &r->default_gflops, err);
+    if (!s)
+        s = get_num(j, "tuned_vs_default", 0, 1e6, 0, &r->tuned_vs_default, err);
+    if (!s)
+        s = get_num(j, "tune_s", 0, 1e9, 0, &r->tune_s, err);
+    if (!s && !(s = get_num(j, "measured_ms", 0, 1e15, 0, &v, err)))
+        r->measured_ms = (int64_t)v;
+    return s;
+}
