@@ -180,7 +180,7 @@ asan check-asan:
 # tests/fuzz/NAME.dict.
 FUZZ_SECONDS ?= 30
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIBSRC := common/status.c common/half.c common/file.c kernels/ternary.c $(wildcard formats/*.c) autotune/cache.c train/model.c train/model_io.c
+FUZZ_LIBSRC := common/status.c common/half.c common/file.c kernels/ternary.c $(wildcard formats/*.c) autotune/cache.c train/model.c train/model_io.c kernels/mem_tag.c train/bench_json.c
 fuzz:
 	@mkdir -p build-fuzz/corpus
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \

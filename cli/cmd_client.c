@@ -912,13 +912,18 @@ int qv_cmd_workers(int argc, char **argv)
         printf("no workers (enroll one with `qvac token` here and `qvac worker "
                "--join %s --token T` there)\n", qv_client_address(c));
     } else {
-        printf("%6s  %-8s %-24s %s\n", "ID", "STATE", "NAME", "DEVICES / RUNNING");
+        printf("%6s  %-12s %-24s %s\n", "ID", "STATE", "NAME", "DEVICES / RUNNING");
         for (size_t i = 0; i < n; i++) {
             const msgpack_object *r = &items[i];
-            char name[QV_WIRE_MAX_NAME + 1], state[32];
+            char name[QV_WIRE_MAX_NAME + 1], state[64];
             rec_str(r, "name", name, sizeof name);
             rec_str(r, "state", state, sizeof state);
-            printf("%6llu  %-8s %-24s", (unsigned long long)rec_u64(r, "id"),
+            const msgpack_object *tn = NULL;
+            if (qv_wire_get_map(r, "tuning", &tn, NULL) == QV_OK && tn)
+                snprintf(state + strlen(state), sizeof state - strlen(state), " %llu/%llu",
+                         (unsigned long long)rec_u64(tn, "done"),
+                         (unsigned long long)rec_u64(tn, "total"));
+            printf("%6llu  %-12s %-24s", (unsigned long long)rec_u64(r, "id"),
                    state, name);
             const msgpack_object *devs = NULL, *run = NULL;
             size_t nd = 0, nr = 0;
@@ -931,10 +936,10 @@ int qv_cmd_workers(int argc, char **argv)
                 qv_fmt_bytes(rec_u64(&devs[d], "memory"), mem, sizeof mem);
                 printf("%s%s (%.60s, %s)", d ? "\n" : " ", id, dn, mem);
                 if (d + 1 < nd)
-                    printf("\n%41s", "");
+                    printf("\n%45s", "");
             }
             for (size_t j = 0; j < nr; j++)
-                printf("\n%41s job %llu attempt %llu step %llu", "",
+                printf("\n%45s job %llu attempt %llu step %llu", "",
                        (unsigned long long)rec_u64(&run[j], "job"),
                        (unsigned long long)rec_u64(&run[j], "attempt"),
                        (unsigned long long)rec_u64(&run[j], "step"));

@@ -60,11 +60,12 @@ static const char *const e_need_backend[] = {"opencl", "vulkan", "ref",
 static const char *const e_state[] = {"queued", "assigned", "running",
                                       "succeeded", "failed", "cancelled",
                                       NULL};
-static const char *const e_wstate[] = {"idle", "busy", "lost", NULL};
+static const char *const e_wstate[] = {"idle", "busy", "lost", "tuning", NULL};
 
 #define NAME QV_WIRE_MAX_NAME
 #define TEXT QV_WIRE_MAX_TEXT
 
+static const field s_tuning[] = {U64("done", REQ), U64("total", REQ), END};
 static const field s_device[] = {
     STRMIN("id", REQ, 1, NAME), ENUM("backend", REQ, e_backend),
     STR("name", REQ, NAME), U64("memory", REQ), NUMS("tuned", OPT), END};
@@ -86,7 +87,8 @@ static const field s_jobrec[] = {
 static const field s_workerrec[] = {
     ID("id", REQ), STR("name", REQ, NAME), ENUM("state", REQ, e_wstate),
     U64("last_seen_ms", OPT), ARR("devices", OPT, QV_WIRE_MAX_DEVICES, s_device),
-    ARR("running", OPT, QV_WIRE_MAX_DEVICES, s_running), END};
+    ARR("running", OPT, QV_WIRE_MAX_DEVICES, s_running),
+    OBJ("tuning", OPT, s_tuning), END};
 static const field s_event[] = {
     U64("seq", REQ), U64("t_ms", REQ), STR("text", REQ, TEXT),
     ENUM("state", OPT, e_state), END};
@@ -101,10 +103,12 @@ static const field s_welcome[] = {
 static const field s_enroll[] = {
     STR("token", OPT, NAME), STRMIN("key", REQ, 1, 64),
     STR("name", REQ, NAME),
-    ARR("devices", REQ, QV_WIRE_MAX_DEVICES, s_device), END};
+    ARR("devices", REQ, QV_WIRE_MAX_DEVICES, s_device),
+    OBJ("tuning", OPT, s_tuning), END};
 static const field s_enrolled[] = {ID("worker", REQ), END};
 static const field s_heartbeat[] = {
-    ARR("running", OPT, QV_WIRE_MAX_DEVICES, s_running), END};
+    ARR("running", OPT, QV_WIRE_MAX_DEVICES, s_running),
+    OBJ("tuning", OPT, s_tuning), END};
 static const field s_submit[] = {
     STR("name", OPT, NAME), I64("priority", OPT), HASH("model", REQ),
     HASH("data", REQ), OPTS("options", OPT), OBJ("needs", OPT, s_needs),

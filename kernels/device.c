@@ -122,15 +122,6 @@ qv_mem_tag qv_device_set_tag(qv_device *dev, qv_mem_tag tag)
     return old;
 }
 
-const char *qv_mem_tag_name(qv_mem_tag t)
-{
-    static const char *names[QV_MEM_NTAGS] = {
-        "other", "weights", "adapter", "gradients", "optimizer",
-        "activations", "workspace",
-    };
-    return t < QV_MEM_NTAGS ? names[t] : "other";
-}
-
 qv_status qv_device_sync(qv_device *dev, qv_err *err)
 {
     return dev->iface->synchronize ? dev->iface->synchronize(dev, err) : QV_OK;

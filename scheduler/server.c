@@ -71,6 +71,10 @@ typedef struct sess {
      * down or cannot run it now): no new jobs on this connection, so the
      * retry goes to another worker instead of burning attempts here */
     int draining;
+    /* the worker enrolled before tuning its kernels: visible, but given no
+     * job until it says it is done (issue 13) */
+    int tuning;
+    uint64_t tune_done, tune_total;
     dev devs[MAX_DEV];
     int ndev;
     upload ups[MAX_XFER];
@@ -449,7 +453,7 @@ static void dispatch(qv_server *s, int64_t now)
     int n = 0;
     for (int i = 0; i < MAX_SESS; i++) {
         sess *p = &s->sess[i];
-        if (p->used && p->enrolled && !p->draining)
+        if (p->used && p->enrolled && !p->draining && !p->tuning)
             for (int k = 0; k < p->ndev; k++)
                 n += !p->devs[k].job;
     }
@@ -463,7 +467,7 @@ static void dispatch(qv_server *s, int64_t now)
     n = 0;
     for (int i = 0; i < MAX_SESS; i++) {
         sess *p = &s->sess[i];
-        if (!p->used || !p->enrolled || p->draining)
+        if (!p->used || !p->enrolled || p->draining || p->tuning)
             continue;
         for (int k = 0; k < p->ndev; k++)
             if (!p->devs[k].job) {
@@ -542,6 +546,23 @@ static void on_hello(qv_server *s, sess *p, const msgpack_object *b, int known_w
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "hello");
+}
+
+/* enroll.tuning / heartbeat.tuning: present while the worker tunes. */
+static void read_tuning(sess *p, const msgpack_object *b)
+{
+    const msgpack_object *t = NULL;
+    uint64_t done = 0, total = 0;
+    if (qv_wire_get_map(b, "tuning", &t, NULL) == QV_OK && t &&
+        qv_wire_get_u64(t, "done", &done, NULL) == QV_OK &&
+        qv_wire_get_u64(t, "total", &total, NULL) == QV_OK && done < total) {
+        p->tuning = 1;
+        p->tune_done = done;
+        p->tune_total = total;
+    } else {
+        p->tuning = 0;
+        p->tune_done = p->tune_total = 0;
+    }
 }
 
 static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
@@ -648,12 +669,21 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
         memcpy(p->key, key, QV_KEY_Z85);
     p->enrolled = 1;
     p->draining = 0;
+    int was_tuning = p->tuning;
+    read_tuning(p, b);
     qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
     if (w) {
         qv_wire_kv_u64(w, "worker", strtoull(id, NULL, 10));
         send_w(s, p, w);
     }
-    logf_(s, "worker %s (%s, key %s) enrolled with %zu device(s)", id, name, key, nd);
+    if (p->tuning)
+        logf_(s, "worker %s (%s, key %s) enrolled with %zu device(s), tuning them "
+              "(%" PRIu64 "/%" PRIu64 "): no job until it is done", id, name, key, nd,
+              p->tune_done, p->tune_total);
+    else if (was_tuning)
+        logf_(s, "worker %s (%s) tuned its %zu device(s): ready for jobs", id, name, nd);
+    else
+        logf_(s, "worker %s (%s, key %s) enrolled with %zu device(s)", id, name, key, nd);
     reconcile(s, p);
     dispatch(s, now);
     return;
@@ -695,6 +725,8 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
     }
     if (sess_worker(s, p))
         qv_store_worker_seen(s->store, p->worker, now, NULL);
+    if (p->enrolled)
+        read_tuning(p, b);
     for (size_t i = 0; i < n; i++) {
         uint64_t job = 0, attempt = 0;
         char devid[QV_STORE_ID_MAX] = "";
@@ -977,8 +1009,15 @@ static void on_workers(qv_server *s, sess *p)
         for (size_t i = 0; i < n; i++) {
             sess *ws = worker_sess(s, rows[i].id);
             const char *state = strcmp(rows[i].state, "active") ? "lost"
-                              : rows[i].running > 0 ? "busy" : "idle";
-            qv_wire_w_map(w, ws ? 5 : 4);
+                              : rows[i].running > 0 ? "busy"
+                              : ws && ws->tuning ? "tuning" : "idle";
+            int tuning = ws && ws->tuning;
+            qv_wire_w_map(w, (ws ? 5 : 4) + tuning);
+            if (tuning) {
+                qv_wire_kv_map(w, "tuning", 2);
+                qv_wire_kv_u64(w, "done", ws->tune_done);
+                qv_wire_kv_u64(w, "total", ws->tune_total);
+            }
             uint64_t wid = strtoull(rows[i].id, NULL, 10);
             qv_wire_kv_u64(w, "id", wid ? wid : i + 1);
             qv_wire_kv_str(w, "name", rows[i].name);

@@ -4,7 +4,9 @@
 # Vulkan: PoCL and lavapipe here), submits the built-in fine-tune (the
 # built-in BitNet model on the built-in pirate dataset), follows it, fetches
 # the adapter, shows what the model writes before and after, then the
-# ternary-vs-16-bit comparison, and stops everything it started.
+# ternary-vs-16-bit comparison, publishes the fleet's report (the bench each
+# worker ran on its device) in benchmarks/reports/fleet/, and stops
+# everything it started.
 set -euo pipefail
 BUILD=${BUILD:-build}
 Q="$(pwd)/$BUILD/qvac"
@@ -102,3 +104,16 @@ sample "after fine-tuning (built-in model + the fetched adapter)" --adapter "$OU
 
 # ---- ternary against 16-bit weights, on the fastest device ------------------------
 "$Q" compare --steps 6 --targets all --rank 8 --batch 4 --seq-len 128
+
+# ---- the fleet's report ------------------------------------------------------------
+# Each worker ran `qvac bench` on its device once enrolled (ternary, then 16-bit
+# weights) and sent the result to the scheduler; the report is built from those.
+FLEET=${DEMO_FLEET_DIR:-benchmarks/reports/fleet}
+for _ in $(seq 600); do
+    n=$("$Q" report --out "$OUT/fleet" --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
+    [ "$n" -ge "$WANT" ] && break
+    sleep 0.5
+done
+echo
+"$Q" report --out "$FLEET"
+sed -n '/^## Model/,$p' "$FLEET/fleet.md"

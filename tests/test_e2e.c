@@ -224,7 +224,8 @@ static pid_t start_worker(const char *tag)
     snprintf(log, sizeof log, "%s/%s.log", root, tag);
     char dev[] = "ref";
     char *argv[] = {bin, "worker", "--join", addr, "--token", token,
-                    "--devices", dev, "--cache-dir", cache, "--no-tune", NULL};
+                    "--devices", dev, "--cache-dir", cache, "--no-tune", "--no-bench",
+                    NULL};
     pid_t pid = start(argv, log);
     procs[n_procs++] = pid;
     return pid;
@@ -359,4 +360,93 @@ Test(e2e, kill_9_of_a_worker_resumes_on_the_other)
     cr_expect_gt(start_step, 0, "the retry started from step 0");
     cr_expect_eq(steps, 400);
     json_decref(m);
+}
+
+/* A worker benchmarks its device once enrolled (train/bench.h), the
+ * scheduler stores the result, and `qvac report` publishes it; a second
+ * worker process on the same cache sends the kept result without running
+ * the benchmark again. */
+Test(e2e, worker_bench_reaches_the_fleet_report)
+{
+    static char out[1 << 16];
+    char *dargv[] = {bin, "devices", "--json", NULL};
+    cr_assert_eq(run(dargv, out, sizeof out), 0, "%s", out);
+    if (!strstr(out, "\"opencl:0\""))
+        cr_skip_test("no opencl:0 here");
+    start_scheduler();
+    char sched[128], token[256], cache[128], log[160], rdir[128];
+    snprintf(sched, sizeof sched, "%s/sched", root);
+    char *targv[] = {bin, "token", "--data", sched, NULL};
+    cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
+    last_line(out, token, sizeof token);
+    snprintf(cache, sizeof cache, "%s/wb", root);
+    snprintf(log, sizeof log, "%s/wb.log", root);
+    char *wargv[] = {bin, "worker", "--join", addr, "--token", token, "--devices",
+                     "opencl:0", "--cache-dir", cache, "--no-tune", "--name",
+                     "bench-box", NULL};
+    pid_t w = start(wargv, log);
+    procs[n_procs++] = w;
+    snprintf(rdir, sizeof rdir, "%s/report", root);
+    char *rargv[] = {bin, "report", "--out", rdir, "--json", NULL};
+    json_t *j = NULL;
+    for (int i = 0; i < 600; i++) {
+        json_decref(j);
+        j = NULL;
+        if (!run(rargv, out, sizeof out) && strchr(out, '{') &&
+            (j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL)) &&
+            json_array_size(json_object_get(j, "devices")) == 1)
+            break;
+        msleep(200);
+    }
+    json_t *d = json_array_get(json_object_get(j, "devices"), 0);
+    cr_assert_not_null(d, "no bench result reached the scheduler: %s (log %s)", out, log);
+    cr_assert_str_eq(str_of(d, "device"), "opencl:0");
+    cr_assert_str_eq(str_of(d, "worker_name"), "bench-box");
+    cr_assert_str_eq(str_of(d, "model"), "builtin");
+    json_t *t = json_object_get(d, "ternary"), *f = json_object_get(d, "f16");
+    cr_assert_gt(json_number_value(json_object_get(t, "tokens_per_s")), 0);
+    cr_assert_gt(json_number_value(json_object_get(f, "tokens_per_s")), 0);
+    cr_assert_lt(json_integer_value(json_object_get(t, "peak_bytes")),
+                 json_integer_value(json_object_get(f, "peak_bytes")));
+    int64_t first = json_integer_value(json_object_get(d, "measured_ms"));
+    json_decref(j);
+    char p[200];
+    snprintf(p, sizeof p, "%s/fleet.md", rdir);
+    size_t n;
+    uint8_t *md = slurp(p, &n);
+    cr_assert_not_null(strstr((char *)md, "| bench-box | opencl:0 | opencl |"), "%s", md);
+    free(md);
+    snprintf(p, sizeof p, "%s/fleet-tokens.svg", rdir);
+    cr_assert_eq(access(p, R_OK), 0);
+
+    /* the same worker again: its kept result is sent, not measured again */
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    procs[n_procs - 1] = 0;
+    char log2[160];
+    snprintf(log2, sizeof log2, "%s/wb2.log", root);
+    char *w2argv[] = {bin, "worker", "--join", addr, "--devices", "opencl:0",
+                      "--cache-dir", cache, "--no-tune", "--name", "bench-box", NULL};
+    procs[n_procs++] = start(w2argv, log2);
+    int stored = 0;
+    for (int i = 0; i < 300 && !stored; i++) {
+        msleep(100);
+        size_t ln = 0;
+        FILE *lf = fopen(log2, "rb");
+        if (lf) {
+            fclose(lf);
+            uint8_t *l = slurp(log2, &ln);
+            stored = strstr((char *)l, "stored by the scheduler") != NULL;
+            cr_assert_null(strstr((char *)l, "running (ternary"), "measured again: %s", l);
+            free(l);
+        }
+    }
+    cr_assert(stored, "the kept result was not sent again (log %s)", log2);
+    cr_assert_eq(run(rargv, out, sizeof out), 0, "%s", out);
+    cr_assert_not_null(strchr(out, '{'), "%s", out);
+    j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    d = json_array_get(json_object_get(j, "devices"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(d, "measured_ms")), first,
+                 "the kept result, not a new measurement");
+    json_decref(j);
 }

@@ -408,8 +408,18 @@ Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
 
 /* A raw worker: DEALER, hello + enroll (insecure: no token needed) with one
  * ref device whose tuned ternary_matmul figure is gflops. */
+static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
+                            double gflops, uint64_t tune_done, uint64_t tune_total);
+
 static void *fake_worker(void *ctx, const char *ep, const char *name,
                          double gflops)
+{
+    return fake_worker_ex(ctx, ep, name, gflops, 0, 0);
+}
+
+/* tune_total > 0: the enroll says the worker is still tuning. */
+static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
+                            double gflops, uint64_t tune_done, uint64_t tune_total)
 {
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
     int tmo = 5000, linger = 0;
@@ -428,7 +438,12 @@ static void *fake_worker(void *ctx, const char *ep, const char *name,
     send_out(sock, &o);
     qv_wire_out_free(&o);
     cr_assert_eq(recv_type(sock, NULL, 0), QV_MSG_WELCOME);
-    cr_assert_eq(qv_wire_writer_new(QV_MSG_ENROLL, 3, &w, NULL), QV_OK);
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_ENROLL, tune_total ? 4 : 3, &w, NULL), QV_OK);
+    if (tune_total) {
+        qv_wire_kv_map(w, "tuning", 2);
+        qv_wire_kv_u64(w, "done", tune_done);
+        qv_wire_kv_u64(w, "total", tune_total);
+    }
     qv_wire_kv_str(w, "key", "0000000000000000000000000000000000000000");
     qv_wire_kv_str(w, "name", name);
     qv_wire_kv_array(w, "devices", 1);
@@ -502,6 +517,176 @@ Test(scheduler, a_job_goes_to_the_fastest_idle_device, .timeout = 60)
     qv_client_close(&c);
     zmq_close(slow);
     zmq_close(fast);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
+
+static void submit_one(qv_client *c)
+{
+    qv_err e;
+    qv_err_clear(&e);
+    const char *data = "{\"text\": \"arr\"}\n";
+    char dh[QV_SHA256_HEX];
+    bool sent = false;
+    cr_assert_eq(qv_client_upload_mem(c, data, strlen(data), dh, &sent, NULL, NULL, &e),
+                 QV_OK, "%s", e.msg);
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_SUBMIT, 2, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "model", dh);
+    qv_wire_kv_str(w, "data", dh);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_SUBMITTED, &m, &e), QV_OK, "%s", e.msg);
+    qv_wire_out_free(&o);
+    qv_wire_msg_free(m);
+}
+
+static void send_body(void *sock, qv_wire_type t, qv_wire_writer *w)
+{
+    (void)t;
+    qv_wire_out o = {0};
+    qv_err e;
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    send_out(sock, &o);
+    qv_wire_out_free(&o);
+}
+
+/* Enroll first, tune after: a worker that enrolls while tuning is listed as
+ * tuning with its progress and gets no job until a heartbeat without
+ * `tuning` says it is done. */
+Test(scheduler, a_tuning_worker_is_listed_and_gets_no_job, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    void *ctx = zmq_ctx_new();
+    const char *ep = qv_server_endpoint(s.srv);
+    void *wk = fake_worker_ex(ctx, ep, "tuner", 50.0, 3, 48);
+    qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    submit_one(c);
+    cr_expect_not(got_assign(wk, 1000), "a tuning worker got a job");
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_WORKERS, 0, &w, NULL), QV_OK);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_WORKER_LIST, &m, &e), QV_OK, "%s", e.msg);
+    qv_wire_out_free(&o);
+    const msgpack_object *items = NULL, *tn = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_wire_get_array(qv_wire_msg_body(m), "workers", &items, &n, 1024, NULL),
+                 QV_OK);
+    cr_assert_eq(n, 1);
+    char state[16] = "";
+    qv_wire_get_str(&items[0], "state", state, sizeof state, NULL);
+    cr_expect_str_eq(state, "tuning");
+    cr_assert_eq(qv_wire_get_map(&items[0], "tuning", &tn, NULL), QV_OK);
+    uint64_t done = 0, total = 0;
+    qv_wire_get_u64(tn, "done", &done, NULL);
+    qv_wire_get_u64(tn, "total", &total, NULL);
+    cr_expect_eq(done, 3);
+    cr_expect_eq(total, 48);
+    qv_wire_msg_free(m);
+    /* progress, still tuning: still no job */
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 1, &w, NULL), QV_OK);
+    qv_wire_kv_map(w, "tuning", 2);
+    qv_wire_kv_u64(w, "done", 40);
+    qv_wire_kv_u64(w, "total", 48);
+    send_body(wk, QV_MSG_HEARTBEAT, w);
+    cr_expect_not(got_assign(wk, 500), "a tuning worker got a job");
+    /* done: the next heartbeat has no `tuning`, and the job comes */
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 0, &w, NULL), QV_OK);
+    send_body(wk, QV_MSG_HEARTBEAT, w);
+    cr_expect(got_assign(wk, 3000), "the tuned worker got no job");
+    qv_client_close(&c);
+    zmq_close(wk);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
+
+static const char *BENCH_OK_JSON =
+    "{\"device\":\"ref\",\"backend\":\"ref\",\"vendor\":\"qvac\",\"name\":\"reference\","
+    "\"driver\":\"1\",\"fingerprint\":\"0123456789abcdef\",\"model\":\"builtin\","
+    "\"qvac_version\":\"0.1.0\",\"batch\":4,\"seq\":128,\"steps\":6,"
+    "\"ternary\":{\"tokens_per_s\":75.5,\"peak_bytes\":3518352},"
+    "\"f16\":{\"tokens_per_s\":16.5,\"peak_bytes\":6598544}}";
+
+/* A bench result (train/bench.h) from a worker: stored when valid and of
+ * one of its devices, refused otherwise; `benches` lists it. */
+Test(scheduler, bench_results_are_validated_stored_and_listed, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    void *ctx = zmq_ctx_new();
+    const char *ep = qv_server_endpoint(s.srv);
+    void *wk = fake_worker(ctx, ep, "bencher", 5.0);
+    static const struct {
+        const char *from, *to, *code;
+    } bad[] = {
+        {"\"device\":\"ref\"", "\"device\":\"opencl:9\"", "not_found"},
+        {"\"name\":\"reference\"", "\"name\":\"ref\\u001b[2J\\nFORGED\"", "malformed"},
+        {"\"batch\":4", "\"batch\":-4", "malformed"},
+        {"6598544}}", "6598544}", "malformed"}, /* not JSON */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char txt[2048];
+        const char *at = strstr(BENCH_OK_JSON, bad[i].from);
+        cr_assert_not_null(at, "%s", bad[i].from);
+        snprintf(txt, sizeof txt, "%.*s%s%s", (int)(at - BENCH_OK_JSON), BENCH_OK_JSON,
+                 bad[i].to, at + strlen(bad[i].from));
+        qv_wire_writer *w = NULL;
+        cr_assert_eq(qv_wire_writer_new(QV_MSG_BENCH, 1, &w, NULL), QV_OK);
+        qv_wire_kv_str(w, "result", txt);
+        send_body(wk, QV_MSG_BENCH, w);
+        char code[32] = "";
+        qv_wire_type t;
+        while ((t = recv_type(wk, code, sizeof code)) == QV_MSG_HEARTBEAT)
+            ;
+        cr_expect_eq(t, QV_MSG_ERROR, "%s accepted", txt);
+        cr_expect_str_eq(code, bad[i].code, "%s", txt);
+    }
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BENCH, 1, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "result", BENCH_OK_JSON);
+    send_body(wk, QV_MSG_BENCH, w);
+    qv_wire_type t;
+    while ((t = recv_type(wk, NULL, 0)) == QV_MSG_HEARTBEAT)
+        ;
+    cr_assert_eq(t, QV_MSG_BENCH_OK);
+    /* a client lists it; the worker may not ask */
+    qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BENCHES, 0, &w, NULL), QV_OK);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_BENCH_LIST, &m, &e), QV_OK, "%s", e.msg);
+    qv_wire_out_free(&o);
+    const msgpack_object *items = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_wire_get_array(qv_wire_msg_body(m), "benches", &items, &n, 1024, NULL),
+                 QV_OK);
+    cr_assert_eq(n, 1);
+    char wn[64] = "", res[4097] = "";
+    qv_wire_get_str(&items[0], "worker_name", wn, sizeof wn, NULL);
+    qv_wire_get_str(&items[0], "result", res, sizeof res, NULL);
+    cr_expect_str_eq(wn, "bencher");
+    cr_expect_not_null(strstr(res, "\"tokens_per_s\":75.5"), "%s", res);
+    cr_expect_not_null(strstr(res, "\"speedup\""), "stored in canonical form: %s", res);
+    qv_wire_msg_free(m);
+    qv_client_close(&c);
+    zmq_close(wk);
     zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }

@@ -54,6 +54,10 @@ typedef struct fake {
     char ckpt[129];   /* the last checkpoint announced, and its step */
     int64_t ckpt_step;
     char adapter[129], metrics[129], reason[1100];
+    /* enroll first, tune after: what enroll and heartbeats said */
+    const char *want_dev;          /* the device the worker enrolls (NULL: ref) */
+    int enroll_tuning, hb_tuning;  /* messages that carried `tuning` */
+    uint64_t tune_done, tune_total;
 } fake;
 
 typedef struct wthread {
@@ -95,6 +99,7 @@ static void start_worker_cap(wthread *t, const char *ep, uint64_t cap)
     t->o.cache_dir = t->dir;
     t->o.insecure = true;
     t->o.no_tune = true;
+    t->o.no_bench = true;
     t->o.name = "test-worker";
     t->o.stop = &t->stop;
     t->o.cache_bytes = cap;
@@ -232,7 +237,13 @@ static void handle(fake *f, qv_wire_msg *m)
         char id[64] = "";
         if (n)
             qv_wire_get_str(&devs[0], "id", id, sizeof id, NULL);
-        cr_expect_str_eq(id, "ref");
+        cr_expect_str_eq(id, f->want_dev ? f->want_dev : "ref");
+        const msgpack_object *tn = NULL;
+        if (qv_wire_get_map(b, "tuning", &tn, NULL) == QV_OK && tn) {
+            f->enroll_tuning++;
+            qv_wire_get_u64(tn, "done", &f->tune_done, NULL);
+            qv_wire_get_u64(tn, "total", &f->tune_total, NULL);
+        }
         f->enrolled++;
         qv_wire_writer *w = W(QV_MSG_ENROLLED, 1);
         qv_wire_kv_u64(w, "worker", 7);
@@ -241,6 +252,7 @@ static void handle(fake *f, qv_wire_msg *m)
     }
     case QV_MSG_HEARTBEAT:
         f->heartbeats++;
+        f->hb_tuning += qv_wire_has(b, "tuning");
         fsend(f, W(QV_MSG_HEARTBEAT, 0));
         break;
     case QV_MSG_BLOB_GET: {
@@ -782,4 +794,55 @@ Test(worker, cache_evicts_least_recently_used_unpinned_blobs, .timeout = 240)
     free(model);
     free(data);
     free(data2);
+}
+
+/* Enroll first, tune after: with a cold tune cache the worker enrolls at
+ * once, saying it is tuning (done < total), heartbeats say so too, and it
+ * stops tuning when told to stop. */
+Test(worker, enrolls_before_tuning, .timeout = 240)
+{
+    cr_assert_geq(sodium_init(), 0);
+    fake f;
+    fake_open(&f);
+    wthread t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.dir, sizeof t.dir, "/tmp/qvac-worker-XXXXXX");
+    cr_assert_not_null(mkdtemp(t.dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/tune.db", t.dir);
+    qv_err e;
+    cr_assert_eq(qv_devlist_open(&t.devs, &e), QV_OK, "%s", e.msg);
+    const char *dev = qv_devlist_find(t.devs, "opencl:0") ? "opencl:0"
+                    : qv_devlist_find(t.devs, "vulkan:0") ? "vulkan:0" : NULL;
+    if (!dev) {
+        qv_devlist_destroy(&t.devs);
+        fake_close(&f);
+        cr_skip_test("no OpenCL or Vulkan device to tune here");
+    }
+    f.want_dev = dev;
+    t.o.join = f.ep;
+    t.o.devices = dev;
+    t.o.cache_dir = t.dir;
+    t.o.insecure = true;
+    t.o.no_bench = true;
+    t.o.tune_db = db;
+    t.o.tune_budget_evals = 2;
+    t.o.name = "tuning-worker";
+    t.o.stop = &t.stop;
+    t.o.devs = t.devs;
+    double t0 = now_ms();
+    cr_assert_eq(pthread_create(&t.th, NULL, worker_main, &t), 0);
+    cr_assert(pump(&f, 30000, is_enrolled, NULL), "the worker did not enroll");
+    double enrolled_ms = now_ms() - t0;
+    cr_expect_eq(f.enroll_tuning, 1, "the first enroll says it is tuning");
+    cr_expect_lt(f.tune_done, f.tune_total);
+    cr_expect_geq(f.tune_total, 10, "every kernel of the device: %llu",
+                  (unsigned long long)f.tune_total);
+    cr_expect_lt(enrolled_ms, 10000, "enrolled after %.0f ms: it tuned first?", enrolled_ms);
+    cr_expect_geq(f.hb_tuning, 1, "heartbeats carry the tuning progress");
+    double s0 = now_ms();
+    stop_worker(&t);
+    cr_expect_lt(now_ms() - s0, 60000, "stopping took %.0f ms", now_ms() - s0);
+    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
+    fake_close(&f);
 }

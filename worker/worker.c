@@ -257,6 +257,12 @@ typedef struct worker {
     size_t n_down, n_up;
     bool shutting_down;
     double shutdown_ms;
+    /* enroll first, tune after: the tuning thread (tune_devices) */
+    pthread_t tune_th;
+    bool tune_started, tune_running;
+    pthread_mutex_t tune_mu;   /* guards tune_done, tune_finished */
+    uint64_t tune_done, tune_total;
+    bool tune_finished;
 } worker;
 
 static bool bench_running(worker *w, const qv_device *d);
@@ -1148,10 +1154,25 @@ static void on_credit(worker *w, const msgpack_object *b, bool ok)
     start_up(w);
 }
 
+static void tune_progress_of(worker *w, uint64_t *done, uint64_t *total)
+{
+    pthread_mutex_lock(&w->tune_mu);
+    *done = w->tune_done;
+    *total = w->tune_total;
+    pthread_mutex_unlock(&w->tune_mu);
+}
+
 static void send_enroll(worker *w, bool with_token)
 {
-    size_t nf = 3 + (with_token && w->o->token);
+    size_t nf = 3 + (with_token && w->o->token) + w->tune_running;
     qv_wire_writer *wr = writer(QV_MSG_ENROLL, nf);
+    if (w->tune_running) {
+        uint64_t done, total;
+        tune_progress_of(w, &done, &total);
+        qv_wire_kv_map(wr, "tuning", 2);
+        qv_wire_kv_u64(wr, "done", done < total ? done : total - 1);
+        qv_wire_kv_u64(wr, "total", total);
+    }
     if (with_token && w->o->token)
         qv_wire_kv_str(wr, "token", w->o->token);
     qv_wire_kv_str(wr, "key", w->kp.pub);
@@ -1166,8 +1187,10 @@ static void send_enroll(worker *w, bool with_token)
         snprintf(nm, sizeof nm, "%.120s", di->name);
         qv_wire_kv_str(wr, "name", nm);
         qv_wire_kv_u64(wr, "memory", di->global_mem_bytes);
-        qv_wire_kv_map(wr, "tuned", (size_t)w->n_tuned[i]);
-        for (int k = 0; k < w->n_tuned[i]; k++)
+        /* while the tuning thread fills them, no figures yet */
+        int nt = w->tune_running ? 0 : w->n_tuned[i];
+        qv_wire_kv_map(wr, "tuned", (size_t)nt);
+        for (int k = 0; k < nt; k++)
             qv_wire_kv_f64(wr, w->tuned_name[i][k], w->tuned[i][k]);
     }
     send_w(w, wr);
@@ -1178,7 +1201,14 @@ static void send_heartbeat(worker *w)
     size_t n = 0;
     for (int i = 0; i < MAX_JOBS; i++)
         n += w->jobs[i].state >= J_FETCH && w->jobs[i].state <= J_UPLOAD;
-    qv_wire_writer *wr = writer(QV_MSG_HEARTBEAT, 1);
+    qv_wire_writer *wr = writer(QV_MSG_HEARTBEAT, 1 + w->tune_running);
+    if (w->tune_running) {
+        uint64_t done, total;
+        tune_progress_of(w, &done, &total);
+        qv_wire_kv_map(wr, "tuning", 2);
+        qv_wire_kv_u64(wr, "done", done < total ? done : total - 1);
+        qv_wire_kv_u64(wr, "total", total);
+    }
     qv_wire_kv_array(wr, "running", n);
     for (int i = 0; i < MAX_JOBS; i++) {
         job *j = &w->jobs[i];
@@ -1293,7 +1323,7 @@ static void service_bench(worker *w)
         qv_device *d = w->use[i];
         if (b->state == B_NONE) {
             /* after the worker is visible, and on a device with no job */
-            if (!w->ready || w->shutting_down || device_has_job(w, d))
+            if (!w->ready || w->shutting_down || w->tune_running || device_has_job(w, d))
                 continue;
             b->dev = d;
             b->model = model;
@@ -1697,6 +1727,13 @@ static qv_status setup_devices(worker *w, qv_err *err)
 
 /* Tunes the cold kernels of every device (not ref) and collects the tuned
  * GFLOP/s of each kernel for enroll. */
+static void tune_step(worker *w)
+{
+    pthread_mutex_lock(&w->tune_mu);
+    w->tune_done++;
+    pthread_mutex_unlock(&w->tune_mu);
+}
+
 static void tune_devices(worker *w)
 {
     qv_device *ref = qv_devlist_find(w->devs, "ref");
@@ -1748,8 +1785,53 @@ static void tune_devices(worker *w)
                 w->tuned_name[d][w->n_tuned[d]] = kd->name;
                 w->tuned[d][w->n_tuned[d]++] = e.gflops;
             }
+            tune_step(w);
         }
     }
+}
+
+/* Kernels tune_devices would tune: its progress's total. */
+static uint64_t tune_count(worker *w)
+{
+    uint64_t n = 0, nk = 0;
+    while (qv_kernels[nk])
+        nk++;
+    if (!qv_devlist_find(w->devs, "ref") || !w->tcache)
+        return 0;
+    for (size_t d = 0; d < w->n_use; d++)
+        if (strcmp(w->use[d]->info.backend, "ref"))
+            n += nk < 32 ? nk : 32;
+    return n;
+}
+
+static void *tune_thread(void *arg)
+{
+    worker *w = arg;
+    tune_devices(w);
+    pthread_mutex_lock(&w->tune_mu);
+    w->tune_finished = true;
+    pthread_mutex_unlock(&w->tune_mu);
+    return NULL;
+}
+
+/* Enrolled and tuning: when the thread ends, enroll again with the tuned
+ * figures and no `tuning`, so the scheduler starts giving jobs. */
+static void service_tune(worker *w)
+{
+    if (!w->tune_running)
+        return;
+    pthread_mutex_lock(&w->tune_mu);
+    bool fin = w->tune_finished;
+    pthread_mutex_unlock(&w->tune_mu);
+    if (!fin)
+        return;
+    pthread_join(w->tune_th, NULL);
+    w->tune_started = false;
+    w->tune_running = false;
+    wlog(w, "tuned %llu kernel(s) on %zu device(s): ready for jobs",
+         (unsigned long long)w->tune_done, w->n_use);
+    if (w->ready)
+        send_enroll(w, false);
 }
 
 qv_status qv_worker_default_cache_dir(char *buf, size_t n, qv_err *err)
@@ -1867,6 +1949,7 @@ static qv_status run_loop(worker *w, qv_err *err)
             start_down(w);
         }
         service_jobs(w);
+        service_tune(w);
         service_bench(w);
     }
     if (w->fatal)
@@ -1929,8 +2012,19 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
         if (qv_tune_cache_open(o->tune_db, 0, 2000, &w->tcache, &te))
             wlog(w, "tune cache: %s (running untuned)", te.msg);
     }
+    pthread_mutex_init(&w->tune_mu, NULL);
     if (!s) {
-        tune_devices(w);
+        /* enroll first, tune after: a cold device is tuned in a thread while
+         * the worker is already listed (as "tuning"); with no_tune the cached
+         * figures are only read, at once */
+        w->tune_total = w->o->no_tune ? 0 : tune_count(w);
+        if (!w->tune_total) {
+            tune_devices(w);
+        } else if (pthread_create(&w->tune_th, NULL, tune_thread, w) == 0) {
+            w->tune_started = w->tune_running = true;
+        } else {
+            tune_devices(w);
+        }
         for (size_t i = 0; i < w->n_use; i++)
             wlog(w, "device %s: %s (%s)", w->use[i]->info.id,
                  w->use[i]->info.name, w->use[i]->info.backend);
@@ -1941,6 +2035,9 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
     if (!s && !(o->stop && *o->stop))
         s = run_loop(w, err);
     /* stop and join every thread before anything they use goes away */
+    if (w->tune_started)
+        pthread_join(w->tune_th, NULL); /* it stops on *o->stop */
+    pthread_mutex_destroy(&w->tune_mu);
     for (size_t i = 0; i < QV_WIRE_MAX_DEVICES; i++) {
         wbench *b = &w->bench[i];
         if (b->th_started) {

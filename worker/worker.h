@@ -2,12 +2,18 @@
  * the scheduler (issue 5, docs/protocol.md).
  *
  * qv_worker_run opens the devices (every device but the reference unless
- * opts.devices names them), autotunes the ones whose tune cache is cold
- * (unless opts.no_tune), then connects one DEALER socket to the
+ * opts.devices names them), then connects one DEALER socket to the
  * scheduler's ROUTER (CURVE unless opts.insecure; the worker's keypair is
  * <cache-dir>/worker.key, so a restarted worker keeps its identity), says
  * hello, enrolls (with the token the first time) and heartbeats every
- * lease/3 (at most every 2 s) with the jobs it runs.
+ * lease/3 (at most every 2 s) with the jobs it runs. Enroll first, tune
+ * after: unless opts.no_tune, a thread tunes every kernel on every device
+ * (the cached ones answer at once) while enroll and heartbeats carry
+ * `tuning {done, total}`, so the scheduler lists the worker as tuning and
+ * gives it no job; when it ends the worker enrolls again with the tuned
+ * figures. Then, unless opts.no_bench, it runs the standard benchmark
+ * (train/bench.h) on each device with no job, once per device, model and
+ * qvac version, and sends it (`bench`) until the scheduler stores it.
  *
  * Jobs: on `assign` the worker fetches the model, the data and the resume
  * checkpoint it lacks into its blob cache (<cache-dir>/blobs, named by
