@@ -2,6 +2,7 @@
 #include "autotune/tune.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,4 +415,112 @@ qv_status qv_tune_lookup(qv_tune_cache *cache, const qv_device *dev,
     }
     free(e);
     return QV_OK;
+}
+
+/* ---- shared tunings ---------------------------------------------------------- */
+
+static int refuse(char *why, size_t n, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int refuse(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (why && n)
+        vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+qv_status qv_tune_adopt(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
+                        const qv_tune_entry *e, int *stored, char *why, size_t why_n,
+                        qv_err *err)
+{
+    int dummy;
+    if (!stored)
+        stored = &dummy;
+    *stored = 0;
+    if (why && why_n)
+        why[0] = 0;
+    if (!cache || !dev || !ref || !e)
+        return qv_fail(err, QV_ERR_INVALID, "tune adopt: no cache, device or entry");
+    if (strcmp(e->key.fingerprint, dev->info.fingerprint)) {
+        refuse(why, why_n, "for device %.16s, not this one (%s)", e->key.fingerprint,
+               dev->info.fingerprint);
+        return QV_OK;
+    }
+    const qv_kernel_decl *k = qv_kernel_find(e->key.kernel);
+    if (!k) {
+        refuse(why, why_n, "no kernel '%.31s'", e->key.kernel);
+        return QV_OK;
+    }
+    char src[17];
+    qv_status s = qv_kernel_source_hash(dev, k, src, err);
+    if (s)
+        return s;
+    if (strcmp(src, e->key.src_hash)) {
+        refuse(why, why_n, "%s: another kernel source (%.16s; here %s)", k->name,
+               e->key.src_hash, src);
+        return QV_OK;
+    }
+    qv_config c;
+    qv_err pe = {0};
+    if (qv_config_parse(k, e->config, &c, &pe) ||
+        qv_kernel_check_config(k, &c, &dev->info.limits, &pe)) {
+        refuse(why, why_n, "%s: configuration '%.100s' refused: %.200s", k->name,
+               e->config, pe.msg);
+        return QV_OK;
+    }
+    int M, N, K, R;
+    char again[64];
+    qv_shape at;
+    if (sscanf(e->key.bucket, "M%d:N%d:K%d:R%d", &M, &N, &K, &R) != 4 || M < 0 || N < 0 ||
+        K < 0 || R < 0) {
+        refuse(why, why_n, "%s: bucket '%.63s' is not M:N:K:R", k->name, e->key.bucket);
+        return QV_OK;
+    }
+    qv_tune_bucket(k, (qv_shape){M, N, K, R}, again, sizeof again, &at);
+    if (strcmp(again, e->key.bucket)) {
+        refuse(why, why_n, "%s: '%.63s' is not a bucket of its own shape", k->name,
+               e->key.bucket);
+        return QV_OK;
+    }
+    qv_verify_result vr;
+    qv_err ve = {0};
+    s = qv_verify(dev, ref, k, &c, at, 7, &vr, &ve);
+    if (s || !vr.pass) {
+        if (s)
+            refuse(why, why_n, "%s %s: fails on this device: %.200s", k->name, e->config,
+                   ve.msg);
+        else
+            refuse(why, why_n, "%s %s: wrong results (%s off by %.3g, tolerance %.3g)",
+                   k->name, e->config, vr.worst, vr.max_err, vr.tol);
+        return QV_OK;
+    }
+    qv_instance *inst = NULL;
+    double med = 0;
+    const qv_timing_opts quick = {.warmup = 1, .min_reps = 3, .max_reps = 5,
+                                  .min_total_ns = 0, .timeout_ns = 30e9};
+    s = qv_instance_new(dev, k, at, 11, &inst, err);
+    if (!s)
+        s = qv_time_config(inst, &c, &quick, &med, err);
+    qv_instance_destroy(&inst);
+    if (s)
+        return s;
+    qv_tune_entry local = *e;
+    local.median_ns = med;
+    local.default_ns = 0;
+    local.gflops = med > 0 ? qv_kernel_flops(k, at) / med : 0;
+    local.evals = 1;
+    local.failures = 0;
+    snprintf(local.strategy, sizeof local.strategy, "fleet");
+    snprintf(local.version, sizeof local.version, "%s", QV_VERSION);
+    local.created_at = (int64_t)time(NULL);
+    snprintf(local.backend, sizeof local.backend, "%s", dev->info.backend);
+    snprintf(local.vendor, sizeof local.vendor, "%s", dev->info.vendor);
+    snprintf(local.device_name, sizeof local.device_name, "%s", dev->info.name);
+    return qv_tune_cache_put(cache, &local, 0, stored, err);
 }

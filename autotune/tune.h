@@ -77,4 +77,17 @@ qv_status qv_tune_lookup(qv_tune_cache *cache, const qv_device *dev,
                          const qv_kernel_decl *k, qv_shape s, qv_config *out,
                          int *tuned, qv_err *err);
 
+/* Adopts another machine's result for this device (issue 13: shared
+ * tunings), trusting nothing it claims: the entry must be for dev's
+ * fingerprint and the kernel's current source on dev, its configuration
+ * must parse as legal for the kernel and its bucket name the bucket of its
+ * own shape; then one launch at that shape is verified against ref and the
+ * configuration is timed here (a few launches). Stored (without force, so a
+ * faster entry already cached stays) with the local time. *stored = 1 when
+ * stored; a refusal is QV_OK with *stored = 0 and the reason in why. A
+ * device error is a status. */
+qv_status qv_tune_adopt(qv_tune_cache *cache, qv_device *dev, qv_device *ref,
+                        const qv_tune_entry *e, int *stored, char *why, size_t why_n,
+                        qv_err *err);
+
 #endif

@@ -175,6 +175,20 @@ static const field s_benchrec[] = {
 static const field s_bench_list[] = {
     ARR("benches", REQ, QV_WIRE_MAX_ARRAY, s_benchrec), BOOL("more", OPT), END};
 
+static const field s_tuneent[] = {
+    STRMIN("fingerprint", REQ, 16, 16), STRMIN("kernel", REQ, 1, 31),
+    STRMIN("src_hash", REQ, 1, 16), STRMIN("bucket", REQ, 1, 63),
+    STRMIN("config", REQ, 1, 159), F64("median_ns", REQ), F64("gflops", OPT),
+    STR("backend", OPT, 15), STR("vendor", OPT, NAME), STR("device_name", OPT, 255),
+    END};
+static const field s_tunings_put[] = {
+    ARR("entries", REQ, QV_WIRE_MAX_ARRAY, s_tuneent), END};
+static const field s_tunings_ok[] = {U64("stored", REQ), END};
+static const field s_tunings_get[] = {STRMIN("fingerprint", REQ, 16, 16), END};
+static const field s_tunings[] = {
+    STRMIN("fingerprint", REQ, 16, 16),
+    ARR("entries", REQ, QV_WIRE_MAX_ARRAY, s_tuneent), END};
+
 static const struct {
     const char *name;
     const field *schema;
@@ -212,6 +226,10 @@ static const struct {
     [QV_MSG_BENCH_OK] = {"bench_ok", s_bench_ok},
     [QV_MSG_BENCHES] = {"benches", s_benches},
     [QV_MSG_BENCH_LIST] = {"bench_list", s_bench_list},
+    [QV_MSG_TUNINGS_PUT] = {"tunings_put", s_tunings_put},
+    [QV_MSG_TUNINGS_OK] = {"tunings_ok", s_tunings_ok},
+    [QV_MSG_TUNINGS_GET] = {"tunings_get", s_tunings_get},
+    [QV_MSG_TUNINGS] = {"tunings", s_tunings},
 };
 
 const char *qv_wire_type_name(qv_wire_type t)

@@ -110,6 +110,10 @@ typedef enum qv_wire_type {
     QV_MSG_BENCH_OK,     /* scheduler -> worker: stored */
     QV_MSG_BENCHES,      /* client -> scheduler: the fleet's results */
     QV_MSG_BENCH_LIST,   /* scheduler -> client */
+    QV_MSG_TUNINGS_PUT,  /* worker -> scheduler: its autotune results */
+    QV_MSG_TUNINGS_OK,   /* scheduler -> worker */
+    QV_MSG_TUNINGS_GET,  /* worker -> scheduler: results for a fingerprint */
+    QV_MSG_TUNINGS,      /* scheduler -> worker */
     QV_MSG_COUNT
 } qv_wire_type;
 

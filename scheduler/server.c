@@ -1425,7 +1425,8 @@ static int client_msg(qv_wire_type t)
 static int worker_msg(qv_wire_type t)
 {
     return t == QV_MSG_HEARTBEAT || t == QV_MSG_PROGRESS || t == QV_MSG_DONE ||
-           t == QV_MSG_FAILED || t == QV_MSG_BENCH;
+           t == QV_MSG_FAILED || t == QV_MSG_BENCH || t == QV_MSG_TUNINGS_PUT ||
+           t == QV_MSG_TUNINGS_GET;
 }
 
 /* A worker's bench result of one of its devices: validated field by field
@@ -1484,6 +1485,103 @@ static void on_bench(qv_server *s, sess *p, const msgpack_object *b, int64_t now
         qv_wire_kv_str(w, "device", r.device);
         send_w(s, p, w);
     }
+}
+
+/* The string fields of a tuning entry, in wire order. */
+static const char *const TUNE_STR[] = {"fingerprint", "kernel", "src_hash", "bucket",
+                                       "config", "backend", "vendor", "device_name"};
+#define N_TUNE_STR 8
+#define N_TUNE_REQ 5 /* the first five are required */
+
+/* A worker's autotune results (`tunings_put`): kept per key for the other
+ * workers of the same fingerprint, which verify before they trust them. */
+static void on_tunings_put(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
+{
+    qv_err e = {0};
+    const msgpack_object *items = NULL;
+    size_t n = 0, stored = 0;
+    qv_status st = qv_wire_get_array(b, "entries", &items, &n, QV_WIRE_MAX_ARRAY, &e);
+    if (st == QV_OK && !sess_worker(s, p))
+        st = qv_fail(&e, QV_ERR_INVALID, "tunings_put: enroll first");
+    for (size_t i = 0; st == QV_OK && i < n; i++) {
+        char v[N_TUNE_STR][256];
+        double med = 0, gf = 0;
+        json_t *j = json_object();
+        for (int k = 0; k < N_TUNE_STR; k++) {
+            v[k][0] = 0;
+            qv_wire_get_str(&items[i], TUNE_STR[k], v[k], sizeof v[k], NULL);
+            json_object_set_new(j, TUNE_STR[k], json_string(v[k]));
+        }
+        qv_wire_get_f64(&items[i], "median_ns", &med, NULL);
+        json_object_set_new(j, "median_ns", json_real(med));
+        if (qv_wire_get_f64(&items[i], "gflops", &gf, NULL) == QV_OK)
+            json_object_set_new(j, "gflops", json_real(gf));
+        char *txt = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        int one = 0;
+        qv_err e2 = {0};
+        if (txt && qv_store_tuning_put(s->store, p->worker, v[0], v[1], v[2], v[3], v[4],
+                                       med, txt, now, &one, &e2) != QV_OK)
+            logf_(s, "tuning %zu from worker %s not kept: %s", i, p->worker, e2.msg);
+        stored += (size_t)one;
+        free(txt);
+    }
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "tunings_put");
+        return;
+    }
+    logf_(s, "worker %s shared %zu tuning result(s), %zu kept", p->worker, n, stored);
+    qv_wire_writer *w = wnew(QV_MSG_TUNINGS_OK, 1);
+    if (w) {
+        qv_wire_kv_u64(w, "stored", stored);
+        send_w(s, p, w);
+    }
+}
+
+/* `tunings_get`: what the fleet shared for a fingerprint. */
+static void on_tunings_get(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    char fp[QV_WIRE_MAX_NAME + 1] = "";
+    char **rows = NULL;
+    size_t n = 0;
+    qv_status st = qv_wire_get_str(b, "fingerprint", fp, sizeof fp, &e);
+    if (st == QV_OK)
+        st = qv_store_tunings_of(s->store, fp, &rows, &n, &e);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "tunings_get");
+        return;
+    }
+    json_t **js = calloc(n ? n : 1, sizeof *js);
+    size_t good = 0;
+    for (size_t i = 0; js && i < n; i++)
+        if ((js[good] = json_loads(rows[i], 0, NULL)))
+            good++;
+    qv_wire_writer *w = js ? wnew(QV_MSG_TUNINGS, 2) : NULL;
+    if (w) {
+        qv_wire_kv_str(w, "fingerprint", fp);
+        qv_wire_kv_array(w, "entries", good);
+        for (size_t i = 0; i < good; i++) {
+            int nf = 1 + json_is_number(json_object_get(js[i], "gflops"));
+            for (int k = 0; k < N_TUNE_STR; k++)
+                nf += k < N_TUNE_REQ || (json_string_value(json_object_get(js[i], TUNE_STR[k])) &&
+                                         *json_string_value(json_object_get(js[i], TUNE_STR[k])));
+            qv_wire_w_map(w, (size_t)nf);
+            for (int k = 0; k < N_TUNE_STR; k++) {
+                const char *v = json_string_value(json_object_get(js[i], TUNE_STR[k]));
+                if (k < N_TUNE_REQ || (v && *v))
+                    qv_wire_kv_str(w, TUNE_STR[k], v ? v : "");
+            }
+            qv_wire_kv_f64(w, "median_ns", json_number_value(json_object_get(js[i], "median_ns")));
+            if (json_is_number(json_object_get(js[i], "gflops")))
+                qv_wire_kv_f64(w, "gflops", json_number_value(json_object_get(js[i], "gflops")));
+        }
+        send_w(s, p, w);
+    }
+    for (size_t i = 0; js && i < good; i++)
+        json_decref(js[i]);
+    free(js);
+    qv_strings_free(&rows, n);
 }
 
 /* The stored results, for `qvac report`. */
@@ -1597,6 +1695,8 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
     case QV_MSG_FETCH: on_fetch(s, p, b); break;
     case QV_MSG_BENCH: on_bench(s, p, b, now); break;
     case QV_MSG_BENCHES: on_benches(s, p, b); break;
+    case QV_MSG_TUNINGS_PUT: on_tunings_put(s, p, b, now); break;
+    case QV_MSG_TUNINGS_GET: on_tunings_get(s, p, b); break;
     case QV_MSG_BLOB_PUT: on_blob_put(s, p, b); break;
     case QV_MSG_BLOB_CHUNK: on_blob_chunk(s, p, b, now); break;
     case QV_MSG_BLOB_GET: on_blob_get(s, p, b); break;

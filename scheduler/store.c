@@ -286,10 +286,22 @@ static const char V3_SQL[] =
     " result TEXT NOT NULL, received INTEGER NOT NULL,"
     " PRIMARY KEY (worker, device, model, version));";
 
+/* Version 4: the fleet's shared autotune results (issue 13): per device
+ * fingerprint, kernel, source hash and shape bucket, up to QV_TUNINGS_KEEP
+ * configurations (the fastest claimed); a worker verifies each on its own
+ * device before it trusts one. */
+static const char V4_SQL[] =
+    "CREATE TABLE tunings ("
+    " fingerprint TEXT NOT NULL, kernel TEXT NOT NULL, src_hash TEXT NOT NULL,"
+    " bucket TEXT NOT NULL, config TEXT NOT NULL, median_ns REAL NOT NULL,"
+    " entry TEXT NOT NULL, worker TEXT NOT NULL, received INTEGER NOT NULL,"
+    " PRIMARY KEY (fingerprint, kernel, src_hash, bucket, config));";
+
 static const struct { int version; const char *sql; } MIGRATIONS[] = {
     { 1, V1_SQL },
     { 2, V2_SQL },
     { 3, V3_SQL },
+    { 4, V4_SQL },
 };
 
 static qv_status pragma_int(qv_store *s, const char *sql, int *v, qv_err *err)
@@ -2269,6 +2281,120 @@ void qv_bench_rows_free(qv_bench_row **rows, size_t n)
         free((*rows)[i].result);
     free(*rows);
     *rows = NULL;
+}
+
+/* ---- shared tunings --------------------------------------------------------- */
+
+qv_status qv_store_tuning_put(qv_store *s, const char *worker, const char *fingerprint,
+                              const char *kernel, const char *src_hash,
+                              const char *bucket, const char *config, double median_ns,
+                              const char *entry_json, int64_t now_ms, int *stored,
+                              qv_err *err)
+{
+    static const char SQL[] =
+        "INSERT INTO tunings (fingerprint, kernel, src_hash, bucket, config, median_ns,"
+        " entry, worker, received) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " ON CONFLICT (fingerprint, kernel, src_hash, bucket, config) DO UPDATE SET"
+        " median_ns = excluded.median_ns, entry = excluded.entry, worker = excluded.worker,"
+        " received = excluded.received WHERE excluded.median_ns < tunings.median_ns";
+    /* keep the QV_TUNINGS_KEEP fastest configurations of the key */
+    static const char TRIM[] =
+        "DELETE FROM tunings WHERE fingerprint = ?1 AND kernel = ?2 AND src_hash = ?3"
+        " AND bucket = ?4 AND config NOT IN (SELECT config FROM tunings WHERE"
+        " fingerprint = ?1 AND kernel = ?2 AND src_hash = ?3 AND bucket = ?4"
+        " ORDER BY median_ns LIMIT ?5)";
+    int dummy;
+    if (!stored)
+        stored = &dummy;
+    *stored = 0;
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    if (!(median_ns > 0 && median_ns < 1e15))
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: tuning time %g ns is out "
+                       "of range", median_ns);
+    qv_status r = check_id(worker, "worker id", err);
+    const char *parts[] = {fingerprint, kernel, src_hash, bucket, config};
+    for (int i = 0; i < 5 && r == QV_OK; i++)
+        r = check_id(parts[i], "tuning key", err);
+    if (r == QV_OK)
+        r = check_json_object(entry_json, "tuning entry", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "record a tuning", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        for (int i = 0; i < 5; i++)
+            bind_str(st, i + 1, parts[i]);
+        sqlite3_bind_double(st, 6, median_ns);
+        bind_str(st, 7, entry_json);
+        bind_str(st, 8, worker);
+        sqlite3_bind_int64(st, 9, now_ms);
+        r = run(s, st, "record a tuning", err);
+    }
+    if (r == QV_OK)
+        *stored = sqlite3_changes(s->db) > 0;
+    if (r == QV_OK)
+        r = prep(s, TRIM, &st, err);
+    if (r == QV_OK) {
+        for (int i = 0; i < 4; i++)
+            bind_str(st, i + 1, parts[i]);
+        sqlite3_bind_int(st, 5, QV_TUNINGS_KEEP);
+        r = run(s, st, "trim tunings", err);
+    }
+    return tx_end(s, r, "record a tuning", err);
+}
+
+qv_status qv_store_tunings_of(qv_store *s, const char *fingerprint, char ***entries,
+                              size_t *n, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT entry FROM tunings WHERE fingerprint = ?"
+        " ORDER BY kernel, src_hash, bucket, median_ns LIMIT 1024";
+    if (!s || !entries || !n || !fingerprint)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *entries = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, fingerprint);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *grown = grow(*entries, &cap, *n, sizeof **entries, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
+        }
+        *entries = grown;
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (!((*entries)[*n] = strdup(t ? (const char *)t : "{}"))) {
+            r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+            break;
+        }
+        (*n)++;
+    }
+    if (r == QV_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = db_fail(s, rc, "list tunings", err);
+    done(st);
+    if (r != QV_OK) {
+        qv_strings_free(entries, *n);
+        *n = 0;
+    }
+    return r;
+}
+
+void qv_strings_free(char ***v, size_t n)
+{
+    if (!v || !*v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free((*v)[i]);
+    free(*v);
+    *v = NULL;
 }
 
 /* ---- clients and tokens ---------------------------------------------------- */

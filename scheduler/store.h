@@ -41,7 +41,7 @@
 
 #include "common/status.h"
 
-#define QV_STORE_SCHEMA 3           /* latest schema version (user_version) */
+#define QV_STORE_SCHEMA 4           /* latest schema version (user_version) */
 #define QV_STORE_MAX_ATTEMPTS 3     /* default max attempts of a job */
 #define QV_BLOB_HEX 65              /* 64 hex digits (SHA-256) + NUL */
 #define QV_TOKEN_HEX 33             /* enrollment tokens: 32 hex digits */
@@ -321,6 +321,25 @@ typedef struct qv_bench_row {
 qv_status qv_store_bench_list(qv_store *store, const char *model, qv_bench_row **rows,
                               size_t *n, qv_err *err);
 void qv_bench_rows_free(qv_bench_row **rows, size_t n);
+
+/* ---- shared tunings (issue 13) ---- */
+
+#define QV_TUNINGS_KEEP 4 /* configurations kept per key, the fastest claimed */
+
+/* Records one autotune result a worker sent (entry_json: the entry as the
+ * wire carried it, validated). The same configuration again replaces it
+ * only when faster; a key keeps its QV_TUNINGS_KEEP fastest. *stored = 1
+ * when this one was written. */
+qv_status qv_store_tuning_put(qv_store *store, const char *worker, const char *fingerprint,
+                              const char *kernel, const char *src_hash,
+                              const char *bucket, const char *config, double median_ns,
+                              const char *entry_json, int64_t now_ms, int *stored,
+                              qv_err *err);
+/* Every stored entry (JSON text) of a fingerprint, at most 1024, grouped by
+ * key, fastest first. Free with qv_strings_free. */
+qv_status qv_store_tunings_of(qv_store *store, const char *fingerprint, char ***entries,
+                              size_t *n, qv_err *err);
+void qv_strings_free(char ***v, size_t n);
 
 qv_status qv_store_client_add(qv_store *store, const char *pubkey,
                               const char *name, int64_t now_ms, qv_err *err);

@@ -201,7 +201,7 @@ Test(store, migrates_a_version_2_database_to_bench_results)
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
                          "'bench_results'"), 0);
     st = open_store();
-    cr_assert_eq(qv_store_schema_version(st), 3);
+    cr_assert_eq(qv_store_schema_version(st), QV_STORE_SCHEMA);
     /* the worker enrolled before the migration can store its results */
     cr_assert_eq(qv_store_bench_put(st, "w1", "opencl:0", "builtin", "0.1.0",
                                     "0123456789abcdef", "{\"device\":\"opencl:0\"}",
@@ -1199,4 +1199,45 @@ Test(store, acknowledged_submissions_survive_kill_9)
     /* And the store still works. */
     int64_t after = submit(st, "after", 0, NULL, 0, T0);
     cr_assert_gt(after, before);
+}
+
+Test(store, shared_tunings_keep_the_fastest_configurations_of_a_key)
+{
+    st = open_store();
+    const char *fp = "0123456789abcdef";
+    int stored = 0;
+    char cfg[32], js[128];
+    /* six configurations of one key: the four fastest stay */
+    for (int i = 0; i < 6; i++) {
+        snprintf(cfg, sizeof cfg, "WG_X=%d", 1 << i);
+        snprintf(js, sizeof js, "{\"config\":\"%s\",\"median_ns\":%d}", cfg, 600 - 100 * i);
+        cr_assert_eq(qv_store_tuning_put(st, "w1", fp, "ternary_matmul", "aaaa", "M1:N1:K1:R0",
+                                         cfg, 600 - 100 * i, js, T0, &stored, &e),
+                     QV_OK, "%s", e.msg);
+        cr_assert_eq(stored, 1);
+    }
+    /* the same configuration again: kept only when faster */
+    cr_assert_eq(qv_store_tuning_put(st, "w2", fp, "ternary_matmul", "aaaa", "M1:N1:K1:R0",
+                                     "WG_X=32", 900, "{\"slower\":1}", T0, &stored, &e), QV_OK);
+    cr_assert_eq(stored, 0);
+    cr_assert_eq(qv_store_tuning_put(st, "w2", fp, "ternary_matmul", "aaaa", "M1:N1:K1:R0",
+                                     "WG_X=32", 50, "{\"faster\":1}", T0, &stored, &e), QV_OK);
+    cr_assert_eq(stored, 1);
+    /* another fingerprint is another list */
+    cr_assert_eq(qv_store_tuning_put(st, "w3", "fedcba9876543210", "f16_matmul", "bbbb",
+                                     "M1:N1:K1:R0", "WG_X=8", 10, "{}", T0, &stored, &e), QV_OK);
+    char **rows = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_store_tunings_of(st, fp, &rows, &n, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(n, 4, "%zu kept", n);
+    cr_assert_str_eq(rows[0], "{\"faster\":1}", "fastest first");
+    cr_assert_not_null(strstr(rows[1], "WG_X=16"), "%s", rows[1]);
+    cr_assert_not_null(strstr(rows[3], "WG_X=4\""), "%s", rows[3]);
+    qv_strings_free(&rows, n);
+    cr_assert_null(rows);
+    /* refusals */
+    cr_assert_eq(qv_store_tuning_put(st, "w1", fp, "k", "s", "b", "c", -1, "{}", T0, NULL, &e),
+                 QV_ERR_INVALID);
+    cr_assert_eq(qv_store_tuning_put(st, "w1", fp, "k", "s", "b", "c", 5, "[]", T0, NULL, &e),
+                 QV_ERR_INVALID);
 }

@@ -14,7 +14,10 @@
 #include <sodium.h>
 #include <zmq.h>
 
+#include "autotune/cache.h"
+#include "autotune/tune.h"
 #include "formats/wire.h"
+#include "kernels/kernel.h"
 #include "train/model.h"
 #include "worker/worker.h"
 
@@ -58,6 +61,11 @@ typedef struct fake {
     const char *want_dev;          /* the device the worker enrolls (NULL: ref) */
     int enroll_tuning, hb_tuning;  /* messages that carried `tuning` */
     uint64_t tune_done, tune_total;
+    int last_enroll_tuning;        /* the latest enroll carried `tuning` */
+    /* shared tunings: what it offers on tunings_get, what it was sent */
+    const qv_tune_entry *offer;
+    size_t n_offer;
+    int tunings_gets, tunings_put;
 } fake;
 
 typedef struct wthread {
@@ -239,6 +247,7 @@ static void handle(fake *f, qv_wire_msg *m)
             qv_wire_get_str(&devs[0], "id", id, sizeof id, NULL);
         cr_expect_str_eq(id, f->want_dev ? f->want_dev : "ref");
         const msgpack_object *tn = NULL;
+        f->last_enroll_tuning = qv_wire_has(b, "tuning");
         if (qv_wire_get_map(b, "tuning", &tn, NULL) == QV_OK && tn) {
             f->enroll_tuning++;
             qv_wire_get_u64(tn, "done", &f->tune_done, NULL);
@@ -282,6 +291,35 @@ static void handle(fake *f, qv_wire_msg *m)
             x->credit += u;
             send_chunks(f, x);
         }
+        break;
+    }
+    case QV_MSG_TUNINGS_GET: {
+        f->tunings_gets++;
+        qv_wire_get_str(b, "fingerprint", hash, sizeof hash, NULL);
+        qv_wire_writer *w = W(QV_MSG_TUNINGS, 2);
+        qv_wire_kv_str(w, "fingerprint", hash);
+        qv_wire_kv_array(w, "entries", f->n_offer);
+        for (size_t i = 0; i < f->n_offer; i++) {
+            const qv_tune_entry *e = &f->offer[i];
+            qv_wire_w_map(w, 6);
+            qv_wire_kv_str(w, "fingerprint", e->key.fingerprint);
+            qv_wire_kv_str(w, "kernel", e->key.kernel);
+            qv_wire_kv_str(w, "src_hash", e->key.src_hash);
+            qv_wire_kv_str(w, "bucket", e->key.bucket);
+            qv_wire_kv_str(w, "config", e->config);
+            qv_wire_kv_f64(w, "median_ns", e->median_ns);
+        }
+        fsend(f, w);
+        break;
+    }
+    case QV_MSG_TUNINGS_PUT: {
+        const msgpack_object *items = NULL;
+        size_t n = 0;
+        qv_wire_get_array(b, "entries", &items, &n, 1024, NULL);
+        f->tunings_put += (int)n;
+        qv_wire_writer *w = W(QV_MSG_TUNINGS_OK, 1);
+        qv_wire_kv_u64(w, "stored", n);
+        fsend(f, w);
         break;
     }
     case QV_MSG_BLOB_PUT: {
@@ -844,5 +882,109 @@ Test(worker, enrolls_before_tuning, .timeout = 240)
     stop_worker(&t);
     cr_expect_lt(now_ms() - s0, 60000, "stopping took %.0f ms", now_ms() - s0);
     cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
+    fake_close(&f);
+}
+
+static bool tuned_and_shared(fake *f, void *a)
+{
+    (void)a;
+    return f->enrolled >= 2 && !f->last_enroll_tuning && f->tunings_put > 0;
+}
+
+/* Shared tunings: worker B of a fingerprint the fleet knows adopts the
+ * fleet's configurations after verifying each on its own device, tunes
+ * nothing itself, and refuses what does not hold (a configuration that is
+ * not legal for the kernel, one for another kernel source); then it shares
+ * its results back. */
+Test(worker, adopts_verified_fleet_tunings_and_refuses_tampered_ones, .timeout = 240)
+{
+    cr_assert_geq(sodium_init(), 0);
+    fake f;
+    fake_open(&f);
+    wthread t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.dir, sizeof t.dir, "/tmp/qvac-worker-XXXXXX");
+    cr_assert_not_null(mkdtemp(t.dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/tune.db", t.dir);
+    qv_err e;
+    cr_assert_eq(qv_devlist_open(&t.devs, &e), QV_OK, "%s", e.msg);
+    qv_device *dev = qv_devlist_find(t.devs, "opencl:0");
+    if (!dev)
+        dev = qv_devlist_find(t.devs, "vulkan:0");
+    if (!dev) {
+        qv_devlist_destroy(&t.devs);
+        fake_close(&f);
+        cr_skip_test("no OpenCL or Vulkan device here");
+    }
+    /* the fleet's offer: every kernel's default configuration at the shape
+     * the worker tunes, as another machine of this fingerprint would send */
+    static qv_tune_entry offer[64];
+    size_t n = 0, nk = 0;
+    for (; qv_kernels[nk] && n < 60; nk++) {
+        const qv_kernel_decl *k = qv_kernels[nk];
+        qv_tune_entry *o = &offer[n++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->key.fingerprint, sizeof o->key.fingerprint, "%s", dev->info.fingerprint);
+        snprintf(o->key.kernel, sizeof o->key.kernel, "%s", k->name);
+        cr_assert_eq(qv_kernel_source_hash(dev, k, o->key.src_hash, &e), QV_OK, "%s", e.msg);
+        qv_shape at;
+        qv_tune_bucket(k, (qv_shape){256, 1024, 1024, 16}, o->key.bucket,
+                       sizeof o->key.bucket, &at);
+        qv_config c;
+        qv_kernel_default_config(k, &c);
+        qv_config_format(k, &c, o->config, sizeof o->config);
+        o->median_ns = 1000;
+    }
+    /* tampered: WG_X=3 is no legal value; a source this device does not run */
+    qv_tune_entry *bad1 = &offer[n++], *bad2 = &offer[n++];
+    *bad1 = offer[0];
+    snprintf(bad1->config, sizeof bad1->config, "WG_X=3");
+    bad1->median_ns = 1;
+    *bad2 = offer[1];
+    snprintf(bad2->key.src_hash, sizeof bad2->key.src_hash, "00000000deadbeef");
+    f.offer = offer;
+    f.n_offer = n;
+    f.want_dev = dev->info.id;
+    t.o.join = f.ep;
+    t.o.devices = dev->info.id;
+    t.o.cache_dir = t.dir;
+    t.o.insecure = true;
+    t.o.no_bench = true;
+    t.o.tune_db = db;
+    t.o.tune_budget_evals = 2;
+    t.o.name = "worker-b";
+    t.o.stop = &t.stop;
+    t.o.devs = t.devs;
+    cr_assert_eq(pthread_create(&t.th, NULL, worker_main, &t), 0);
+    cr_assert(pump(&f, 200000, tuned_and_shared, NULL),
+              "worker B did not finish with the fleet's tunings (enrolls %d, shared %d)",
+              f.enrolled, f.tunings_put);
+    cr_expect_eq(f.tunings_gets, 1, "one fingerprint asked once");
+    cr_expect_eq(f.enroll_tuning, 1);
+    t.stop = 1;
+    pthread_join(t.th, NULL);
+    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
+    /* what B's cache holds: every kernel from the fleet, timed here, and
+     * nothing of the tampered entries */
+    qv_tune_cache *c = NULL;
+    cr_assert_eq(qv_tune_cache_open(db, 1, 2000, &c, &e), QV_OK, "%s", e.msg);
+    qv_tune_entry *all = NULL;
+    size_t na = 0;
+    cr_assert_eq(qv_tune_cache_list(c, NULL, NULL, &all, &na, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(na, nk, "%zu entries for %zu kernels", na, nk);
+    for (size_t i = 0; i < na; i++) {
+        cr_expect_str_eq(all[i].strategy, "fleet", "%s was tuned here", all[i].key.kernel);
+        cr_expect_neq(all[i].median_ns, 1000.0, "the peer's time was trusted");
+        cr_expect_str_neq(all[i].config, "WG_X=3");
+        cr_expect_str_neq(all[i].key.src_hash, "00000000deadbeef");
+    }
+    free(all);
+    qv_tune_cache_destroy(&c);
+    cr_expect_eq(f.tunings_put, (int)nk, "B shares what it holds");
+    qv_devlist_destroy(&t.devs);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", t.dir);
+    cr_expect_eq(system(cmd), 0);
     fake_close(&f);
 }

@@ -263,9 +263,20 @@ typedef struct worker {
     pthread_mutex_t tune_mu;   /* guards tune_done, tune_finished */
     uint64_t tune_done, tune_total;
     bool tune_finished;
+    /* shared tunings: asked of the scheduler per fingerprint once enrolled,
+     * adopted (verified, timed here) by the tuning thread before it tunes */
+    bool tune_pending;          /* the thread waits for the fleet's answers */
+    int tunings_waiting;        /* tunings_get without an answer yet */
+    double tunings_asked_ms;
+    qv_tune_entry *fleet;
+    size_t n_fleet;
+    size_t adopted, refused, tuned_now;
+    char refused_why[256];
 } worker;
 
 static bool bench_running(worker *w, const qv_device *d);
+static void ask_tunings(worker *w);
+static void on_tunings(worker *w, const msgpack_object *b);
 
 static void wlog(worker *w, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -1414,6 +1425,7 @@ static void on_ready(worker *w)
         w->up[0]->started = false;
     start_down(w);
     start_up(w);
+    ask_tunings(w);
     for (size_t i = 0; i < w->n_use; i++)
         if (w->bench[i].state == B_SEND)
             bench_send(w, &w->bench[i]);
@@ -1488,6 +1500,8 @@ static void handle(worker *w, qv_wire_msg *m)
         break;
     case QV_MSG_ABORT: on_abort(w, b); break;
     case QV_MSG_BENCH_OK: on_bench_ok(w, b); break;
+    case QV_MSG_TUNINGS: on_tunings(w, b); break;
+    case QV_MSG_TUNINGS_OK: break;
     case QV_MSG_ACK: {
         uint64_t id = 0, at = 0;
         qv_wire_get_u64(b, "job", &id, NULL);
@@ -1518,6 +1532,9 @@ static void handle(worker *w, qv_wire_msg *m)
                     "the scheduler refused this worker: %s%s", msg,
                     w->o->token ? "" : " (enroll it with --token T, from "
                                        "`qvac token`)");
+        } else if (!strcmp(re, "tunings_get")) {
+            if (w->tunings_waiting > 0)
+                w->tunings_waiting--;
         } else if (!strcmp(re, "bench")) {
             /* refused (or a scheduler without benches): not sent again */
             for (size_t i = 0; i < w->n_use; i++)
@@ -1777,9 +1794,11 @@ static void tune_devices(worker *w)
                 }
                 if (interrupted)
                     return;
-                if (!cached)
+                if (!cached) {
+                    w->tuned_now++;
                     wlog(w, "tuned %s %s: %.3g ms (%.2f GFLOP/s)", dev->info.id,
                          kd->name, e.median_ns / 1e6, e.gflops);
+                }
             }
             if (isfinite(e.gflops) && e.gflops > 0) {
                 w->tuned_name[d][w->n_tuned[d]] = kd->name;
@@ -1804,9 +1823,41 @@ static uint64_t tune_count(worker *w)
     return n;
 }
 
+/* The fleet's results for this worker's devices, each verified and timed
+ * on the device before it is cached (qv_tune_adopt). */
+static void adopt_fleet(worker *w)
+{
+    qv_device *ref = qv_devlist_find(w->devs, "ref");
+    for (size_t i = 0; i < w->n_fleet && ref && w->tcache; i++) {
+        if (w->o->stop && *w->o->stop)
+            return;
+        for (size_t d = 0; d < w->n_use; d++) {
+            qv_device *dev = w->use[d];
+            if (strcmp(dev->info.fingerprint, w->fleet[i].key.fingerprint))
+                continue;
+            int stored = 0;
+            char why[256];
+            qv_err e = {0};
+            if (qv_tune_adopt(w->tcache, dev, ref, &w->fleet[i], &stored, why, sizeof why,
+                              &e)) {
+                snprintf(why, sizeof why, "%.200s", e.msg);
+            }
+            if (why[0]) {
+                if (!w->refused++)
+                    snprintf(w->refused_why, sizeof w->refused_why, "%.31s: %.200s",
+                             dev->info.id, why);
+            } else {
+                w->adopted += (size_t)stored;
+            }
+            break;
+        }
+    }
+}
+
 static void *tune_thread(void *arg)
 {
     worker *w = arg;
+    adopt_fleet(w);
     tune_devices(w);
     pthread_mutex_lock(&w->tune_mu);
     w->tune_finished = true;
@@ -1814,12 +1865,112 @@ static void *tune_thread(void *arg)
     return NULL;
 }
 
+/* Replaces control characters of a peer's text with '?', for the log. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
+/* This worker's own results for its devices (current sources only), to the
+ * scheduler for the others of the same fingerprint. */
+static void share_tunings(worker *w)
+{
+    qv_tune_entry *all = NULL;
+    size_t n = 0;
+    if (!w->tcache || qv_tune_cache_list(w->tcache, NULL, NULL, &all, &n, NULL))
+        return;
+    size_t *pick = malloc((n ? n : 1) * sizeof *pick), np = 0;
+    for (size_t i = 0; pick && i < n; i++)
+        for (size_t d = 0; d < w->n_use; d++) {
+            const qv_kernel_decl *k = qv_kernel_find(all[i].key.kernel);
+            char src[17];
+            if (k && !strcmp(all[i].key.fingerprint, w->use[d]->info.fingerprint) &&
+                !qv_kernel_source_hash(w->use[d], k, src, NULL) &&
+                !strcmp(src, all[i].key.src_hash) && all[i].median_ns > 0) {
+                pick[np++] = i;
+                break;
+            }
+        }
+    for (size_t off = 0; off < np; off += 512) {
+        size_t m = np - off < 512 ? np - off : 512;
+        qv_wire_writer *wr = writer(QV_MSG_TUNINGS_PUT, 1);
+        qv_wire_kv_array(wr, "entries", m);
+        for (size_t i = 0; i < m; i++) {
+            const qv_tune_entry *e = &all[pick[off + i]];
+            qv_wire_w_map(wr, 10);
+            qv_wire_kv_str(wr, "fingerprint", e->key.fingerprint);
+            qv_wire_kv_str(wr, "kernel", e->key.kernel);
+            qv_wire_kv_str(wr, "src_hash", e->key.src_hash);
+            qv_wire_kv_str(wr, "bucket", e->key.bucket);
+            qv_wire_kv_str(wr, "config", e->config);
+            qv_wire_kv_f64(wr, "median_ns", e->median_ns);
+            qv_wire_kv_f64(wr, "gflops", isfinite(e->gflops) ? e->gflops : 0);
+            qv_wire_kv_str(wr, "backend", e->backend);
+            char v[QV_WIRE_MAX_NAME + 1];
+            snprintf(v, sizeof v, "%.120s", e->vendor);
+            qv_wire_kv_str(wr, "vendor", v);
+            qv_wire_kv_str(wr, "device_name", e->device_name);
+        }
+        send_w(w, wr);
+    }
+    if (np)
+        wlog(w, "shared %zu tuning result(s) with the fleet", np);
+    free(pick);
+    free(all);
+}
+
+/* The scheduler's answer to tunings_get: entries to verify and adopt. */
+static void on_tunings(worker *w, const msgpack_object *b)
+{
+    const msgpack_object *items = NULL;
+    size_t n = 0;
+    if (w->tunings_waiting > 0)
+        w->tunings_waiting--;
+    if (!w->tune_pending ||
+        qv_wire_get_array(b, "entries", &items, &n, QV_WIRE_MAX_ARRAY, NULL) || !n)
+        return;
+    qv_tune_entry *grown = realloc(w->fleet, (w->n_fleet + n) * sizeof *grown);
+    if (!grown)
+        return;
+    w->fleet = grown;
+    for (size_t i = 0; i < n; i++) {
+        qv_tune_entry *e = &w->fleet[w->n_fleet];
+        memset(e, 0, sizeof *e);
+        if (qv_wire_get_str(&items[i], "fingerprint", e->key.fingerprint,
+                            sizeof e->key.fingerprint, NULL) ||
+            qv_wire_get_str(&items[i], "kernel", e->key.kernel, sizeof e->key.kernel, NULL) ||
+            qv_wire_get_str(&items[i], "src_hash", e->key.src_hash, sizeof e->key.src_hash,
+                            NULL) ||
+            qv_wire_get_str(&items[i], "bucket", e->key.bucket, sizeof e->key.bucket, NULL) ||
+            qv_wire_get_str(&items[i], "config", e->config, sizeof e->config, NULL) ||
+            qv_wire_get_f64(&items[i], "median_ns", &e->median_ns, NULL))
+            continue; /* not one we can hold: ignored */
+        w->n_fleet++;
+    }
+}
+
 /* Enrolled and tuning: when the thread ends, enroll again with the tuned
  * figures and no `tuning`, so the scheduler starts giving jobs. */
 static void service_tune(worker *w)
 {
-    if (!w->tune_running)
+    if (w->tune_pending && w->ready &&
+        (w->tunings_waiting == 0 || now_ms() - w->tunings_asked_ms > 5000)) {
+        w->tune_pending = false;
+        if (pthread_create(&w->tune_th, NULL, tune_thread, w) == 0) {
+            w->tune_started = true;
+        } else {
+            tune_devices(w);
+            w->tune_finished = true;
+        }
         return;
+    }
+    if (!w->tune_running || !w->tune_started) {
+        if (w->tune_running && w->tune_finished && !w->tune_pending)
+            goto finished;
+        return;
+    }
     pthread_mutex_lock(&w->tune_mu);
     bool fin = w->tune_finished;
     pthread_mutex_unlock(&w->tune_mu);
@@ -1827,11 +1978,43 @@ static void service_tune(worker *w)
         return;
     pthread_join(w->tune_th, NULL);
     w->tune_started = false;
+finished:
     w->tune_running = false;
-    wlog(w, "tuned %llu kernel(s) on %zu device(s): ready for jobs",
-         (unsigned long long)w->tune_done, w->n_use);
-    if (w->ready)
+    if (w->n_fleet) {
+        printable(w->refused_why);
+        wlog(w, "the fleet's tunings: %zu adopted (verified here), %zu refused%s%s",
+             w->adopted, w->refused, w->refused ? "; first: " : "", w->refused_why);
+    }
+    free(w->fleet);
+    w->fleet = NULL;
+    w->n_fleet = 0;
+    wlog(w, "tuning done: %zu kernel shape(s) tuned here, %llu looked up on %zu "
+         "device(s): ready for jobs", w->tuned_now, (unsigned long long)w->tune_done,
+         w->n_use);
+    if (w->ready) {
         send_enroll(w, false);
+        share_tunings(w);
+    }
+}
+
+/* Once enrolled: ask the fleet for each fingerprint's tunings. */
+static void ask_tunings(worker *w)
+{
+    if (!w->tune_pending || w->tunings_asked_ms > 0)
+        return;
+    w->tunings_asked_ms = now_ms();
+    for (size_t d = 0; d < w->n_use; d++) {
+        const qv_device_info *di = &w->use[d]->info;
+        bool seen = !strcmp(di->backend, "ref");
+        for (size_t k = 0; k < d && !seen; k++)
+            seen = !strcmp(w->use[k]->info.fingerprint, di->fingerprint);
+        if (seen)
+            continue;
+        qv_wire_writer *wr = writer(QV_MSG_TUNINGS_GET, 1);
+        qv_wire_kv_str(wr, "fingerprint", di->fingerprint);
+        send_w(w, wr);
+        w->tunings_waiting++;
+    }
 }
 
 qv_status qv_worker_default_cache_dir(char *buf, size_t n, qv_err *err)
@@ -2018,13 +2201,10 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
          * the worker is already listed (as "tuning"); with no_tune the cached
          * figures are only read, at once */
         w->tune_total = w->o->no_tune ? 0 : tune_count(w);
-        if (!w->tune_total) {
+        if (!w->tune_total)
             tune_devices(w);
-        } else if (pthread_create(&w->tune_th, NULL, tune_thread, w) == 0) {
-            w->tune_started = w->tune_running = true;
-        } else {
-            tune_devices(w);
-        }
+        else /* the thread starts once enrolled and the fleet answered */
+            w->tune_running = w->tune_pending = true;
         for (size_t i = 0; i < w->n_use; i++)
             wlog(w, "device %s: %s (%s)", w->use[i]->info.id,
                  w->use[i]->info.name, w->use[i]->info.backend);
@@ -2037,6 +2217,7 @@ qv_status qv_worker_run(const qv_worker_opts *o, qv_err *err)
     /* stop and join every thread before anything they use goes away */
     if (w->tune_started)
         pthread_join(w->tune_th, NULL); /* it stops on *o->stop */
+    free(w->fleet);
     pthread_mutex_destroy(&w->tune_mu);
     for (size_t i = 0; i < QV_WIRE_MAX_DEVICES; i++) {
         wbench *b = &w->bench[i];
