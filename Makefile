@@ -9,7 +9,7 @@
 
 VERSION := 0.1.0
 CC      ?= cc
-PKGS    := OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium libpcre2-8
+PKGS    := OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium libpcre2-8 libmicrohttpd
 GLSLC   ?= glslc
 
 BUILD   ?= build

@@ -33,10 +33,16 @@ void qv_help_scheduler(FILE *out)
 {
     fprintf(out,
             "usage: qvac scheduler [--bind tcp://*:5555] [--data DIR] [--lease-ms 10000]\n"
-            "                      [--max-attempts 3] [--insecure]\n\n"
+            "                      [--max-attempts 3] [--insecure] [--http HOST:PORT]\n\n"
             "Runs the scheduler: one ZeroMQ endpoint, jobs and blobs in DIR (default\n"
             "$XDG_DATA_HOME/qvac/scheduler). CURVE is on unless --insecure; its public key\n"
-            "is DIR/scheduler.pub, and this account's client key is admitted at start.\n");
+            "is DIR/scheduler.pub, and this account's client key is admitted at start.\n\n"
+            "--http HOST:PORT (off by default; e.g. 127.0.0.1:9464) serves, read-only and\n"
+            "without keys, GET /metrics in the Prometheus text format (jobs by state,\n"
+            "workers and devices by state, tokens/s per running job, queue wait,\n"
+            "heartbeat lag, blob store bytes; refreshed every second) and GET / as the\n"
+            "fleet report in HTML with its plots (every 5 s). It holds no job data, dataset\n"
+            "names or keys; bind it to a public address only behind your own proxy.\n");
 }
 
 int qv_cmd_scheduler(int argc, char **argv)
@@ -54,6 +60,7 @@ int qv_cmd_scheduler(int argc, char **argv)
         else if (!strcmp(a, "--lease-ms") && has) o.lease_ms = atoll(argv[++i]);
         else if (!strcmp(a, "--max-attempts") && has) o.max_attempts = atoi(argv[++i]);
         else if (!strcmp(a, "--insecure")) o.insecure = 1;
+        else if (!strcmp(a, "--http") && has) o.http = argv[++i];
         else return qv_cli_usage("scheduler", "unknown or incomplete option '%s'", a);
     }
     if (o.lease_ms < 0 || o.max_attempts < 0)
@@ -69,6 +76,11 @@ int qv_cmd_scheduler(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     if (!o.insecure)
         fprintf(stderr, "scheduler public key: %s\n", qv_server_public_key(g_srv));
+    if (o.http)
+        fprintf(stderr, "scheduler: metrics on http://%.*s:%d/metrics, the fleet report on "
+                "http://%.*s:%d/\n", (int)(strrchr(o.http, ':') - o.http), o.http,
+                qv_server_http_port(g_srv), (int)(strrchr(o.http, ':') - o.http), o.http,
+                qv_server_http_port(g_srv));
     qv_status st = qv_server_run(g_srv, &err);
     qv_server_close(&g_srv);
     fprintf(stderr, "scheduler stopped\n");

@@ -308,6 +308,77 @@ char *qv_fleet_svg(const qv_fleet_row *rows, size_t n, int which)
     return sb_take(&s);
 }
 
+/* ---- HTML -------------------------------------------------------------------- */
+
+char *qv_fleet_html(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m)
+{
+    sbuf s = {0};
+    char gen[40], b1[32], b2[32], when[40];
+    fmt_time(m ? m->generated_ms : 0, gen, sizeof gen);
+    sb(&s, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+           "<title>qvac fleet: ternary vs 16-bit</title><style>"
+           "body{font-family:sans-serif;margin:2em;color:#222}"
+           "table{border-collapse:collapse;margin:1em 0}"
+           "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+           "th:nth-child(-n+4),td:nth-child(-n+4){text-align:left}"
+           "</style></head><body>\n<h1>Fleet report: ternary vs 16-bit weights</h1>\n"
+           "<p id=\"summary\">%zu device result%s; generated %s from scheduler ",
+       n, n == 1 ? "" : "s", gen);
+    xml_text(&s, m && m->scheduler ? m->scheduler : "-");
+    sb(&s, ". Each row is <code>qvac bench</code> on that device: the same short LoRA "
+           "fine-tune with ternary and with 16-bit base weights.</p>\n");
+    if (!n) {
+        sb(&s, "<p>No results yet: workers send theirs once enrolled.</p>\n");
+    } else {
+        char *t = qv_fleet_svg(rows, n, 0), *mm = qv_fleet_svg(rows, n, 1);
+        sb(&s, "<figure id=\"tokens\">%s</figure>\n<figure id=\"memory\">%s</figure>\n",
+           t ? t : "", mm ? mm : "");
+        free(t);
+        free(mm);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (same_model_before(rows, i))
+            continue;
+        sb(&s, "<h2>Model ");
+        xml_text(&s, rows[i].r.model);
+        sb(&s, "</h2>\n<table><tr><th>worker</th><th>device</th><th>backend</th>"
+               "<th>name</th><th>tokens/s ternary</th><th>tokens/s f16</th>"
+               "<th>ternary / f16</th><th>peak ternary</th><th>peak f16</th>"
+               "<th>peak below f16</th><th>MFU ternary</th><th>tuned / default</th>"
+               "<th>measured</th></tr>\n");
+        for (size_t k = i; k < n; k++) {
+            const qv_bench_result *r = &rows[k].r;
+            if (strcmp(r->model, rows[i].r.model))
+                continue;
+            sb(&s, "<tr><td>");
+            xml_text(&s, rows[k].worker_name[0] ? rows[k].worker_name : rows[k].worker);
+            sb(&s, "</td><td>");
+            xml_text(&s, r->device);
+            sb(&s, "</td><td>");
+            xml_text(&s, r->backend);
+            sb(&s, "</td><td>");
+            xml_text(&s, r->name);
+            fmt_bytes(r->mode[0].peak_bytes, b1, sizeof b1);
+            fmt_bytes(r->mode[1].peak_bytes, b2, sizeof b2);
+            fmt_time(r->measured_ms, when, sizeof when);
+            sb(&s, "</td><td>%.1f</td><td>%.1f</td><td>%.2fx</td><td>%s</td><td>%s</td>"
+                   "<td>%.1f%%</td><td>%.1f%%</td><td>",
+               r->mode[0].tokens_per_s, r->mode[1].tokens_per_s,
+               ratio(r->mode[0].tokens_per_s, r->mode[1].tokens_per_s), b1, b2,
+               100 * reduction(r->mode[0].peak_bytes, r->mode[1].peak_bytes),
+               100 * r->mode[0].mfu);
+            if (r->tuned_vs_default > 0)
+                sb(&s, "%.2fx", r->tuned_vs_default);
+            else
+                sb(&s, "-");
+            sb(&s, "</td><td>%s</td></tr>\n", when);
+        }
+        sb(&s, "</table>\n");
+    }
+    sb(&s, "<p><a href=\"/metrics\">/metrics</a> (Prometheus)</p>\n</body></html>\n");
+    return sb_take(&s);
+}
+
 /* ---- files ------------------------------------------------------------------- */
 
 static int mkdirs(const char *path)

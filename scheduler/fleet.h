@@ -40,6 +40,10 @@ json_t *qv_fleet_json(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m
  * ternary and f16 bars per device. malloc'ed SVG text. */
 char *qv_fleet_svg(const qv_fleet_row *rows, size_t n, int which);
 
+/* The report as one HTML page (the scheduler's `/`): the tables and both
+ * charts inline; every peer string escaped. malloc'ed. */
+char *qv_fleet_html(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m);
+
 /* Writes the formats asked for ("md,json,svg"; NULL: all three) into dir
  * (created), each file atomically; the paths written go to written
  * (comma-separated) when it is not NULL. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -17,6 +18,8 @@
 
 #include "formats/wire.h"
 #include "scheduler/keys.h"
+#include "scheduler/fleet.h"
+#include "scheduler/http.h"
 #include "scheduler/store.h"
 #include "train/bench.h"
 
@@ -84,6 +87,8 @@ typedef struct sess {
 
 struct qv_server {
     qv_server_opts o;
+    qv_http *http;                 /* --http: /metrics and the fleet report */
+    int64_t next_metrics_ms, next_html_ms;
     char data_dir[4096];
     char name[QV_STORE_ID_MAX];
     char endpoint[256];
@@ -1718,6 +1723,172 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
     qv_wire_msg_free(m);
 }
 
+/* ---- the HTTP view (--http) ------------------------------------------------ */
+
+typedef struct mbuf {
+    char *p;
+    size_t n, cap;
+} mbuf;
+
+static void mb(mbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void mb(mbuf *b, const char *fmt, ...)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+            return;
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)k + 4096;
+        char *q = realloc(b->p, cap);
+        if (!q)
+            return;
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static void metric_head(mbuf *b, const char *name, const char *help)
+{
+    mb(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+/* The Prometheus text of the scheduler's state now. */
+static char *render_metrics(qv_server *s, int64_t now)
+{
+    mbuf b = {0};
+    qv_store_metrics *m = calloc(1, sizeof *m);
+    qv_err e = {0};
+    if (!m || qv_store_metrics_read(s->store, m, &e) != QV_OK) {
+        logf_(s, "metrics: %s", m ? e.msg : "out of memory");
+        free(m);
+        return NULL;
+    }
+    metric_head(&b, "qvac_jobs", "Jobs by state.");
+    for (int i = 0; i < 6; i++)
+        mb(&b, "qvac_jobs{state=\"%s\"} %" PRId64 "\n", qv_job_state_name((qv_job_state)i),
+           m->jobs[i]);
+    int64_t w_idle = 0, w_busy = 0, w_tuning = 0, d_idle = 0, d_busy = 0, d_tuning = 0;
+    double lag_max = 0, lag_sum = 0;
+    int64_t lag_n = 0;
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *p = &s->sess[i];
+        if (!p->used || !p->enrolled)
+            continue;
+        int busy = 0;
+        for (int k = 0; k < p->ndev; k++) {
+            busy |= p->devs[k].job != 0;
+            d_busy += p->devs[k].job != 0;
+            d_tuning += !p->devs[k].job && p->tuning;
+            d_idle += !p->devs[k].job && !p->tuning;
+        }
+        w_busy += busy;
+        w_tuning += !busy && p->tuning;
+        w_idle += !busy && !p->tuning;
+        double lag = (double)(now - p->last_ms) / 1e3;
+        lag_max = lag > lag_max ? lag : lag_max;
+        lag_sum += lag;
+        lag_n++;
+    }
+    int64_t w_lost = 0;
+    qv_worker_row *rows = NULL;
+    size_t nw = 0;
+    if (qv_store_list_workers(s->store, &rows, &nw, NULL) == QV_OK)
+        for (size_t i = 0; i < nw; i++)
+            w_lost += strcmp(rows[i].state, "active") != 0;
+    qv_workers_free(&rows);
+    metric_head(&b, "qvac_workers", "Workers by state (connected: idle, busy, tuning; "
+                "lost: silent past their lease).");
+    mb(&b, "qvac_workers{state=\"idle\"} %" PRId64 "\nqvac_workers{state=\"busy\"} %" PRId64
+           "\nqvac_workers{state=\"tuning\"} %" PRId64 "\nqvac_workers{state=\"lost\"} %"
+           PRId64 "\n", w_idle, w_busy, w_tuning, w_lost);
+    metric_head(&b, "qvac_devices", "Devices of connected workers by state.");
+    mb(&b, "qvac_devices{state=\"idle\"} %" PRId64 "\nqvac_devices{state=\"busy\"} %" PRId64
+           "\nqvac_devices{state=\"tuning\"} %" PRId64 "\n", d_idle, d_busy, d_tuning);
+    metric_head(&b, "qvac_job_tokens_per_second",
+                "Training throughput of each running job, from its last progress report.");
+    for (size_t i = 0; i < m->n_running; i++) {
+        if (isnan(m->running[i].tokens_per_s))
+            mb(&b, "qvac_job_tokens_per_second{job=\"%" PRId64 "\"} NaN\n", m->running[i].job);
+        else
+            mb(&b, "qvac_job_tokens_per_second{job=\"%" PRId64 "\"} %.6g\n",
+               m->running[i].job, m->running[i].tokens_per_s);
+    }
+    metric_head(&b, "qvac_queue_wait_seconds", "How long the oldest queued job has waited.");
+    mb(&b, "qvac_queue_wait_seconds %.3f\n",
+       m->oldest_queued_ms ? (double)(now - m->oldest_queued_ms) / 1e3 : 0.0);
+    metric_head(&b, "qvac_heartbeat_lag_seconds", "Time since the last message of each "
+                "connected worker: the largest and the mean.");
+    mb(&b, "qvac_heartbeat_lag_seconds{stat=\"max\"} %.3f\n"
+           "qvac_heartbeat_lag_seconds{stat=\"mean\"} %.3f\n",
+       lag_max, lag_n ? lag_sum / (double)lag_n : 0.0);
+    metric_head(&b, "qvac_blob_store_bytes", "Bytes held in the blob store.");
+    mb(&b, "qvac_blob_store_bytes %" PRId64 "\n", m->blob_bytes);
+    metric_head(&b, "qvac_blobs", "Blobs held in the blob store.");
+    mb(&b, "qvac_blobs %" PRId64 "\n", m->blobs);
+    free(m);
+    return b.p;
+}
+
+/* The fleet report page from the stored bench results. */
+static char *render_html(qv_server *s, int64_t now)
+{
+    qv_bench_row *rows = NULL;
+    size_t n = 0;
+    qv_err e = {0};
+    if (qv_store_bench_list(s->store, NULL, &rows, &n, &e) != QV_OK) {
+        logf_(s, "fleet page: %s", e.msg);
+        return NULL;
+    }
+    qv_fleet_row *fr = calloc(n ? n : 1, sizeof *fr);
+    size_t nf = 0;
+    for (size_t i = 0; fr && i < n; i++) {
+        json_t *j = json_loads(rows[i].result, 0, NULL);
+        qv_fleet_row *f = &fr[nf];
+        snprintf(f->worker, sizeof f->worker, "%s", rows[i].worker);
+        snprintf(f->worker_name, sizeof f->worker_name, "%s", rows[i].worker_name);
+        f->received_ms = rows[i].received_ms;
+        if (j && qv_bench_from_json(j, &f->r, NULL) == QV_OK)
+            nf++;
+        json_decref(j);
+    }
+    qv_bench_rows_free(&rows, n);
+    qv_fleet_meta meta = {.scheduler = s->name, .generated_ms = now};
+    char *html = fr ? qv_fleet_html(fr, nf, &meta) : NULL;
+    free(fr);
+    return html;
+}
+
+static void refresh_http(qv_server *s, int64_t now)
+{
+    if (!s->http)
+        return;
+    char *m = NULL, *h = NULL;
+    if (now >= s->next_metrics_ms) {
+        m = render_metrics(s, now);
+        s->next_metrics_ms = now + 1000;
+    }
+    if (now >= s->next_html_ms) {
+        h = render_html(s, now);
+        s->next_html_ms = now + 5000;
+    }
+    qv_http_set(s->http, m, h);
+    free(m);
+    free(h);
+}
+
+int qv_server_http_port(const qv_server *s) { return s ? qv_http_port(s->http) : 0; }
+
 static void tick(qv_server *s, int64_t now)
 {
     qv_err e = {0};
@@ -1763,6 +1934,7 @@ static void tick(qv_server *s, int64_t now)
             sess_drop(p);
     }
     dispatch(s, now);
+    refresh_http(s, now);
 }
 
 qv_status qv_server_run(qv_server *s, qv_err *err)
@@ -1945,6 +2117,10 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
         snprintf(s->name, sizeof s->name, "%s", s->o.name);
     else if (gethostname(s->name, sizeof s->name - 1) != 0)
         snprintf(s->name, sizeof s->name, "qvac");
+    if (s->o.http && (st = qv_http_start(s->o.http, &s->http, err)) != QV_OK) {
+        qv_server_close(&s);
+        return st;
+    }
     s->ctx = zmq_ctx_new();
     if (!s->ctx) {
         qv_server_close(&s);
@@ -2049,6 +2225,7 @@ void qv_server_close(qv_server **sp)
         }
         zmq_ctx_term(s->ctx);
     }
+    qv_http_stop(&s->http);
     qv_store_close(&s->store);
     free(s->sess);
     free(s->buf);

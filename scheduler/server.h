@@ -43,6 +43,8 @@ typedef struct qv_server_opts {
     int checkpoint_every;   /* steps between checkpoint uploads; 0 -> 100 */
     int tick_ms;            /* 0 -> min(250, lease_ms / 4) */
     int insecure;           /* 1: no CURVE, every peer admitted */
+    const char *http;       /* "HOST:PORT": serve /metrics and the fleet report
+                               there (scheduler/http.h); NULL: off */
     qv_server_log_fn log;   /* NULL: silent */
     void *log_ud;
 } qv_server_opts;
@@ -52,6 +54,8 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out,
                          qv_err *err);
 /* The endpoint bound (the real port when bind ended with ":*"). */
 const char *qv_server_endpoint(const qv_server *srv);
+/* The HTTP view's port (0 when off). */
+int qv_server_http_port(const qv_server *srv);
 /* The scheduler's public key (Z85), "" when insecure. */
 const char *qv_server_public_key(const qv_server *srv);
 /* Runs until qv_server_stop. */

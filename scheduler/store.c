@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
@@ -2281,6 +2282,68 @@ void qv_bench_rows_free(qv_bench_row **rows, size_t n)
         free((*rows)[i].result);
     free(*rows);
     *rows = NULL;
+}
+
+/* ---- metrics --------------------------------------------------------------------- */
+
+qv_status qv_store_metrics_read(qv_store *s, qv_store_metrics *m, qv_err *err)
+{
+    static const char JOBS[] = "SELECT state, count(*) FROM jobs GROUP BY state";
+    static const char BLOBS[] = "SELECT count(*), coalesce(sum(size), 0) FROM blobs";
+    static const char QUEUED[] =
+        "SELECT coalesce(min(created), 0) FROM jobs WHERE state = 'queued'";
+    static const char RUNNING[] =
+        "SELECT id, progress FROM jobs WHERE state = 'running' ORDER BY id LIMIT ?";
+    if (!s || !m)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    memset(m, 0, sizeof *m);
+    sqlite3_stmt *st;
+    qv_status r = prep(s, JOBS, &st, err);
+    int rc = SQLITE_DONE;
+    while (r == QV_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        qv_job_state js;
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        if (name && qv_job_state_parse((const char *)name, &js))
+            m->jobs[js] = sqlite3_column_int64(st, 1);
+    }
+    if (r == QV_OK) {
+        if (rc != SQLITE_DONE)
+            r = db_fail(s, rc, "count jobs", err);
+        done(st);
+    }
+    if (r == QV_OK && (r = prep(s, BLOBS, &st, err)) == QV_OK) {
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            m->blobs = sqlite3_column_int64(st, 0);
+            m->blob_bytes = sqlite3_column_int64(st, 1);
+        } else {
+            r = db_fail(s, rc, "count blobs", err);
+        }
+        done(st);
+    }
+    if (r == QV_OK && (r = prep(s, QUEUED, &st, err)) == QV_OK) {
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            m->oldest_queued_ms = sqlite3_column_int64(st, 0);
+        else
+            r = db_fail(s, rc, "oldest queued job", err);
+        done(st);
+    }
+    if (r == QV_OK && (r = prep(s, RUNNING, &st, err)) == QV_OK) {
+        sqlite3_bind_int(st, 1, QV_METRICS_RUNNING);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && m->n_running < QV_METRICS_RUNNING) {
+            m->running[m->n_running].job = sqlite3_column_int64(st, 0);
+            double tps = NAN;
+            const unsigned char *pj = sqlite3_column_text(st, 1);
+            json_t *j = pj ? json_loads((const char *)pj, 0, NULL) : NULL;
+            if (json_is_number(json_object_get(j, "tokens_per_s")))
+                tps = json_number_value(json_object_get(j, "tokens_per_s"));
+            json_decref(j);
+            m->running[m->n_running++].tokens_per_s = tps;
+        }
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            r = db_fail(s, rc, "running jobs", err);
+        done(st);
+    }
+    return r;
 }
 
 /* ---- shared tunings --------------------------------------------------------- */

@@ -322,6 +322,22 @@ qv_status qv_store_bench_list(qv_store *store, const char *model, qv_bench_row *
                               size_t *n, qv_err *err);
 void qv_bench_rows_free(qv_bench_row **rows, size_t n);
 
+/* ---- metrics (issue 13: the scheduler's /metrics) ---- */
+
+#define QV_METRICS_RUNNING 256
+typedef struct qv_store_metrics {
+    int64_t jobs[6];           /* by qv_job_state */
+    int64_t blobs, blob_bytes; /* the blob store */
+    int64_t oldest_queued_ms;  /* created_ms of the oldest queued job; 0: none */
+    size_t n_running;          /* running jobs, at most QV_METRICS_RUNNING */
+    struct {
+        int64_t job;
+        double tokens_per_s;   /* last progress; NaN when none yet */
+    } running[QV_METRICS_RUNNING];
+} qv_store_metrics;
+
+qv_status qv_store_metrics_read(qv_store *store, qv_store_metrics *m, qv_err *err);
+
 /* ---- shared tunings (issue 13) ---- */
 
 #define QV_TUNINGS_KEEP 4 /* configurations kept per key, the fastest claimed */

@@ -21,7 +21,7 @@ DEB_PKGS=(
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
   libvulkan-dev mesa-vulkan-drivers glslc vulkan-tools
   libcriterion-dev libjansson-dev libxxhash-dev libpcre2-dev
-  libclblast-dev
+  libclblast-dev libmicrohttpd-dev curl
 )
 
 # What the build needs, checked on every system:
@@ -40,8 +40,9 @@ REQS=(
   "pc:libsodium    libsodium-dev      libsodium            libsodium-devel"
   "pc:libpcre2-8   libpcre2-dev       pcre2                pcre2-devel"
   "pc:criterion    libcriterion-dev   criterion            criterion-devel"
+  "pc:libmicrohttpd libmicrohttpd-dev libmicrohttpd        libmicrohttpd-devel"
 )
-QV_PKGS=${QV_PKGS:-OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium libpcre2-8}
+QV_PKGS=${QV_PKGS:-OpenCL vulkan jansson libxxhash sqlite3 libzmq msgpack libsodium libpcre2-8 libmicrohttpd}
 
 say() { printf 'qvac deps: %s\n' "$*" >&2; }
 

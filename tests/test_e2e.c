@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -180,6 +181,8 @@ static void make_inputs(char *model, char *data, size_t n)
     fclose(f);
 }
 
+static char http_addr[64]; /* set: the scheduler serves --http there */
+
 static void start_scheduler(void)
 {
     char sched[128], log[160], bind[80], lease[] = "2000";
@@ -187,7 +190,7 @@ static void start_scheduler(void)
     snprintf(log, sizeof log, "%s/scheduler.log", root);
     snprintf(bind, sizeof bind, "%s", addr);
     char *argv[] = {bin, "scheduler", "--bind", bind, "--data", sched,
-                    "--lease-ms", lease, NULL};
+                    "--lease-ms", lease, http_addr[0] ? "--http" : NULL, http_addr, NULL};
     procs[n_procs++] = start(argv, log);
     /* the clients find the scheduler's key in its data folder */
     char pub[200];
@@ -449,4 +452,206 @@ Test(e2e, worker_bench_reaches_the_fleet_report)
     cr_assert_eq(json_integer_value(json_object_get(d, "measured_ms")), first,
                  "the kept result, not a new measurement");
     json_decref(j);
+}
+
+/* ---- the HTTP view: /metrics scraped with curl, parsed by the rules of the
+ * Prometheus text exposition format (version 0.0.4) ---- */
+
+typedef struct sample {
+    char name[64], labels[256];
+    double value;
+} sample;
+
+static int name_ok(const char *s, size_t n, int metric)
+{
+    if (!n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                 (metric && c == ':') || (i && c >= '0' && c <= '9');
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Parses the exposition text; fails the test on any line that breaks the
+ * format. Returns the samples. */
+static size_t parse_exposition(const char *text, sample *out, size_t cap)
+{
+    char typed[64][64];
+    size_t nt = 0, n = 0;
+    const char *p = text;
+    int line_no = 0;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        cr_assert_not_null(eol, "the last line has no newline");
+        char line[1024];
+        size_t len = (size_t)(eol - p);
+        cr_assert_lt(len, sizeof line);
+        memcpy(line, p, len);
+        line[len] = 0;
+        p = eol + 1;
+        line_no++;
+        if (!len)
+            continue;
+        if (line[0] == '#') {
+            char kw[16], name[64];
+            int off = 0;
+            if (sscanf(line, "# %15s %63s %n", kw, name, &off) >= 2 &&
+                (!strcmp(kw, "HELP") || !strcmp(kw, "TYPE"))) {
+                cr_assert(name_ok(name, strlen(name), 1), "line %d: bad name", line_no);
+                if (!strcmp(kw, "TYPE")) {
+                    const char *t = line + off;
+                    cr_assert(!strcmp(t, "gauge") || !strcmp(t, "counter") ||
+                                  !strcmp(t, "histogram") || !strcmp(t, "summary") ||
+                                  !strcmp(t, "untyped"),
+                              "line %d: type '%s'", line_no, t);
+                    for (size_t i = 0; i < nt; i++)
+                        cr_assert_str_neq(typed[i], name, "line %d: TYPE twice", line_no);
+                    for (size_t i = 0; i < n; i++)
+                        cr_assert_str_neq(out[i].name, name,
+                                          "line %d: TYPE after its samples", line_no);
+                    cr_assert_lt(nt, 64);
+                    snprintf(typed[nt++], sizeof typed[0], "%s", name);
+                }
+            }
+            continue; /* other comments are allowed */
+        }
+        cr_assert_lt(n, cap);
+        sample *s = &out[n];
+        memset(s, 0, sizeof *s);
+        size_t i = 0;
+        while (line[i] && line[i] != '{' && line[i] != ' ')
+            i++;
+        cr_assert(name_ok(line, i, 1), "line %d: bad metric name: %s", line_no, line);
+        snprintf(s->name, sizeof s->name, "%.*s", (int)i, line);
+        if (line[i] == '{') {
+            size_t j = i + 1, lo = 0;
+            while (line[j] != '}') {
+                size_t k = j;
+                while (line[k] && line[k] != '=')
+                    k++;
+                cr_assert(line[k] == '=' && name_ok(line + j, k - j, 0),
+                          "line %d: bad label name: %s", line_no, line);
+                cr_assert_eq(line[k + 1], '"', "line %d: label value unquoted", line_no);
+                k += 2;
+                while (line[k] && line[k] != '"') {
+                    if (line[k] == '\\') {
+                        cr_assert(line[k + 1] == '\\' || line[k + 1] == '"' ||
+                                      line[k + 1] == 'n',
+                                  "line %d: bad escape", line_no);
+                        k++;
+                    }
+                    k++;
+                }
+                cr_assert_eq(line[k], '"', "line %d: label value not closed", line_no);
+                lo += (size_t)snprintf(s->labels + lo, sizeof s->labels - lo, "%.*s;",
+                                       (int)(k + 1 - j), line + j);
+                j = k + 1;
+                if (line[j] == ',')
+                    j++;
+                else
+                    cr_assert_eq(line[j], '}', "line %d: after a label: %s", line_no, line);
+            }
+            i = j + 1;
+        }
+        cr_assert_eq(line[i], ' ', "line %d: no space before the value", line_no);
+        const char *v = line + i + 1;
+        char *end = NULL;
+        if (!strcmp(v, "NaN") || !strcmp(v, "+Inf") || !strcmp(v, "-Inf")) {
+            s->value = NAN;
+        } else {
+            s->value = strtod(v, &end);
+            cr_assert(end != v && (!*end || *end == ' '), "line %d: value '%s'", line_no, v);
+            if (*end == ' ') { /* a timestamp: an integer */
+                strtoll(end + 1, &end, 10);
+                cr_assert(!*end, "line %d: timestamp", line_no);
+            }
+        }
+        int declared = 0;
+        for (size_t t = 0; t < nt; t++)
+            declared |= !strcmp(typed[t], s->name);
+        cr_assert(declared, "line %d: %s has no TYPE before it", line_no, s->name);
+        n++;
+    }
+    return n;
+}
+
+static double metric(const sample *s, size_t n, const char *name, const char *labels)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(s[i].name, name) && !strcmp(s[i].labels, labels ? labels : ""))
+            return s[i].value;
+    cr_assert_fail("no sample %s{%s}", name, labels ? labels : "");
+    return NAN;
+}
+
+static size_t scrape(sample *out, size_t cap, char *body, size_t body_n)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://%s/metrics", http_addr);
+    char *argv[] = {"/usr/bin/curl", "-sS", "--fail", "--max-time", "10", url, NULL};
+    if (access(argv[0], X_OK))
+        argv[0] = "/usr/local/bin/curl";
+    cr_assert_eq(access(argv[0], X_OK), 0, "curl is needed (Debian: apt-get install curl)");
+    cr_assert_eq(run(argv, body, body_n), 0, "curl %s: %s", url, body);
+    return parse_exposition(body, out, cap);
+}
+
+Test(e2e, metrics_scraped_with_curl_follow_the_exposition_format)
+{
+    snprintf(http_addr, sizeof http_addr, "127.0.0.1:%d", free_port());
+    start_scheduler();
+    static char body[1 << 16];
+    static sample s[512];
+    size_t n = 0;
+    for (int i = 0; i < 50; i++) { /* the first document: within a tick */
+        n = scrape(s, 512, body, sizeof body);
+        if (n)
+            break;
+        msleep(100);
+    }
+    cr_assert_eq(metric(s, n, "qvac_workers", "state=\"idle\";"), 0);
+    char model[128], data[128];
+    make_inputs(model, data, sizeof model);
+    start_worker("w1");
+    double idle = 0;
+    for (int i = 0; i < 100 && idle < 1; i++) {
+        msleep(200);
+        n = scrape(s, 512, body, sizeof body);
+        idle = metric(s, n, "qvac_devices", "state=\"idle\";");
+    }
+    cr_assert_eq(idle, 1, "%s", body);
+    cr_assert_eq(metric(s, n, "qvac_workers", "state=\"idle\";"), 1);
+    cr_assert_eq(metric(s, n, "qvac_workers", "state=\"lost\";"), 0);
+    cr_assert_lt(metric(s, n, "qvac_heartbeat_lag_seconds", "stat=\"max\";"), 5);
+    long id = submit(model, data, "4", "0", 1);
+    cr_assert_gt(id, 0);
+    double ok = 0;
+    for (int i = 0; i < 50 && ok < 1; i++) {
+        msleep(200);
+        n = scrape(s, 512, body, sizeof body);
+        ok = metric(s, n, "qvac_jobs", "state=\"succeeded\";");
+    }
+    cr_assert_eq(ok, 1, "%s", body);
+    cr_assert_eq(metric(s, n, "qvac_jobs", "state=\"queued\";"), 0);
+    cr_assert_gt(metric(s, n, "qvac_blob_store_bytes", NULL), 1000, "model, data, results");
+    cr_assert_geq(metric(s, n, "qvac_blobs", NULL), 4);
+    /* nothing that needs a key: no job names, paths or keys */
+    cr_assert_null(strstr(body, "d.jsonl"));
+    cr_assert_null(strstr(body, "m.gguf"));
+    cr_assert_null(strstr(body, getenv("QVAC_SCHEDULER_KEY")));
+    /* the fleet page is HTML, and other paths and methods are refused */
+    char url[128];
+    snprintf(url, sizeof url, "http://%s/", http_addr);
+    char *hargv[] = {"/usr/bin/curl", "-sS", "--fail", url, NULL};
+    cr_assert_eq(run(hargv, body, sizeof body), 0, "%s", body);
+    cr_assert_not_null(strstr(body, "<h1>Fleet report"), "%s", body);
+    snprintf(url, sizeof url, "http://%s/jobs", http_addr);
+    char *nargv[] = {"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url, NULL};
+    cr_assert_eq(run(nargv, body, sizeof body), 0);
+    cr_assert_str_eq(body, "404");
+    http_addr[0] = 0;
 }
