@@ -16,6 +16,7 @@
 #include "scheduler/client.h"
 #include "scheduler/fleet.h"
 #include "scheduler/keys.h"
+#include "train/bench.h"
 #include "worker/job.h"
 
 #define BUILTIN_MODEL "model/qvac-tiny.gguf"
@@ -362,7 +363,11 @@ void qv_help_submit(FILE *out)
 {
     fprintf(out,
         "usage: qvac submit [--model M.gguf] [--data D.jsonl] [finetune options]\n"
-        "                   [--priority P] [--name N] [--backend B] [--wait] [--json]\n\n"
+        "                   [--priority P] [--name N] [--backend B] [--wait] [--json]\n"
+        "       qvac submit --bench [--model builtin|700m|1.3b|3b] [--devices all|LIST]\n\n"
+        "--bench asks the connected workers' devices (all, or LIST: device ids such as\n"
+        "opencl:0, or WORKER/DEVICE with the worker's id or name) to run `qvac bench`\n"
+        "with that model now; their results reach `qvac report`.\n\n"
         "Submits a LoRA fine-tune to the scheduler: uploads the model and the data\n"
         "set unless the scheduler already holds them (blobs are named by SHA-256),\n"
         "then prints the job's id. With no --model / --data: the built-in model and\n"
@@ -558,8 +563,72 @@ static qv_status follow_job(qv_client *c, uint64_t id, qv_wire_msg **final,
     }
 }
 
+/* `qvac submit --bench [--model M] [--devices all|LIST]`: the benchmark on
+ * the chosen devices of the connected workers; the results go to the
+ * scheduler (`qvac report`). */
+static int submit_bench(int argc, char **argv)
+{
+    cargs a;
+    cargs_init(&a, "submit");
+    const char *model = "builtin", *devices = "all";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bench"))
+            continue;
+        int r = common_opt(&a, argc, argv, &i);
+        if (r < 0)
+            return QV_EXIT_USAGE;
+        if (r)
+            continue;
+        if ((strcmp(argv[i], "--model") && strcmp(argv[i], "--devices")) || i + 1 >= argc)
+            return qv_cli_usage(a.cmd, "with --bench: --model M, --devices all|LIST and "
+                                "the connection options only ('%s')", argv[i]);
+        if (!strcmp(argv[i], "--model"))
+            model = argv[++i];
+        else
+            devices = argv[++i];
+    }
+    qv_err err;
+    qv_err_clear(&err);
+    int32_t bb, bs, bn;
+    if (qv_bench_defaults(model, &bb, &bs, &bn, &err))
+        return qv_cli_usage(a.cmd, "--model: %s", err.msg);
+    qv_client *c = NULL;
+    int rc = connect_or_fail(&a, &c);
+    if (rc)
+        return rc;
+    qv_wire_writer *w = NULL;
+    qv_wire_msg *m = NULL;
+    if (qv_wire_writer_new(QV_MSG_BENCH_RUN, 2, &w, &err)) {
+        qv_client_close(&c);
+        return qv_cli_error(&err);
+    }
+    qv_wire_kv_str(w, "model", model);
+    qv_wire_kv_str(w, "devices", devices);
+    if (ask(c, w, QV_MSG_BENCH_QUEUED, &m, &err)) {
+        qv_client_close(&c);
+        return qv_cli_error(&err);
+    }
+    uint64_t sent = rec_u64(qv_wire_msg_body(m), "sent");
+    qv_wire_msg_free(m);
+    qv_client_close(&c);
+    if (a.json) {
+        qv_cli_print_json(json_pack("{s:s, s:s, s:I}", "model", model, "devices", devices,
+                                    "sent", (json_int_t)sent));
+    } else if (!sent) {
+        printf("no connected device matches '%s' (see `qvac workers`)\n", devices);
+        return QV_EXIT_FAIL;
+    } else {
+        printf("bench %s asked of %llu device(s); `qvac report` shows the results as "
+               "they arrive\n", model, (unsigned long long)sent);
+    }
+    return sent ? QV_EXIT_OK : QV_EXIT_FAIL;
+}
+
 int qv_cmd_submit(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--bench"))
+            return submit_bench(argc, argv);
     sargs a;
     memset(&a, 0, sizeof a);
     cargs_init(&a.c, "submit");

@@ -189,6 +189,12 @@ static const field s_tunings[] = {
     STRMIN("fingerprint", REQ, 16, 16),
     ARR("entries", REQ, QV_WIRE_MAX_ARRAY, s_tuneent), END};
 
+static const field s_bench_run[] = {STRMIN("model", REQ, 1, 15),
+                                    STRMIN("devices", REQ, 1, QV_WIRE_MAX_TEXT), END};
+static const field s_bench_queued[] = {U64("sent", REQ), END};
+static const field s_bench_request[] = {STRMIN("device", REQ, 1, NAME),
+                                        STRMIN("model", REQ, 1, 15), END};
+
 static const struct {
     const char *name;
     const field *schema;
@@ -230,6 +236,9 @@ static const struct {
     [QV_MSG_TUNINGS_OK] = {"tunings_ok", s_tunings_ok},
     [QV_MSG_TUNINGS_GET] = {"tunings_get", s_tunings_get},
     [QV_MSG_TUNINGS] = {"tunings", s_tunings},
+    [QV_MSG_BENCH_RUN] = {"bench_run", s_bench_run},
+    [QV_MSG_BENCH_QUEUED] = {"bench_queued", s_bench_queued},
+    [QV_MSG_BENCH_REQUEST] = {"bench_request", s_bench_request},
 };
 
 const char *qv_wire_type_name(qv_wire_type t)

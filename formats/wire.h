@@ -114,6 +114,9 @@ typedef enum qv_wire_type {
     QV_MSG_TUNINGS_OK,   /* scheduler -> worker */
     QV_MSG_TUNINGS_GET,  /* worker -> scheduler: results for a fingerprint */
     QV_MSG_TUNINGS,      /* scheduler -> worker */
+    QV_MSG_BENCH_RUN,    /* client -> scheduler: benchmark chosen devices */
+    QV_MSG_BENCH_QUEUED, /* scheduler -> client */
+    QV_MSG_BENCH_REQUEST,/* scheduler -> worker: benchmark one device */
     QV_MSG_COUNT
 } qv_wire_type;
 

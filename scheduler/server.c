@@ -1424,7 +1424,7 @@ static int client_msg(qv_wire_type t)
 {
     return t == QV_MSG_SUBMIT || t == QV_MSG_JOBS || t == QV_MSG_WORKERS ||
            t == QV_MSG_CANCEL || t == QV_MSG_LOGS || t == QV_MSG_FETCH ||
-           t == QV_MSG_BENCHES;
+           t == QV_MSG_BENCHES || t == QV_MSG_BENCH_RUN;
 }
 
 static int worker_msg(qv_wire_type t)
@@ -1589,6 +1589,78 @@ static void on_tunings_get(qv_server *s, sess *p, const msgpack_object *b)
     qv_strings_free(&rows, n);
 }
 
+/* Whether "WORKER/DEVICE", "DEVICE" or "all" in the comma-separated list
+ * names device dev of worker `worker` (its id or name). */
+static int names_device(const char *list, const char *worker, const char *wname,
+                        const char *devid)
+{
+    for (const char *p = list; *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        char item[256];
+        snprintf(item, sizeof item, "%.*s", (int)len, p);
+        char *slash = strchr(item, '/');
+        if (!strcmp(item, "all") || !strcmp(item, devid))
+            return 1;
+        if (slash) {
+            *slash = 0;
+            if ((!strcmp(item, worker) || !strcmp(item, wname)) && !strcmp(slash + 1, devid))
+                return 1;
+        }
+        p += len + (c ? 1 : 0);
+    }
+    return 0;
+}
+
+/* `qvac submit --bench`: asks the connected workers' chosen devices to run
+ * the benchmark now; their results come back as `bench` and are stored. */
+static void on_bench_run(qv_server *s, sess *p, const msgpack_object *b)
+{
+    qv_err e = {0};
+    char model[16] = "", devs[QV_WIRE_MAX_TEXT + 1] = "";
+    int32_t bb, bs, bn;
+    qv_status st = qv_wire_get_str(b, "model", model, sizeof model, &e);
+    if (st == QV_OK)
+        st = qv_wire_get_str(b, "devices", devs, sizeof devs, &e);
+    if (st == QV_OK)
+        st = qv_bench_defaults(model, &bb, &bs, &bn, &e);
+    if (st != QV_OK) {
+        send_error(s, p, qv_wire_error_code(st), e.msg, "bench_run");
+        return;
+    }
+    uint64_t sent = 0;
+    for (int i = 0; i < MAX_SESS; i++) {
+        sess *w = &s->sess[i];
+        if (!w->used || !w->enrolled)
+            continue;
+        char wname[QV_STORE_ID_MAX] = "";
+        qv_worker_row *rows = NULL;
+        size_t nr = 0;
+        if (qv_store_list_workers(s->store, &rows, &nr, NULL) == QV_OK)
+            for (size_t k = 0; k < nr; k++)
+                if (!strcmp(rows[k].id, w->worker))
+                    snprintf(wname, sizeof wname, "%s", rows[k].name);
+        qv_workers_free(&rows);
+        for (int k = 0; k < w->ndev; k++) {
+            if (!names_device(devs, w->worker, wname, w->devs[k].id))
+                continue;
+            qv_wire_writer *wr = wnew(QV_MSG_BENCH_REQUEST, 2);
+            if (!wr)
+                continue;
+            qv_wire_kv_str(wr, "device", w->devs[k].id);
+            qv_wire_kv_str(wr, "model", model);
+            send_w(s, w, wr);
+            sent++;
+        }
+    }
+    logf_(s, "bench %s asked of %" PRIu64 " device(s)", model, sent);
+    qv_wire_writer *w = wnew(QV_MSG_BENCH_QUEUED, 1);
+    if (w) {
+        qv_wire_kv_u64(w, "sent", sent);
+        send_w(s, p, w);
+    }
+}
+
 /* The stored results, for `qvac report`. */
 static void on_benches(qv_server *s, sess *p, const msgpack_object *b)
 {
@@ -1701,6 +1773,7 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
     case QV_MSG_BENCH: on_bench(s, p, b, now); break;
     case QV_MSG_BENCHES: on_benches(s, p, b); break;
     case QV_MSG_TUNINGS_PUT: on_tunings_put(s, p, b, now); break;
+    case QV_MSG_BENCH_RUN: on_bench_run(s, p, b); break;
     case QV_MSG_TUNINGS_GET: on_tunings_get(s, p, b); break;
     case QV_MSG_BLOB_PUT: on_blob_put(s, p, b); break;
     case QV_MSG_BLOB_CHUNK: on_blob_chunk(s, p, b, now); break;

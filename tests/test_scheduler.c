@@ -690,3 +690,84 @@ Test(scheduler, bench_results_are_validated_stored_and_listed, .timeout = 60)
     zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }
+
+/* `qvac submit --bench`: bench_run reaches the named devices of connected
+ * workers as bench_request; an unknown model is refused. */
+Test(scheduler, bench_run_asks_the_chosen_devices, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    void *ctx = zmq_ctx_new();
+    const char *ep = qv_server_endpoint(s.srv);
+    void *wk = fake_worker(ctx, ep, "bencher", 5.0);
+    qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    static const struct {
+        const char *model, *devices;
+        uint64_t sent;
+        qv_status st;
+    } cases[] = {
+        {"700m", "bencher/ref", 1, QV_OK}, {"builtin", "all", 1, QV_OK},
+        {"builtin", "opencl:7,nobody/ref", 0, QV_OK}, {"7b", "all", 0, QV_ERR_INVALID},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qv_wire_writer *w = NULL;
+        cr_assert_eq(qv_wire_writer_new(QV_MSG_BENCH_RUN, 2, &w, NULL), QV_OK);
+        qv_wire_kv_str(w, "model", cases[i].model);
+        qv_wire_kv_str(w, "devices", cases[i].devices);
+        qv_wire_out o = {0};
+        cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+        qv_wire_writer_free(w);
+        qv_wire_msg *m = NULL;
+        qv_status st = qv_client_request(c, &o, QV_MSG_BENCH_QUEUED, &m, &e);
+        qv_wire_out_free(&o);
+        cr_assert_eq(st, cases[i].st, "%s %s: %s", cases[i].model, cases[i].devices, e.msg);
+        if (st) {
+            cr_expect_not_null(strstr(e.msg, "7b"), "%s", e.msg);
+            continue;
+        }
+        uint64_t sent = 99;
+        qv_wire_get_u64(qv_wire_msg_body(m), "sent", &sent, NULL);
+        qv_wire_msg_free(m);
+        cr_expect_eq(sent, cases[i].sent, "%s", cases[i].devices);
+        if (!sent)
+            continue;
+        /* the worker gets the request for its device and that model */
+        char buf[256];
+        qv_wire_type t;
+        int got = 0;
+        for (int k = 0; k < 10 && !got; k++) {
+            zmq_msg_t parts[3];
+            int np = 0;
+            for (int more = 1; more && np < 3;) {
+                zmq_msg_init(&parts[np]);
+                cr_assert_geq(zmq_msg_recv(&parts[np], wk, 0), 0, "no request");
+                more = zmq_msg_more(&parts[np]);
+                np++;
+            }
+            qv_wire_frame fr[3];
+            for (int q = 0; q < np; q++)
+                fr[q] = (qv_wire_frame){zmq_msg_data(&parts[q]), zmq_msg_size(&parts[q])};
+            qv_wire_msg *wm = NULL;
+            if (qv_wire_decode(fr, (size_t)np, &wm, NULL) == QV_OK &&
+                (t = qv_wire_msg_type(wm)) == QV_MSG_BENCH_REQUEST) {
+                qv_wire_get_str(qv_wire_msg_body(wm), "model", buf, sizeof buf, NULL);
+                cr_expect_str_eq(buf, cases[i].model);
+                qv_wire_get_str(qv_wire_msg_body(wm), "device", buf, sizeof buf, NULL);
+                cr_expect_str_eq(buf, "ref");
+                got = 1;
+            }
+            qv_wire_msg_free(wm);
+            for (int q = 0; q < np; q++)
+                zmq_msg_close(&parts[q]);
+        }
+        cr_expect(got, "no bench_request for %s", cases[i].devices);
+    }
+    qv_client_close(&c);
+    zmq_close(wk);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}

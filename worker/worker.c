@@ -221,6 +221,8 @@ typedef struct wbench {
     qv_device *ref;
     size_t tune_evals;
     const char *model;
+    char model_req[16];     /* asked for by the scheduler (bench_request) */
+    bool force;             /* run it even when a kept result exists */
     char path[PATH_CAP];    /* the kept result */
     pthread_mutex_t mu;     /* guards finished, rs, err, json */
     bool finished;
@@ -1329,20 +1331,22 @@ static void job_try_start(worker *w, job *j);
 static void service_bench(worker *w)
 {
     const char *model = w->o->bench_model ? w->o->bench_model : "builtin";
-    for (size_t i = 0; i < w->n_use && !w->o->no_bench; i++) {
+    for (size_t i = 0; i < w->n_use; i++) {
         wbench *b = &w->bench[i];
         qv_device *d = w->use[i];
+        if (w->o->no_bench && b->state == B_NONE && !b->force)
+            continue; /* only what the scheduler asks for */
         if (b->state == B_NONE) {
             /* after the worker is visible, and on a device with no job */
             if (!w->ready || w->shutting_down || w->tune_running || device_has_job(w, d))
                 continue;
             b->dev = d;
-            b->model = model;
+            b->model = b->model_req[0] ? b->model_req : model;
             char dir[BASE_CAP + 8];
             snprintf(dir, sizeof dir, "%s/bench", w->cache_dir);
             snprintf(b->path, sizeof b->path, "%s/%s-%s-%s.json", dir,
-                     d->info.fingerprint, model, QV_VERSION);
-            if ((b->json = bench_kept(b))) {
+                     d->info.fingerprint, b->model, QV_VERSION);
+            if (!b->force && (b->json = bench_kept(b))) {
                 b->state = B_SEND;
                 bench_send(w, b);
                 continue;
@@ -1362,7 +1366,8 @@ static void service_bench(worker *w)
             }
             b->th_started = true;
             b->state = B_RUN;
-            wlog(w, "bench %s on %s: running (ternary, then 16-bit weights)", model,
+            b->force = false;
+            wlog(w, "bench %s on %s: running (ternary, then 16-bit weights)", b->model,
                  d->info.id);
         } else if (b->state == B_RUN) {
             pthread_mutex_lock(&b->mu);
@@ -1374,7 +1379,7 @@ static void service_bench(worker *w)
             b->th_started = false;
             pthread_mutex_destroy(&b->mu);
             if (b->rs) {
-                wlog(w, "bench %s on %s: %s", model, d->info.id, b->err.msg);
+                wlog(w, "bench %s on %s: %s", b->model, d->info.id, b->err.msg);
                 b->state = B_FAILED;
             } else {
                 char tmp[PATH_CAP + 8];
@@ -1384,7 +1389,7 @@ static void service_bench(worker *w)
                     rename(tmp, b->path);
                 else if (f)
                     fclose(f);
-                wlog(w, "bench %s on %s: done; sending it to the scheduler", model,
+                wlog(w, "bench %s on %s: done; sending it to the scheduler", b->model,
                      d->info.id);
                 b->state = B_SEND;
                 bench_send(w, b);
@@ -1397,6 +1402,37 @@ static void service_bench(worker *w)
             bench_send(w, b);
         }
     }
+}
+
+/* The scheduler asks for a benchmark of one device now (`qvac submit
+ * --bench`): measured again even when a result is kept. */
+static void on_bench_request(worker *w, const msgpack_object *body)
+{
+    char dev[QV_WIRE_MAX_NAME + 1] = "", model[16] = "";
+    int32_t bb, bs, bn;
+    qv_wire_get_str(body, "device", dev, sizeof dev, NULL);
+    qv_wire_get_str(body, "model", model, sizeof model, NULL);
+    if (qv_bench_defaults(model, &bb, &bs, &bn, NULL)) {
+        send_error(w, "invalid", "bench_request: unknown model", "bench_request");
+        return;
+    }
+    for (size_t i = 0; i < w->n_use; i++) {
+        wbench *b = &w->bench[i];
+        if (strcmp(w->use[i]->info.id, dev))
+            continue;
+        if (b->state == B_RUN) {
+            wlog(w, "bench on %s: already running; the request waits for it", dev);
+            return;
+        }
+        free(b->json);
+        b->json = NULL;
+        snprintf(b->model_req, sizeof b->model_req, "%s", model);
+        b->force = true;
+        b->state = B_NONE;
+        wlog(w, "bench %s on %s: asked by the scheduler", model, dev);
+        return;
+    }
+    send_error(w, "not_found", "bench_request: no such device here", "bench_request");
 }
 
 static void on_bench_ok(worker *w, const msgpack_object *body)
@@ -1500,6 +1536,7 @@ static void handle(worker *w, qv_wire_msg *m)
         break;
     case QV_MSG_ABORT: on_abort(w, b); break;
     case QV_MSG_BENCH_OK: on_bench_ok(w, b); break;
+    case QV_MSG_BENCH_REQUEST: on_bench_request(w, b); break;
     case QV_MSG_TUNINGS: on_tunings(w, b); break;
     case QV_MSG_TUNINGS_OK: break;
     case QV_MSG_ACK: {
