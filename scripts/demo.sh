@@ -48,9 +48,17 @@ start_worker() { # $1: device, $2: name
     local token
     token=$("$Q" token --data "$OUT/scheduler" | tail -n 1)
     "$Q" worker --join "$QVAC_SCHEDULER" --token "$token" --devices "$1" \
-        --cache-dir "$OUT/$2" --no-tune >"$OUT/$2.log" 2>&1 &
+        --cache-dir "$OUT/$2" --no-tune --name "$2" >"$OUT/$2.log" 2>&1 &
     PIDS+=($!)
     echo "worker $2 on $1 (log: $OUT/$2.log)"
+}
+# Each worker benchmarks its device once enrolled (`qvac bench`: ternary, then
+# 16-bit weights) and sends the result to the scheduler; the demo waits for
+# it before the next worker starts, so no two measurements share the CPU.
+benches() { "$Q" report --out "$OUT/fleet" --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0; }
+wait_benches() { # $1: how many results
+    for _ in $(seq 600); do [ "$(benches)" -ge "$1" ] && return 0; sleep 0.5; done
+    echo "demo: only $(benches) of $1 bench results arrived (see the worker logs)" >&2
 }
 DEVS=$("$Q" devices --json | python3 -c 'import json,sys; print(" ".join(d["id"] for d in json.load(sys.stdin)))' 2>/dev/null || echo "")
 OCL=$(echo "$DEVS" | tr ' ' '\n' | grep -m1 '^opencl:' || true)
@@ -61,11 +69,12 @@ BACKEND=${BACKEND:-ref}
 JOBDEV=${OCL:-${VK:-ref}}
 [ "$JOBDEV" != ref ] && tune_for_demo "$JOBDEV"
 WANT=0
-[ -n "$OCL" ] && start_worker "$OCL" worker-opencl && WANT=$((WANT + 1))
-[ -n "$VK" ] && start_worker "$VK" worker-vulkan && WANT=$((WANT + 1))
+[ -n "$OCL" ] && start_worker "$OCL" worker-opencl && WANT=$((WANT + 1)) && wait_benches "$WANT"
+[ -n "$VK" ] && start_worker "$VK" worker-vulkan && WANT=$((WANT + 1)) && wait_benches "$WANT"
 if [ "$WANT" = 0 ]; then
     start_worker ref worker-ref
     WANT=1
+    wait_benches 1
 fi
 for _ in $(seq 600); do
     n=$("$Q" workers --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("workers",d) if isinstance(d,dict) else d; print(len(d))' 2>/dev/null || echo 0)
@@ -109,11 +118,7 @@ sample "after fine-tuning (built-in model + the fetched adapter)" --adapter "$OU
 # Each worker ran `qvac bench` on its device once enrolled (ternary, then 16-bit
 # weights) and sent the result to the scheduler; the report is built from those.
 FLEET=${DEMO_FLEET_DIR:-benchmarks/reports/fleet}
-for _ in $(seq 600); do
-    n=$("$Q" report --out "$OUT/fleet" --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
-    [ "$n" -ge "$WANT" ] && break
-    sleep 0.5
-done
+wait_benches "$WANT"
 echo
 "$Q" report --out "$FLEET"
 sed -n '/^## Model/,$p' "$FLEET/fleet.md"
