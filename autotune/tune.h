@@ -81,8 +81,10 @@ qv_status qv_tune_lookup(qv_tune_cache *cache, const qv_device *dev,
  * tunings), trusting nothing it claims: the entry must be for dev's
  * fingerprint and the kernel's current source on dev, its configuration
  * must parse as legal for the kernel and its bucket name the bucket of its
- * own shape; then one launch at that shape is verified against ref and the
- * configuration is timed here (a few launches). Stored (without force, so a
+ * own shape; then one launch is verified against ref (at that shape cut to
+ * at most 64 x 128 x 256, rank 16: `qvac check`'s largest, as every kernel
+ * takes any shape) and the configuration is timed here at the bucket's
+ * shape (a few launches). Stored (without force, so a
  * faster entry already cached stays) with the local time. *stored = 1 when
  * stored; a refusal is QV_OK with *stored = 0 and the reason in why. A
  * device error is a status. */
