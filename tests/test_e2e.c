@@ -274,8 +274,9 @@ static uint8_t *slurp(const char *path, size_t *n)
     fseek(f, 0, SEEK_END);
     *n = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n ? *n : 1);
+    uint8_t *b = malloc(*n + 1); /* NUL-terminated too, for text */
     cr_assert_eq(fread(b, 1, *n, f), *n);
+    b[*n] = 0;
     fclose(f);
     return b;
 }
