@@ -3,6 +3,8 @@
 #include "scheduler/server.h"
 
 #include <errno.h>
+#include <sys/file.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -96,6 +98,7 @@ struct qv_server {
     void *ctx, *router, *zap;
     pthread_t zap_thread;
     int zap_started;
+    int lock_fd, locked;           /* <data>/scheduler.lock, held while open */
     qv_store *store;
     atomic_int stop;
     sess *sess;
@@ -857,7 +860,8 @@ static void on_result(qv_server *s, sess *p, qv_wire_type t,
         st = qv_store_complete(s->store, (int64_t)job, (int)attempt, adapter,
                                metrics, now, &ack, &e);
     else
-        st = qv_store_fail(s->store, (int64_t)job, (int)attempt, reason, now, &ack, &e);
+        st = qv_store_fail_ex(s->store, (int64_t)job, (int)attempt, reason, retry, now,
+                              &ack, &e);
     if (st != QV_OK) {
         logf_(s, "%s of job %" PRIu64 " attempt %" PRIu64 " refused: %s", tn, job, attempt, e.msg);
         send_error(s, p, qv_wire_error_code(st), e.msg, tn);
@@ -870,7 +874,8 @@ static void on_result(qv_server *s, sess *p, qv_wire_type t,
         logf_(s, "job %" PRIu64 " attempt %" PRIu64 " %s%s%s -> %s", job, attempt, tn,
               reason[0] ? ": " : "", reason, qv_job_state_name(ack.state));
     if (t == QV_MSG_FAILED && !retry)
-        logf_(s, "job %" PRIu64 ": the worker says retrying cannot help", job);
+        logf_(s, "job %" PRIu64 ": the worker says retrying cannot help: not retried",
+              job);
     if (t == QV_MSG_FAILED && retry && ack.verdict != QV_VERDICT_STALE) {
         p->draining = 1;
         logf_(s, "worker %s handed job %" PRIu64 " back: no new jobs for it "
@@ -2180,6 +2185,30 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
         st = qv_paths_data_dir(s->data_dir, sizeof s->data_dir, err);
     if (st == QV_OK)
         st = qv_paths_mkdir(s->data_dir, err);
+    if (st == QV_OK) { /* one data folder, one scheduler */
+        char lp[4200];
+        snprintf(lp, sizeof lp, "%s/scheduler.lock", s->data_dir);
+        s->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (s->lock_fd < 0) {
+            st = qv_fail(err, QV_ERR_IO, "scheduler: cannot open %s: %s", lp,
+                         strerror(errno));
+        } else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            char pid[32] = "";
+            ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+            pid[n > 0 ? n : 0] = 0;
+            pid[strcspn(pid, "\n")] = 0;
+            st = qv_fail(err, QV_ERR_INVALID, "scheduler: another scheduler (pid %s) "
+                         "already runs on %s; stop it, or give this one another --data",
+                         pid[0] ? pid : "?", s->data_dir);
+            close(s->lock_fd);
+        } else {
+            s->locked = 1;
+            char pid[32];
+            int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+            if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, pid, (size_t)n, 0) != n)
+                logf_(s, "scheduler: cannot write the pid into %s", lp);
+        }
+    }
     if (st == QV_OK)
         st = qv_store_open(s->data_dir, NULL, &s->store, err);
     if (st != QV_OK) {
@@ -2300,6 +2329,8 @@ void qv_server_close(qv_server **sp)
     }
     qv_http_stop(&s->http);
     qv_store_close(&s->store);
+    if (s->locked)
+        close(s->lock_fd); /* releases the lock */
     free(s->sess);
     free(s->buf);
     free(s);

@@ -1646,9 +1646,22 @@ static qv_status end_attempt(qv_store *s, int64_t job, int attempt,
 
 /* The live attempt of a job ended badly (outcome "failed", "expired",
  * "lost"): retry, fail for good, or honour a pending cancel. */
+static qv_status attempt_failed_ex(qv_store *s, int64_t job, const job_core *c,
+                                   const char *outcome, const char *reason, int retry,
+                                   int64_t now_ms, qv_job_state *to, qv_err *err);
+
 static qv_status attempt_failed(qv_store *s, int64_t job, const job_core *c,
                                 const char *outcome, const char *reason,
                                 int64_t now_ms, qv_job_state *to, qv_err *err)
+{
+    return attempt_failed_ex(s, job, c, outcome, reason, 1, now_ms, to, err);
+}
+
+/* retry 0: the worker says another attempt cannot help (failed {retry:
+ * false}, e.g. options the engine refuses): the job fails now. */
+static qv_status attempt_failed_ex(qv_store *s, int64_t job, const job_core *c,
+                                   const char *outcome, const char *reason, int retry,
+                                   int64_t now_ms, qv_job_state *to, qv_err *err)
 {
     char why[512];
     snprintf(why, sizeof why, "attempt %d of %d %s: %s", c->attempts,
@@ -1663,6 +1676,12 @@ static qv_status attempt_failed(qv_store *s, int64_t job, const job_core *c,
         if (r == QV_OK)
             r = add_event(s, job, now_ms, "cancelled", err,
                           "cancelled on request (%s)", why);
+    } else if (!retry) {
+        *to = QV_JOB_FAILED;
+        r = set_state(s, job, *to, why, now_ms, err);
+        if (r == QV_OK)
+            r = add_event(s, job, now_ms, "failed", err, "%s; the worker says "
+                          "retrying cannot help, the job failed", why);
     } else if (c->attempts >= c->max_attempts) {
         *to = QV_JOB_FAILED;
         r = set_state(s, job, *to, why, now_ms, err);
@@ -1683,6 +1702,12 @@ qv_status qv_store_fail(qv_store *s, int64_t job, int attempt,
                         const char *reason, int64_t now_ms, qv_ack *ack,
                         qv_err *err)
 {
+    return qv_store_fail_ex(s, job, attempt, reason, 1, now_ms, ack, err);
+}
+
+qv_status qv_store_fail_ex(qv_store *s, int64_t job, int attempt, const char *reason,
+                           int retry, int64_t now_ms, qv_ack *ack, qv_err *err)
+{
     if (!s || !ack)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
     memset(ack, 0, sizeof *ack);
@@ -1694,7 +1719,7 @@ qv_status qv_store_fail(qv_store *s, int64_t job, int attempt,
     r = attempt_live(s, job, attempt, &c, ack, &live, err);
     const char *why = reason && reason[0] ? reason : "no reason given";
     if (r == QV_OK && live) {
-        r = attempt_failed(s, job, &c, "failed", why, now_ms, &ack->state, err);
+        r = attempt_failed_ex(s, job, &c, "failed", why, retry, now_ms, &ack->state, err);
         if (r == QV_OK)
             ack->verdict = QV_VERDICT_ACCEPTED;
     } else if (r == QV_OK) {

@@ -209,6 +209,10 @@ qv_status qv_store_complete(qv_store *store, int64_t job, int attempt,
 qv_status qv_store_fail(qv_store *store, int64_t job, int attempt,
                         const char *reason, int64_t now_ms, qv_ack *ack,
                         qv_err *err);
+/* The same; retry 0 (the worker's failed {retry: false}: another attempt
+ * cannot help) fails the job now, whatever attempts remain. */
+qv_status qv_store_fail_ex(qv_store *store, int64_t job, int attempt, const char *reason,
+                           int retry, int64_t now_ms, qv_ack *ack, qv_err *err);
 
 /* Every assigned/running job whose lease ended before now_ms: its attempt
  * ends as "expired"; the job goes back to queued, or to failed when its

@@ -771,3 +771,29 @@ Test(scheduler, bench_run_asks_the_chosen_devices, .timeout = 60)
     zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }
+
+/* One data folder, one scheduler: a second one on the same folder is
+ * refused with the first one's pid; once the first is gone it may start. */
+Test(scheduler, a_second_scheduler_on_the_same_data_is_refused, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = s.dir,
+                        .client_key = s.client_key, .name = "t2", .insecure = 1};
+    qv_server *second = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_server_open(&o, &second, &e), QV_ERR_INVALID);
+    cr_assert_null(second);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    cr_expect_not_null(strstr(e.msg, pid), "%s", e.msg);
+    cr_expect_not_null(strstr(e.msg, s.dir), "%s", e.msg);
+    sched_stop(&s, 0);
+    qv_err_clear(&e);
+    cr_assert_eq(qv_server_open(&o, &second, &e), QV_OK, "%s", e.msg);
+    qv_server_close(&second);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s.dir);
+    cr_expect_eq(system(cmd), 0);
+}

@@ -1241,3 +1241,32 @@ Test(store, shared_tunings_keep_the_fastest_configurations_of_a_key)
     cr_assert_eq(qv_store_tuning_put(st, "w1", fp, "k", "s", "b", "c", 5, "[]", T0, NULL, &e),
                  QV_ERR_INVALID);
 }
+
+Test(store, failed_without_retry_is_not_retried)
+{
+    st = open_store();
+    int64_t id = submit(st, "no-retry", 0, NULL, 0, T0);
+    int64_t other = submit(st, "retry", 0, NULL, 0, T0);
+    qv_assignment a;
+    qv_ack ack;
+    cr_assert_eq(qv_store_assign(st, id, "w1", "d", T0 + 1, LEASE, &a, &e), QV_OK);
+    cr_assert_eq(qv_store_assign(st, other, "w1", "d2", T0 + 1, LEASE, &a, &e), QV_OK);
+    /* attempt 1 of 3: retry false fails the job now */
+    cr_assert_eq(qv_store_fail_ex(st, id, 1, "options refused", 0, T0 + 2, &ack, &e), QV_OK,
+                 "%s", e.msg);
+    cr_assert_eq(ack.verdict, QV_VERDICT_ACCEPTED);
+    cr_assert_eq(ack.state, QV_JOB_FAILED);
+    cr_assert_eq(job_state(st, id), QV_JOB_FAILED);
+    /* retry true (the default): back in the queue */
+    cr_assert_eq(qv_store_fail_ex(st, other, 1, "worker shutting down", 1, T0 + 2, &ack, &e),
+                 QV_OK);
+    cr_assert_eq(job_state(st, other), QV_JOB_QUEUED);
+    qv_event *ev = NULL;
+    size_t n = 0;
+    cr_assert_eq(qv_store_events(st, id, 0, 0, &ev, &n, &e), QV_OK, "%s", e.msg);
+    int said = 0;
+    for (size_t i = 0; i < n; i++)
+        said |= strstr(ev[i].text, "retrying cannot help") != NULL;
+    cr_assert(said, "the log says why it was not retried");
+    qv_events_free(&ev);
+}
