@@ -116,12 +116,29 @@ static void logf_(qv_server *s, const char *fmt, ...)
 {
     if (!s->o.log)
         return;
-    char line[1600];
+    char line[1600], safe[1600 * 4 + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    s->o.log(s->o.log_ud, line);
+    /* a log line is one line: control characters a peer put in its strings
+     * (a newline that would forge a line, terminal escapes) are written as
+     * \n, \r, \t or \xNN */
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)line; *c; c++) {
+        if (*c >= 0x20 && *c != 0x7f && *c != '\\') {
+            safe[o++] = (char)*c;
+        } else {
+            const char *esc = *c == '\n' ? "\\n" : *c == '\r' ? "\\r"
+                            : *c == '\t' ? "\\t" : *c == '\\' ? "\\\\" : NULL;
+            if (esc)
+                o += (size_t)snprintf(safe + o, sizeof safe - o, "%s", esc);
+            else
+                o += (size_t)snprintf(safe + o, sizeof safe - o, "\\x%02x", *c);
+        }
+    }
+    safe[o] = 0;
+    s->o.log(s->o.log_ud, safe);
 }
 
 /* A short name of a peer for log lines: its key, else its routing id. */

@@ -797,3 +797,75 @@ Test(scheduler, a_second_scheduler_on_the_same_data_is_refused, .timeout = 60)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s.dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* Log injection (issue 14): a peer's `error` with a newline and terminal
+ * escapes in its message must not forge a log line or reach a terminal
+ * raw. */
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_log[1 << 16];
+static size_t g_log_lines;
+
+static void keep_log(void *ud, const char *line)
+{
+    (void)ud;
+    pthread_mutex_lock(&g_log_mu);
+    size_t n = strlen(g_log);
+    snprintf(g_log + n, sizeof g_log - n, "%s\n", line);
+    g_log_lines++;
+    pthread_mutex_unlock(&g_log_mu);
+}
+
+Test(scheduler, a_peer_cannot_forge_a_log_line, .timeout = 60)
+{
+    sched s = {0};
+    snprintf(s.dir, sizeof s.dir, "/tmp/qv-sched-XXXXXX");
+    cr_assert_not_null(mkdtemp(s.dir));
+    snprintf(s.client_key, sizeof s.client_key, "%s/client.key", s.dir);
+    qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = s.dir,
+                        .client_key = s.client_key, .name = "t", .insecure = 1,
+                        .tick_ms = 20, .log = keep_log};
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_server_open(&o, &s.srv, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(pthread_create(&s.th, NULL, sched_main, &s), 0);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(sock, qv_server_endpoint(s.srv)), 0);
+    qv_wire_out out;
+    cr_assert_eq(qv_wire_error_reply("x", "boom\nFORGED worker 9 enrolled\x1b[2J\r", NULL,
+                                     &out, &e), QV_OK, "%s", e.msg);
+    send_out(sock, &out);
+    qv_wire_out_free(&out);
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&g_log_mu);
+        seen = strstr(g_log, "boom") != NULL;
+        pthread_mutex_unlock(&g_log_mu);
+    }
+    cr_assert(seen, "the error was not logged: %s", g_log);
+    pthread_mutex_lock(&g_log_mu);
+    cr_expect_null(strstr(g_log, "\nFORGED"), "a forged line: %s", g_log);
+    cr_expect_null(strchr(g_log, '\x1b'), "a raw escape: %s", g_log);
+    cr_expect_null(strchr(g_log, '\r'), "a raw carriage return");
+    /* the peer's text stays on the line it came in, its controls made visible */
+    const char *b = strstr(g_log, "boom"), *f = strstr(g_log, "FORGED worker 9 enrolled");
+    const char *eol = b ? strchr(b, '\n') : NULL;
+    cr_expect(b && f && eol && f > b && f < eol, "%s", g_log);
+    pthread_mutex_unlock(&g_log_mu);
+    /* a worker's name reaches the log too: escaped there */
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "evil\nFORGED job 1 done\x1b[0m",
+                           1.0);
+    pthread_mutex_lock(&g_log_mu);
+    cr_expect_null(strstr(g_log, "\nFORGED job"), "a forged line: %s", g_log);
+    cr_expect_null(strchr(g_log, '\x1b'), "a raw escape: %s", g_log);
+    cr_expect_not_null(strstr(g_log, "evil\\nFORGED job 1 done\\x1b[0m"), "%s", g_log);
+    pthread_mutex_unlock(&g_log_mu);
+    zmq_close(wk);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
