@@ -92,7 +92,10 @@ void qv_printable(char *dst, size_t cap, const char *s)
     size_t w = 0;
     for (; s && *s && w + 5 < cap; ++s) {
         unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
+        if (c == '\n' || c == '\r' || c == '\t')
+            w += (size_t)snprintf(dst + w, cap - w, "\\%c",
+                                  c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+        else if (c < 0x20 || c == 0x7f)
             w += (size_t)snprintf(dst + w, cap - w, "\\x%02x", c);
         else
             dst[w++] = (char)c;

@@ -122,22 +122,8 @@ static void logf_(qv_server *s, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     /* a log line is one line: control characters a peer put in its strings
-     * (a newline that would forge a line, terminal escapes) are written as
-     * \n, \r, \t or \xNN */
-    size_t o = 0;
-    for (const unsigned char *c = (const unsigned char *)line; *c; c++) {
-        if (*c >= 0x20 && *c != 0x7f && *c != '\\') {
-            safe[o++] = (char)*c;
-        } else {
-            const char *esc = *c == '\n' ? "\\n" : *c == '\r' ? "\\r"
-                            : *c == '\t' ? "\\t" : *c == '\\' ? "\\\\" : NULL;
-            if (esc)
-                o += (size_t)snprintf(safe + o, sizeof safe - o, "%s", esc);
-            else
-                o += (size_t)snprintf(safe + o, sizeof safe - o, "\\x%02x", *c);
-        }
-    }
-    safe[o] = 0;
+     * (a newline that would forge a line, terminal escapes) are escaped */
+    qv_printable(safe, sizeof safe, line);
     s->o.log(s->o.log_ud, safe);
 }
 
@@ -1651,18 +1637,18 @@ static void on_bench_run(qv_server *s, sess *p, const msgpack_object *b)
         return;
     }
     uint64_t sent = 0;
+    qv_worker_row *rows = NULL; /* for the workers' names, read once */
+    size_t nr = 0;
+    if (qv_store_list_workers(s->store, &rows, &nr, NULL) != QV_OK)
+        nr = 0;
     for (int i = 0; i < MAX_SESS; i++) {
         sess *w = &s->sess[i];
         if (!w->used || !w->enrolled)
             continue;
-        char wname[QV_STORE_ID_MAX] = "";
-        qv_worker_row *rows = NULL;
-        size_t nr = 0;
-        if (qv_store_list_workers(s->store, &rows, &nr, NULL) == QV_OK)
-            for (size_t k = 0; k < nr; k++)
-                if (!strcmp(rows[k].id, w->worker))
-                    snprintf(wname, sizeof wname, "%s", rows[k].name);
-        qv_workers_free(&rows);
+        const char *wname = "";
+        for (size_t k = 0; k < nr; k++)
+            if (!strcmp(rows[k].id, w->worker))
+                wname = rows[k].name;
         for (int k = 0; k < w->ndev; k++) {
             if (!names_device(devs, w->worker, wname, w->devs[k].id))
                 continue;
@@ -1675,6 +1661,7 @@ static void on_bench_run(qv_server *s, sess *p, const msgpack_object *b)
             sent++;
         }
     }
+    qv_workers_free(&rows);
     logf_(s, "bench %s asked of %" PRIu64 " device(s)", model, sent);
     qv_wire_writer *w = wnew(QV_MSG_BENCH_QUEUED, 1);
     if (w) {
@@ -1895,13 +1882,7 @@ static char *render_metrics(qv_server *s, int64_t now)
         lag_sum += lag;
         lag_n++;
     }
-    int64_t w_lost = 0;
-    qv_worker_row *rows = NULL;
-    size_t nw = 0;
-    if (qv_store_list_workers(s->store, &rows, &nw, NULL) == QV_OK)
-        for (size_t i = 0; i < nw; i++)
-            w_lost += strcmp(rows[i].state, "active") != 0;
-    qv_workers_free(&rows);
+    int64_t w_lost = m->workers_lost;
     metric_head(&b, "qvac_workers", "Workers by state (connected: idle, busy, tuning; "
                 "lost: silent past their lease).");
     mb(&b, "qvac_workers{state=\"idle\"} %" PRId64 "\nqvac_workers{state=\"busy\"} %" PRId64

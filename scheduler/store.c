@@ -2316,7 +2316,9 @@ qv_status qv_store_metrics_read(qv_store *s, qv_store_metrics *m, qv_err *err)
     static const char JOBS[] = "SELECT state, count(*) FROM jobs GROUP BY state";
     static const char BLOBS[] = "SELECT count(*), coalesce(sum(size), 0) FROM blobs";
     static const char QUEUED[] =
-        "SELECT coalesce(min(created), 0) FROM jobs WHERE state = 'queued'";
+        "SELECT coalesce(min(created), 0),"
+        " (SELECT count(*) FROM workers WHERE state != 'active')"
+        " FROM jobs WHERE state = 'queued'";
     static const char RUNNING[] =
         "SELECT id, progress FROM jobs WHERE state = 'running' ORDER BY id LIMIT ?";
     if (!s || !m)
@@ -2346,9 +2348,10 @@ qv_status qv_store_metrics_read(qv_store *s, qv_store_metrics *m, qv_err *err)
         done(st);
     }
     if (r == QV_OK && (r = prep(s, QUEUED, &st, err)) == QV_OK) {
-        if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             m->oldest_queued_ms = sqlite3_column_int64(st, 0);
-        else
+            m->workers_lost = sqlite3_column_int64(st, 1);
+        } else
             r = db_fail(s, rc, "oldest queued job", err);
         done(st);
     }

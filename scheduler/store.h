@@ -333,6 +333,7 @@ typedef struct qv_store_metrics {
     int64_t jobs[6];           /* by qv_job_state */
     int64_t blobs, blob_bytes; /* the blob store */
     int64_t oldest_queued_ms;  /* created_ms of the oldest queued job; 0: none */
+    int64_t workers_lost;      /* enrolled workers not active (lost, revoked) */
     size_t n_running;          /* running jobs, at most QV_METRICS_RUNNING */
     struct {
         int64_t job;

@@ -1175,17 +1175,23 @@ static void tune_progress_of(worker *w, uint64_t *done, uint64_t *total)
     pthread_mutex_unlock(&w->tune_mu);
 }
 
+/* enroll.tuning / heartbeat.tuning: the progress while the worker tunes
+ * (done < total, so the scheduler keeps it out of dispatch). */
+static void kv_tuning(worker *w, qv_wire_writer *wr)
+{
+    uint64_t done, total;
+    tune_progress_of(w, &done, &total);
+    qv_wire_kv_map(wr, "tuning", 2);
+    qv_wire_kv_u64(wr, "done", done < total ? done : total - 1);
+    qv_wire_kv_u64(wr, "total", total);
+}
+
 static void send_enroll(worker *w, bool with_token)
 {
     size_t nf = 3 + (with_token && w->o->token) + w->tune_running;
     qv_wire_writer *wr = writer(QV_MSG_ENROLL, nf);
-    if (w->tune_running) {
-        uint64_t done, total;
-        tune_progress_of(w, &done, &total);
-        qv_wire_kv_map(wr, "tuning", 2);
-        qv_wire_kv_u64(wr, "done", done < total ? done : total - 1);
-        qv_wire_kv_u64(wr, "total", total);
-    }
+    if (w->tune_running)
+        kv_tuning(w, wr);
     if (with_token && w->o->token)
         qv_wire_kv_str(wr, "token", w->o->token);
     qv_wire_kv_str(wr, "key", w->kp.pub);
@@ -1215,13 +1221,8 @@ static void send_heartbeat(worker *w)
     for (int i = 0; i < MAX_JOBS; i++)
         n += w->jobs[i].state >= J_FETCH && w->jobs[i].state <= J_UPLOAD;
     qv_wire_writer *wr = writer(QV_MSG_HEARTBEAT, 1 + w->tune_running);
-    if (w->tune_running) {
-        uint64_t done, total;
-        tune_progress_of(w, &done, &total);
-        qv_wire_kv_map(wr, "tuning", 2);
-        qv_wire_kv_u64(wr, "done", done < total ? done : total - 1);
-        qv_wire_kv_u64(wr, "total", total);
-    }
+    if (w->tune_running)
+        kv_tuning(w, wr);
     qv_wire_kv_array(wr, "running", n);
     for (int i = 0; i < MAX_JOBS; i++) {
         job *j = &w->jobs[i];
@@ -1902,14 +1903,6 @@ static void *tune_thread(void *arg)
     return NULL;
 }
 
-/* Replaces control characters of a peer's text with '?', for the log. */
-static void printable(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
-}
-
 /* This worker's own results for its devices (current sources only), to the
  * scheduler for the others of the same fingerprint. */
 static void share_tunings(worker *w)
@@ -2018,9 +2011,10 @@ static void service_tune(worker *w)
 finished:
     w->tune_running = false;
     if (w->n_fleet) {
-        printable(w->refused_why);
+        char why[4 * sizeof w->refused_why + 1];
+        qv_printable(why, sizeof why, w->refused_why);
         wlog(w, "the fleet's tunings: %zu adopted (verified here), %zu refused%s%s",
-             w->adopted, w->refused, w->refused ? "; first: " : "", w->refused_why);
+             w->adopted, w->refused, w->refused ? "; first: " : "", why);
     }
     free(w->fleet);
     w->fleet = NULL;
