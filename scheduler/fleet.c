@@ -11,93 +11,43 @@
 #include <time.h>
 
 #include "common/file.h"
-
-/* ---- a growing string ------------------------------------------------------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb(sbuf *s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void sb(sbuf *s, const char *fmt, ...)
-{
-    if (s->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(s->p ? s->p + s->n : NULL, s->p ? s->cap - s->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            s->oom = 1;
-            return;
-        }
-        if (s->p && s->n + (size_t)k < s->cap) {
-            s->n += (size_t)k;
-            return;
-        }
-        size_t cap = (s->cap ? s->cap * 2 : 4096) + (size_t)k;
-        char *q = realloc(s->p, cap);
-        if (!q) {
-            s->oom = 1;
-            return;
-        }
-        s->p = q;
-        s->cap = cap;
-    }
-}
-
-static char *sb_take(sbuf *s)
-{
-    if (s->oom || !s->p) {
-        free(s->p);
-        return NULL;
-    }
-    return s->p;
-}
+#include "common/sbuf.h"
 
 /* Markdown table cell: no |, \, `, <, > or line breaks from a peer. */
-static void md_text(sbuf *s, const char *v)
+static void md_text(qv_sbuf *s, const char *v)
 {
     for (; *v; v++) {
         unsigned char c = (unsigned char)*v;
         if (c == '|' || c == '\\' || c == '`' || c == '*' || c == '_' || c == '[' ||
             c == ']')
-            sb(s, "\\%c", c);
+            qv_sbuf_printf(s, "\\%c", c);
         else if (c == '<')
-            sb(s, "&lt;");
+            qv_sbuf_printf(s, "&lt;");
         else if (c == '>')
-            sb(s, "&gt;");
+            qv_sbuf_printf(s, "&gt;");
         else if (c < 0x20 || c == 0x7f)
-            sb(s, " ");
+            qv_sbuf_printf(s, " ");
         else
-            sb(s, "%c", c);
+            qv_sbuf_printf(s, "%c", c);
     }
 }
 
-static void xml_text(sbuf *s, const char *v)
+static void xml_text(qv_sbuf *s, const char *v)
 {
     for (; *v; v++) {
         unsigned char c = (unsigned char)*v;
         if (c == '<')
-            sb(s, "&lt;");
+            qv_sbuf_printf(s, "&lt;");
         else if (c == '>')
-            sb(s, "&gt;");
+            qv_sbuf_printf(s, "&gt;");
         else if (c == '&')
-            sb(s, "&amp;");
+            qv_sbuf_printf(s, "&amp;");
         else if (c == '"')
-            sb(s, "&quot;");
+            qv_sbuf_printf(s, "&quot;");
         else if (c < 0x20 || c == 0x7f)
-            sb(s, " ");
+            qv_sbuf_printf(s, " ");
         else
-            sb(s, "%c", c);
+            qv_sbuf_printf(s, "%c", c);
     }
 }
 
@@ -146,7 +96,7 @@ static int same_model_before(const qv_fleet_row *rows, size_t i)
 
 char *qv_fleet_markdown(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m)
 {
-    sbuf s = {0};
+    qv_sbuf s = {0};
     char gen[40], b1[32], b2[32], when[40];
     fmt_time(m ? m->generated_ms : 0, gen, sizeof gen);
     const char *bn = base_of(m);
@@ -157,15 +107,15 @@ char *qv_fleet_markdown(const qv_fleet_row *rows, size_t n, const qv_fleet_meta 
             seen = !strcmp(rows[k].worker, rows[i].worker);
         workers += !seen;
     }
-    sb(&s, "# Fleet report: ternary vs 16-bit weights\n\n");
-    sb(&s, "Written by `qvac report` from the bench results the scheduler stored, with "
+    qv_sbuf_printf(&s, "# Fleet report: ternary vs 16-bit weights\n\n");
+    qv_sbuf_printf(&s, "Written by `qvac report` from the bench results the scheduler stored, with "
            "`%s.json` (every figure below) and the two charts; nothing is typed by "
            "hand.\n\n", bn);
-    sb(&s, "- Generated: %s from scheduler ", gen);
+    qv_sbuf_printf(&s, "- Generated: %s from scheduler ", gen);
     md_text(&s, m && m->scheduler ? m->scheduler : "-");
-    sb(&s, "\n- %zu device result%s from %zu worker%s\n", n, n == 1 ? "" : "s", workers,
+    qv_sbuf_printf(&s, "\n- %zu device result%s from %zu worker%s\n", n, n == 1 ? "" : "s", workers,
        workers == 1 ? "" : "s");
-    sb(&s, "- Each row: `qvac bench` on that device (a worker runs it once per device, "
+    qv_sbuf_printf(&s, "- Each row: `qvac bench` on that device (a worker runs it once per device, "
            "model and qvac version after it enrolls): the same short LoRA fine-tune "
            "(rank 16, targets q,v, the same pseudo-random text) with the base weights "
            "ternary and then in 16 bits. tokens/s is the steady state (steps 2..n); "
@@ -174,18 +124,18 @@ char *qv_fleet_markdown(const qv_fleet_row *rows, size_t n, const qv_fleet_meta 
            "shapes; tuned ÷ default is that matmul's tuned speed over its default "
            "configuration's.\n\n");
     if (!n) {
-        sb(&s, "No results yet: workers send theirs once enrolled (`qvac worker` runs "
+        qv_sbuf_printf(&s, "No results yet: workers send theirs once enrolled (`qvac worker` runs "
                "`qvac bench` on each device unless `--no-bench`).\n");
-        return sb_take(&s);
+        return qv_sbuf_take(&s);
     }
-    sb(&s, "![tokens/s](%s-tokens.svg)\n\n![peak memory](%s-memory.svg)\n", bn, bn);
+    qv_sbuf_printf(&s, "![tokens/s](%s-tokens.svg)\n\n![peak memory](%s-memory.svg)\n", bn, bn);
     for (size_t i = 0; i < n; i++) {
         if (same_model_before(rows, i))
             continue;
         const qv_fleet_row *f0 = &rows[i];
-        sb(&s, "\n## Model ");
+        qv_sbuf_printf(&s, "\n## Model ");
         md_text(&s, f0->r.model);
-        sb(&s, "\n\n| worker | device | backend | vendor | name | driver | tokens | "
+        qv_sbuf_printf(&s, "\n\n| worker | device | backend | vendor | name | driver | tokens | "
                "tokens/s ternary | tokens/s f16 | ternary ÷ f16 | peak ternary | "
                "peak f16 | peak below f16 | MFU ternary | MFU f16 | tuned ÷ default | "
                "qvac | measured |\n"
@@ -195,37 +145,37 @@ char *qv_fleet_markdown(const qv_fleet_row *rows, size_t n, const qv_fleet_meta 
             const qv_bench_result *r = &f->r;
             if (strcmp(r->model, f0->r.model))
                 continue;
-            sb(&s, "| ");
+            qv_sbuf_printf(&s, "| ");
             md_text(&s, f->worker_name[0] ? f->worker_name : f->worker);
-            sb(&s, " | ");
+            qv_sbuf_printf(&s, " | ");
             md_text(&s, r->device);
-            sb(&s, " | ");
+            qv_sbuf_printf(&s, " | ");
             md_text(&s, r->backend);
-            sb(&s, " | ");
+            qv_sbuf_printf(&s, " | ");
             md_text(&s, r->vendor);
-            sb(&s, " | ");
+            qv_sbuf_printf(&s, " | ");
             md_text(&s, r->name);
-            sb(&s, " | ");
+            qv_sbuf_printf(&s, " | ");
             md_text(&s, r->driver);
             fmt_bytes(r->mode[0].peak_bytes, b1, sizeof b1);
             fmt_bytes(r->mode[1].peak_bytes, b2, sizeof b2);
             fmt_time(r->measured_ms, when, sizeof when);
-            sb(&s, " | %d x %d, %d steps | %.1f | %.1f | %.2fx | %s | %s | %.1f%% | %.1f%% "
+            qv_sbuf_printf(&s, " | %d x %d, %d steps | %.1f | %.1f | %.2fx | %s | %s | %.1f%% | %.1f%% "
                    "| %.1f%% | ", r->batch, r->seq, r->steps, r->mode[0].tokens_per_s,
                r->mode[1].tokens_per_s, ratio(r->mode[0].tokens_per_s,
                                               r->mode[1].tokens_per_s),
                b1, b2, 100 * reduction(r->mode[0].peak_bytes, r->mode[1].peak_bytes),
                100 * r->mode[0].mfu, 100 * r->mode[1].mfu);
             if (r->tuned_vs_default > 0)
-                sb(&s, "%.2fx", r->tuned_vs_default);
+                qv_sbuf_printf(&s, "%.2fx", r->tuned_vs_default);
             else
-                sb(&s, "-");
-            sb(&s, " | ");
+                qv_sbuf_printf(&s, "-");
+            qv_sbuf_printf(&s, " | ");
             md_text(&s, r->version);
-            sb(&s, " | %s |\n", when);
+            qv_sbuf_printf(&s, " | %s |\n", when);
         }
     }
-    return sb_take(&s);
+    return qv_sbuf_take(&s);
 }
 
 /* ---- JSON ------------------------------------------------------------------------ */
@@ -272,8 +222,8 @@ char *qv_fleet_svg(const qv_fleet_row *rows, size_t n, int which)
         }
     if (max <= 0)
         max = 1;
-    sbuf s = {0};
-    sb(&s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+    qv_sbuf s = {0};
+    qv_sbuf_printf(&s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
            "font-family=\"sans-serif\" font-size=\"12\">\n"
            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
            "<text x=\"10\" y=\"20\" font-size=\"15\">%s</text>\n", width, height,
@@ -282,40 +232,40 @@ char *qv_fleet_svg(const qv_fleet_row *rows, size_t n, int which)
     static const char *colour[2] = {"#2b7bb9", "#e08a2c"};
     static const char *label[2] = {"ternary", "f16"};
     for (int w = 0; w < 2; w++)
-        sb(&s, "<rect x=\"%d\" y=\"30\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+        qv_sbuf_printf(&s, "<rect x=\"%d\" y=\"30\" width=\"12\" height=\"12\" fill=\"%s\"/>"
                "<text x=\"%d\" y=\"40\">%s</text>\n", left + w * 90, colour[w],
            left + w * 90 + 16, label[w]);
     for (size_t i = 0; i < n; i++) {
         const qv_bench_result *r = &rows[i].r;
         int y = top + (int)i * (2 * bar + gap);
-        sb(&s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 8, y + bar + 4);
+        qv_sbuf_printf(&s, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 8, y + bar + 4);
         xml_text(&s, rows[i].worker_name[0] ? rows[i].worker_name : rows[i].worker);
-        sb(&s, " ");
+        qv_sbuf_printf(&s, " ");
         xml_text(&s, r->device);
-        sb(&s, " (");
+        qv_sbuf_printf(&s, " (");
         xml_text(&s, r->model);
-        sb(&s, ")</text>\n");
+        qv_sbuf_printf(&s, ")</text>\n");
         for (int w = 0; w < 2; w++) {
             double v = which ? (double)r->mode[w].peak_bytes / (1024.0 * 1024.0)
                              : r->mode[w].tokens_per_s;
             double len = plot * v / max;
-            sb(&s, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>"
+            qv_sbuf_printf(&s, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>"
                    "<text x=\"%.1f\" y=\"%d\">%.1f</text>\n", left, y + w * bar, len,
                bar - 1, colour[w], left + len + 4, y + w * bar + bar - 3, v);
         }
     }
-    sb(&s, "</svg>\n");
-    return sb_take(&s);
+    qv_sbuf_printf(&s, "</svg>\n");
+    return qv_sbuf_take(&s);
 }
 
 /* ---- HTML -------------------------------------------------------------------- */
 
 char *qv_fleet_html(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m)
 {
-    sbuf s = {0};
+    qv_sbuf s = {0};
     char gen[40], b1[32], b2[32], when[40];
     fmt_time(m ? m->generated_ms : 0, gen, sizeof gen);
-    sb(&s, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    qv_sbuf_printf(&s, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
            "<title>qvac fleet: ternary vs 16-bit</title><style>"
            "body{font-family:sans-serif;margin:2em;color:#222}"
            "table{border-collapse:collapse;margin:1em 0}"
@@ -325,13 +275,13 @@ char *qv_fleet_html(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m)
            "<p id=\"summary\">%zu device result%s; generated %s from scheduler ",
        n, n == 1 ? "" : "s", gen);
     xml_text(&s, m && m->scheduler ? m->scheduler : "-");
-    sb(&s, ". Each row is <code>qvac bench</code> on that device: the same short LoRA "
+    qv_sbuf_printf(&s, ". Each row is <code>qvac bench</code> on that device: the same short LoRA "
            "fine-tune with ternary and with 16-bit base weights.</p>\n");
     if (!n) {
-        sb(&s, "<p>No results yet: workers send theirs once enrolled.</p>\n");
+        qv_sbuf_printf(&s, "<p>No results yet: workers send theirs once enrolled.</p>\n");
     } else {
         char *t = qv_fleet_svg(rows, n, 0), *mm = qv_fleet_svg(rows, n, 1);
-        sb(&s, "<figure id=\"tokens\">%s</figure>\n<figure id=\"memory\">%s</figure>\n",
+        qv_sbuf_printf(&s, "<figure id=\"tokens\">%s</figure>\n<figure id=\"memory\">%s</figure>\n",
            t ? t : "", mm ? mm : "");
         free(t);
         free(mm);
@@ -339,9 +289,9 @@ char *qv_fleet_html(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m)
     for (size_t i = 0; i < n; i++) {
         if (same_model_before(rows, i))
             continue;
-        sb(&s, "<h2>Model ");
+        qv_sbuf_printf(&s, "<h2>Model ");
         xml_text(&s, rows[i].r.model);
-        sb(&s, "</h2>\n<table><tr><th>worker</th><th>device</th><th>backend</th>"
+        qv_sbuf_printf(&s, "</h2>\n<table><tr><th>worker</th><th>device</th><th>backend</th>"
                "<th>name</th><th>tokens/s ternary</th><th>tokens/s f16</th>"
                "<th>ternary / f16</th><th>peak ternary</th><th>peak f16</th>"
                "<th>peak below f16</th><th>MFU ternary</th><th>tuned / default</th>"
@@ -350,33 +300,33 @@ char *qv_fleet_html(const qv_fleet_row *rows, size_t n, const qv_fleet_meta *m)
             const qv_bench_result *r = &rows[k].r;
             if (strcmp(r->model, rows[i].r.model))
                 continue;
-            sb(&s, "<tr><td>");
+            qv_sbuf_printf(&s, "<tr><td>");
             xml_text(&s, rows[k].worker_name[0] ? rows[k].worker_name : rows[k].worker);
-            sb(&s, "</td><td>");
+            qv_sbuf_printf(&s, "</td><td>");
             xml_text(&s, r->device);
-            sb(&s, "</td><td>");
+            qv_sbuf_printf(&s, "</td><td>");
             xml_text(&s, r->backend);
-            sb(&s, "</td><td>");
+            qv_sbuf_printf(&s, "</td><td>");
             xml_text(&s, r->name);
             fmt_bytes(r->mode[0].peak_bytes, b1, sizeof b1);
             fmt_bytes(r->mode[1].peak_bytes, b2, sizeof b2);
             fmt_time(r->measured_ms, when, sizeof when);
-            sb(&s, "</td><td>%.1f</td><td>%.1f</td><td>%.2fx</td><td>%s</td><td>%s</td>"
+            qv_sbuf_printf(&s, "</td><td>%.1f</td><td>%.1f</td><td>%.2fx</td><td>%s</td><td>%s</td>"
                    "<td>%.1f%%</td><td>%.1f%%</td><td>",
                r->mode[0].tokens_per_s, r->mode[1].tokens_per_s,
                ratio(r->mode[0].tokens_per_s, r->mode[1].tokens_per_s), b1, b2,
                100 * reduction(r->mode[0].peak_bytes, r->mode[1].peak_bytes),
                100 * r->mode[0].mfu);
             if (r->tuned_vs_default > 0)
-                sb(&s, "%.2fx", r->tuned_vs_default);
+                qv_sbuf_printf(&s, "%.2fx", r->tuned_vs_default);
             else
-                sb(&s, "-");
-            sb(&s, "</td><td>%s</td></tr>\n", when);
+                qv_sbuf_printf(&s, "-");
+            qv_sbuf_printf(&s, "</td><td>%s</td></tr>\n", when);
         }
-        sb(&s, "</table>\n");
+        qv_sbuf_printf(&s, "</table>\n");
     }
-    sb(&s, "<p><a href=\"/metrics\">/metrics</a> (Prometheus)</p>\n</body></html>\n");
-    return sb_take(&s);
+    qv_sbuf_printf(&s, "<p><a href=\"/metrics\">/metrics</a> (Prometheus)</p>\n</body></html>\n");
+    return qv_sbuf_take(&s);
 }
 
 /* ---- files ------------------------------------------------------------------- */

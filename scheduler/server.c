@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <zmq.h>
 
+#include "common/sbuf.h"
 #include "formats/wire.h"
 #include "scheduler/keys.h"
 #include "scheduler/fleet.h"
@@ -1807,48 +1808,15 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
 
 /* ---- the HTTP view (--http) ------------------------------------------------ */
 
-typedef struct mbuf {
-    char *p;
-    size_t n, cap;
-} mbuf;
-
-static void mb(mbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void mb(mbuf *b, const char *fmt, ...)
+static void metric_head(qv_sbuf *b, const char *name, const char *help)
 {
-    for (int tries = 0; tries < 2; tries++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-            return;
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)k + 4096;
-        char *q = realloc(b->p, cap);
-        if (!q)
-            return;
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
-static void metric_head(mbuf *b, const char *name, const char *help)
-{
-    mb(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    qv_sbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
 /* The Prometheus text of the scheduler's state now. */
 static char *render_metrics(qv_server *s, int64_t now)
 {
-    mbuf b = {0};
+    qv_sbuf b = {0};
     qv_store_metrics *m = calloc(1, sizeof *m);
     qv_err e = {0};
     if (!m || qv_store_metrics_read(s->store, m, &e) != QV_OK) {
@@ -1858,7 +1826,7 @@ static char *render_metrics(qv_server *s, int64_t now)
     }
     metric_head(&b, "qvac_jobs", "Jobs by state.");
     for (int i = 0; i < 6; i++)
-        mb(&b, "qvac_jobs{state=\"%s\"} %" PRId64 "\n", qv_job_state_name((qv_job_state)i),
+        qv_sbuf_printf(&b, "qvac_jobs{state=\"%s\"} %" PRId64 "\n", qv_job_state_name((qv_job_state)i),
            m->jobs[i]);
     int64_t w_idle = 0, w_busy = 0, w_tuning = 0, d_idle = 0, d_busy = 0, d_tuning = 0;
     double lag_max = 0, lag_sum = 0;
@@ -1885,35 +1853,35 @@ static char *render_metrics(qv_server *s, int64_t now)
     int64_t w_lost = m->workers_lost;
     metric_head(&b, "qvac_workers", "Workers by state (connected: idle, busy, tuning; "
                 "lost: silent past their lease).");
-    mb(&b, "qvac_workers{state=\"idle\"} %" PRId64 "\nqvac_workers{state=\"busy\"} %" PRId64
+    qv_sbuf_printf(&b, "qvac_workers{state=\"idle\"} %" PRId64 "\nqvac_workers{state=\"busy\"} %" PRId64
            "\nqvac_workers{state=\"tuning\"} %" PRId64 "\nqvac_workers{state=\"lost\"} %"
            PRId64 "\n", w_idle, w_busy, w_tuning, w_lost);
     metric_head(&b, "qvac_devices", "Devices of connected workers by state.");
-    mb(&b, "qvac_devices{state=\"idle\"} %" PRId64 "\nqvac_devices{state=\"busy\"} %" PRId64
+    qv_sbuf_printf(&b, "qvac_devices{state=\"idle\"} %" PRId64 "\nqvac_devices{state=\"busy\"} %" PRId64
            "\nqvac_devices{state=\"tuning\"} %" PRId64 "\n", d_idle, d_busy, d_tuning);
     metric_head(&b, "qvac_job_tokens_per_second",
                 "Training throughput of each running job, from its last progress report.");
     for (size_t i = 0; i < m->n_running; i++) {
         if (isnan(m->running[i].tokens_per_s))
-            mb(&b, "qvac_job_tokens_per_second{job=\"%" PRId64 "\"} NaN\n", m->running[i].job);
+            qv_sbuf_printf(&b, "qvac_job_tokens_per_second{job=\"%" PRId64 "\"} NaN\n", m->running[i].job);
         else
-            mb(&b, "qvac_job_tokens_per_second{job=\"%" PRId64 "\"} %.6g\n",
+            qv_sbuf_printf(&b, "qvac_job_tokens_per_second{job=\"%" PRId64 "\"} %.6g\n",
                m->running[i].job, m->running[i].tokens_per_s);
     }
     metric_head(&b, "qvac_queue_wait_seconds", "How long the oldest queued job has waited.");
-    mb(&b, "qvac_queue_wait_seconds %.3f\n",
+    qv_sbuf_printf(&b, "qvac_queue_wait_seconds %.3f\n",
        m->oldest_queued_ms ? (double)(now - m->oldest_queued_ms) / 1e3 : 0.0);
     metric_head(&b, "qvac_heartbeat_lag_seconds", "Time since the last message of each "
                 "connected worker: the largest and the mean.");
-    mb(&b, "qvac_heartbeat_lag_seconds{stat=\"max\"} %.3f\n"
+    qv_sbuf_printf(&b, "qvac_heartbeat_lag_seconds{stat=\"max\"} %.3f\n"
            "qvac_heartbeat_lag_seconds{stat=\"mean\"} %.3f\n",
        lag_max, lag_n ? lag_sum / (double)lag_n : 0.0);
     metric_head(&b, "qvac_blob_store_bytes", "Bytes held in the blob store.");
-    mb(&b, "qvac_blob_store_bytes %" PRId64 "\n", m->blob_bytes);
+    qv_sbuf_printf(&b, "qvac_blob_store_bytes %" PRId64 "\n", m->blob_bytes);
     metric_head(&b, "qvac_blobs", "Blobs held in the blob store.");
-    mb(&b, "qvac_blobs %" PRId64 "\n", m->blobs);
+    qv_sbuf_printf(&b, "qvac_blobs %" PRId64 "\n", m->blobs);
     free(m);
-    return b.p;
+    return qv_sbuf_take(&b);
 }
 
 /* The fleet report page from the stored bench results. */
