@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
@@ -30,13 +31,17 @@
 #define QV_VERSION "0"
 #endif
 
-#define MAX_SESS 1024
+#define DEF_MAX_SESS 65536  /* connections; o.max_sessions */
+#define DEF_MAX_UNKNOWN 1024 /* of them from keys not admitted; o.max_unknown */
+#define JUNK_LIMIT 32        /* refused messages before a key is muted */
+#define MUTE_MS 60000        /* how long a muted connection is ignored */
 #define MAX_XFER 4
 #define MAX_FOLLOW 4
 #define MAX_DEV QV_WIRE_MAX_DEVICES
 #define CHUNK (1u << 20)
 #define CREDIT (8u << 20)
 #define MAX_PARTS 8
+#define HELD_MAX (16u << 20) /* reply bytes a group may hold back */
 
 enum { ROLE_NONE = 0, ROLE_CLIENT, ROLE_WORKER };
 
@@ -66,7 +71,20 @@ typedef struct follow {
 } follow_t;
 
 typedef struct sess {
-    int used;
+    struct sess *next; /* the hash chain */
+    size_t at;         /* index in qv_server.all */
+    uint64_t h;
+    /* the key is admitted (a client, an enrolled worker, or insecure):
+     * connections that are not count against o.max_unknown */
+    int admitted;
+    /* refused messages (denied, malformed) with none accepted; at
+     * JUNK_LIMIT the connection is muted until mute_until */
+    unsigned junk;
+    int64_t mute_until;
+    int64_t deny_log_ms; /* the last "denied" line; others are counted */
+    uint64_t denied_quiet;
+    /* heartbeats are kept here and written to the store at the tick */
+    int64_t seen_ms, flushed_ms;
     uint8_t rid[256];
     size_t rid_len;
     char key[QV_KEY_Z85];
@@ -102,7 +120,17 @@ struct qv_server {
     int lock_fd, locked;           /* <data>/scheduler.lock, held while open */
     qv_store *store;
     atomic_int stop;
-    sess *sess;
+    /* the session table (see find_sess) */
+    sess **all, **bucket;
+    size_t nsess, cap, nbucket, nunknown;
+    uint64_t denied, ignored, busy;   /* counters for /metrics */
+    uint64_t max_worker_id;           /* the largest worker id handed out */
+    int dispatch_due;                 /* something may have become runnable */
+    int64_t next_dispatch_ms;         /* the periodic safety pass */
+    /* group commit: replies held until the group's changes are durable */
+    int grouping;
+    struct held { uint8_t rid[256]; size_t rid_len; qv_wire_out out; } *held;
+    size_t nheld, held_cap, held_bytes;
     uint8_t *buf; /* CHUNK bytes for downloads */
 };
 
@@ -141,13 +169,77 @@ static const char *peer(const sess *p, char *buf, size_t n)
     return buf;
 }
 
-static void send_out(qv_server *s, sess *p, qv_wire_out *out)
+static void send_raw(qv_server *s, const uint8_t *rid, size_t rid_len,
+                     const qv_wire_out *out)
 {
-    if (zmq_send(s->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+    if (zmq_send(s->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return;
     for (int i = 0; i < QV_WIRE_FRAMES; i++)
         zmq_send(s->router, out->frame[i].data, out->frame[i].size,
                  (i + 1 < QV_WIRE_FRAMES ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+}
+
+/* Sends, or inside a store group holds the message until the group is
+ * committed: an acknowledgement never runs ahead of the disk. The message
+ * is moved (out is left empty). */
+static void send_rid(qv_server *s, const uint8_t *rid, size_t rid_len,
+                     qv_wire_out *out)
+{
+    if (!s->grouping) {
+        send_raw(s, rid, rid_len, out);
+        return;
+    }
+    if (s->nheld == s->held_cap) {
+        size_t nc = s->held_cap ? 2 * s->held_cap : 64;
+        struct held *h = realloc(s->held, nc * sizeof *h);
+        if (!h) { /* the peer times out and asks again; nothing is acknowledged */
+            logf_(s, "out of memory: a reply dropped");
+            return;
+        }
+        s->held = h, s->held_cap = nc;
+    }
+    struct held *h = &s->held[s->nheld++];
+    memcpy(h->rid, rid, rid_len);
+    h->rid_len = rid_len;
+    h->out = *out;
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < QV_WIRE_FRAMES; i++)
+        s->held_bytes += h->out.frame[i].size;
+}
+
+static void send_out(qv_server *s, sess *p, qv_wire_out *out)
+{
+    send_rid(s, p->rid, p->rid_len, out);
+}
+
+/* Ends a group: commit, then send what it held (or, when the commit
+ * failed, drop it: the peers ask again, nothing was acknowledged). */
+static void group_end(qv_server *s)
+{
+    if (!s->grouping)
+        return;
+    s->grouping = 0;
+    qv_err e = {0};
+    int ok = qv_store_group_end(s->store, &e) == QV_OK;
+    if (!ok)
+        logf_(s, "cannot commit: %s; %zu repl%s withheld, the peers will ask again",
+              e.msg, s->nheld, s->nheld == 1 ? "y" : "ies");
+    for (size_t i = 0; i < s->nheld; i++) {
+        if (ok)
+            send_raw(s, s->held[i].rid, s->held[i].rid_len, &s->held[i].out);
+        qv_wire_out_free(&s->held[i].out);
+    }
+    s->nheld = 0;
+    s->held_bytes = 0;
+}
+
+static void group_begin(qv_server *s)
+{
+    qv_err e = {0};
+    if (!s->grouping && qv_store_group_begin(s->store, &e) == QV_OK)
+        s->grouping = 1;
+    else if (!s->grouping) /* each change commits alone, as before */
+        logf_(s, "cannot begin a group commit: %s", e.msg);
 }
 
 /* Finishes and sends a writer; a build failure is logged (a bug). */
@@ -163,13 +255,19 @@ static void send_w(qv_server *s, sess *p, qv_wire_writer *w)
     qv_wire_writer_free(w);
 }
 
-static void send_error(qv_server *s, sess *p, const char *code,
-                       const char *msg, const char *re)
+static void send_error_rid(qv_server *s, const uint8_t *rid, size_t rid_len,
+                           const char *code, const char *msg, const char *re)
 {
     qv_wire_out out = {0};
     if (qv_wire_error_reply(code, msg, re, &out, NULL) == QV_OK)
-        send_out(s, p, &out);
+        send_rid(s, rid, rid_len, &out);
     qv_wire_out_free(&out);
+}
+
+static void send_error(qv_server *s, sess *p, const char *code,
+                       const char *msg, const char *re)
+{
+    send_error_rid(s, p->rid, p->rid_len, code, msg, re);
 }
 
 static qv_wire_writer *wnew(qv_wire_type t, size_t n)
@@ -180,44 +278,139 @@ static qv_wire_writer *wnew(qv_wire_type t, size_t n)
     return w;
 }
 
-static sess *find_sess(qv_server *s, const void *rid, size_t n, int create,
-                       int64_t now)
+/* ---- the session table ---------------------------------------------------
+ * One entry per connection (routing id), found through a chained hash that
+ * doubles with the table, scanned through the dense array s->all. It grows
+ * with the fleet up to o.max_sessions; connections from keys that are not
+ * admitted may hold at most o.max_unknown of them, the least recently
+ * active one making room for a new one, so a flood of unknown keys cannot
+ * keep a worker with a token (or anyone admitted) out. */
+
+static uint64_t rid_hash(const void *rid, size_t n)
 {
-    sess *free_one = NULL;
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *p = &s->sess[i];
-        if (!p->used) {
-            if (!free_one)
-                free_one = p;
-            continue;
-        }
-        if (p->rid_len == n && memcmp(p->rid, rid, n) == 0)
-            return p;
-    }
-    if (!create || !free_one || n > sizeof free_one->rid)
-        return NULL;
-    memset(free_one, 0, sizeof *free_one);
-    free_one->used = 1;
-    memcpy(free_one->rid, rid, n);
-    free_one->rid_len = n;
-    free_one->last_ms = now;
-    return free_one;
+    const uint8_t *b = rid;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
 }
 
-static void sess_drop(sess *p)
+static sess *find_sess(qv_server *s, const void *rid, size_t n)
+{
+    if (!s->nbucket)
+        return NULL;
+    uint64_t h = rid_hash(rid, n);
+    for (sess *p = s->bucket[h & (s->nbucket - 1)]; p; p = p->next)
+        if (p->h == h && p->rid_len == n && memcmp(p->rid, rid, n) == 0)
+            return p;
+    return NULL;
+}
+
+static int table_grow(qv_server *s)
+{
+    if (s->nsess < s->cap)
+        return 0;
+    size_t nc = s->cap ? 2 * s->cap : 256;
+    sess **all = realloc(s->all, nc * sizeof *all);
+    if (!all)
+        return -1;
+    s->all = all;
+    sess **nb = calloc(nc, sizeof *nb); /* as many buckets as entries */
+    if (!nb)
+        return -1;
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        p->next = nb[p->h & (nc - 1)];
+        nb[p->h & (nc - 1)] = p;
+    }
+    free(s->bucket);
+    s->bucket = nb;
+    s->nbucket = nc;
+    s->cap = nc;
+    return 0;
+}
+
+static void sess_set_admitted(qv_server *s, sess *p, int admitted)
+{
+    if (p->admitted == admitted)
+        return;
+    p->admitted = admitted;
+    if (admitted)
+        s->nunknown--;
+    else
+        s->nunknown++;
+}
+
+static void sess_drop(qv_server *s, sess *p)
 {
     for (int i = 0; i < MAX_XFER; i++)
         if (p->ups[i].u)
             qv_blob_upload_abort(&p->ups[i].u);
-    p->used = 0;
+    sess **pp = &s->bucket[p->h & (s->nbucket - 1)];
+    while (*pp != p)
+        pp = &(*pp)->next;
+    *pp = p->next;
+    size_t at = p->at;
+    s->all[at] = s->all[--s->nsess];
+    s->all[at]->at = at;
+    if (!p->admitted)
+        s->nunknown--;
+    free(p);
+}
+
+/* The least recently active connection of a key that is not admitted. */
+static sess *oldest_unknown(qv_server *s)
+{
+    sess *o = NULL;
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (!p->admitted && (!o || p->last_ms < o->last_ms))
+            o = p;
+    }
+    return o;
+}
+
+/* A new connection's entry; NULL (and a `busy` reply) when the table is
+ * full of admitted connections or out of memory. */
+static sess *sess_new(qv_server *s, const void *rid, size_t n, int admitted,
+                      int64_t now)
+{
+    if (n > sizeof ((sess *)0)->rid)
+        return NULL;
+    int full = s->nsess >= (size_t)s->o.max_sessions;
+    if (full || (!admitted && s->nunknown >= (size_t)s->o.max_unknown)) {
+        sess *o = oldest_unknown(s);
+        if (o)
+            sess_drop(s, o);
+    }
+    sess *p = NULL;
+    if (s->nsess < (size_t)s->o.max_sessions && table_grow(s) == 0)
+        p = calloc(1, sizeof *p);
+    if (!p) {
+        s->busy++;
+        send_error_rid(s, rid, n, "busy", "the scheduler holds as many connections "
+                       "as it may (--max-sessions); try again in a few seconds", NULL);
+        return NULL;
+    }
+    memcpy(p->rid, rid, n);
+    p->rid_len = n;
+    p->last_ms = now;
+    p->h = rid_hash(rid, n);
+    p->admitted = 1;
+    sess_set_admitted(s, p, admitted);
+    p->at = s->nsess;
+    s->all[s->nsess++] = p;
+    p->next = s->bucket[p->h & (s->nbucket - 1)];
+    s->bucket[p->h & (s->nbucket - 1)] = p;
+    return p;
 }
 
 static sess *worker_sess(qv_server *s, const char *worker)
 {
     sess *best = NULL;
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *p = &s->sess[i];
-        if (p->used && p->enrolled && strcmp(p->worker, worker) == 0 &&
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (p->enrolled && strcmp(p->worker, worker) == 0 &&
             (!best || p->last_ms > best->last_ms))
             best = p;
     }
@@ -230,27 +423,11 @@ static int is_terminal(qv_job_state st)
            st == QV_JOB_CANCELLED;
 }
 
-/* The worker id of a key (scans the workers table), "" when none. */
+/* The worker id of a key, "" when none (the store's index on keys). */
 static qv_status worker_of_key(qv_server *s, const char *key, char *id,
-                               uint64_t *max_id, qv_err *err)
+                               qv_err *err)
 {
-    qv_worker_row *rows = NULL;
-    size_t n = 0;
-    id[0] = '\0';
-    if (max_id)
-        *max_id = 0;
-    qv_status st = qv_store_list_workers(s->store, &rows, &n, err);
-    if (st != QV_OK)
-        return st;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(rows[i].pubkey, key) == 0)
-            snprintf(id, QV_STORE_ID_MAX, "%s", rows[i].id);
-        uint64_t v = strtoull(rows[i].id, NULL, 10);
-        if (max_id && v > *max_id)
-            *max_id = v;
-    }
-    qv_workers_free(&rows);
-    return QV_OK;
+    return qv_store_worker_by_key(s->store, key, id, err);
 }
 
 /* ---- options: msgpack map <-> JSON object ------------------------------ */
@@ -459,47 +636,62 @@ static int by_score(const void *a, const void *b)
 
 /* Hands queued jobs to idle devices: the device with the best tuned
  * figures asks the store first, so the highest-priority job goes to the
- * fastest device that can run it. */
+ * fastest device that can run it. It runs on events (a job submitted, a
+ * device enrolled or freed, a lease ended), never per heartbeat, and stops
+ * as soon as the queue is empty: an idle fleet with an empty queue costs one
+ * count query. */
 static void dispatch(qv_server *s, int64_t now)
 {
-    int n = 0;
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *p = &s->sess[i];
-        if (p->used && p->enrolled && !p->draining && !p->tuning)
+    s->dispatch_due = 0;
+    int64_t queued = 0;
+    qv_err e = {0};
+    if (qv_store_queued_count(s->store, &queued, &e) != QV_OK) {
+        logf_(s, "dispatch: %s; retried on the next tick", e.msg);
+        s->dispatch_due = 1;
+        return;
+    }
+    if (!queued)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (p->enrolled && !p->draining && !p->tuning)
             for (int k = 0; k < p->ndev; k++)
                 n += !p->devs[k].job;
     }
     if (!n)
         return;
-    idle_dev *idle = malloc((size_t)n * sizeof *idle);
+    idle_dev *idle = malloc(n * sizeof *idle);
     if (!idle) {
         logf_(s, "dispatch: out of memory; retried on the next tick");
+        s->dispatch_due = 1;
         return;
     }
     n = 0;
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *p = &s->sess[i];
-        if (!p->used || !p->enrolled || p->draining || p->tuning)
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (!p->enrolled || p->draining || p->tuning)
             continue;
         for (int k = 0; k < p->ndev; k++)
             if (!p->devs[k].job) {
-                idle[n] = (idle_dev){p, &p->devs[k], n};
+                idle[n] = (idle_dev){p, &p->devs[k], (int)n};
                 n++;
             }
     }
-    qsort(idle, (size_t)n, sizeof idle[0], by_score);
-    for (int i = 0; i < n; i++) {
+    qsort(idle, n, sizeof idle[0], by_score);
+    for (size_t i = 0; i < n && queued > 0; i++) {
         sess *p = idle[i].p;
         dev *d = idle[i].d;
         qv_assignment a = {0};
-        qv_err e = {0};
         if (qv_store_dispatch(s->store, p->worker, d->id, d->backend, d->memory,
                               now, s->o.lease_ms, &a, &e) != QV_OK) {
             logf_(s, "dispatch to worker %s device %s: %s", p->worker, d->id, e.msg);
             continue;
         }
-        if (a.job)
+        if (a.job) {
             send_assign(s, p, d, &a);
+            queued--;
+        }
     }
     free(idle);
 }
@@ -514,8 +706,10 @@ static void reconcile(qv_server *s, sess *p)
         qv_job j = {0};
         if (qv_store_job(s->store, d->job, &j, NULL) != QV_OK ||
             (j.state != QV_JOB_ASSIGNED && j.state != QV_JOB_RUNNING) ||
-            j.attempts != d->attempt || strcmp(j.worker, p->worker) != 0)
+            j.attempts != d->attempt || strcmp(j.worker, p->worker) != 0) {
             d->job = 0, d->attempt = 0;
+            s->dispatch_due = 1;
+        }
         qv_job_clear(&j);
     }
 }
@@ -614,8 +808,7 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     }
     int known = known_worker || s->o.insecure;
     char id[QV_STORE_ID_MAX];
-    uint64_t max_id = 0;
-    st = worker_of_key(s, key, id, &max_id, &e);
+    st = worker_of_key(s, key, id, &e);
     if (st != QV_OK)
         goto internal;
     if (!id[0] || !known_worker) {
@@ -637,11 +830,14 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
             }
         }
     }
-    if (!id[0])
-        snprintf(id, sizeof id, "%" PRIu64, max_id + 1);
+    int fresh = !id[0];
+    if (fresh)
+        snprintf(id, sizeof id, "%" PRIu64, s->max_worker_id + 1);
     st = qv_store_worker_upsert(s->store, id, key, name, now, &e);
     if (st != QV_OK)
         goto internal;
+    if (fresh)
+        s->max_worker_id++;
     for (size_t i = 0; i < nd; i++) {
         const msgpack_object *tm = NULL;
         json_t *tj = json_object();
@@ -681,6 +877,8 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
         memcpy(p->key, key, QV_KEY_Z85);
     p->enrolled = 1;
     p->draining = 0;
+    p->seen_ms = p->flushed_ms = now; /* the upsert wrote last_seen */
+    sess_set_admitted(s, p, 1);
     int was_tuning = p->tuning;
     read_tuning(p, b);
     qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
@@ -697,7 +895,7 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     else
         logf_(s, "worker %s (%s, key %s) enrolled with %zu device(s)", id, name, key, nd);
     reconcile(s, p);
-    dispatch(s, now);
+    s->dispatch_due = 1;
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "enroll");
@@ -715,7 +913,7 @@ static int sess_worker(qv_server *s, sess *p)
     if (!p->key[0])
         return 0;
     char id[QV_STORE_ID_MAX];
-    if (worker_of_key(s, p->key, id, NULL, NULL) != QV_OK || !id[0])
+    if (worker_of_key(s, p->key, id, NULL) != QV_OK || !id[0])
         return 0;
     snprintf(p->worker, sizeof p->worker, "%s", id);
     return 1;
@@ -736,9 +934,13 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
         GET(qv_wire_get_u64(&run[i], "attempt", &attempt, &e));
     }
     if (sess_worker(s, p))
-        qv_store_worker_seen(s->store, p->worker, now, NULL);
-    if (p->enrolled)
+        p->seen_ms = now; /* written to the store at the tick */
+    if (p->enrolled) {
+        int was = p->tuning;
         read_tuning(p, b);
+        if (was && !p->tuning)
+            s->dispatch_due = 1; /* tuned: ready for jobs */
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t job = 0, attempt = 0;
         char devid[QV_STORE_ID_MAX] = "";
@@ -769,7 +971,6 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
     qv_wire_writer *w = wnew(QV_MSG_HEARTBEAT, 0);
     if (w)
         send_w(s, p, w);
-    dispatch(s, now);
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "heartbeat");
@@ -800,7 +1001,7 @@ static void on_progress(qv_server *s, sess *p, const msgpack_object *b, int64_t 
     char *js = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (sess_worker(s, p))
-        qv_store_worker_seen(s->store, p->worker, now, NULL);
+        p->seen_ms = now; /* written to the store at the tick */
     qv_ack ack = {0};
     st = qv_store_progress(s->store, (int64_t)job, (int)attempt, js ? js : "{}",
                            now, s->o.lease_ms, &ack, &e);
@@ -858,7 +1059,7 @@ static void on_result(qv_server *s, sess *p, qv_wire_type t,
         OPT(qv_wire_get_bool(b, "retry", &retry, &e));
     }
     if (sess_worker(s, p))
-        qv_store_worker_seen(s->store, p->worker, now, NULL);
+        p->seen_ms = now; /* written to the store at the tick */
     qv_ack ack = {0};
     if (t == QV_MSG_DONE)
         st = qv_store_complete(s->store, (int64_t)job, (int)attempt, adapter,
@@ -887,7 +1088,7 @@ static void on_result(qv_server *s, sess *p, qv_wire_type t,
     }
     free_dev_of(p, (int64_t)job);
     send_ack(s, p, job, attempt);
-    dispatch(s, now);
+    s->dispatch_due = 1;
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, tn);
@@ -946,7 +1147,7 @@ static void on_submit(qv_server *s, sess *p, const msgpack_object *b, int64_t no
         send_w(s, p, w);
     }
     logf_(s, "job %" PRId64 " submitted (%s)", id, name);
-    dispatch(s, now);
+    s->dispatch_due = 1;
     return;
 bad:
     free(json);
@@ -1642,9 +1843,9 @@ static void on_bench_run(qv_server *s, sess *p, const msgpack_object *b)
     size_t nr = 0;
     if (qv_store_list_workers(s->store, &rows, &nr, NULL) != QV_OK)
         nr = 0;
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *w = &s->sess[i];
-        if (!w->used || !w->enrolled)
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *w = s->all[i];
+        if (!w->enrolled)
             continue;
         const char *wname = "";
         for (size_t k = 0; k < nr; k++)
@@ -1705,22 +1906,57 @@ static void on_benches(qv_server *s, sess *p, const msgpack_object *b)
     qv_bench_rows_free(&rows, n);
 }
 
-static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
+/* What an unknown key costs: a counter, one log line per connection a
+ * minute (with how many were not logged), and after JUNK_LIMIT refusals
+ * with nothing accepted, a minute of silence (messages ignored unanswered). */
+static void refused_unknown(qv_server *s, sess *p, const char *re, int64_t now,
+                            const char *why)
 {
-    sess *p = find_sess(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), 1, now);
-    if (!p) {
-        logf_(s, "too many connections: a message dropped");
+    char buf[200];
+    s->denied++;
+    if (++p->junk >= JUNK_LIMIT) {
+        p->mute_until = now + MUTE_MS;
+        p->junk = 0;
+        logf_(s, "%s sent %d refused messages and nothing else: ignored for %d s",
+              peer(p, buf, sizeof buf), JUNK_LIMIT, MUTE_MS / 1000);
         return;
     }
-    p->last_ms = now;
-    char buf[200];
+    if (p->deny_log_ms && now - p->deny_log_ms < 60000) {
+        p->denied_quiet++;
+        return;
+    }
+    if (p->denied_quiet)
+        logf_(s, "denied %s from %s (%s); %" PRIu64 " more refused in the last minute",
+              re ? re : "?", peer(p, buf, sizeof buf), why, p->denied_quiet);
+    else
+        logf_(s, "denied %s from %s (%s)", re ? re : "?", peer(p, buf, sizeof buf), why);
+    p->deny_log_ms = now;
+    p->denied_quiet = 0;
+}
+
+static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
+{
     const char *uid = NULL, *key = NULL;
     if (!s->o.insecure) {
         uid = zmq_msg_gets(&parts[1], "User-Id");
         key = zmq_msg_gets(&parts[1], "X-Key");
-        if (key && !p->key[0] && qv_keys_valid(key) == QV_OK)
-            snprintf(p->key, sizeof p->key, "%s", key);
     }
+    sess *p = find_sess(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+    if (!p) {
+        int admitted = s->o.insecure ||
+                       (uid && (!strcmp(uid, "client") || !strcmp(uid, "worker")));
+        p = sess_new(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), admitted, now);
+        if (!p)
+            return; /* answered `busy` */
+    }
+    p->last_ms = now;
+    if (p->mute_until > now) { /* a connection that sent only junk */
+        s->ignored++;
+        return;
+    }
+    char buf[200];
+    if (key && !p->key[0] && qv_keys_valid(key) == QV_OK)
+        snprintf(p->key, sizeof p->key, "%s", key);
     qv_wire_frame fr[MAX_PARTS];
     for (int i = 1; i < np; i++)
         fr[i - 1] = (qv_wire_frame){zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i])};
@@ -1733,7 +1969,10 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
     qv_status st = qv_wire_decode(fr, (size_t)(np - 1), &m, &e);
     if (st != QV_OK) {
         send_error(s, p, qv_wire_error_code(st), e.msg, re);
-        logf_(s, "refused a message from %s: %s", peer(p, buf, sizeof buf), e.msg);
+        if (!p->admitted)
+            refused_unknown(s, p, re, now, e.msg);
+        else
+            logf_(s, "refused a message from %s: %s", peer(p, buf, sizeof buf), e.msg);
         return;
     }
     t = qv_wire_msg_type(m);
@@ -1762,11 +2001,14 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
                    ? "this key is not admitted: add it with `qvac clients add KEY` "
                      "on the scheduler, or enroll with a token"
                    : "this key's role may not send this message", re);
-        logf_(s, "denied %s from %s (%s)", re ? re : "?", peer(p, buf, sizeof buf),
-              role == ROLE_NONE ? "unknown key" : "wrong role");
+        if (role == ROLE_NONE)
+            refused_unknown(s, p, re, now, "unknown key");
+        else
+            logf_(s, "denied %s from %s (wrong role)", re ? re : "?", peer(p, buf, sizeof buf));
         qv_wire_msg_free(m);
         return;
     }
+    p->junk = 0;
     switch (t) {
     case QV_MSG_HELLO: on_hello(s, p, b, role == ROLE_WORKER); break;
     case QV_MSG_ENROLL: on_enroll(s, p, b, role == ROLE_WORKER, now); break;
@@ -1831,9 +2073,9 @@ static char *render_metrics(qv_server *s, int64_t now)
     int64_t w_idle = 0, w_busy = 0, w_tuning = 0, d_idle = 0, d_busy = 0, d_tuning = 0;
     double lag_max = 0, lag_sum = 0;
     int64_t lag_n = 0;
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *p = &s->sess[i];
-        if (!p->used || !p->enrolled)
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (!p->enrolled)
             continue;
         int busy = 0;
         for (int k = 0; k < p->ndev; k++) {
@@ -1933,10 +2175,52 @@ static void refresh_http(qv_server *s, int64_t now)
 
 int qv_server_http_port(const qv_server *s) { return s ? qv_http_port(s->http) : 0; }
 
+/* Writes the heartbeats kept in memory to the store, one change for all:
+ * a worker's stored last_seen lags at most lease/4 plus a tick, well inside
+ * the lease that declares it lost. */
+static void flush_seen(qv_server *s, int64_t now, int all)
+{
+    size_t n = 0, cap = 0;
+    char (*ids)[QV_STORE_ID_MAX] = NULL;
+    int64_t *times = NULL;
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (!p->worker[0] || p->seen_ms <= p->flushed_ms ||
+            (!all && now - p->flushed_ms < s->o.lease_ms / 4))
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? 2 * cap : 256;
+            void *a = realloc(ids, nc * sizeof *ids), *b = NULL;
+            if (a)
+                ids = a;
+            if (a && (b = realloc(times, nc * sizeof *times)))
+                times = b;
+            if (!a || !b)
+                break;
+            cap = nc;
+        }
+        memcpy(ids[n], p->worker, QV_STORE_ID_MAX);
+        times[n++] = p->seen_ms;
+    }
+    qv_err e = {0};
+    if (qv_store_workers_seen(s->store, (const char (*)[QV_STORE_ID_MAX])ids, times, n, &e) != QV_OK)
+        logf_(s, "cannot record heartbeats: %s", e.msg);
+    else
+        for (size_t i = 0, k = 0; i < s->nsess && k < n; i++) {
+            sess *p = s->all[i];
+            if (p->worker[0] && p->seen_ms > p->flushed_ms &&
+                (all || now - p->flushed_ms >= s->o.lease_ms / 4))
+                p->flushed_ms = p->seen_ms, k++;
+        }
+    free(ids);
+    free(times);
+}
+
 static void tick(qv_server *s, int64_t now)
 {
     qv_err e = {0};
     int rq = 0, fl = 0;
+    flush_seen(s, now, 0);
     if (qv_store_expire_leases(s->store, now, &rq, &fl, &e) != QV_OK)
         logf_(s, "lease expiry: %s", e.msg);
     else if (rq || fl)
@@ -1949,17 +2233,18 @@ static void tick(qv_server *s, int64_t now)
             if (qv_store_worker_lost(s->store, ids[i], "silent past its lease", now, &req, &e) == QV_OK)
                 logf_(s, "worker %s lost (silent for %" PRId64 " ms); %d job(s) requeued",
                       ids[i], s->o.lease_ms, req);
-            for (int k = 0; k < MAX_SESS; k++)
-                if (s->sess[k].used && strcmp(s->sess[k].worker, ids[i]) == 0) {
-                    s->sess[k].enrolled = 0;
-                    s->sess[k].ndev = 0;
+            for (size_t k = 0; k < s->nsess; k++)
+                if (strcmp(s->all[k]->worker, ids[i]) == 0) {
+                    s->all[k]->enrolled = 0;
+                    s->all[k]->ndev = 0;
                 }
         }
     }
-    for (int i = 0; i < MAX_SESS; i++) {
-        sess *p = &s->sess[i];
-        if (!p->used)
-            continue;
+    /* the store changed under the sessions (or a lease went by): see which
+     * devices are free again */
+    int recon = rq || fl || n || now >= s->next_dispatch_ms;
+    for (size_t i = s->nsess; i-- > 0;) {
+        sess *p = s->all[i];
         int live = 0;
         for (int k = 0; k < MAX_FOLLOW; k++) {
             follow_t *f = &p->fol[k];
@@ -1972,26 +2257,42 @@ static void tick(qv_server *s, int64_t now)
             else
                 live = 1;
         }
-        if (p->enrolled)
+        if (p->enrolled && recon)
             reconcile(s, p);
-        if (!live && now - p->last_ms > 3 * s->o.lease_ms)
-            sess_drop(p);
+        /* a connection from a key not admitted is forgotten sooner */
+        int64_t idle = p->admitted ? 3 * s->o.lease_ms : s->o.lease_ms;
+        if (!live && now - p->last_ms > idle) {
+            if (p->worker[0] && p->seen_ms > p->flushed_ms)
+                flush_seen(s, now, 1);
+            sess_drop(s, p);
+        }
     }
-    dispatch(s, now);
+    if (rq || fl || n)
+        s->dispatch_due = 1;
+    /* a pass now and then whatever happened: cheap with an empty queue */
+    if (s->dispatch_due || now >= s->next_dispatch_ms) {
+        dispatch(s, now);
+        s->next_dispatch_ms = now + s->o.lease_ms / 2;
+    }
     refresh_http(s, now);
 }
 
+/* The loop: every message that is ready (up to 256) is handled inside one
+ * store group, dispatch runs once for all of them, and the group's commit
+ * (one fsync) comes before any of their replies leaves. */
 qv_status qv_server_run(qv_server *s, qv_err *err)
 {
     int64_t next_tick = 0;
     while (!atomic_load(&s->stop)) {
         int64_t now = qv_store_now_ms();
         if (now >= next_tick) {
+            group_begin(s);
             tick(s, now);
+            group_end(s);
             next_tick = now + s->o.tick_ms;
         }
         zmq_pollitem_t it = {s->router, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, s->o.tick_ms);
+        int rc = zmq_poll(&it, 1, (long)(next_tick - now > 0 ? next_tick - now : 0));
         if (rc < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -1999,6 +2300,9 @@ qv_status qv_server_run(qv_server *s, qv_err *err)
                 break;
             return qv_fail(err, QV_ERR_IO, "scheduler: poll failed (%s)", zmq_strerror(zmq_errno()));
         }
+        if (rc == 0)
+            continue;
+        group_begin(s);
         for (int budget = 0; budget < 256 && !atomic_load(&s->stop); budget++) {
             zmq_msg_t parts[MAX_PARTS];
             int np = 0, more = 1, extra = 0, failed = 0;
@@ -2027,19 +2331,30 @@ qv_status qv_server_run(qv_server *s, qv_err *err)
             if (!failed && np >= 2 && !extra) {
                 handle(s, parts, np, now);
             } else if (!failed && np >= 2) {
-                sess *p = find_sess(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), 1, now);
-                if (p) {
-                    char msg[128];
-                    snprintf(msg, sizeof msg, "a message has %d frames; the protocol has 3",
-                             np - 1 + extra);
-                    send_error(s, p, "malformed", msg, NULL);
-                }
+                char msg[128];
+                snprintf(msg, sizeof msg, "a message has %d frames; the protocol has 3",
+                         np - 1 + extra);
+                if (zmq_msg_size(&parts[0]) <= 256)
+                    send_error_rid(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
+                                   "malformed", msg, NULL);
                 logf_(s, "refused a message of %d frames", np - 1 + extra);
             }
             for (int i = 0; i < np; i++)
                 zmq_msg_close(&parts[i]);
+            if (s->held_bytes > HELD_MAX) { /* downloads: do not hold too much */
+                if (s->dispatch_due)
+                    dispatch(s, now);
+                group_end(s);
+                group_begin(s);
+            }
         }
+        if (s->dispatch_due)
+            dispatch(s, qv_store_now_ms());
+        group_end(s);
     }
+    group_begin(s);
+    flush_seen(s, qv_store_now_ms(), 1);
+    group_end(s);
     return QV_OK;
 }
 
@@ -2127,9 +2442,8 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
     qv_server *s = calloc(1, sizeof *s);
     if (!s)
         return qv_fail(err, QV_ERR_NOMEM, "scheduler: out of memory");
-    s->sess = calloc(MAX_SESS, sizeof *s->sess);
     s->buf = malloc(CHUNK);
-    if (!s->sess || !s->buf) {
+    if (!s->buf) {
         qv_server_close(&s);
         return qv_fail(err, QV_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -2139,6 +2453,9 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
     if (s->o.lease_ms <= 0) s->o.lease_ms = 10000;
     if (s->o.max_attempts <= 0) s->o.max_attempts = QV_STORE_MAX_ATTEMPTS;
     if (s->o.checkpoint_every <= 0) s->o.checkpoint_every = 100;
+    if (s->o.max_sessions <= 0) s->o.max_sessions = DEF_MAX_SESS;
+    if (s->o.max_unknown <= 0) s->o.max_unknown = DEF_MAX_UNKNOWN;
+    if (s->o.max_unknown > s->o.max_sessions) s->o.max_unknown = s->o.max_sessions;
     if (s->o.tick_ms <= 0) {
         s->o.tick_ms = (int)(s->o.lease_ms / 4);
         if (s->o.tick_ms > 250) s->o.tick_ms = 250;
@@ -2177,9 +2494,18 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
     }
     if (st == QV_OK)
         st = qv_store_open(s->data_dir, NULL, &s->store, err);
+    if (st == QV_OK)
+        st = qv_store_worker_max_id(s->store, &s->max_worker_id, err);
     if (st != QV_OK) {
         qv_server_close(&s);
         return st;
+    }
+    /* a connection is a file descriptor: a fleet needs more than the usual
+     * soft limit of 1024, up to what the system allows this process */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (s->o.name)
         snprintf(s->name, sizeof s->name, "%s", s->o.name);
@@ -2278,10 +2604,11 @@ void qv_server_close(qv_server **sp)
     if (!sp || !*sp)
         return;
     qv_server *s = *sp;
-    if (s->sess)
-        for (int i = 0; i < MAX_SESS; i++)
-            if (s->sess[i].used)
-                sess_drop(&s->sess[i]);
+    while (s->nsess)
+        sess_drop(s, s->all[s->nsess - 1]);
+    for (size_t i = 0; i < s->nheld; i++)
+        qv_wire_out_free(&s->held[i].out);
+    free(s->held);
     if (s->router)
         zmq_close(s->router);
     if (s->ctx) {
@@ -2297,7 +2624,8 @@ void qv_server_close(qv_server **sp)
     qv_store_close(&s->store);
     if (s->locked)
         close(s->lock_fd); /* releases the lock */
-    free(s->sess);
+    free(s->all);
+    free(s->bucket);
     free(s->buf);
     free(s);
     *sp = NULL;

@@ -43,6 +43,10 @@ typedef struct qv_server_opts {
     int checkpoint_every;   /* steps between checkpoint uploads; 0 -> 100 */
     int tick_ms;            /* 0 -> min(250, lease_ms / 4) */
     int insecure;           /* 1: no CURVE, every peer admitted */
+    int max_sessions;       /* connections held at once; 0 -> 65536. Past it a
+                               new connection gets `busy` */
+    int max_unknown;        /* of them from keys not admitted; 0 -> 1024 (the
+                               least recently active one makes room) */
     const char *http;       /* "HOST:PORT": serve /metrics and the fleet report
                                there (scheduler/http.h); NULL: off */
     qv_server_log_fn log;   /* NULL: silent */

@@ -32,6 +32,7 @@ struct qv_store {
     int busy_ms;
     int version;
     unsigned upload_seq;
+    int group;      /* inside qv_store_group_begin: changes are savepoints */
     char dir[3072];
     char dbpath[3200];
     struct { const char *sql; sqlite3_stmt *st; } cache[STMT_CACHE];
@@ -205,21 +206,59 @@ static qv_status run(qv_store *s, sqlite3_stmt *st, const char *what,
 
 /* ---- transactions ---------------------------------------------------------- */
 
+/* Outside a group every change is its own BEGIN IMMEDIATE ... COMMIT. Inside
+ * a group (qv_store_group_begin) it is a savepoint of the group's transaction:
+ * a failed change is undone alone, and the group's COMMIT makes all of them
+ * durable with one fsync (group commit). */
 static qv_status tx_begin(qv_store *s, const char *what, qv_err *err)
 {
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = sqlite3_exec(s->db, s->group ? "SAVEPOINT qv" : "BEGIN IMMEDIATE",
+                          NULL, NULL, NULL);
     return rc == SQLITE_OK ? QV_OK : db_fail(s, rc, what, err);
 }
 
 static qv_status tx_end(qv_store *s, qv_status r, const char *what,
                         qv_err *err)
 {
+    if (s->group) {
+        if (r != QV_OK)
+            sqlite3_exec(s->db, "ROLLBACK TO qv", NULL, NULL, NULL);
+        int rc = sqlite3_exec(s->db, "RELEASE qv", NULL, NULL, NULL);
+        if (r == QV_OK && rc != SQLITE_OK)
+            r = db_fail(s, rc, what, err);
+        return r;
+    }
     if (r == QV_OK) {
         int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             r = db_fail(s, rc, what, err);
     }
     if (r != QV_OK && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+qv_status qv_store_group_begin(qv_store *s, qv_err *err)
+{
+    if (!s || s->group)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: a group is already open");
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, "begin a group of changes", err);
+    s->group = 1;
+    return QV_OK;
+}
+
+qv_status qv_store_group_end(qv_store *s, qv_err *err)
+{
+    if (!s || !s->group)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no group is open");
+    s->group = 0;
+    int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        return QV_OK;
+    qv_status r = db_fail(s, rc, "commit a group of changes", err);
+    if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return r;
 }
@@ -2074,6 +2113,92 @@ qv_status qv_store_worker_seen(qv_store *s, const char *worker, int64_t now_ms,
         r = qv_fail(err, QV_ERR_NOT_FOUND, "scheduler: no enrolled worker %s",
                     worker);
     return tx_end(s, r, "record a heartbeat", err);
+}
+
+qv_status qv_store_workers_seen(qv_store *s, const char (*ids)[QV_STORE_ID_MAX],
+                                const int64_t *times, size_t n, qv_err *err)
+{
+    static const char SQL[] =
+        "UPDATE workers SET last_seen = max(last_seen, ?), state = 'active'"
+        " WHERE id = ? AND state <> 'revoked'";
+    if (!s || (n && (!ids || !times)))
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no workers");
+    if (!n)
+        return QV_OK;
+    qv_status r = tx_begin(s, "record heartbeats", err);
+    for (size_t i = 0; r == QV_OK && i < n; i++) {
+        sqlite3_stmt *st;
+        r = check_id(ids[i], "worker id", err);
+        if (r == QV_OK)
+            r = prep(s, SQL, &st, err);
+        if (r != QV_OK)
+            break;
+        sqlite3_bind_int64(st, 1, times[i]);
+        bind_str(st, 2, ids[i]);
+        r = run(s, st, "record heartbeats", err);
+    }
+    return tx_end(s, r, "record heartbeats", err);
+}
+
+qv_status qv_store_worker_by_key(qv_store *s, const char *pubkey,
+                                 char id[QV_STORE_ID_MAX], qv_err *err)
+{
+    static const char SQL[] = "SELECT id FROM workers WHERE pubkey = ?";
+    if (!s || !pubkey || !id)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no key or output");
+    id[0] = '\0';
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, pubkey);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        col_copy(st, 0, id, QV_STORE_ID_MAX);
+    else if (rc != SQLITE_DONE)
+        r = db_fail(s, rc, "find a worker by key", err);
+    done(st);
+    return r;
+}
+
+qv_status qv_store_worker_max_id(qv_store *s, uint64_t *max_id, qv_err *err)
+{
+    static const char SQL[] = "SELECT max(CAST(id AS INTEGER)) FROM workers";
+    if (!s || !max_id)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *max_id = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
+        sqlite3_column_int64(st, 0) > 0)
+        *max_id = (uint64_t)sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "find the largest worker id", err);
+    done(st);
+    return r;
+}
+
+qv_status qv_store_queued_count(qv_store *s, int64_t *n, qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT count(*) FROM jobs WHERE state = 'queued' AND cancel_requested = 0";
+    if (!s || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    else
+        r = db_fail(s, rc, "count the queued jobs", err);
+    done(st);
+    return r;
 }
 
 qv_status qv_store_silent_workers(qv_store *s, int64_t now_ms,

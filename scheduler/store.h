@@ -76,6 +76,14 @@ qv_status qv_store_open(const char *dir, const qv_store_opts *opts,
                         qv_store **out, qv_err *err);
 void qv_store_close(qv_store **store);
 
+/* Group commit. Between begin and end every change of this handle is a
+ * savepoint of one transaction (a failed change is still undone alone), and
+ * end commits them all with one fsync. Nothing changed in a group is durable
+ * before end returns QV_OK, so a caller holds back every acknowledgement
+ * until then; when end fails, the whole group is rolled back. */
+qv_status qv_store_group_begin(qv_store *store, qv_err *err);
+qv_status qv_store_group_end(qv_store *store, qv_err *err);
+
 /* The schema version of the open database (PRAGMA user_version). */
 int qv_store_schema_version(const qv_store *store);
 
@@ -274,6 +282,18 @@ qv_status qv_store_worker_upsert(qv_store *store, const char *worker,
 /* A message from the worker: last seen = now, state "active". */
 qv_status qv_store_worker_seen(qv_store *store, const char *worker,
                                int64_t now_ms, qv_err *err);
+/* Many heartbeats in one change: worker ids[i] was last seen at times[i]
+ * (a time never moves back); state "active". Unknown ids are skipped. */
+qv_status qv_store_workers_seen(qv_store *store,
+                                const char (*ids)[QV_STORE_ID_MAX],
+                                const int64_t *times, size_t n, qv_err *err);
+/* The id of the worker enrolled with pubkey (indexed), "" when none. */
+qv_status qv_store_worker_by_key(qv_store *store, const char *pubkey,
+                                 char id[QV_STORE_ID_MAX], qv_err *err);
+/* The largest numeric worker id (0 when there is none). */
+qv_status qv_store_worker_max_id(qv_store *store, uint64_t *max_id, qv_err *err);
+/* Queued jobs that dispatch could hand out (not being cancelled). */
+qv_status qv_store_queued_count(qv_store *store, int64_t *n, qv_err *err);
 /* Marks the worker "lost"; every job it holds goes back to the queue (or
  * fails when out of attempts, or is cancelled if requested). */
 qv_status qv_store_worker_lost(qv_store *store, const char *worker,
