@@ -41,7 +41,9 @@
 #define CHUNK (1u << 20)
 #define CREDIT (8u << 20)
 #define MAX_PARTS 8
-#define HELD_MAX (16u << 20) /* reply bytes a group may hold back */
+#define HELD_MAX (16u << 20)    /* reply bytes a group may hold back */
+#define BLOB_RESERVE (256u << 20) /* free disk an upload may not take */
+#define DEF_MAX_BLOB (64ull << 30)  /* o.max_blob */
 
 enum { ROLE_NONE = 0, ROLE_CLIENT, ROLE_WORKER };
 
@@ -57,6 +59,7 @@ typedef struct upload {
     qv_blob_upload *u;
     char hash[QV_BLOB_HEX];
     uint64_t size;
+    uint64_t granted; /* bytes of the blob the client may have sent so far */
 } upload;
 
 typedef struct download {
@@ -643,15 +646,6 @@ static int by_score(const void *a, const void *b)
 static void dispatch(qv_server *s, int64_t now)
 {
     s->dispatch_due = 0;
-    int64_t queued = 0;
-    qv_err e = {0};
-    if (qv_store_queued_count(s->store, &queued, &e) != QV_OK) {
-        logf_(s, "dispatch: %s; retried on the next tick", e.msg);
-        s->dispatch_due = 1;
-        return;
-    }
-    if (!queued)
-        return;
     size_t n = 0;
     for (size_t i = 0; i < s->nsess; i++) {
         sess *p = s->all[i];
@@ -660,6 +654,15 @@ static void dispatch(qv_server *s, int64_t now)
                 n += !p->devs[k].job;
     }
     if (!n)
+        return;
+    int64_t queued = 0;
+    qv_err e = {0};
+    if (qv_store_queued_count(s->store, (int64_t)n, &queued, &e) != QV_OK) {
+        logf_(s, "dispatch: %s; retried on the next tick", e.msg);
+        s->dispatch_due = 1;
+        return;
+    }
+    if (!queued)
         return;
     idle_dev *idle = malloc(n * sizeof *idle);
     if (!idle) {
@@ -1461,6 +1464,15 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
         send_blob_ok(s, p, hash, have);
         return;
     }
+    if (size > s->o.max_blob) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "blob_put.size: %" PRIu64 " bytes is over this "
+                 "scheduler's limit of %" PRIu64 " bytes (qvac scheduler --max-blob)",
+                 size, s->o.max_blob);
+        send_error(s, p, "invalid", msg, "blob_put");
+        logf_(s, "blob_put of %" PRIu64 " bytes refused: over --max-blob", size);
+        return;
+    }
     int slot = -1;
     for (int i = 0; i < MAX_XFER; i++)
         if (p->ups[i].u && strcmp(p->ups[i].hash, hash) == 0) {
@@ -1470,15 +1482,37 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
     for (int i = 0; slot < 0 && i < MAX_XFER; i++)
         if (!p->ups[i].u)
             slot = i;
-    if (slot < 0) {
-        send_error(s, p, "busy", "blob_put: 4 uploads already in progress on this "
-                   "connection; finish one first", "blob_put");
+    /* uploads count per key (a client opening many connections gets no
+     * more), per connection when there is no key (insecure) */
+    int mine = 0;
+    for (size_t i = 0; p->key[0] && i < s->nsess; i++)
+        if (s->all[i] != p && strcmp(s->all[i]->key, p->key) == 0)
+            for (int k = 0; k < MAX_XFER; k++)
+                mine += s->all[i]->ups[k].u != NULL;
+    for (int k = 0; k < MAX_XFER; k++)
+        mine += p->ups[k].u != NULL;
+    if (slot < 0 || mine >= MAX_XFER) {
+        send_error(s, p, "busy", "blob_put: 4 uploads of this key are already in "
+                   "progress; finish one first", "blob_put");
+        return;
+    }
+    uint64_t avail = 0;
+    if (qv_store_blob_space(s->store, &avail, NULL) == QV_OK &&
+        (avail < BLOB_RESERVE || size > avail - BLOB_RESERVE)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "blob_put: the scheduler's disk has %" PRIu64
+                 " MiB free, not enough for %" PRIu64 " MiB and its reserve of %u MiB; "
+                 "try again later", avail >> 20, size >> 20, BLOB_RESERVE >> 20);
+        send_error(s, p, "busy", msg, "blob_put");
+        logf_(s, "blob_put of %" PRIu64 " bytes refused: %" PRIu64 " MiB free on disk",
+              size, avail >> 20);
         return;
     }
     GET(qv_store_blob_begin(s->store, hash, size, &p->ups[slot].u, &e));
     memcpy(p->ups[slot].hash, hash, QV_BLOB_HEX); /* sha_ok: 64 digits + NUL */
     p->ups[slot].size = size;
-    send_credit(s, p, hash, CREDIT);
+    p->ups[slot].granted = size < CREDIT ? size : CREDIT;
+    send_credit(s, p, hash, p->ups[slot].granted);
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "blob_put");
@@ -1510,11 +1544,23 @@ static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_
         send_error(s, p, "invalid", "blob_chunk.size: not the size announced in blob_put", "blob_chunk");
         return;
     }
+    if (off > u->granted || n > u->granted - off) { /* it ignored its credit */
+        send_error(s, p, "invalid", "blob_chunk: more bytes than the credit granted; "
+                   "the upload is abandoned, send blob_put again", "blob_chunk");
+        logf_(s, "blob %s: a chunk over the credit, upload abandoned", hash);
+        qv_blob_upload_abort(&u->u);
+        return;
+    }
     st = qv_blob_upload_append(u->u, off, bytes, n, &e);
     if (st != QV_OK) {
         send_error(s, p, qv_wire_error_code(st), e.msg, "blob_chunk");
+        if (st == QV_ERR_IO) { /* a full disk: give the space back at once */
+            logf_(s, "blob %s: %s; upload abandoned", hash, e.msg);
+            qv_blob_upload_abort(&u->u);
+        }
         return;
     }
+
     if (qv_blob_upload_received(u->u) == u->size) {
         st = qv_store_blob_finish(s->store, &u->u, now, &e);
         if (st == QV_ERR_CORRUPT) {
@@ -1528,8 +1574,12 @@ static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_
         }
         return;
     }
-    if (n)
-        send_credit(s, p, hash, n);
+    /* the window moves on by what was written, never past the blob */
+    uint64_t more = u->size - u->granted < n ? u->size - u->granted : n;
+    if (more) {
+        u->granted += more;
+        send_credit(s, p, hash, more);
+    }
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "blob_chunk");
@@ -2454,6 +2504,7 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
     if (s->o.max_attempts <= 0) s->o.max_attempts = QV_STORE_MAX_ATTEMPTS;
     if (s->o.checkpoint_every <= 0) s->o.checkpoint_every = 100;
     if (s->o.max_sessions <= 0) s->o.max_sessions = DEF_MAX_SESS;
+    if (!s->o.max_blob) s->o.max_blob = DEF_MAX_BLOB;
     if (s->o.max_unknown <= 0) s->o.max_unknown = DEF_MAX_UNKNOWN;
     if (s->o.max_unknown > s->o.max_sessions) s->o.max_unknown = s->o.max_sessions;
     if (s->o.tick_ms <= 0) {
@@ -2496,6 +2547,9 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
         st = qv_store_open(s->data_dir, NULL, &s->store, err);
     if (st == QV_OK)
         st = qv_store_worker_max_id(s->store, &s->max_worker_id, err);
+    int stale = 0; /* uploads a killed scheduler left; we hold the lock */
+    if (st == QV_OK && qv_store_blob_tmp_clean(s->store, &stale, NULL) == QV_OK && stale)
+        logf_(s, "removed %d partial upload(s) left by an earlier run", stale);
     if (st != QV_OK) {
         qv_server_close(&s);
         return st;
@@ -2564,7 +2618,10 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
         }
     }
     s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
-    int64_t maxmsg = QV_WIRE_MAX_BODY + 4096;
+    /* bodies over the protocol's 16 MiB up to 4 times that get a `malformed`
+     * reply from the decoder; libzmq drops the connection of a larger one
+     * before it is read (docs/protocol.md, Limits) */
+    int64_t maxmsg = 4 * (int64_t)QV_WIRE_MAX_BODY + 4096;
     int linger = 0, hwm = 10000;
     if (!s->router) {
         qv_server_close(&s);
@@ -2573,6 +2630,10 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
     zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    /* per peer: a client that sends chunks past its credit queues at most
+     * this many messages here, not its whole file */
+    int rcvhwm = 64;
+    zmq_setsockopt(s->router, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     if (!s->o.insecure) {
         st = qv_sock_curve_server(s->router, &s->kp, err);
         zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, "qvac", 4);

@@ -45,6 +45,7 @@ typedef struct qv_server_opts {
     int insecure;           /* 1: no CURVE, every peer admitted */
     int max_sessions;       /* connections held at once; 0 -> 65536. Past it a
                                new connection gets `busy` */
+    uint64_t max_blob;      /* largest upload accepted; 0 -> 64 GiB */
     int max_unknown;        /* of them from keys not admitted; 0 -> 1024 (the
                                least recently active one makes room) */
     const char *http;       /* "HOST:PORT": serve /metrics and the fleet report

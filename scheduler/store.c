@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -807,6 +808,47 @@ qv_status qv_store_blob_begin(qv_store *s, const char *expected, uint64_t size,
         return r;
     }
     *up = u;
+    return QV_OK;
+}
+
+qv_status qv_store_blob_space(qv_store *s, uint64_t *avail, qv_err *err)
+{
+    if (!s || !avail)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    char dir[3200];
+    snprintf(dir, sizeof dir, "%s/blobs", s->dir);
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0)
+        return qv_fail(err, QV_ERR_IO, "scheduler store: cannot read the free space "
+                       "of %s: %s", dir, strerror(errno));
+    *avail = (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+    return QV_OK;
+}
+
+qv_status qv_store_blob_tmp_clean(qv_store *s, int *removed, qv_err *err)
+{
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    if (removed)
+        *removed = 0;
+    char dir[3200];
+    snprintf(dir, sizeof dir, "%s/blobs/tmp", s->dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? QV_OK
+                               : qv_fail(err, QV_ERR_IO, "scheduler store: cannot "
+                                         "list %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".part") != 0)
+            continue;
+        char path[3600];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (unlink(path) == 0 && removed)
+            (*removed)++;
+    }
+    closedir(d);
     return QV_OK;
 }
 
@@ -2181,10 +2223,11 @@ qv_status qv_store_worker_max_id(qv_store *s, uint64_t *max_id, qv_err *err)
     return r;
 }
 
-qv_status qv_store_queued_count(qv_store *s, int64_t *n, qv_err *err)
+qv_status qv_store_queued_count(qv_store *s, int64_t limit, int64_t *n, qv_err *err)
 {
     static const char SQL[] =
-        "SELECT count(*) FROM jobs WHERE state = 'queued' AND cancel_requested = 0";
+        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued'"
+        " AND cancel_requested = 0 LIMIT ?)";
     if (!s || !n)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
     *n = 0;
@@ -2192,6 +2235,7 @@ qv_status qv_store_queued_count(qv_store *s, int64_t *n, qv_err *err)
     qv_status r = prep(s, SQL, &st, err);
     if (r != QV_OK)
         return r;
+    sqlite3_bind_int64(st, 1, limit);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *n = sqlite3_column_int64(st, 0);

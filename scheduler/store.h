@@ -292,8 +292,10 @@ qv_status qv_store_worker_by_key(qv_store *store, const char *pubkey,
                                  char id[QV_STORE_ID_MAX], qv_err *err);
 /* The largest numeric worker id (0 when there is none). */
 qv_status qv_store_worker_max_id(qv_store *store, uint64_t *max_id, qv_err *err);
-/* Queued jobs that dispatch could hand out (not being cancelled). */
-qv_status qv_store_queued_count(qv_store *store, int64_t *n, qv_err *err);
+/* Queued jobs that dispatch could hand out (not being cancelled), counted
+ * up to limit (the cost grows with the limit, not with the queue). */
+qv_status qv_store_queued_count(qv_store *store, int64_t limit, int64_t *n,
+                                qv_err *err);
 /* Marks the worker "lost"; every job it holds goes back to the queue (or
  * fails when out of attempts, or is cancelled if requested). */
 qv_status qv_store_worker_lost(qv_store *store, const char *worker,
@@ -427,6 +429,11 @@ qv_status qv_store_blob_read(qv_store *store, const char *hash,
  * finish and abort consume the upload (set *up = NULL) whatever happens. */
 typedef struct qv_blob_upload qv_blob_upload;
 
+/* Bytes free for uploads on the blob folder's file system. */
+qv_status qv_store_blob_space(qv_store *store, uint64_t *avail, qv_err *err);
+/* Removes every partial upload (the .part files in blobs/tmp): call only where no
+ * upload can be in progress (the scheduler, holding its lock, at start). */
+qv_status qv_store_blob_tmp_clean(qv_store *store, int *removed, qv_err *err);
 qv_status qv_store_blob_begin(qv_store *store, const char *expected,
                               uint64_t size, qv_blob_upload **up, qv_err *err);
 qv_status qv_blob_upload_append(qv_blob_upload *up, uint64_t offset,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -866,6 +867,200 @@ Test(scheduler, a_peer_cannot_forge_a_log_line, .timeout = 60)
     pthread_mutex_unlock(&g_log_mu);
     zmq_close(wk);
     zmq_close(sock);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
+
+/* ---- issue 14: the session table, unknown keys, uploads --------------------- */
+
+static void sched_start_o(sched *s, qv_server_opts *o)
+{
+    snprintf(s->dir, sizeof s->dir, "/tmp/qv-sched-XXXXXX");
+    cr_assert_not_null(mkdtemp(s->dir));
+    snprintf(s->client_key, sizeof s->client_key, "%s/client.key", s->dir);
+    o->bind = "tcp://127.0.0.1:*";
+    o->data_dir = s->dir;
+    o->client_key = s->client_key;
+    o->name = "t";
+    o->tick_ms = 20;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_server_open(o, &s->srv, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(pthread_create(&s->th, NULL, sched_main, s), 0);
+}
+
+/* A DEALER to the scheduler, with CURVE as kp when kp is given. */
+static void *dealer(void *ctx, sched *s, const qv_keypair *kp, int timeout_ms)
+{
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    cr_assert_not_null(sock, "%s", zmq_strerror(zmq_errno()));
+    int linger = 0;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (kp) {
+        qv_err e;
+        cr_assert_eq(qv_sock_curve_client(sock, kp, qv_server_public_key(s->srv), &e),
+                     QV_OK, "%s", e.msg);
+    }
+    cr_assert_eq(zmq_connect(sock, qv_server_endpoint(s->srv)), 0);
+    return sock;
+}
+
+/* The type of the next message, or -1 when none comes in the timeout. */
+static int try_recv(void *sock, char *code, size_t code_n)
+{
+    zmq_msg_t part[4];
+    int n = 0, more = 1;
+    while (more && n < 4) {
+        zmq_msg_init(&part[n]);
+        if (zmq_msg_recv(&part[n], sock, 0) < 0) {
+            zmq_msg_close(&part[n]);
+            for (int i = 0; i < n; i++)
+                zmq_msg_close(&part[i]);
+            return -1;
+        }
+        more = zmq_msg_more(&part[n]);
+        n++;
+    }
+    int t = QV_MSG_COUNT;
+    if (n == QV_WIRE_FRAMES) {
+        qv_wire_frame f[QV_WIRE_FRAMES];
+        for (int i = 0; i < n; i++)
+            f[i] = (qv_wire_frame){zmq_msg_data(&part[i]), zmq_msg_size(&part[i])};
+        qv_wire_msg *m = NULL;
+        if (qv_wire_decode(f, QV_WIRE_FRAMES, &m, NULL) == QV_OK) {
+            t = (int)qv_wire_msg_type(m);
+            if (code && t == QV_MSG_ERROR)
+                qv_wire_get_str(qv_wire_msg_body(m), "code", code, code_n, NULL);
+        }
+        qv_wire_msg_free(m);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&part[i]);
+    return t;
+}
+
+static void send_jobs(void *sock)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_JOBS, 0, &w, NULL), QV_OK);
+    send_body(sock, QV_MSG_JOBS, w);
+}
+
+/* MAX_SESS was 1024 and a full table dropped messages unanswered: the table
+ * grows past it, and one that is full (--max-sessions) answers `busy`. */
+Test(scheduler, the_session_table_grows_and_a_full_one_answers_busy, .timeout = 120)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    enum { N = 1100 };
+    cr_assert(rl.rlim_cur > 3 * N + 64, "this test needs %d descriptors (ulimit -n)", 3 * N + 64);
+    sched s = {0};
+    qv_server_opts o = {.insecure = 1};
+    sched_start_o(&s, &o);
+    void *ctx = zmq_ctx_new();
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, N + 16);
+    static void *sock[N];
+    for (int i = 0; i < N; i++) {
+        sock[i] = dealer(ctx, &s, NULL, 10000);
+        send_hello(sock[i]);
+    }
+    int welcomed = 0;
+    for (int i = 0; i < N; i++)
+        welcomed += try_recv(sock[i], NULL, 0) == QV_MSG_WELCOME;
+    cr_expect_eq(welcomed, N, "%d of %d connections welcomed", welcomed, N);
+    for (int i = 0; i < N; i++)
+        zmq_close(sock[i]);
+    sched_stop(&s, 1);
+
+    qv_server_opts o2 = {.insecure = 1, .max_sessions = 8};
+    sched_start_o(&s, &o2);
+    for (int i = 0; i < 9; i++) {
+        sock[i] = dealer(ctx, &s, NULL, 5000);
+        send_hello(sock[i]);
+        char code[32] = "";
+        int t = try_recv(sock[i], code, sizeof code);
+        if (i < 8) {
+            cr_expect_eq(t, QV_MSG_WELCOME, "connection %d", i);
+        } else {
+            cr_expect_eq(t, QV_MSG_ERROR, "the ninth connection was not answered");
+            cr_expect_str_eq(code, "busy");
+        }
+    }
+    for (int i = 0; i < 9; i++)
+        zmq_close(sock[i]);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
+
+static size_t log_count(const char *needle)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&g_log_mu);
+    for (const char *p = g_log; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    pthread_mutex_unlock(&g_log_mu);
+    return n;
+}
+
+/* An unknown key cost a log line per denied message. Now: one line, a
+ * counter, and after 32 refusals its messages are ignored; a flood of
+ * unknown keys cannot keep an admitted client or a worker with a token out. */
+Test(scheduler, unknown_keys_are_rate_limited_muted_and_cannot_fill_the_table,
+     .timeout = 120)
+{
+    if (!qv_curve_available())
+        cr_skip_test("libzmq without CURVE");
+    pthread_mutex_lock(&g_log_mu);
+    g_log[0] = '\0';
+    pthread_mutex_unlock(&g_log_mu);
+    sched s = {0};
+    qv_server_opts o = {.max_sessions = 16, .max_unknown = 4, .log = keep_log};
+    sched_start_o(&s, &o);
+    void *ctx = zmq_ctx_new();
+    qv_keypair kp;
+    cr_assert_eq(zmq_curve_keypair(kp.pub, kp.sec), 0);
+    void *junk = dealer(ctx, &s, &kp, 500);
+    for (int i = 0; i < 40; i++)
+        send_jobs(junk);
+    int denied = 0, t;
+    char code[32];
+    while ((t = try_recv(junk, code, sizeof code)) >= 0)
+        denied += t == QV_MSG_ERROR && !strcmp(code, "denied");
+    cr_expect_eq(denied, 32, "%d denied replies before the key was muted", denied);
+    cr_expect_eq(log_count("denied jobs"), 1, "one line for the key: %s", g_log);
+    cr_expect_eq(log_count("ignored for 60 s"), 1, "%s", g_log);
+    zmq_close(junk);
+
+    /* 40 more unknown keys: each one gets its welcome, none keeps others out */
+    int welcomed = 0;
+    for (int i = 0; i < 40; i++) {
+        qv_keypair k2;
+        cr_assert_eq(zmq_curve_keypair(k2.pub, k2.sec), 0);
+        void *u = dealer(ctx, &s, &k2, 5000);
+        send_hello(u);
+        welcomed += try_recv(u, NULL, 0) == QV_MSG_WELCOME;
+        zmq_close(u);
+    }
+    cr_expect_eq(welcomed, 40);
+    /* the account's client still gets in, and so does a worker with a token */
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv),
+                         .server_key = qv_server_public_key(s.srv),
+                         .client_key = s.client_key, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    qv_client_close(&c);
+    qv_store *st = NULL;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    char tok[QV_TOKEN_HEX];
+    cr_assert_eq(qv_store_token_new(st, qv_store_now_ms(), 60000, tok, &e), QV_OK, "%s", e.msg);
+    qv_store_close(&st);
+    cr_expect_eq(enroll(&s, tok, &e), QV_OK, "%s", e.msg);
     zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }
