@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1062,5 +1063,134 @@ Test(scheduler, unknown_keys_are_rate_limited_muted_and_cannot_fill_the_table,
     qv_store_close(&st);
     cr_expect_eq(enroll(&s, tok, &e), QV_OK, "%s", e.msg);
     zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
+
+static qv_status blob_put(qv_client *c, const char *hash, uint64_t size,
+                          uint64_t *credit, qv_err *e)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BLOB_PUT, 2, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "hash", hash);
+    qv_wire_kv_u64(w, "size", size);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, e), QV_OK, "%s", e->msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    qv_status st = qv_client_request(c, &o, QV_MSG_BLOB_CREDIT, &m, e);
+    qv_wire_out_free(&o);
+    if (st == QV_OK && credit)
+        qv_wire_get_u64(qv_wire_msg_body(m), "credit", credit, NULL);
+    qv_wire_msg_free(m);
+    return st;
+}
+
+static void fake_hash(int i, char h[QV_SHA256_HEX])
+{
+    char b[16];
+    snprintf(b, sizeof b, "blob-%d", i);
+    qv_sha256_mem(b, strlen(b), h);
+}
+
+/* blob_put {size: 2^62} got credit, a 4-byte blob 8 MiB of it, a disk that
+ * cannot hold the blob was not asked, uploads were capped per connection
+ * (not per key), a body over 16 MiB dropped the connection unanswered, and
+ * a killed scheduler's partial uploads stayed for good. */
+Test(scheduler, uploads_are_capped_checked_and_cleaned, .timeout = 120)
+{
+    sched s = {0};
+    qv_err e;
+    qv_err_clear(&e);
+    /* a partial upload left by a killed scheduler */
+    snprintf(s.dir, sizeof s.dir, "/tmp/qv-sched-XXXXXX");
+    cr_assert_not_null(mkdtemp(s.dir));
+    char part[256], cmd[512];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/blobs/tmp'", s.dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(part, sizeof part, "%s/blobs/tmp/%064d.1.0.part", s.dir, 0);
+    FILE *f = fopen(part, "w");
+    cr_assert_not_null(f);
+    fputs("left over", f);
+    fclose(f);
+    snprintf(s.client_key, sizeof s.client_key, "%s/client.key", s.dir);
+    qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = s.dir,
+                        .client_key = s.client_key, .name = "t", .insecure = 1,
+                        .tick_ms = 20, .max_blob = 1u << 20};
+    cr_assert_eq(qv_server_open(&o, &s.srv, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(pthread_create(&s.th, NULL, sched_main, &s), 0);
+    cr_expect_neq(access(part, F_OK), 0, "the partial upload is still there");
+
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    char h[QV_SHA256_HEX];
+    fake_hash(1, h);
+    cr_expect_neq(blob_put(c, h, 1ull << 62, NULL, &e), QV_OK, "2^62 bytes were granted");
+    cr_expect_str_eq(qv_client_last_error_code(c), "invalid");
+    cr_expect_not_null(strstr(e.msg, "--max-blob"), "%s", e.msg);
+    uint64_t credit = 0;
+    cr_expect_eq(blob_put(c, h, 4, &credit, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(credit, 4, "a 4-byte blob got %llu bytes of credit",
+                 (unsigned long long)credit);
+
+    /* a body over 16 MiB: a `malformed` reply, and the connection lives on */
+    void *ctx = zmq_ctx_new();
+    void *raw = dealer(ctx, &s, NULL, 10000);
+    size_t big = QV_WIRE_MAX_BODY + 4096;
+    uint8_t *body = calloc(1, big);
+    cr_assert_not_null(body);
+    body[0] = 0x80; /* an empty msgpack map, then padding */
+    const void *d[3] = {QV_WIRE_ID "\x01", "jobs", body};
+    size_t l[3] = {QV_WIRE_ID_LEN, 4, big};
+    send_frames(raw, d, l, 3);
+    free(body);
+    char code[32] = "";
+    cr_expect_eq(try_recv(raw, code, sizeof code), QV_MSG_ERROR,
+                 "no reply to an oversized body");
+    cr_expect_str_eq(code, "malformed");
+    send_hello(raw);
+    cr_expect_eq(try_recv(raw, NULL, 0), QV_MSG_WELCOME, "the connection was dropped");
+    zmq_close(raw);
+    zmq_ctx_term(ctx);
+    qv_client_close(&c);
+    sched_stop(&s, 1);
+
+    /* the free disk is checked before granting */
+    qv_server_opts o2 = {.insecure = 1, .max_blob = UINT64_MAX};
+    sched_start_o(&s, &o2);
+    cr_assert_eq(qv_client_connect(&(qv_client_opts){.address = qv_server_endpoint(s.srv),
+                                                     .insecure = true, .timeout_ms = 5000},
+                                   &c, &e), QV_OK, "%s", e.msg);
+    struct statvfs v;
+    cr_assert_eq(statvfs(s.dir, &v), 0);
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    cr_expect_neq(blob_put(c, h, avail, NULL, &e), QV_OK, "a blob as large as the free disk");
+    cr_expect_str_eq(qv_client_last_error_code(c), "busy", "%s", e.msg);
+    qv_client_close(&c);
+    sched_stop(&s, 1);
+
+    /* uploads count per key: two connections of one client share 4 */
+    if (!qv_curve_available())
+        return;
+    qv_server_opts o3 = {0};
+    sched_start_o(&s, &o3);
+    qv_client_opts cc = {.address = qv_server_endpoint(s.srv),
+                         .server_key = qv_server_public_key(s.srv),
+                         .client_key = s.client_key, .timeout_ms = 5000};
+    qv_client *c1 = NULL, *c2 = NULL;
+    cr_assert_eq(qv_client_connect(&cc, &c1, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_client_connect(&cc, &c2, &e), QV_OK, "%s", e.msg);
+    for (int i = 0; i < 3; i++) {
+        fake_hash(10 + i, h);
+        cr_expect_eq(blob_put(c1, h, 100, NULL, &e), QV_OK, "%s", e.msg);
+    }
+    fake_hash(20, h);
+    cr_expect_eq(blob_put(c2, h, 100, NULL, &e), QV_OK, "%s", e.msg);
+    fake_hash(21, h);
+    cr_expect_neq(blob_put(c2, h, 100, NULL, &e), QV_OK, "a fifth upload of one key");
+    cr_expect_str_eq(qv_client_last_error_code(c2), "busy");
+    qv_client_close(&c1);
+    qv_client_close(&c2);
     sched_stop(&s, 1);
 }
