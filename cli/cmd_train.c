@@ -38,6 +38,7 @@ typedef struct targs {
     const char *model, *data, *device, *out, *resume, *db;
     const char *chat_template; /* --chat-template NAME */
     int long_policy, long_set; /* --long skip|truncate */
+    long max_line;             /* --max-line BYTES of a dataset line */
     qv_train_opts o;
     double val_fraction;
     int json, steps_set;
@@ -150,6 +151,7 @@ static int parse_args(int argc, char **argv, targs *a)
         else if (!strcmp(o, "--weight-decay")) { if (!(rc = parse_float(a->cmd, o, v, 0, 10, &d))) a->o.weight_decay = (float)d; }
         else if (!strcmp(o, "--val-fraction")) { if (!(rc = parse_float(a->cmd, o, v, 0, 0.9, &d))) a->val_fraction = d; }
         else if (!strcmp(o, "--ckpt-every")) { if (!(rc = parse_int(a->cmd, o, v, 0, 100000000, &n))) a->o.ckpt_every = n; }
+        else if (!strcmp(o, "--max-line")) { if (!(rc = parse_int(a->cmd, o, v, 2, 1L << 30, &n))) a->max_line = n; }
         else if (!strcmp(o, "--eval-batches")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) a->o.eval_batches = (int32_t)n; }
         else if (!strcmp(o, "--seed")) {
             char *end = NULL;
@@ -231,6 +233,8 @@ static qv_status data_opts(const targs *a, const qv_model *m, qv_dataset_opts *o
     int lp = a->long_set || a->data ? a->long_policy : QV_LONG_TRUNCATE;
     s = qv_dataset_opts_for_model(g, a->model, a->chat_template, (size_t)m->cfg.ctx,
                                   lp, o, vocab, err);
+    if (s == QV_OK)
+        o->max_line = (size_t)a->max_line;
     qv_gguf_free(g);
     return s;
 }
@@ -353,7 +357,7 @@ void qv_help_finetune(FILE *out)
         "                     [--lr LR] [--steps N] [--warmup N] [--batch B] [--seq-len S]\n"
         "                     [--accum N] [--clip C] [--seed N] [--val-fraction F]\n"
         "                     [--ckpt-every N] [--out DIR] [--resume DIR] [--db PATH]\n"
-        "                     [--chat-template NAME] [--long skip|truncate]\n"
+        "                     [--chat-template NAME] [--long skip|truncate] [--max-line BYTES]\n"
         "                     [--tune | --no-tune] [--tune-evals N] [--checkpoint-activations]\n"
         "                     [--json]\n\n"
         "LoRA fine-tuning of a BitNet b1.58 model on one device. The ternary base is\n"
@@ -405,6 +409,8 @@ void qv_help_finetune(FILE *out)
         "                     from the model's tokenizer.chat_template)\n"
         "  --long POLICY      examples longer than the model's context: skip (default,\n"
         "                     counted) or truncate\n"
+        "  --max-line BYTES   longest dataset line read (default 16777216); a longer one\n"
+        "                     is skipped and reported with its line number\n"
         "  --json             print the summary as one JSON object\n"
         "  -h, --help         this help\n\n"
         "The summary gives MFU, model FLOP utilisation: the step's model FLOPs\n"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "formats/chat.h"
 #include "formats/tokenizer.h"
@@ -776,6 +777,13 @@ qv_status qv_dataset_load_file_ex(const char *path, const qv_dataset_opts *opts,
         return qv_fail(err, e == ENOENT ? QV_ERR_NOT_FOUND : QV_ERR_IO,
                        "cannot open dataset %s: %s; check the path", path, strerror(e));
     }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return qv_fail(err, QV_ERR_IO, "dataset %s is not a regular file (a device, "
+                       "pipe or folder cannot be read to its end); give a JSON Lines "
+                       "file", path);
+    }
     qv_dataset *ds = ds_new(path, err);
     if (!ds) {
         fclose(f);
@@ -787,28 +795,67 @@ qv_status qv_dataset_load_file_ex(const char *path, const qv_dataset_opts *opts,
         qv_dataset_free(ds);
         return st0;
     }
+    size_t max_line = opts && opts->max_line ? opts->max_line : QV_DATASET_MAX_LINE;
     char *buf = NULL;
-    size_t cap = 0;
+    size_t cap = 0, len = 0;
     uint64_t line = 0;
+    int over = 0; /* the current line passed max_line: its bytes are dropped */
     qv_status s = QV_OK;
+    char chunk[65536];
     for (;;) {
-        errno = 0;
-        ssize_t got = getline(&buf, &cap, f);
-        if (got < 0) {
-            if (ferror(f) || (errno != 0 && errno != EINVAL)) {
-                int e = errno;
-                s = qv_fail(err, e == ENOMEM ? QV_ERR_NOMEM : QV_ERR_IO,
-                            "cannot read dataset %s after line %llu: %s", path,
-                            (unsigned long long)line, e ? strerror(e) : "read error");
-            }
+        size_t got = fread(chunk, 1, sizeof chunk, f);
+        if (got == 0) {
+            if (ferror(f))
+                s = qv_fail(err, QV_ERR_IO, "cannot read dataset %s after line %llu: %s",
+                            path, (unsigned long long)line, strerror(errno));
             break;
         }
-        ++line;
-        size_t len = (size_t)got;
-        if (len && buf[len - 1] == '\n')
-            --len;
-        if ((s = handle_line(ds, buf, len, line, err)) != QV_OK)
+        for (size_t i = 0; i < got && s == QV_OK;) {
+            const char *nl = memchr(chunk + i, '\n', got - i);
+            size_t take = nl ? (size_t)(nl - (chunk + i)) : got - i;
+            if (!over && len + take > max_line) {
+                over = 1;
+                len = 0;
+            }
+            if (!over) {
+                if (len + take + 1 > cap) {
+                    size_t nc = cap ? cap : 4096;
+                    while (nc < len + take + 1)
+                        nc *= 2;
+                    char *nb = realloc(buf, nc);
+                    if (!nb) {
+                        s = qv_fail(err, QV_ERR_NOMEM, "dataset %s: out of memory at line %llu",
+                                    path, (unsigned long long)line + 1);
+                        break;
+                    }
+                    buf = nb, cap = nc;
+                }
+                memcpy(buf + len, chunk + i, take);
+                len += take;
+            }
+            i += take;
+            if (!nl)
+                break;
+            i++; /* the newline */
+            ++line;
+            if (over)
+                add_issue(ds, line, "longer than %zu bytes; split it, or raise the "
+                          "limit (--max-line)", max_line);
+            else
+                s = handle_line(ds, buf ? buf : "", len, line, err);
+            len = 0;
+            over = 0;
+        }
+        if (s != QV_OK)
             break;
+    }
+    if (s == QV_OK && (len || over)) { /* a last line without a newline */
+        ++line;
+        if (over)
+            add_issue(ds, line, "longer than %zu bytes; split it, or raise the "
+                      "limit (--max-line)", max_line);
+        else
+            s = handle_line(ds, buf, len, line, err);
     }
     free(buf);
     fclose(f);

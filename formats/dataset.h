@@ -52,7 +52,11 @@ typedef struct qv_dataset_opts {
     int chat;
     size_t max_tokens;
     int long_policy;
+    size_t max_line; /* longest line read, bytes; 0 -> QV_DATASET_MAX_LINE.
+                        A longer line is skipped as an issue (never held) */
 } qv_dataset_opts;
+
+#define QV_DATASET_MAX_LINE (16u << 20) /* 16 MiB */
 
 /* One malformed line. line is 1-based. */
 #define QV_DATASET_MAX_ISSUES 20
@@ -68,7 +72,9 @@ typedef struct qv_cursor {
     uint64_t index; /* rows taken in the current pass */
 } qv_cursor;
 
-/* Loads a JSON Lines file (lines of any length). Errors: QV_ERR_NOT_FOUND
+/* Loads a JSON Lines file: a regular file (a device or pipe such as
+ * /dev/zero is refused, QV_ERR_IO), lines up to opts.max_line bytes (longer
+ * ones are issues). Errors: QV_ERR_NOT_FOUND
  * (no such file), QV_ERR_IO (cannot open or read), QV_ERR_INVALID (no
  * usable line: the message names the path and the first problem),
  * QV_ERR_NOMEM. On success *out owns everything; free with

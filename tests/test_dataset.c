@@ -908,3 +908,45 @@ Test(vocab_data, long_examples_skipped_or_truncated)
     cr_assert_eq(qv_dataset_load_mem_ex(s, strlen(s), "t", &o, &none, &e), QV_ERR_INVALID);
     cr_expect(strstr(e.msg, "--long truncate"), "%s", e.msg);
 }
+
+/* Bounded reads (issue 14): `--data /dev/zero` read forever and a dataset of
+ * one 100 MB line took ~1 GB. Devices and pipes are refused at once; a line
+ * over max_line is skipped as an issue, naming its number, and the lines
+ * around it still load. */
+Test(dataset, devices_are_refused_and_long_lines_are_bounded, .timeout = 20)
+{
+    qv_dataset *ds = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_expect_eq(qv_dataset_load_file("/dev/zero", &ds, &e), QV_ERR_IO);
+    cr_expect_not_null(strstr(e.msg, "not a regular file"), "%s", e.msg);
+    cr_expect_null(ds);
+    cr_expect_eq(qv_dataset_load_file("/tmp", &ds, &e), QV_ERR_IO, "a folder: %s", e.msg);
+
+    char path[] = "/tmp/qv-longline-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("{\"text\": \"before\"}\n{\"text\": \"", f);
+    for (int i = 0; i < 3 * 1024; i++) /* a 3 MiB line */
+        for (int k = 0; k < 1024; k++)
+            fputc('x', f);
+    fputs("\"}\n{\"text\": \"after\"}", f); /* the last line has no newline */
+    fclose(f);
+    qv_dataset_opts o = {.chat = -1, .max_line = 1u << 20};
+    cr_assert_eq(qv_dataset_load_file_ex(path, &o, &ds, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(qv_dataset_n_examples(ds), 2);
+    cr_expect_eq(qv_dataset_n_issues(ds), 1);
+    size_t ni = 0;
+    const qv_dataset_issue *is = qv_dataset_issues(ds, &ni);
+    cr_assert_eq(ni, 1);
+    cr_expect_eq(is[0].line, 2);
+    cr_expect_not_null(strstr(is[0].reason, "longer than 1048576 bytes"), "%s", is[0].reason);
+    cr_expect_not_null(strstr(is[0].reason, "--max-line"), "%s", is[0].reason);
+    qv_dataset_free(ds);
+    /* the default limit (16 MiB) keeps the 3 MiB line */
+    cr_assert_eq(qv_dataset_load_file(path, &ds, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(qv_dataset_n_examples(ds), 3);
+    qv_dataset_free(ds);
+    unlink(path);
+}
