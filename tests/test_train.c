@@ -491,3 +491,36 @@ Test(train, checkpointing_changes_memory_not_the_losses)
     }
     qv_dataset_free(ds);
 }
+
+/* An adapter with layers the model lacks (blk.3 on a 3-layer model) was
+ * accepted and its extra tensors silently ignored: it is refused, naming
+ * the tensor. The adapter of the model itself still loads. */
+Test(train, an_adapter_with_layers_the_model_lacks_is_refused)
+{
+    qv_err e;
+    qv_net_opts o = {.weights = QV_WEIGHTS_TERNARY, .batch = 1, .seq = 4, .rank = 2,
+                     .alpha = 4, .targets = 1u << QV_LIN_Q, .seed = 1};
+    qv_model *m[2] = {0};
+    qv_net *n[2] = {0};
+    for (int k = 0; k < 2; k++) {
+        qv_model_config cfg = tiny_cfg(QV_ACT_SILU, 1, 1);
+        cfg.n_layers = 3 + k; /* 3 layers, and 4 */
+        cr_assert_eq(qv_model_init_random(&cfg, 1, &m[k], &e), QV_OK, "%s", e.msg);
+        cr_assert_eq(qv_net_new(qv_devlist_find(devs, "ref"), m[k], &o, &n[k], &e), QV_OK,
+                     "%s", e.msg);
+    }
+    char path[] = "/tmp/qvac-adapter-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(qv_adapter_save(n[1], 4.0f, 2, 1u << QV_LIN_Q, path, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(qv_adapter_load(n[0], path, &e), QV_ERR_INVALID,
+                 "a 4-layer adapter went onto a 3-layer model");
+    cr_expect_not_null(strstr(e.msg, "blk.3."), "%s", e.msg);
+    cr_expect_eq(qv_adapter_load(n[1], path, &e), QV_OK, "%s", e.msg);
+    remove(path);
+    for (int k = 0; k < 2; k++) {
+        qv_net_free(&n[k]);
+        qv_model_free(&m[k]);
+    }
+}

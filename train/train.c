@@ -358,6 +358,23 @@ qv_status qv_adapter_load(qv_net *n, const char *path, qv_err *err)
     qv_status s = qv_gguf_open(path, &g, err);
     if (s)
         return s;
+    /* every tensor of the adapter must be one of this model's: an adapter
+     * for another model (more layers, other targets) is refused, not half
+     * applied */
+    for (size_t k = 0; k < qv_gguf_tensor_count(g) && !s; k++) {
+        const char *tn = qv_gguf_tensor_at(g, k)->name;
+        int found = 0;
+        for (int i = 0; i < qv_net_n_params(n) && !found; i++) {
+            qv_param_info pi;
+            qv_net_param_info(n, i, &pi);
+            found = strcmp(pi.name, tn) == 0;
+        }
+        if (!found)
+            s = qv_fail(err, QV_ERR_INVALID,
+                        "%s: tensor %s has no place in this model (%d adapter tensors "
+                        "here); the adapter was trained for another model or other "
+                        "--targets", path, tn, qv_net_n_params(n));
+    }
     int loaded = 0;
     for (int i = 0; i < qv_net_n_params(n) && !s; i++) {
         qv_param_info pi;
