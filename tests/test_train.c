@@ -524,3 +524,31 @@ Test(train, an_adapter_with_layers_the_model_lacks_is_refused)
         qv_model_free(&m[k]);
     }
 }
+
+/* `finetune --out FILE` (a regular file) trained every step and then
+ * failed to write: the output folder is checked before the first step. */
+Test(train, an_output_that_cannot_be_written_fails_before_the_first_step)
+{
+    qv_dataset *ds = tiny_data();
+    qv_model_config cfg = byte_cfg();
+    qv_model *m = NULL;
+    qv_err e;
+    cr_assert_eq(qv_model_init_random(&cfg, 11, &m, &e), QV_OK, "%s", e.msg);
+    char file[] = "/tmp/qvac-out-file-XXXXXX";
+    int fd = mkstemp(file);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    qv_train_opts o;
+    tiny_opts(&o);
+    o.steps = 4;
+    o.out_dir = file;
+    qv_train_result r;
+    cr_expect_eq(qv_train_run(qv_devlist_find(devs, "ref"), m, ds, NULL, &o, &r, &e),
+                 QV_ERR_IO);
+    cr_expect_not_null(strstr(e.msg, "is not a folder"), "%s", e.msg);
+    cr_expect_eq(r.steps_done, 0, "%lld steps trained before the error",
+                 (long long)r.steps_done);
+    remove(file);
+    qv_model_free(&m);
+    qv_dataset_free(ds);
+}

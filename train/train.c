@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -124,6 +125,20 @@ static qv_status mkdir_p(const char *dir, qv_err *err)
     if (mkdir(tmp, 0755) && errno != EEXIST)
         return qv_fail(err, QV_ERR_IO, "cannot create %s: %s", tmp,
                        strerror(errno));
+    /* a late error would lose the whole run: the folder must be one and be
+     * writable before the first step */
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return qv_fail(err, QV_ERR_IO, "output %s is not a folder; give --out a folder "
+                       "(created when missing)", dir);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.qvac-write-test.XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0)
+        return qv_fail(err, QV_ERR_IO, "cannot write in the output folder %s: %s; "
+                       "give --out a folder you can write", dir, strerror(errno));
+    close(fd);
+    unlink(probe);
     return QV_OK;
 }
 
