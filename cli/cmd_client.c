@@ -1390,6 +1390,8 @@ int qv_cmd_keys(int argc, char **argv)
     printf("public key: %s\n\n", kp.pub);
     printf("A scheduler run by this account on this machine admits it already.\n"
            "For any other scheduler, run this on the scheduler's machine:\n");
-    printf("  qvac clients add %s\n", kp.pub);
+    char q[64];
+    qv_shell_quote(kp.pub, q, sizeof q);
+    printf("  qvac clients add %s\n", q);
     return QV_EXIT_OK;
 }

@@ -141,10 +141,15 @@ int qv_cmd_token(int argc, char **argv)
     if (s == QV_OK)
         s = qv_store_token_new(st, qv_store_now_ms(), ttl * 1000, tok, &err);
     qv_store_close(&st);
+    char text[QV_TOKEN_TEXT];
+    if (s == QV_OK)
+        s = qv_token_format(tok, kp.pub, text, sizeof text, &err);
     if (s != QV_OK)
         return qv_cli_error(&err);
-    fprintf(stderr, "one-time enrollment token, valid %lld s:\n", ttl);
-    printf("%s%c%s\n", tok, QV_TOKEN_SEP, kp.pub);
+    /* hex and '_' only: it pastes into a shell as it is */
+    fprintf(stderr, "one-time enrollment token, valid %lld s; on the worker's machine:\n"
+            "  qvac worker --join tcp://THIS-HOST:5555 --token %s\n", ttl, text);
+    printf("%s\n", text);
     return QV_EXIT_OK;
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,34 @@ qv_status qv_token_split(const char *token, char secret[33], char pub[41],
     }
     if (len == 32) {
         if (pub) pub[0] = '\0';
+    } else if (len == 33 + 64 && token[32] == QV_TOKEN_SEP) {
+        /* the key in hex (what `qvac token` prints: nothing a shell reads) */
+        uint8_t raw[32];
+        for (size_t i = 0; i < 32; i++) {
+            int v = 0;
+            for (int k = 0; k < 2; k++) {
+                char c = token[33 + 2 * i + (size_t)k];
+                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+                if (d < 0)
+                    return qv_fail(err, QV_ERR_INVALID,
+                                   "token: character %zu is not a hex digit; copy the "
+                                   "token exactly as `qvac token` prints it",
+                                   33 + 2 * i + (size_t)k + 1);
+                v = v * 16 + d;
+            }
+            raw[i] = (uint8_t)v;
+        }
+        char z[41];
+        if (!zmq_z85_encode(z, raw, 32))
+            return qv_fail(err, QV_ERR_INVALID, "token: the scheduler's key cannot be read");
+        if (pub) memcpy(pub, z, 41);
     } else {
         if (token[32] != QV_TOKEN_SEP || qv_keys_valid(token + 33) != QV_OK)
             return qv_fail(err, QV_ERR_INVALID,
-                           "token: expected \"<32 hex>_<40-character scheduler "
-                           "key>\" after the hex digits; copy the token exactly "
-                           "as `qvac token` prints it");
+                           "token: expected \"<32 hex>_<the scheduler's key>\" after "
+                           "the hex digits; copy the token exactly as `qvac token` "
+                           "prints it");
         if (pub) memcpy(pub, token + 33, 41);
     }
     if (secret) {
@@ -58,6 +81,48 @@ qv_status qv_token_split(const char *token, char secret[33], char pub[41],
         secret[32] = '\0';
     }
     return QV_OK;
+}
+
+qv_status qv_token_format(const char secret[33], const char pub[41], char *out,
+                          size_t n, qv_err *err) {
+    uint8_t raw[32];
+    if (!secret || strlen(secret) != 32 || qv_keys_valid(pub) != QV_OK ||
+        !zmq_z85_decode(raw, pub))
+        return qv_fail(err, QV_ERR_INVALID, "token: a secret of 32 hex digits and a "
+                       "Z85 key are needed");
+    if (n < QV_TOKEN_TEXT)
+        return qv_fail(err, QV_ERR_INVALID, "token: no room");
+    memcpy(out, secret, 32);
+    out[32] = QV_TOKEN_SEP;
+    for (size_t i = 0; i < 32; i++)
+        snprintf(out + 33 + 2 * i, 3, "%02x", raw[i]);
+    return QV_OK;
+}
+
+size_t qv_shell_quote(const char *s, char *out, size_t n) {
+    /* '...' with each ' written as '\'' : a shell reads it back unchanged */
+    size_t o = 0;
+    int plain = *s != '\0';
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9') || strchr("_-./:,=@%+", *c)))
+            plain = 0;
+    if (plain)
+        return (size_t)snprintf(out, n, "%s", s);
+#define PUT(ch) do { if (o + 1 < n) out[o] = (ch); o++; } while (0)
+    PUT('\'');
+    for (const char *c = s; *c; c++) {
+        if (*c == '\'') {
+            PUT('\''); PUT('\\'); PUT('\''); PUT('\'');
+        } else {
+            PUT(*c);
+        }
+    }
+    PUT('\'');
+#undef PUT
+    if (n)
+        out[o < n ? o : n - 1] = '\0';
+    return o;
 }
 
 qv_status qv_paths_mkdir(const char *path, qv_err *err) {

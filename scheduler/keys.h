@@ -56,11 +56,24 @@ qv_status qv_keys_write_public(const char *path, const char pub[41],
  * QV_ERR_INVALID. */
 qv_status qv_keys_valid(const char *z85);
 
-/* Splits a token "<32 hex>_<Z85 public key>" into its secret (33 bytes) and
- * the scheduler's public key (41 bytes); either output may be NULL. A bare
- * "<32 hex>" is accepted with pub set to "". */
+/* Splits a token "<32 hex>_<the scheduler's public key in 64 hex digits>"
+ * (or, as older versions printed it, "<32 hex>_<Z85 key>") into its secret
+ * (33 bytes) and the scheduler's public key in Z85 (41 bytes); either
+ * output may be NULL. A bare "<32 hex>" is accepted with pub set to "". */
 qv_status qv_token_split(const char *token, char secret[33], char pub[41],
                          qv_err *err);
+
+/* The token `qvac token` prints: secret, '_', the key in hex. Hex and '_'
+ * only, so it pastes into a shell as it is (Z85 has $ & ) > { !). */
+#define QV_TOKEN_TEXT (32 + 1 + 64 + 1)
+qv_status qv_token_format(const char secret[33], const char pub[41], char *out,
+                          size_t n, qv_err *err);
+
+/* s as one shell word: unchanged when it has only characters no shell
+ * treats specially, else in single quotes (' written as '\''). Returns the
+ * length it needs (snprintf-like; out is cut and terminated when n is too
+ * small). For every suggestion printed with a key in it. */
+size_t qv_shell_quote(const char *s, char *out, size_t n);
 
 /* $XDG_CONFIG_HOME/qvac, or $HOME/.config/qvac (not created). */
 qv_status qv_paths_config_dir(char *buf, size_t n, qv_err *err);

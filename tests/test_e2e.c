@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "scheduler/keys.h"
+#include "scheduler/store.h"
 #include "train/model.h"
 
 extern char **environ;
@@ -655,4 +657,73 @@ Test(e2e, metrics_scraped_with_curl_follow_the_exposition_format)
     cr_assert_eq(run(nargv, body, sizeof body), 0);
     cr_assert_str_eq(body, "404");
     http_addr[0] = 0;
+}
+
+/* The line of text that holds needle, cut of its leading spaces. */
+static int line_with(const char *text, const char *needle, char *out, size_t n)
+{
+    const char *p = strstr(text, needle);
+    if (!p)
+        return -1;
+    const char *b = p;
+    while (b > text && b[-1] != '\n')
+        b--;
+    while (*b == ' ')
+        b++;
+    const char *e = strchr(p, '\n');
+    if (!e)
+        e = p + strlen(p);
+    snprintf(out, n, "%.*s", (int)(e - b), b);
+    return 0;
+}
+
+/* Keys and tokens are pasted into shells: Z85 has $ & ) > { !. The
+ * suggestions qvac prints go through `sh -c` as they are and mean what they
+ * say: `qvac keys`' "qvac clients add KEY" admits the key, and the token
+ * in `qvac token`'s "qvac worker ... --token T" reaches the program
+ * unchanged and names the scheduler's key. */
+Test(e2e, printed_suggestions_survive_a_shell)
+{
+    static char out[1 << 14];
+    char line[512], cmd[2048];
+    char *keys[] = {bin, "keys", NULL};
+    cr_assert_eq(run(keys, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(line_with(out, "qvac clients add", line, sizeof line), 0, "%s", out);
+    char pub[64] = "";
+    cr_assert_eq(line_with(out, "public key: ", pub, sizeof pub), 0);
+    memmove(pub, pub + strlen("public key: "), strlen(pub) - strlen("public key: ") + 1);
+    cr_assert_eq(strlen(pub), 40, "%s", pub);
+    /* the printed command, with this build's binary for `qvac` */
+    char data[256];
+    snprintf(data, sizeof data, "%s/shell-data", root);
+    snprintf(cmd, sizeof cmd, "%s%s --data '%s'", bin, line + strlen("qvac"), data);
+    char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+    cr_assert_eq(run(sh, out, sizeof out), 0, "`%s` failed: %s", line, out);
+    qv_store *st = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_store_open(data, NULL, &st, &e), QV_OK, "%s", e.msg);
+    qv_key_role role = QV_KEY_UNKNOWN;
+    cr_expect_eq(qv_store_key_role(st, pub, &role, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(role, QV_KEY_CLIENT, "`%s` did not admit %s", line, pub);
+    qv_store_close(&st);
+
+    char *tok[] = {bin, "token", "--data", data, NULL};
+    cr_assert_eq(run(tok, out, sizeof out), 0, "%s", out);
+    char token[256];
+    last_line(out, token, sizeof token);
+    cr_assert_eq(line_with(out, "qvac worker --join", line, sizeof line), 0, "%s", out);
+    /* every word of the suggestion, as the shell hands them to the program */
+    snprintf(cmd, sizeof cmd, "printf '%%s\\n' %s", line + strlen("qvac"));
+    cr_assert_eq(run(sh, out, sizeof out), 0, "`%s`: %s", cmd, out);
+    char word[256];
+    last_line(out, word, sizeof word);
+    cr_expect_str_eq(word, token, "the shell changed the token of `%s`", line);
+    char spub[41], secret[33];
+    cr_assert_eq(qv_token_split(word, secret, spub, &e), QV_OK, "%s", e.msg);
+    char kpath[300];
+    snprintf(kpath, sizeof kpath, "%s/scheduler.pub", data);
+    char want[41];
+    cr_assert_eq(qv_keys_load_public(kpath, want, &e), QV_OK, "%s", e.msg);
+    cr_expect_str_eq(spub, want);
 }
