@@ -81,8 +81,8 @@ int qv_cmd_check(int argc, char **argv)
     }
     int progress = !as_json && isatty(2);
     json_t *jrows = as_json ? json_array() : NULL;
-    row rows[64];
-    int nrows = 0, total_fail = 0;
+    row *rows = NULL; /* one per device and kernel: grows with both */
+    int nrows = 0, cap = 0, total_fail = 0;
     for (size_t d = 0; d < list->n; d++) {
         qv_device *dev = list->dev[d];
         if (want_dev && strcmp(dev->info.id, want_dev))
@@ -91,7 +91,19 @@ int qv_cmd_check(int argc, char **argv)
             const qv_kernel_decl *k = qv_kernels[ki];
             if (want_kernel && strcmp(k->name, want_kernel))
                 continue;
-            row *r = &rows[nrows < 63 ? nrows++ : 63];
+            if (nrows == cap) {
+                int nc = cap ? 2 * cap : 64;
+                row *nr = realloc(rows, (size_t)nc * sizeof *nr);
+                if (!nr) {
+                    fprintf(stderr, "qvac check: out of memory\n");
+                    free(rows);
+                    json_decref(jrows);
+                    qv_devlist_destroy(&list);
+                    return QV_EXIT_FAIL;
+                }
+                rows = nr, cap = nc;
+            }
+            row *r = &rows[nrows++];
             memset(r, 0, sizeof *r);
             r->device = dev->info.id;
             r->kernel = k->name;
@@ -180,5 +192,6 @@ int qv_cmd_check(int argc, char **argv)
     for (int i = 0; i < nrows; i++)
         if (rows[i].runs == 0)
             total_fail++;
+    free(rows);
     return total_fail ? QV_EXIT_FAIL : QV_EXIT_OK;
 }

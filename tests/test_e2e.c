@@ -727,3 +727,31 @@ Test(e2e, printed_suggestions_survive_a_shell)
     cr_assert_eq(qv_keys_load_public(kpath, want, &e), QV_OK, "%s", e.msg);
     cr_expect_str_eq(spub, want);
 }
+
+/* `qvac check` on every device kept a table of 64 rows (3 devices x 24
+ * kernels = 72 dropped 8 and exit 0): its table has a row for every device
+ * and kernel its JSON lists. */
+Test(e2e, check_lists_every_device_and_kernel)
+{
+    static char out[1 << 20];
+    char *js[] = {bin, "check", "--json", NULL};
+    cr_assert_eq(run(js, out, sizeof out), 0, "%.2000s", out);
+    const char *b = strchr(out, '[');
+    cr_assert_not_null(b, "%.2000s", out);
+    json_t *rows = json_loads(b, JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert(json_is_array(rows), "%.2000s", out);
+    size_t want = json_array_size(rows);
+    json_decref(rows);
+    char *tab[] = {bin, "check", NULL};
+    cr_assert_eq(run(tab, out, sizeof out), 0, "%.2000s", out);
+    size_t got = 0;
+    for (const char *p = out; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l > 4 && (!strncmp(p + l - 4, "PASS", 4) || !strncmp(p + l - 4, "FAIL", 4)))
+            got++;
+        p += l + (e ? 1 : 0);
+    }
+    cr_expect_geq(want, 3, "too few rows to mean anything");
+    cr_expect_eq(got, want, "the table has %zu rows, the JSON %zu", got, want);
+}
