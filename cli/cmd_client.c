@@ -291,7 +291,7 @@ static void print_job_line(const msgpack_object *r)
            name);
     rec_str(r, "unrunnable", why, sizeof why);
     if (why[0])
-        printf("        cannot run on any enrolled device: %s\n", why);
+        printf("        %s\n", why);
     rec_str(r, "reason", why, sizeof why);
     if (why[0])
         printf("        last failure: %s\n", why);
@@ -353,7 +353,7 @@ static void show_job_progress(const msgpack_object *r, int tty, uint64_t id)
             (unsigned long long)step, (unsigned long long)steps, extra,
             tty ? "" : "\n");
     if (why[0])
-        fprintf(stderr, "%s  (no enrolled device can run it: %s)%s",
+        fprintf(stderr, "%s  (%s)%s",
                 tty ? "" : "", why, tty ? "" : "\n");
 }
 

@@ -536,13 +536,24 @@ static void parse_prog(const char *json, prog *g)
 
 /* Writes (pass 1) or counts (pass 0) the fields of a job record. */
 static size_t w_job_fields(qv_wire_writer *w, const qv_job *j, const prog *g,
-                           int pass)
+                           int fleet, int pass)
 {
     size_t n = 0;
 #define F(cond, stmt) do { if (cond) { n++; if (pass) { stmt; } } } while (0)
-    char unr[256];
-    snprintf(unr, sizeof unr, "no enrolled device has backend %s with %" PRIu64
-             " bytes of memory", j->backend[0] ? j->backend : "any", j->min_memory);
+    char unr[256], need[128] = "";
+    size_t o = 0;
+    if (j->backend[0])
+        o += (size_t)snprintf(need + o, sizeof need - o, " with backend %s", j->backend);
+    if (j->min_memory)
+        snprintf(need + o, sizeof need - o, "%s %.1f GiB of memory",
+                 j->backend[0] ? " and" : " with",
+                 (double)j->min_memory / (1024.0 * 1024 * 1024));
+    if (fleet) /* devices are enrolled, none fits */
+        snprintf(unr, sizeof unr, "no enrolled device%s", need[0] ? need : " at all");
+    else
+        snprintf(unr, sizeof unr, "waiting for a worker%s (none is connected; "
+                 "enroll one with `qvac token` and `qvac worker`)",
+                 need[0] ? need : " with any device");
     F(1, qv_wire_kv_u64(w, "id", (uint64_t)j->id));
     F(1, qv_wire_kv_str(w, "name", j->name));
     F(1, qv_wire_kv_str(w, "state", qv_job_state_name(j->state)));
@@ -569,12 +580,12 @@ static size_t w_job_fields(qv_wire_writer *w, const qv_job *j, const prog *g,
     return n;
 }
 
-static void w_job(qv_wire_writer *w, const qv_job *j)
+static void w_job(qv_wire_writer *w, const qv_job *j, int fleet)
 {
     prog g;
     parse_prog(j->progress_json, &g);
-    qv_wire_w_map(w, w_job_fields(w, j, &g, 0));
-    w_job_fields(w, j, &g, 1);
+    qv_wire_w_map(w, w_job_fields(w, j, &g, fleet, 0));
+    w_job_fields(w, j, &g, fleet, 1);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -1194,11 +1205,14 @@ static void on_jobs(qv_server *s, sess *p, const msgpack_object *b)
         cnt = (size_t)limit;
     if (job)
         cnt = 1;
+    int fleet = 0; /* a connected worker has devices */
+    for (size_t i = 0; i < s->nsess && !fleet; i++)
+        fleet = s->all[i]->enrolled && s->all[i]->ndev > 0;
     qv_wire_writer *w = wnew(QV_MSG_JOB_LIST, 2);
     if (w) {
         qv_wire_kv_array(w, "jobs", cnt);
         for (size_t i = 0; i < cnt; i++)
-            w_job(w, job ? &one : &jobs[first + i]);
+            w_job(w, job ? &one : &jobs[first + i], fleet);
         qv_wire_kv_bool(w, "more", more);
         send_w(s, p, w);
     }

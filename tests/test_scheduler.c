@@ -1194,3 +1194,69 @@ Test(scheduler, uploads_are_capped_checked_and_cleaned, .timeout = 120)
     qv_client_close(&c2);
     sched_stop(&s, 1);
 }
+
+/* The first job's `unrunnable` text (jobs list), "" when none. */
+static void first_unrunnable(qv_client *c, char *why, size_t n)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_JOBS, 0, &w, NULL), QV_OK);
+    qv_wire_out o = {0};
+    qv_err e;
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_JOB_LIST, &m, &e), QV_OK, "%s", e.msg);
+    qv_wire_out_free(&o);
+    const msgpack_object *jobs = NULL;
+    size_t nj = 0;
+    cr_assert_eq(qv_wire_get_array(qv_wire_msg_body(m), "jobs", &jobs, &nj, 1000, &e), QV_OK);
+    cr_assert_geq(nj, 1);
+    why[0] = '\0';
+    qv_wire_get_str(&jobs[0], "unrunnable", why, n, NULL);
+    qv_wire_msg_free(m);
+}
+
+/* `qvac jobs` with no worker said "unrunnable ... 0 bytes": it says the job
+ * waits for a worker; with devices enrolled and none fitting, which need
+ * none meets. */
+Test(scheduler, a_job_with_no_worker_waits_for_one, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    const char *data = "{\"text\": \"arr\"}\n";
+    char dh[QV_SHA256_HEX];
+    bool sent = false;
+    cr_assert_eq(qv_client_upload_mem(c, data, strlen(data), dh, &sent, NULL, NULL, &e),
+                 QV_OK, "%s", e.msg);
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_SUBMIT, 3, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "model", dh);
+    qv_wire_kv_str(w, "data", dh);
+    qv_wire_kv_map(w, "needs", 1);
+    qv_wire_kv_u64(w, "memory", 64ull << 30);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_assert_eq(qv_client_request(c, &o, QV_MSG_SUBMITTED, &m, &e), QV_OK, "%s", e.msg);
+    qv_wire_out_free(&o);
+    qv_wire_msg_free(m);
+    char why[QV_WIRE_MAX_TEXT + 1];
+    first_unrunnable(c, why, sizeof why);
+    cr_expect_not_null(strstr(why, "waiting for a worker with 64.0 GiB of memory"), "%s", why);
+    cr_expect_null(strstr(why, "bytes"), "%s", why);
+    void *ctx = zmq_ctx_new();
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "small", 1.0);
+    first_unrunnable(c, why, sizeof why);
+    cr_expect_str_eq(why, "no enrolled device with 64.0 GiB of memory");
+    zmq_close(wk);
+    zmq_ctx_term(ctx);
+    qv_client_close(&c);
+    sched_stop(&s, 1);
+}
