@@ -222,6 +222,24 @@ static void rec_str(const msgpack_object *r, const char *key, char *buf,
     }
 }
 
+/* A string of a record, for a terminal: whatever a peer put in it (a
+ * worker's name, a job's name, an error text) has its control characters
+ * and bytes that are not UTF-8 written visibly (qv_printable), so it can
+ * neither forge a line nor send a terminal escape. */
+static void rec_text(const msgpack_object *r, const char *key, char *buf,
+                     size_t n)
+{
+    buf[0] = '\0';
+    const msgpack_object *v = qv_wire_find(r, key);
+    if (v && v->type == MSGPACK_OBJECT_STR) {
+        char raw[QV_WIRE_MAX_STR + 1];
+        size_t len = v->via.str.size < sizeof raw - 1 ? v->via.str.size : sizeof raw - 1;
+        memcpy(raw, v->via.str.ptr, len);
+        raw[len] = '\0';
+        qv_printable(buf, n, raw);
+    }
+}
+
 static uint64_t rec_u64(const msgpack_object *r, const char *key)
 {
     uint64_t v = 0;
@@ -271,10 +289,10 @@ static void print_job_line(const msgpack_object *r)
 {
     char name[QV_WIRE_MAX_NAME + 1], state[32], worker[QV_WIRE_MAX_NAME + 1],
         device[QV_WIRE_MAX_NAME + 1], why[QV_WIRE_MAX_TEXT + 1];
-    rec_str(r, "name", name, sizeof name);
-    rec_str(r, "state", state, sizeof state);
-    rec_str(r, "worker", worker, sizeof worker);
-    rec_str(r, "device", device, sizeof device);
+    rec_text(r, "name", name, sizeof name);
+    rec_text(r, "state", state, sizeof state);
+    rec_text(r, "worker", worker, sizeof worker);
+    rec_text(r, "device", device, sizeof device);
     char prog[48] = "-", loss[24] = "-", where[300] = "-";
     uint64_t step = rec_u64(r, "step"), steps = rec_u64(r, "steps");
     if (steps)
@@ -289,10 +307,10 @@ static void print_job_line(const msgpack_object *r)
     printf("%6llu  %-10s %-12s %8s  %-24s %.40s\n",
            (unsigned long long)rec_u64(r, "id"), state, prog, loss, where,
            name);
-    rec_str(r, "unrunnable", why, sizeof why);
+    rec_text(r, "unrunnable", why, sizeof why);
     if (why[0])
         printf("        %s\n", why);
-    rec_str(r, "reason", why, sizeof why);
+    rec_text(r, "reason", why, sizeof why);
     if (why[0])
         printf("        last failure: %s\n", why);
 }
@@ -326,10 +344,10 @@ static void show_job_progress(const msgpack_object *r, int tty, uint64_t id)
 {
     char state[32], worker[QV_WIRE_MAX_NAME + 1], device[QV_WIRE_MAX_NAME + 1],
         why[QV_WIRE_MAX_TEXT + 1];
-    rec_str(r, "state", state, sizeof state);
-    rec_str(r, "worker", worker, sizeof worker);
-    rec_str(r, "device", device, sizeof device);
-    rec_str(r, "unrunnable", why, sizeof why);
+    rec_text(r, "state", state, sizeof state);
+    rec_text(r, "worker", worker, sizeof worker);
+    rec_text(r, "device", device, sizeof device);
+    rec_text(r, "unrunnable", why, sizeof why);
     uint64_t step = rec_u64(r, "step"), steps = rec_u64(r, "steps");
     int width = 20, fill = steps ? (int)(width * (double)step / (double)steps) : 0;
     if (fill > width)
@@ -542,7 +560,7 @@ static qv_status follow_job(qv_client *c, uint64_t id, qv_wire_msg **final,
         if (st)
             return st;
         char state[32], sig[512];
-        rec_str(r, "state", state, sizeof state);
+        rec_text(r, "state", state, sizeof state);
         double loss = 0;
         rec_f64(r, "loss", &loss);
         snprintf(sig, sizeof sig, "%s %llu %.6f", state,
@@ -721,13 +739,13 @@ int qv_cmd_submit(int argc, char **argv)
     if (st)
         goto fail;
     char state[32];
-    rec_str(r, "state", state, sizeof state);
+    rec_text(r, "state", state, sizeof state);
     if (a.c.json)
         qv_cli_print_json(to_json(r));
     rc = QV_EXIT_OK;
     if (a.wait && strcmp(state, "succeeded")) {
         char why[QV_WIRE_MAX_TEXT + 1];
-        rec_str(r, "reason", why, sizeof why);
+        rec_text(r, "reason", why, sizeof why);
         fprintf(stderr, "qvac: job %llu %s%s%s\n", (unsigned long long)id, state,
                 why[0] ? ": " : "", why);
         rc = QV_EXIT_FAIL;
@@ -903,8 +921,8 @@ int qv_cmd_report(int argc, char **argv)
     for (size_t i = 0; rows && i < n; i++) {
         qv_fleet_row *f = &rows[nr];
         char txt[QV_WIRE_MAX_BENCH + 1];
-        rec_str(&items[i], "worker", f->worker, sizeof f->worker);
-        rec_str(&items[i], "worker_name", f->worker_name, sizeof f->worker_name);
+        rec_text(&items[i], "worker", f->worker, sizeof f->worker);
+        rec_text(&items[i], "worker_name", f->worker_name, sizeof f->worker_name);
         rec_str(&items[i], "result", txt, sizeof txt);
         f->received_ms = (int64_t)rec_u64(&items[i], "received_ms");
         json_t *j = json_loads(txt, JSON_REJECT_DUPLICATES, NULL);
@@ -985,8 +1003,8 @@ int qv_cmd_workers(int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
             const msgpack_object *r = &items[i];
             char name[QV_WIRE_MAX_NAME + 1], state[64];
-            rec_str(r, "name", name, sizeof name);
-            rec_str(r, "state", state, sizeof state);
+            rec_text(r, "name", name, sizeof name);
+            rec_text(r, "state", state, sizeof state);
             const msgpack_object *tn = NULL;
             if (qv_wire_get_map(r, "tuning", &tn, NULL) == QV_OK && tn)
                 snprintf(state + strlen(state), sizeof state - strlen(state), " %llu/%llu",
@@ -1000,8 +1018,8 @@ int qv_cmd_workers(int argc, char **argv)
             qv_wire_get_array(r, "running", &run, &nr, QV_WIRE_MAX_ARRAY, NULL);
             for (size_t d = 0; d < nd; d++) {
                 char id[QV_WIRE_MAX_NAME + 1], dn[QV_WIRE_MAX_NAME + 1], mem[32];
-                rec_str(&devs[d], "id", id, sizeof id);
-                rec_str(&devs[d], "name", dn, sizeof dn);
+                rec_text(&devs[d], "id", id, sizeof id);
+                rec_text(&devs[d], "name", dn, sizeof dn);
                 qv_fmt_bytes(rec_u64(&devs[d], "memory"), mem, sizeof mem);
                 printf("%s%s (%.60s, %s)", d ? "\n" : " ", id, dn, mem);
                 if (d + 1 < nd)
@@ -1111,7 +1129,7 @@ int qv_cmd_logs(int argc, char **argv)
             qv_wire_get_array(b, "jobs", &items, &n, QV_WIRE_MAX_ARRAY, NULL);
             char state[32] = "";
             if (n)
-                rec_str(&items[0], "state", state, sizeof state);
+                rec_text(&items[0], "state", state, sizeof state);
             if (!n)
                 st = qv_fail(&err, QV_ERR_NOT_FOUND, "no job %llu",
                              (unsigned long long)job);
@@ -1147,8 +1165,8 @@ int qv_cmd_logs(int argc, char **argv)
                 continue;
             }
             char text[QV_WIRE_MAX_TEXT + 1], state[32], when[32] = "";
-            rec_str(&ev[i], "text", text, sizeof text);
-            rec_str(&ev[i], "state", state, sizeof state);
+            rec_text(&ev[i], "text", text, sizeof text);
+            rec_text(&ev[i], "state", state, sizeof state);
             time_t tt = (time_t)(rec_u64(&ev[i], "t_ms") / 1000);
             struct tm tm;
             if (localtime_r(&tt, &tm))
@@ -1213,7 +1231,7 @@ int qv_cmd_cancel(int argc, char **argv)
         return qv_cli_error(&err);
     }
     char state[32];
-    rec_str(qv_wire_msg_body(m), "state", state, sizeof state);
+    rec_text(qv_wire_msg_body(m), "state", state, sizeof state);
     if (a.json)
         qv_cli_print_json(to_json(qv_wire_msg_body(m)));
     else if (!strcmp(state, "cancelled"))
@@ -1301,7 +1319,7 @@ int qv_cmd_fetch(int argc, char **argv)
     }
     const msgpack_object *b = qv_wire_msg_body(m);
     char state[32], ah[QV_WIRE_HASH_MAX + 1], mh[QV_WIRE_HASH_MAX + 1];
-    rec_str(b, "state", state, sizeof state);
+    rec_text(b, "state", state, sizeof state);
     rec_str(b, "adapter", ah, sizeof ah);
     rec_str(b, "metrics", mh, sizeof mh);
     uint64_t asz = qv_wire_has(b, "adapter_size") ? rec_u64(b, "adapter_size")

@@ -87,22 +87,62 @@ void qv_append_line(char *buf, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The length of the valid UTF-8 sequence at s (1..4), 0 when it is not
+ * one (a stray continuation byte, an overlong form, a surrogate, past
+ * U+10FFFF, or cut short). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (c >= 0xf5 || !n)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
+        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 void qv_printable(char *dst, size_t cap, const char *s)
 {
-    size_t w = 0;
-    for (; s && *s && w + 5 < cap; ++s) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\n' || c == '\r' || c == '\t')
-            w += (size_t)snprintf(dst + w, cap - w, "\\%c",
+    if (!cap)
+        return;
+    size_t w = 0, starts[4] = {0}; /* where the last items began */
+    unsigned ns = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    while (u && *u) {
+        unsigned char c = *u, c1 = u[1];
+        size_t n = c < 0x80 ? 1 : utf8_len(u);
+        char item[8];
+        size_t il;
+        if (c == '\n' || c == '\r' || c == '\t') {
+            il = (size_t)snprintf(item, sizeof item, "\\%c",
                                   c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
-        else if (c < 0x20 || c == 0x7f)
-            w += (size_t)snprintf(dst + w, cap - w, "\\x%02x", c);
-        else
-            dst[w++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f || n == 0) { /* a control, or not UTF-8 */
+            il = (size_t)snprintf(item, sizeof item, "\\x%02x", c);
+            n = 1;
+        } else if (n == 2 && c == 0xc2 && c1 < 0xa0) {
+            /* U+0080..U+009F: C1 controls (U+009B is CSI in some terminals) */
+            il = (size_t)snprintf(item, sizeof item, "\\u%04x", (unsigned)c1);
+        } else {
+            memcpy(item, u, n);
+            il = n;
+        }
+        if (w + il + 1 > cap) { /* cut: "..." where whole items end */
+            for (unsigned k = 0; w + 4 > cap && k < 4 && ns > k; k++)
+                w = starts[(ns - 1 - k) % 4];
+            if (w + 4 <= cap) {
+                memcpy(dst + w, "...", 3);
+                w += 3;
+            }
+            break;
+        }
+        starts[ns++ % 4] = w;
+        memcpy(dst + w, item, il);
+        w += il;
+        u += n;
     }
-    if (s && *s && w + 3 < cap) {
-        memcpy(dst + w, "...", 3);
-        w += 3;
-    }
-    dst[w] = '\0';
+    dst[w < cap ? w : cap - 1] = '\0';
 }

@@ -60,9 +60,11 @@ void qv_append_line(char *buf, size_t cap, const char *fmt, ...)
 void qv_append_vline(char *buf, size_t cap, const char *fmt, va_list ap);
 
 /* A text from a file or a peer made safe for a message or a terminal:
- * control bytes (< 0x20, 0x7f) written as \n, \r, \t or \xNN (so a line
- * stays one line and no escape sequence reaches a terminal), cut with "..." when it does
- * not fit dst[cap]; always NUL-terminated (cap >= 1). */
+ * control bytes (< 0x20, 0x7f) written as \n, \r, \t or \xNN, C1 controls
+ * (U+0080..U+009F) as \u00NN and bytes that are not UTF-8 as \xNN (so a
+ * line stays one line and no escape sequence reaches a terminal); cut with
+ * "..." at a whole character when it does not fit dst[cap]; always
+ * NUL-terminated (cap >= 1). */
 void qv_printable(char *dst, size_t cap, const char *s);
 
 #endif

@@ -1303,11 +1303,14 @@ static qv_status submit_one(qv_store *s, const qv_job_spec *spec,
     r = blob_ref(s, spec->model_hash, 1, err);
     if (r == QV_OK)
         r = blob_ref(s, spec->data_hash, 1, err);
+    char mem[64] = "";
+    if (spec->min_memory)
+        snprintf(mem, sizeof mem, " with %.1f GiB of memory",
+                 (double)spec->min_memory / (1024.0 * 1024 * 1024));
     if (r == QV_OK)
         r = add_event(s, *id, now_ms, "submitted", err,
-                      "submitted: priority %d, needs %s with %llu bytes, "
-                      "up to %d attempts", spec->priority, be[0] ? be : "any "
-                      "backend", (unsigned long long)spec->min_memory, maxa);
+                      "submitted: priority %d, needs %s%s, up to %d attempts",
+                      spec->priority, be[0] ? be : "any backend", mem, maxa);
     return r;
 }
 

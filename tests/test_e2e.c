@@ -755,3 +755,53 @@ Test(e2e, check_lists_every_device_and_kernel)
     cr_expect_geq(want, 3, "too few rows to mean anything");
     cr_expect_eq(got, want, "the table has %zu rows, the JSON %zu", got, want);
 }
+
+/* Peer text in the client's tables (issue 14): a worker named with a
+ * newline and terminal escapes, and a job named so, must not forge a line
+ * nor reach the terminal raw in `qvac workers`, `qvac jobs` or `qvac logs`. */
+Test(e2e, peer_text_is_escaped_in_the_client_tables)
+{
+    static char out[1 << 16];
+    char model[128], data[128];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    char sched[128];
+    snprintf(sched, sizeof sched, "%s/sched", root);
+    char *targv[] = {bin, "token", "--data", sched, NULL};
+    cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
+    char token[256], cache[128], log[160];
+    last_line(out, token, sizeof token);
+    snprintf(cache, sizeof cache, "%s/evil", root);
+    snprintf(log, sizeof log, "%s/evil.log", root);
+    char name[] = "evil\nFORGED worker\x1b[2J\xc2\x9b" "31m";
+    char *wargv[] = {bin, "worker", "--join", addr, "--token", token, "--devices", "ref",
+                     "--cache-dir", cache, "--no-tune", "--no-bench", "--name", name, NULL};
+    procs[n_procs++] = start(wargv, log);
+    char *wl[] = {bin, "workers", NULL};
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        cr_assert_eq(run(wl, out, sizeof out), 0, "%s", out);
+        seen = strstr(out, "evil") != NULL;
+        if (!seen)
+            msleep(100);
+    }
+    cr_assert(seen, "the worker did not enroll: %s", out);
+    cr_expect_null(strstr(out, "\nFORGED"), "a forged line in `qvac workers`: %s", out);
+    cr_expect_null(strchr(out, '\x1b'), "a raw escape in `qvac workers`");
+    cr_expect_null(strstr(out, "\xc2\x9b"), "a raw C1 control in `qvac workers`");
+    cr_expect_not_null(strstr(out, "evil\\nFORGED worker\\x1b[2J\\u009b31m"), "%s", out);
+
+    char *sargv[] = {bin, "submit", "--model", model, "--data", data, "--steps", "2",
+                     "--rank", "4", "--batch", "2", "--seq-len", "32", "--backend", "ref",
+                     "--name", "job\nFORGED job\x1b]0;title\x07", "--json", "--wait", NULL};
+    cr_assert_eq(run(sargv, out, sizeof out), 0, "%s", out);
+    char *jl[] = {bin, "jobs", "--all", NULL};
+    cr_assert_eq(run(jl, out, sizeof out), 0, "%s", out);
+    cr_expect_null(strstr(out, "\nFORGED"), "a forged line in `qvac jobs`: %s", out);
+    cr_expect_null(strchr(out, '\x1b'), "a raw escape in `qvac jobs`");
+    cr_expect_null(strchr(out, '\x07'), "a raw BEL in `qvac jobs`");
+    char *ll[] = {bin, "logs", "1", NULL};
+    cr_assert_eq(run(ll, out, sizeof out), 0, "%s", out);
+    cr_expect_null(strstr(out, "\nFORGED"), "a forged line in `qvac logs`: %s", out);
+    cr_expect_null(strchr(out, '\x1b'), "a raw escape in `qvac logs`");
+}
