@@ -175,23 +175,35 @@ asan check-asan:
 	  echo "FAILED under sanitizers: qvac check"; exit 1; fi
 
 # libFuzzer targets (clang): every parser of untrusted bytes has one. A
-# target may have seed inputs in tests/fuzz/corpus/NAME/ (read, never
-# written: new inputs go to build-fuzz/corpus/NAME) and a dictionary
-# tests/fuzz/NAME.dict.
+# target's seed inputs come from real files (tests/fuzz/seeds.c writes them
+# into build-fuzz/seeds/NAME/ first) and from tests/fuzz/corpus/NAME/ (read,
+# never written: new inputs go to build-fuzz/corpus/NAME); it may have a
+# dictionary
+# tests/fuzz/NAME.dict, libFuzzer options in tests/fuzz/NAME.options (one
+# line, e.g. -max_len for targets whose real inputs are large) and more
+# sources and libraries in tests/fuzz/NAME.src (one line: files, then
+# pkg-config names after "--").
 FUZZ_SECONDS ?= 30
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIBSRC := common/status.c common/half.c common/file.c kernels/ternary.c $(wildcard formats/*.c) autotune/cache.c train/model.c train/model_io.c kernels/mem_tag.c train/bench_json.c
-fuzz:
+fuzz: $(BUILD)/fuzz_seeds
 	@mkdir -p build-fuzz/corpus
+	@rm -rf build-fuzz/seeds && $(BUILD)/fuzz_seeds build-fuzz/seeds
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  extra=; pkgs=; if [ -f tests/fuzz/$$n.src ]; then \
+	    line=$$(cat tests/fuzz/$$n.src); extra=$${line%%--*}; \
+	    case "$$line" in *--*) pkgs=$${line#*--};; esac; fi; \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -I. -Wall -Wextra -Werror \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) -lm $$(pkg-config --libs sqlite3 jansson msgpack libpcre2-8); \
+	    -o build-fuzz/$$n $$f $(FUZZ_LIBSRC) $$extra -lm \
+	    $$(pkg-config --libs sqlite3 jansson msgpack libpcre2-8 $$pkgs) -lpthread; \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
+	  [ -d build-fuzz/seeds/$$n ] && seeds="$$seeds build-fuzz/seeds/$$n"; \
 	  dict=; [ -f tests/fuzz/$$n.dict ] && dict=-dict=tests/fuzz/$$n.dict; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 $$dict \
+	  opts=-max_len=4096; [ -f tests/fuzz/$$n.options ] && opts=$$(cat tests/fuzz/$$n.options); \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $$opts -print_final_stats=0 $$dict \
 	    build-fuzz/corpus/$$n $$seeds > build-fuzz/$$n.log 2>&1 || { tail -40 build-fuzz/$$n.log; exit 1; }; \
 	  tail -1 build-fuzz/$$n.log; done
 
@@ -250,6 +262,11 @@ $(BUILD)/bench_train: benchmarks/bench_train.c benchmarks/clblast_peer.c $(LIB) 
 .PHONY: bench-sched
 bench-sched: all $(BUILD)/bench_sched
 	$(BUILD)/bench_sched --out benchmarks/reports/scheduler.md
+
+$(BUILD)/fuzz_seeds: tests/fuzz/seeds.c $(LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/bench_sched: benchmarks/bench_sched.c $(LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)

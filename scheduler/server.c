@@ -2422,6 +2422,78 @@ qv_status qv_server_run(qv_server *s, qv_err *err)
     return QV_OK;
 }
 
+/* ---- hooks for tests and the fuzz target ------------------------------------ */
+
+void qv_server_feed(qv_server *s, const void *rid, size_t rid_len,
+                    const void *const *frames, const size_t *lens, int n,
+                    int64_t now)
+{
+    if (!s || n < 1 || n > MAX_PARTS - 1 || rid_len == 0 || rid_len > 255)
+        return;
+    zmq_msg_t parts[MAX_PARTS];
+    zmq_msg_init_size(&parts[0], rid_len);
+    memcpy(zmq_msg_data(&parts[0]), rid, rid_len);
+    for (int i = 0; i < n; i++) {
+        zmq_msg_init_size(&parts[i + 1], lens[i]);
+        if (lens[i])
+            memcpy(zmq_msg_data(&parts[i + 1]), frames[i], lens[i]);
+    }
+    group_begin(s);
+    if (n + 1 >= 2)
+        handle(s, parts, n + 1, now);
+    if (s->dispatch_due)
+        dispatch(s, now);
+    group_end(s);
+    for (int i = 0; i < n + 1; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+void qv_server_tick(qv_server *s, int64_t now)
+{
+    if (!s)
+        return;
+    group_begin(s);
+    tick(s, now);
+    group_end(s);
+}
+
+int qv_server_check(const qv_server *s, char *why, size_t n)
+{
+#define BAD(...) do { snprintf(why, n, __VA_ARGS__); return 0; } while (0)
+    size_t unknown = 0, chained = 0;
+    if (s->nsess > s->cap || s->nsess > (size_t)s->o.max_sessions)
+        BAD("%zu sessions, capacity %zu, limit %d", s->nsess, s->cap, s->o.max_sessions);
+    for (size_t i = 0; i < s->nsess; i++) {
+        const sess *p = s->all[i];
+        if (p->at != i)
+            BAD("session %zu says it is at %zu", i, p->at);
+        if (p->h != rid_hash(p->rid, p->rid_len))
+            BAD("session %zu: a stale hash", i);
+        if (find_sess((qv_server *)s, p->rid, p->rid_len) != p)
+            BAD("session %zu cannot be found by its routing id", i);
+        unknown += !p->admitted;
+        if (p->ndev < 0 || p->ndev > MAX_DEV)
+            BAD("session %zu has %d devices", i, p->ndev);
+    }
+    for (size_t b = 0; b < s->nbucket; b++)
+        for (const sess *p = s->bucket[b]; p; p = p->next) {
+            if ((p->h & (s->nbucket - 1)) != b)
+                BAD("a session in bucket %zu hashes elsewhere", b);
+            if (++chained > s->nsess)
+                BAD("the hash chains hold more entries than the table");
+        }
+    if (chained != s->nsess)
+        BAD("the chains hold %zu sessions, the table %zu", chained, s->nsess);
+    if (unknown != s->nunknown)
+        BAD("%zu sessions of unknown keys, counted %zu", unknown, s->nunknown);
+    if (s->nunknown > (size_t)s->o.max_unknown)
+        BAD("%zu sessions of unknown keys, limit %d", s->nunknown, s->o.max_unknown);
+    if (s->grouping || s->nheld)
+        BAD("a group left open");
+    return 1;
+#undef BAD
+}
+
 void qv_server_stop(qv_server *s)
 {
     if (s)

@@ -69,4 +69,15 @@ qv_status qv_server_run(qv_server *srv, qv_err *err);
 void qv_server_stop(qv_server *srv);
 void qv_server_close(qv_server **srv);
 
+/* For tests and the fuzz target (not for use beside qv_server_run): one
+ * message of n frames (id, type, body, ...) from the connection rid,
+ * handled, dispatched and committed as the loop does it; one tick at now;
+ * and a check of the session table's invariants (1 when they hold, else 0
+ * and why). */
+void qv_server_feed(qv_server *srv, const void *rid, size_t rid_len,
+                    const void *const *frames, const size_t *lens, int n,
+                    int64_t now);
+void qv_server_tick(qv_server *srv, int64_t now);
+int qv_server_check(const qv_server *srv, char *why, size_t n);
+
 #endif

@@ -805,3 +805,80 @@ Test(e2e, peer_text_is_escaped_in_the_client_tables)
     cr_expect_null(strstr(out, "\nFORGED"), "a forged line in `qvac logs`: %s", out);
     cr_expect_null(strchr(out, '\x1b'), "a raw escape in `qvac logs`");
 }
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Submits a job of the built-in model (micro-batches of 1 x 64 tokens on the
+ * reference device); its id. */
+static long submit_long(const char *model, const char *data, const char *accum,
+                        const char *eval_batches)
+{
+    static char out[1 << 14];
+    char *argv[] = {bin, "submit", "--model", (char *)model, "--data", (char *)data,
+                    "--steps", "100000", "--batch", "1", "--seq-len", "64",
+                    "--accum", (char *)accum, "--eval-batches", (char *)eval_batches,
+                    "--backend", "ref", "--json", NULL};
+    cr_assert_eq(run(argv, out, sizeof out), 0, "%s", out);
+    json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert_not_null(j, "%s", out);
+    long id = (long)json_integer_value(json_object_get(j, "id"));
+    json_decref(j);
+    cr_assert_gt(id, 0, "%s", out);
+    return id;
+}
+
+static void wait_state(long id, const char *state, double timeout_s)
+{
+    double t0 = now_s();
+    for (;;) {
+        json_t *r = job_record(id);
+        int ok = r && !strcmp(str_of(r, "state"), state);
+        json_decref(r);
+        if (ok)
+            return;
+        cr_assert_lt(now_s() - t0, timeout_s, "job %ld is not %s after %.0f s", id, state,
+                     timeout_s);
+        msleep(50);
+    }
+}
+
+/* Seconds from `qvac cancel` to the job's end (state cancelled). */
+static double cancel_latency(long id)
+{
+    static char out[4096];
+    char sid[32];
+    snprintf(sid, sizeof sid, "%ld", id);
+    char *argv[] = {bin, "cancel", sid, NULL};
+    double t0 = now_s();
+    cr_assert_eq(run(argv, out, sizeof out), 0, "%s", out);
+    wait_state(id, "cancelled", 60);
+    return now_s() - t0;
+}
+
+/* `qvac cancel` of a running job took 35-44 s: the abort was seen only
+ * between steps and never during evaluation. The job leaves the device
+ * within 2 s, cancelled during its evaluation and in the middle of a step
+ * of 64 micro-batches. */
+Test(e2e, a_cancelled_job_leaves_the_device_within_2_s)
+{
+    char model[128], data[128];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    start_worker("w1");
+    long a = submit_long(model, data, "1", "100000");
+    wait_state(a, "running", 60);
+    msleep(500); /* inside "eval before" */
+    double la = cancel_latency(a);
+    long b = submit_long(model, data, "64", "1");
+    wait_state(b, "running", 60);
+    msleep(1500); /* inside the first step */
+    double lb = cancel_latency(b);
+    fprintf(stderr, "cancel: %.2f s during evaluation, %.2f s during a step\n", la, lb);
+    cr_expect_lt(la, 2.0, "cancelled during evaluation: %.2f s", la);
+    cr_expect_lt(lb, 2.0, "cancelled during a step: %.2f s", lb);
+}

@@ -19,47 +19,6 @@
 #define BUILTIN_MODEL "model/qvac-tiny.gguf"
 #define MAX_STEPS 64
 
-#define BITNET_CFG(D, L, H, F)                                                 \
-    {.vocab = 32002, .dim = (D), .n_layers = (L), .n_heads = (H),             \
-     .n_kv_heads = (H), .ffn_dim = (F), .ctx = 2048, .rope_theta = 10000.0f,  \
-     .norm_eps = 1e-5f, .act = QV_ACT_SILU, .sub_norm = 1, .tied = 1}
-
-/* The models and their default runs: short enough for a worker to run at
- * enrollment (seconds at builtin, minutes at the public shapes on a CPU). */
-static const struct {
-    const char *name;
-    qv_model_config cfg; /* unused for builtin */
-    int32_t batch, seq, steps;
-    int ckpt;
-} MODELS[] = {
-    {"builtin", {0}, 4, 128, 6, 0},
-    {"700m", BITNET_CFG(1536, 24, 16, 4096), 1, 128, 4, 0},
-    {"1.3b", BITNET_CFG(2048, 24, 32, 5460), 1, 64, 4, 1},
-    {"3b", BITNET_CFG(3200, 26, 32, 8640), 1, 64, 3, 1},
-};
-#define N_MODELS ((int)(sizeof MODELS / sizeof MODELS[0]))
-
-static int find_model(const char *name)
-{
-    for (int i = 0; i < N_MODELS; i++)
-        if (!strcmp(MODELS[i].name, name ? name : "builtin"))
-            return i;
-    return -1;
-}
-
-qv_status qv_bench_defaults(const char *model, int32_t *batch, int32_t *seq,
-                            int32_t *steps, qv_err *err)
-{
-    int i = find_model(model);
-    if (i < 0)
-        return qv_fail(err, QV_ERR_INVALID, "bench: unknown model '%.64s' (use one "
-                       "of " QV_BENCH_MODELS ")", model);
-    *batch = MODELS[i].batch;
-    *seq = MODELS[i].seq;
-    *steps = MODELS[i].steps;
-    return QV_OK;
-}
-
 static void blog(const qv_bench_opts *o, const char *fmt, ...)
 {
     if (!o->log)
@@ -116,7 +75,7 @@ static qv_status make_model(int i, qv_model **m, qv_err *err)
                            "built); use --model 700m, 1.3b or 3b");
         return qv_model_load_mem(f->data, f->size, "built-in model", m, err);
     }
-    return qv_model_init_synthetic(&MODELS[i].cfg, 1234 + (uint64_t)i, m, err);
+    return qv_model_init_synthetic(&qv_bench_models[i].cfg, 1234 + (uint64_t)i, m, err);
 }
 
 static qv_status run_mode(qv_device *dev, const qv_bench_opts *o, int mi, qv_model *m,
@@ -150,7 +109,7 @@ static qv_status run_mode(qv_device *dev, const qv_bench_opts *o, int mi, qv_mod
     t.accum = 1;
     t.eval_batches = 1;
     t.cache = o->cache;
-    t.checkpoint = MODELS[mi].ckpt;
+    t.checkpoint = qv_bench_models[mi].ckpt;
     step_clock c = {.o = o};
     t.progress = on_progress;
     t.progress_user = &c;
@@ -191,12 +150,12 @@ qv_status qv_bench_run(qv_device *dev, const qv_bench_opts *o, qv_bench_result *
     memset(r, 0, sizeof *r);
     if (!dev || !o || !r)
         return qv_fail(err, QV_ERR_INVALID, "bench: no device or options");
-    int mi = find_model(o->model);
+    int mi = qv_bench_model_index(o->model);
     if (mi < 0)
         return qv_bench_defaults(o->model, &r->batch, &r->seq, &r->steps, err);
-    r->batch = o->batch > 0 ? o->batch : MODELS[mi].batch;
-    r->seq = o->seq > 0 ? o->seq : MODELS[mi].seq;
-    r->steps = o->steps > 0 ? o->steps : MODELS[mi].steps;
+    r->batch = o->batch > 0 ? o->batch : qv_bench_models[mi].batch;
+    r->seq = o->seq > 0 ? o->seq : qv_bench_models[mi].seq;
+    r->steps = o->steps > 0 ? o->steps : qv_bench_models[mi].steps;
     if (r->steps > MAX_STEPS)
         return qv_fail(err, QV_ERR_INVALID, "bench: at most %d steps", MAX_STEPS);
     const qv_device_info *in = &dev->info;
@@ -206,7 +165,7 @@ qv_status qv_bench_run(qv_device *dev, const qv_bench_opts *o, qv_bench_result *
     snprintf(r->name, sizeof r->name, "%s", in->name);
     snprintf(r->driver, sizeof r->driver, "%s", in->driver);
     snprintf(r->fingerprint, sizeof r->fingerprint, "%s", in->fingerprint);
-    snprintf(r->model, sizeof r->model, "%s", MODELS[mi].name);
+    snprintf(r->model, sizeof r->model, "%s", qv_bench_models[mi].name);
     snprintf(r->version, sizeof r->version, "%s", QV_VERSION);
     qv_model *m = NULL;
     qv_dataset *ds = NULL;

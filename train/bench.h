@@ -22,6 +22,7 @@
 #include "autotune/cache.h"
 #include "common/status.h"
 #include "kernels/backend.h"
+#include "train/model.h"
 
 #define QV_BENCH_MODELS "builtin, 700m, 1.3b, 3b"
 
@@ -59,6 +60,21 @@ typedef struct qv_bench_result {
     double tune_s;          /* seconds spent tuning before the runs */
     int64_t measured_ms;    /* when (Unix ms) */
 } qv_bench_result;
+
+/* The models `qvac bench` knows (train/bench_json.c: data only, so the
+ * scheduler validates requests without the device code): index 0 is the
+ * built-in model (its cfg unused), the others synthetic at the public
+ * BitNet shapes; ckpt: activation checkpointing in its runs. */
+#define QV_BENCH_N_MODELS 4
+typedef struct qv_bench_model {
+    const char *name;
+    qv_model_config cfg;
+    int32_t batch, seq, steps;
+    int ckpt;
+} qv_bench_model;
+extern const qv_bench_model qv_bench_models[QV_BENCH_N_MODELS];
+/* The index of a model name (NULL: "builtin"), -1 when unknown. */
+int qv_bench_model_index(const char *name);
 
 /* The default batch, sequence and steps of a model name; QV_ERR_INVALID
  * naming the known ones for another. */

@@ -8,6 +8,41 @@
 
 #include "train/bench.h"
 
+#define BITNET_CFG(D, L, H, F)                                                 \
+    {.vocab = 32002, .dim = (D), .n_layers = (L), .n_heads = (H),             \
+     .n_kv_heads = (H), .ffn_dim = (F), .ctx = 2048, .rope_theta = 10000.0f,  \
+     .norm_eps = 1e-5f, .act = QV_ACT_SILU, .sub_norm = 1, .tied = 1}
+
+/* The models and their default runs: short enough for a worker to run at
+ * enrollment (seconds at builtin, minutes at the public shapes on a CPU). */
+const qv_bench_model qv_bench_models[QV_BENCH_N_MODELS] = {
+    {"builtin", {0}, 4, 128, 6, 0},
+    {"700m", BITNET_CFG(1536, 24, 16, 4096), 1, 128, 4, 0},
+    {"1.3b", BITNET_CFG(2048, 24, 32, 5460), 1, 64, 4, 1},
+    {"3b", BITNET_CFG(3200, 26, 32, 8640), 1, 64, 3, 1},
+};
+
+int qv_bench_model_index(const char *name)
+{
+    for (int i = 0; i < QV_BENCH_N_MODELS; i++)
+        if (!strcmp(qv_bench_models[i].name, name ? name : "builtin"))
+            return i;
+    return -1;
+}
+
+qv_status qv_bench_defaults(const char *model, int32_t *batch, int32_t *seq,
+                            int32_t *steps, qv_err *err)
+{
+    int i = qv_bench_model_index(model);
+    if (i < 0)
+        return qv_fail(err, QV_ERR_INVALID, "bench: unknown model '%.64s' (use one "
+                       "of " QV_BENCH_MODELS ")", model);
+    *batch = qv_bench_models[i].batch;
+    *seq = qv_bench_models[i].seq;
+    *steps = qv_bench_models[i].steps;
+    return QV_OK;
+}
+
 #define MAX_STEPS 64 /* as train/bench.c */
 
 /* ---- JSON ------------------------------------------------------------------ */

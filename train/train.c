@@ -54,9 +54,23 @@ static float lr_at(const qv_train_opts *o, int64_t step)
     return (float)(min + 0.5 * (o->lr - min) * (1.0 + cos(3.141592653589793 * t)));
 }
 
+static int stopped(const volatile sig_atomic_t *stop) { return stop && *stop; }
+
+/* qv_train_eval that ends early (*loss NaN) when *stop is set. */
+static qv_status eval_until(qv_net *n, const qv_dataset *ds, int32_t batch,
+                            int32_t seq, int32_t max_batches, double *loss,
+                            const volatile sig_atomic_t *stop, qv_err *err);
+
 qv_status qv_train_eval(qv_net *n, const qv_dataset *ds, int32_t batch,
                         int32_t seq, int32_t max_batches, double *loss,
                         qv_err *err)
+{
+    return eval_until(n, ds, batch, seq, max_batches, loss, NULL, err);
+}
+
+static qv_status eval_until(qv_net *n, const qv_dataset *ds, int32_t batch,
+                            int32_t seq, int32_t max_batches, double *loss,
+                            const volatile sig_atomic_t *stop, qv_err *err)
 {
     size_t cnt = (size_t)batch * (size_t)seq;
     int32_t *tok = malloc(cnt * 4), *tgt = malloc(cnt * 4);
@@ -69,7 +83,12 @@ qv_status qv_train_eval(qv_net *n, const qv_dataset *ds, int32_t batch,
     double sum = 0.0;
     int64_t count = 0;
     qv_status s = QV_OK;
+    int cut = 0;
     for (int32_t b = 0; b < max_batches && !s; b++) {
+        if (stopped(stop)) {
+            cut = 1;
+            break;
+        }
         int rows = 0;
         s = qv_dataset_eval_batch(ds, &cur, batch, seq, tok, tgt, &rows, err);
         if (s || rows == 0)
@@ -78,7 +97,7 @@ qv_status qv_train_eval(qv_net *n, const qv_dataset *ds, int32_t batch,
     }
     free(tok);
     free(tgt);
-    *loss = count ? sum / (double)count : NAN;
+    *loss = count && !cut ? sum / (double)count : NAN;
     return s;
 }
 
@@ -538,11 +557,11 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
         report(o, &p);
         if (o->full && (s = qv_net_requantize(n, err)))
             goto done;
-        if ((s = qv_train_eval(n, train, o->batch, o->seq, o->eval_batches,
-                               &st.before[0], err)))
+        if ((s = eval_until(n, train, o->batch, o->seq, o->eval_batches,
+                            &st.before[0], o->stop, err)))
             goto done;
-        if (val && (s = qv_train_eval(n, val, o->batch, o->seq,
-                                      o->eval_batches, &st.before[1], err)))
+        if (val && (s = eval_until(n, val, o->batch, o->seq, o->eval_batches,
+                                   &st.before[1], o->stop, err)))
             goto done;
     }
     res->train_loss_before = st.before[0];
@@ -575,9 +594,17 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
             goto done;
         double lsum = 0.0;
         int64_t lcnt = 0;
-        for (int a = 0; a < o->accum && !s; a++)
-            s = qv_net_run(n, tok + a * mb, tgt + a * mb, 1, gscale, &lsum,
-                           &lcnt, err);
+        /* a stop is honoured between micro-batches: the step is dropped
+         * whole (its gradients never reach the weights) */
+        for (int a = 0; a < o->accum && !s && !res->interrupted; a++) {
+            if (a > 0 && stopped(o->stop))
+                res->interrupted = 1;
+            else
+                s = qv_net_run(n, tok + a * mb, tgt + a * mb, 1, gscale, &lsum,
+                               &lcnt, err);
+        }
+        if (res->interrupted)
+            break;
         double norm = 0.0;
         if (!s)
             s = qv_net_grad_norm(n, &norm, err);
@@ -619,27 +646,32 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
     res->seconds = now_s() - t0;
     res->tokens_per_s = res->seconds > 0 ? (double)res->tokens / res->seconds : 0.0;
     res->steps_done = st.step;
-    if (o->out_dir && (s = save_checkpoint(n, o, sig, &st, losses, err)))
+    /* a cancelled run (stop >= 2) is abandoned: no checkpoint to write */
+    if (o->out_dir && !(o->stop && *o->stop >= 2) &&
+        (s = save_checkpoint(n, o, sig, &st, losses, err)))
         goto done;
     if (!res->interrupted) {
         p.phase = "eval after";
         report(o, &p);
         if (o->full && (s = qv_net_requantize(n, err)))
             goto done;
-        if ((s = qv_train_eval(n, train, o->batch, o->seq, o->eval_batches,
-                               &res->train_loss_after, err)))
+        if ((s = eval_until(n, train, o->batch, o->seq, o->eval_batches,
+                            &res->train_loss_after, o->stop, err)))
             goto done;
-        if (val && (s = qv_train_eval(n, val, o->batch, o->seq,
-                                      o->eval_batches, &res->val_loss_after,
-                                      err)))
+        if (val && (s = eval_until(n, val, o->batch, o->seq, o->eval_batches,
+                                   &res->val_loss_after, o->stop, err)))
             goto done;
-    } else {
+        if (stopped(o->stop))
+            res->interrupted = 1;
+    }
+    if (res->interrupted) {
         res->train_loss_after = res->val_loss_after = NAN;
     }
     qv_net_memory_get(n, &res->mem);
-    if (o->full)
+    int abandoned = o->stop && *o->stop >= 2;
+    if (o->full && !abandoned)
         s = qv_net_export(n, m, err);
-    if (!s && o->out_dir && !o->full) {
+    if (!s && o->out_dir && !o->full && !abandoned) {
         char path[4200];
         snprintf(path, sizeof path, "%s/adapter.gguf", o->out_dir);
         s = qv_adapter_save(n, o->alpha, o->rank, o->targets, path, err);
@@ -647,7 +679,7 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
     res->losses = losses;
     res->n_losses = st.step;
     losses = NULL;
-    if (!s && o->out_dir)
+    if (!s && o->out_dir && !abandoned)
         s = write_metrics(o, sig, res, dev, err);
 done:
     free(tok);

@@ -54,6 +54,9 @@ typedef struct qv_train_opts {
     /* called at least once a step; return non-zero to stop */
     int (*progress)(void *user, const qv_train_progress *p);
     void *progress_user;
+    /* non-zero: stop at the next micro-batch (or evaluation batch), as
+     * interrupted; the last whole step is kept in a checkpoint (out_dir)
+     * unless it is 2 or more (abandon: the run is cancelled) */
     volatile sig_atomic_t *stop;
     /* stop (as if interrupted) after this many steps of this run, for
      * tests of --resume; 0: never */

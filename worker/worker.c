@@ -990,7 +990,7 @@ static void on_abort(worker *w, const msgpack_object *b)
     j->aborted = true;
     snprintf(j->abort_reason, sizeof j->abort_reason, "%s", reason);
     if (j->state == J_RUN)
-        j->stop = 1;
+        j->stop = 2; /* abandon: at the next micro-batch, no checkpoint */
     else
         job_report(w, j, false, false, "aborted: %.1000s", j->abort_reason);
 }
