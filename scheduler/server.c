@@ -982,9 +982,15 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
         }
     }
     reconcile(s, p);
-    qv_wire_writer *w = wnew(QV_MSG_HEARTBEAT, 0);
-    if (w)
+    /* a heartbeat on a connection that did not enroll (this scheduler
+     * restarted, or declared the worker lost): ask it to enroll again, so
+     * its devices come back and its running attempts are renewed */
+    qv_wire_writer *w = wnew(QV_MSG_HEARTBEAT, p->enrolled ? 0 : 1);
+    if (w) {
+        if (!p->enrolled)
+            qv_wire_kv_bool(w, "enroll", true);
         send_w(s, p, w);
+    }
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "heartbeat");

@@ -882,3 +882,43 @@ Test(e2e, a_cancelled_job_leaves_the_device_within_2_s)
     cr_expect_lt(la, 2.0, "cancelled during evaluation: %.2f s", la);
     cr_expect_lt(lb, 2.0, "cancelled during a step: %.2f s", lb);
 }
+
+/* A fast scheduler restart stranded the fleet: the worker reconnected but
+ * was listed with no devices and a queued job stayed queued for good. The
+ * scheduler is killed (-9) while a job runs and restarted after 0.1 s, 1 s
+ * and 3 s (past the 2 s lease); the worker enrolls again, and the running
+ * job and one submitted after each restart both finish. */
+Test(e2e, a_restarted_scheduler_gets_its_fleet_back)
+{
+    char model[128], data[128];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    pid_t sched = procs[n_procs - 1];
+    start_worker("w1");
+    static const int delay_ms[] = {100, 1000, 3000};
+    for (size_t i = 0; i < sizeof delay_ms / sizeof *delay_ms; i++) {
+        static char out[1 << 14];
+        char *argv[] = {bin, "submit", "--model", model, "--data", data, "--steps", "60",
+                        "--batch", "1", "--seq-len", "16", "--ckpt-every", "10",
+                        "--eval-batches", "1", "--backend", "ref", "--json", NULL};
+        cr_assert_eq(run(argv, out, sizeof out), 0, "%s", out);
+        json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+        long a = j ? (long)json_integer_value(json_object_get(j, "id")) : 0;
+        json_decref(j);
+        cr_assert_gt(a, 0, "%s", out);
+        wait_state(a, "running", 60);
+        msleep(100);
+        kill(sched, SIGKILL);
+        waitpid(sched, NULL, 0);
+        for (int k = 0; k < n_procs; k++)
+            if (procs[k] == sched)
+                procs[k] = 0;
+        msleep(delay_ms[i]);
+        start_scheduler();
+        sched = procs[n_procs - 1];
+        long b = submit(model, data, "2", "0", 0);
+        wait_state(a, "succeeded", 120);
+        wait_state(b, "succeeded", 120);
+        fprintf(stderr, "restart after %d ms: jobs %ld and %ld succeeded\n", delay_ms[i], a, b);
+    }
+}

@@ -1516,7 +1516,19 @@ static void handle(worker *w, qv_wire_msg *m)
             on_ready(w);
         break;
     }
-    case QV_MSG_HEARTBEAT: break;
+    case QV_MSG_HEARTBEAT: {
+        /* the scheduler does not know this connection (it restarted, or
+         * took the worker for lost): enroll again; the next heartbeat
+         * renews the running attempts */
+        bool again = false;
+        qv_wire_get_bool(b, "enroll", &again, NULL);
+        if (again && w->ready) {
+            wlog(w, "the scheduler asks this worker to enroll again (it restarted "
+                 "or lost sight of it)");
+            send_enroll(w, false);
+        }
+        break;
+    }
     case QV_MSG_ASSIGN:
         if (!w->ready)
             break;
