@@ -53,6 +53,8 @@ void qv_help_submit(FILE *out);
 int qv_cmd_jobs(int argc, char **argv);
 void qv_help_jobs(FILE *out);
 int qv_cmd_workers(int argc, char **argv);
+/* `qvac workers remove ID [--data DIR]` (cmd_scheduler.c: on the store) */
+int qv_cmd_workers_remove(int argc, char **argv);
 void qv_help_workers(FILE *out);
 int qv_cmd_logs(int argc, char **argv);
 void qv_help_logs(FILE *out);

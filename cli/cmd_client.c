@@ -954,9 +954,13 @@ int qv_cmd_report(int argc, char **argv)
 void qv_help_workers(FILE *out)
 {
     fprintf(out,
-        "usage: qvac workers [--json]\n\n"
-        "Lists the workers the scheduler knows: state (idle, busy, lost), devices\n"
-        "and the jobs they run.\n\n"
+        "usage: qvac workers [--json]\n"
+        "       qvac workers remove ID [--data DIR]\n\n"
+        "Lists the workers the scheduler knows: state (idle, busy, tuning, lost,\n"
+        "revoked), devices and the jobs they run.\n\n"
+        "`remove` (on the scheduler's machine: it changes the scheduler's data\n"
+        "folder) removes worker ID for good: its key is refused from then on, a\n"
+        "running scheduler aborts its jobs within a tick and queues them again.\n\n"
         "options:\n"
         "  --json                a JSON array of worker records\n"
         CONN_HELP EXIT_HELP);
@@ -964,6 +968,8 @@ void qv_help_workers(FILE *out)
 
 int qv_cmd_workers(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "remove"))
+        return qv_cmd_workers_remove(argc, argv);
     cargs a;
     cargs_init(&a, "workers");
     for (int i = 1; i < argc; i++) {

@@ -1,9 +1,12 @@
 /* cli/cmd_scheduler.c — `qvac scheduler`, `qvac token`, `qvac clients`. */
 #include <signal.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "cli/cli.h"
 #include "scheduler/keys.h"
@@ -155,8 +158,17 @@ int qv_cmd_token(int argc, char **argv)
 
 void qv_help_clients(FILE *out)
 {
-    fprintf(out, "usage: qvac clients add KEY [--data DIR]\n\n"
-                 "Admits a client's public key (as `qvac keys` shows it).\n");
+    fprintf(out, "usage: qvac clients add KEY [--data DIR]\n"
+                 "       qvac clients remove KEY [--data DIR]\n"
+                 "       qvac clients list [--data DIR] [--json]\n\n"
+                 "Admits, removes or lists the client keys a scheduler accepts (a key as\n"
+                 "`qvac keys` shows it; quote it: Z85 has $ & ) > { !). Run it on the\n"
+                 "scheduler's machine: it changes the scheduler's data folder, and a\n"
+                 "running scheduler refuses a removed key's connections within a tick.\n\n"
+                 "options:\n"
+                 "  --data DIR    the scheduler's data folder (default: qvac scheduler's)\n"
+                 "  --json        (list) one JSON array of {key, name, added_ms}\n"
+                 "  -h, --help    this help\n");
 }
 
 int qv_cmd_clients(int argc, char **argv)
@@ -165,25 +177,121 @@ int qv_cmd_clients(int argc, char **argv)
         qv_help_clients(stdout);
         return QV_EXIT_OK;
     }
+    static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
     const char *dir = NULL, *key = NULL;
-    if (argc < 2 || strcmp(argv[1], "add"))
-        return qv_cli_usage("clients", "expected `qvac clients add KEY`");
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--data") && i + 1 < argc) dir = argv[++i];
-        else if (!key && argv[i][0] != '-') key = argv[i];
-        else return qv_cli_usage("clients", "unknown option '%s'", argv[i]);
+    int json = 0, c, npos = 0;
+    const char *verb = argc >= 2 ? argv[1] : "";
+    optind = 2;
+    opterr = 0;
+    /* options anywhere after the verb (getopt stops at the KEY on BSD) */
+    for (;;) {
+        if ((c = getopt_long(argc, argv, "+", lo, NULL)) == -1) {
+            if (optind >= argc)
+                break;
+            if (!npos++)
+                key = argv[optind];
+            optind++;
+            continue;
+        }
+        if (c == 'd') dir = optarg;
+        else if (c == 'j') json = 1;
+        else return qv_cli_usage("clients", "unknown or incomplete option '%s'",
+                                 argv[optind - 1]);
     }
-    if (!key || qv_keys_valid(key) != QV_OK)
-        return qv_cli_usage("clients", "KEY must be a 40-character Z85 public key");
+    int list = !strcmp(verb, "list"), add = !strcmp(verb, "add"),
+        rm = !strcmp(verb, "remove");
+    if (!list && !add && !rm)
+        return qv_cli_usage("clients", "expected `qvac clients add|remove KEY` or "
+                            "`qvac clients list`");
+    if (list ? npos != 0 : npos != 1)
+        return qv_cli_usage("clients", list ? "`list` takes no KEY"
+                                            : "expected exactly one KEY");
+    if (!list && qv_keys_valid(key) != QV_OK)
+        return qv_cli_usage("clients", "KEY must be a 40-character Z85 public key "
+                            "(in single quotes)");
     qv_err err = {0};
     qv_store *st = NULL;
     char path[4096];
     if (open_data(dir, &st, path, sizeof path, &err) != QV_OK)
         return qv_cli_error(&err);
-    qv_status s = qv_store_client_add(st, key, "added", qv_store_now_ms(), &err);
+    qv_status s;
+    if (list) {
+        qv_client_row *rows = NULL;
+        size_t n = 0;
+        s = qv_store_list_clients(st, &rows, &n, &err);
+        qv_store_close(&st);
+        if (s != QV_OK)
+            return qv_cli_error(&err);
+        if (json) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "key", rows[i].pubkey,
+                                                     "name", rows[i].name, "added_ms",
+                                                     (json_int_t)rows[i].added_ms));
+            qv_cli_print_json(arr);
+        } else if (!n) {
+            printf("no client keys admitted (the account that runs the scheduler is "
+                   "admitted when it starts)\n");
+        } else {
+            printf("%-42s %-16s %s\n", "KEY", "NAME", "ADDED");
+            for (size_t i = 0; i < n; i++) {
+                char when[32] = "", q[64], nm[64];
+                time_t tt = (time_t)(rows[i].added_ms / 1000);
+                struct tm tm;
+                if (localtime_r(&tt, &tm))
+                    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+                qv_shell_quote(rows[i].pubkey, q, sizeof q);
+                qv_printable(nm, sizeof nm, rows[i].name);
+                printf("%-42s %-16s %s\n", q, nm, when);
+            }
+        }
+        free(rows);
+        return QV_EXIT_OK;
+    }
+    s = add ? qv_store_client_add(st, key, "added", qv_store_now_ms(), &err)
+            : qv_store_client_remove(st, key, &err);
     qv_store_close(&st);
     if (s != QV_OK)
         return qv_cli_error(&err);
-    printf("client %s admitted\n", key);
+    printf("client %s %s\n", key, add ? "admitted" : "removed");
+    return QV_EXIT_OK;
+}
+
+int qv_cmd_workers_remove(int argc, char **argv)
+{
+    static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
+                                       {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *id = NULL;
+    int c, npos = 0;
+    optind = 2;
+    opterr = 0;
+    for (;;) {
+        if ((c = getopt_long(argc, argv, "+", lo, NULL)) == -1) {
+            if (optind >= argc)
+                break;
+            if (!npos++)
+                id = argv[optind];
+            optind++;
+            continue;
+        }
+        if (c == 'd') dir = optarg;
+        else return qv_cli_usage("workers", "unknown or incomplete option '%s'",
+                                 argv[optind - 1]);
+    }
+    if (npos != 1)
+        return qv_cli_usage("workers", "expected `qvac workers remove ID`");
+    qv_err err = {0};
+    qv_store *st = NULL;
+    char path[4096];
+    if (open_data(dir, &st, path, sizeof path, &err) != QV_OK)
+        return qv_cli_error(&err);
+    int rq = 0;
+    qv_status s = qv_store_worker_revoke(st, id, qv_store_now_ms(), &rq, &err);
+    qv_store_close(&st);
+    if (s != QV_OK)
+        return qv_cli_error(&err);
+    printf("worker %s removed; %d job(s) it held queued again\n", id, rq);
     return QV_EXIT_OK;
 }

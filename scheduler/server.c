@@ -88,6 +88,10 @@ typedef struct sess {
     uint64_t denied_quiet;
     /* heartbeats are kept here and written to the store at the tick */
     int64_t seen_ms, flushed_ms;
+    /* the key was removed (`qvac clients remove`, `qvac workers remove`)
+     * while connected: treated as unknown from then on */
+    int revoked;
+    int client_hint; /* the handshake said "client" (CURVE) */
     uint8_t rid[256];
     size_t rid_len;
     char key[QV_KEY_Z85];
@@ -130,6 +134,7 @@ struct qv_server {
     uint64_t max_worker_id;           /* the largest worker id handed out */
     int dispatch_due;                 /* something may have become runnable */
     int64_t next_dispatch_ms;         /* the periodic safety pass */
+    int64_t data_version;             /* the store's, at the last look */
     /* group commit: replies held until the group's changes are durable */
     int grouping;
     struct held { uint8_t rid[256]; size_t rid_len; qv_wire_out out; } *held;
@@ -825,6 +830,15 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     st = worker_of_key(s, key, id, &e);
     if (st != QV_OK)
         goto internal;
+    if (id[0]) { /* a removed worker stays removed */
+        qv_key_role kr = QV_KEY_UNKNOWN;
+        if (qv_store_key_role(s->store, key, &kr, NULL) == QV_OK && kr == QV_KEY_UNKNOWN) {
+            send_error(s, p, "denied", "enroll: this worker was removed (`qvac workers "
+                       "remove`); its key is refused", "enroll");
+            logf_(s, "enroll denied: worker %s was removed", id);
+            return;
+        }
+    }
     if (!id[0] || !known_worker) {
         if (!known && !token[0]) {
             send_error(s, p, "denied", "enroll: this key is not admitted; pass the "
@@ -2018,6 +2032,7 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
         p = sess_new(s, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), admitted, now);
         if (!p)
             return; /* answered `busy` */
+        p->client_hint = uid && !strcmp(uid, "client");
     }
     p->last_ms = now;
     if (p->mute_until > now) { /* a connection that sent only junk */
@@ -2062,6 +2077,8 @@ static void handle(qv_server *s, zmq_msg_t *parts, int np, int64_t now)
         if (role == ROLE_NONE && p->enrolled)
             role = ROLE_WORKER;
     }
+    if (p->revoked)
+        role = ROLE_NONE;
     int allowed = t == QV_MSG_HELLO || t == QV_MSG_ENROLL || t == QV_MSG_ERROR ||
                   (client_msg(t) && (role & ROLE_CLIENT)) ||
                   (worker_msg(t) && (role & ROLE_WORKER)) ||
@@ -2286,11 +2303,54 @@ static void flush_seen(qv_server *s, int64_t now, int all)
     free(times);
 }
 
+/* Another process changed the store (`qvac clients remove`, `qvac workers
+ * remove`, ...): connections whose key was removed lose their role at once;
+ * a removed worker's running attempts are aborted (the store requeued
+ * their jobs) and it gets no more. */
+static void check_revocations(qv_server *s)
+{
+    int64_t v = 0;
+    if (qv_store_data_version(s->store, &v, NULL) != QV_OK || v == s->data_version)
+        return;
+    s->data_version = v;
+    char (*ids)[QV_STORE_ID_MAX] = NULL;
+    size_t n = 0;
+    if (qv_store_revoked_workers(s->store, &ids, &n, NULL) != QV_OK)
+        return;
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *p = s->all[i];
+        if (p->revoked)
+            continue;
+        int gone = 0;
+        for (size_t k = 0; k < n && p->worker[0] && !gone; k++)
+            gone = strcmp(p->worker, ids[k]) == 0;
+        if (!gone && p->client_hint && p->key[0] && !s->o.insecure) {
+            qv_key_role kr = QV_KEY_UNKNOWN;
+            gone = qv_store_key_role(s->store, p->key, &kr, NULL) == QV_OK &&
+                   kr != QV_KEY_CLIENT;
+        }
+        if (!gone)
+            continue;
+        for (int k = 0; k < p->ndev; k++)
+            if (p->devs[k].job)
+                send_abort(s, p, p->devs[k].job, p->devs[k].attempt,
+                           "this worker was removed (qvac workers remove)");
+        logf_(s, "%s %s was removed: its connection is refused from now on",
+              p->worker[0] ? "worker" : "client key", p->worker[0] ? p->worker : p->key);
+        p->revoked = 1;
+        p->enrolled = 0;
+        p->ndev = 0;
+        sess_set_admitted(s, p, 0);
+    }
+    free(ids);
+}
+
 static void tick(qv_server *s, int64_t now)
 {
     qv_err e = {0};
     int rq = 0, fl = 0;
     flush_seen(s, now, 0);
+    check_revocations(s);
     if (qv_store_expire_leases(s->store, now, &rq, &fl, &e) != QV_OK)
         logf_(s, "lease expiry: %s", e.msg);
     else if (rq || fl)
@@ -2639,6 +2699,8 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
         st = qv_store_open(s->data_dir, NULL, &s->store, err);
     if (st == QV_OK)
         st = qv_store_worker_max_id(s->store, &s->max_worker_id, err);
+    if (st == QV_OK)
+        st = qv_store_data_version(s->store, &s->data_version, err);
     int stale = 0; /* uploads a killed scheduler left; we hold the lock */
     if (st == QV_OK && qv_store_blob_tmp_clean(s->store, &stale, NULL) == QV_OK && stale)
         logf_(s, "removed %d partial upload(s) left by an earlier run", stale);

@@ -2108,7 +2108,8 @@ qv_status qv_store_worker_upsert(qv_store *s, const char *worker,
         "INSERT INTO workers (id, pubkey, name, enrolled, last_seen, state)"
         " VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (id) DO UPDATE SET"
         " pubkey = excluded.pubkey, name = excluded.name,"
-        " last_seen = excluded.last_seen, state = 'active'";
+        " last_seen = excluded.last_seen, state = 'active'"
+        " WHERE workers.state <> 'revoked'";
     if (!s)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
     qv_status r = check_id(worker, "worker id", err);
@@ -2131,7 +2132,96 @@ qv_status qv_store_worker_upsert(qv_store *s, const char *worker,
         sqlite3_bind_int64(st, 5, now_ms);
         r = run(s, st, "enroll a worker", err);
     }
+    if (r == QV_OK && sqlite3_changes(s->db) == 0) /* revoked stays revoked */
+        r = qv_fail(err, QV_ERR_INVALID, "worker %s was removed (`qvac workers "
+                    "remove`); its key is refused", worker);
     return tx_end(s, r, "enroll a worker", err);
+}
+
+qv_status qv_store_worker_revoke(qv_store *s, const char *worker, int64_t now_ms,
+                                 int *requeued, qv_err *err)
+{
+    static const char SQL_JOBS[] =
+        "SELECT j.id FROM jobs j JOIN attempts a"
+        " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
+        " WHERE j.state IN ('assigned','running') AND a.worker = ?"
+        " ORDER BY j.id";
+    static const char SQL_W[] = "UPDATE workers SET state = 'revoked' WHERE id = ?";
+    if (requeued)
+        *requeued = 0;
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(worker, "worker id", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "remove a worker", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL_W, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, worker);
+        r = run(s, st, "remove a worker", err);
+    }
+    if (r == QV_OK && sqlite3_changes(s->db) == 0)
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "no worker %s; `qvac workers` lists them",
+                    worker);
+    char why[200];
+    snprintf(why, sizeof why, "worker %s removed (qvac workers remove)", worker);
+    int rq = 0;
+    if (r == QV_OK)
+        r = fail_open_attempts(s, SQL_JOBS, worker, 0, "lost", why, now_ms, &rq, NULL,
+                               err);
+    r = tx_end(s, r, "remove a worker", err);
+    if (r == QV_OK && requeued)
+        *requeued = rq;
+    return r;
+}
+
+qv_status qv_store_revoked_workers(qv_store *s, char (**ids)[QV_STORE_ID_MAX],
+                                   size_t *n, qv_err *err)
+{
+    static const char SQL[] = "SELECT id FROM workers WHERE state = 'revoked'";
+    if (!s || !ids || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            void *nb = realloc(*ids, nc * sizeof **ids);
+            if (!nb) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+                break;
+            }
+            *ids = nb, cap = nc;
+        }
+        col_copy(st, 0, (*ids)[(*n)++], QV_STORE_ID_MAX);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list removed workers", err);
+    done(st);
+    if (r != QV_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return r;
+}
+
+qv_status qv_store_data_version(qv_store *s, int64_t *v, qv_err *err)
+{
+    if (!s || !v)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    int x = 0;
+    qv_status r = pragma_int(s, "PRAGMA data_version", &x, err);
+    *v = x;
+    return r;
 }
 
 qv_status qv_store_worker_seen(qv_store *s, const char *worker, int64_t now_ms,
@@ -2684,6 +2774,68 @@ qv_status qv_store_client_add(qv_store *s, const char *pubkey,
         r = run(s, st, "add a client", err);
     }
     return tx_end(s, r, "add a client", err);
+}
+
+qv_status qv_store_client_remove(qv_store *s, const char *pubkey, qv_err *err)
+{
+    static const char SQL[] = "DELETE FROM clients WHERE pubkey = ?";
+    if (!s)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
+    qv_status r = check_id(pubkey, "client public key", err);
+    if (r == QV_OK)
+        r = tx_begin(s, "remove a client", err);
+    if (r != QV_OK)
+        return r;
+    sqlite3_stmt *st;
+    r = prep(s, SQL, &st, err);
+    if (r == QV_OK) {
+        bind_str(st, 1, pubkey);
+        r = run(s, st, "remove a client", err);
+    }
+    if (r == QV_OK && sqlite3_changes(s->db) == 0)
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "no client with key %s; `qvac clients list` "
+                    "lists them", pubkey);
+    return tx_end(s, r, "remove a client", err);
+}
+
+qv_status qv_store_list_clients(qv_store *s, qv_client_row **rows, size_t *n,
+                                qv_err *err)
+{
+    static const char SQL[] = "SELECT pubkey, name, added FROM clients ORDER BY added, pubkey";
+    if (!s || !rows || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *rows = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            qv_client_row *nb = realloc(*rows, nc * sizeof *nb);
+            if (!nb) {
+                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+                break;
+            }
+            *rows = nb, cap = nc;
+        }
+        qv_client_row *c = &(*rows)[(*n)++];
+        col_copy(st, 0, c->pubkey, sizeof c->pubkey);
+        col_copy(st, 1, c->name, sizeof c->name);
+        c->added_ms = sqlite3_column_int64(st, 2);
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, "list clients", err);
+    done(st);
+    if (r != QV_OK) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+    }
+    return r;
 }
 
 qv_status qv_store_key_role(qv_store *s, const char *pubkey, qv_key_role *role,

@@ -296,6 +296,18 @@ qv_status qv_store_worker_max_id(qv_store *store, uint64_t *max_id, qv_err *err)
  * up to limit (the cost grows with the limit, not with the queue). */
 qv_status qv_store_queued_count(qv_store *store, int64_t limit, int64_t *n,
                                 qv_err *err);
+/* Removes a worker for good: state "revoked" (its key is refused from then
+ * on, and enrolling again fails), every attempt it holds ends and its job
+ * goes back to the queue (or fails when out of attempts). QV_ERR_NOT_FOUND
+ * when there is no such worker. */
+qv_status qv_store_worker_revoke(qv_store *store, const char *worker,
+                                 int64_t now_ms, int *requeued, qv_err *err);
+/* The ids of the removed workers (*ids freed with free()). */
+qv_status qv_store_revoked_workers(qv_store *store, char (**ids)[QV_STORE_ID_MAX],
+                                   size_t *n, qv_err *err);
+/* SQLite's data_version: it changes when another connection (a `qvac
+ * clients` or `qvac workers remove` beside the scheduler) commits. */
+qv_status qv_store_data_version(qv_store *store, int64_t *v, qv_err *err);
 /* Marks the worker "lost"; every job it holds goes back to the queue (or
  * fails when out of attempts, or is cancelled if requested). */
 qv_status qv_store_worker_lost(qv_store *store, const char *worker,
@@ -386,6 +398,15 @@ void qv_strings_free(char ***v, size_t n);
 
 qv_status qv_store_client_add(qv_store *store, const char *pubkey,
                               const char *name, int64_t now_ms, qv_err *err);
+/* Removes an admitted client key (QV_ERR_NOT_FOUND when it is not one). */
+qv_status qv_store_client_remove(qv_store *store, const char *pubkey, qv_err *err);
+typedef struct qv_client_row {
+    char pubkey[QV_STORE_ID_MAX], name[QV_STORE_ID_MAX];
+    int64_t added_ms;
+} qv_client_row;
+/* The admitted client keys, oldest first (*rows freed with free()). */
+qv_status qv_store_list_clients(qv_store *store, qv_client_row **rows, size_t *n,
+                                qv_err *err);
 /* Who holds this public key: a client, a worker (not revoked) or nobody. */
 qv_status qv_store_key_role(qv_store *store, const char *pubkey,
                             qv_key_role *role, qv_err *err);

@@ -1260,3 +1260,103 @@ Test(scheduler, a_job_with_no_worker_waits_for_one, .timeout = 60)
     qv_client_close(&c);
     sched_stop(&s, 1);
 }
+
+/* Whether sock receives a message of type t within ms (others skipped). */
+static int got_type(void *sock, int t, int ms, char *code, size_t code_n)
+{
+    int tmo = ms;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    for (int i = 0; i < 20; i++) {
+        int r = try_recv(sock, code, code_n);
+        if (r < 0)
+            return 0;
+        if (r == t)
+            return 1;
+    }
+    return 0;
+}
+
+/* Revocation: `qvac workers remove ID` (the store, beside the running
+ * scheduler) aborts the worker's job and queues it again, and the worker is
+ * refused from then on, enroll included; `qvac clients remove KEY` refuses
+ * the client's next request on the connection it already has. */
+Test(scheduler, removed_workers_and_clients_are_refused, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    void *ctx = zmq_ctx_new();
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "doomed", 1.0);
+    submit_one(c);
+    cr_assert(got_assign(wk, 5000), "the job was not assigned");
+    qv_store *st = NULL;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    int rq = 0;
+    cr_assert_eq(qv_store_worker_revoke(st, "1", qv_store_now_ms(), &rq, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(rq, 1);
+    cr_expect(got_type(wk, QV_MSG_ABORT, 3000, NULL, 0), "the removed worker's job was not aborted");
+    qv_job j = {0};
+    cr_assert_eq(qv_store_job(st, 1, &j, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(j.state, QV_JOB_QUEUED, "the job is %s", qv_job_state_name(j.state));
+    qv_job_clear(&j);
+    /* its heartbeat and a new enroll are refused */
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 0, &w, NULL), QV_OK);
+    send_body(wk, QV_MSG_HEARTBEAT, w);
+    char code[32] = "";
+    cr_expect(got_type(wk, QV_MSG_ERROR, 3000, code, sizeof code), "no reply to the heartbeat");
+    cr_expect_str_eq(code, "denied");
+    zmq_close(wk);
+    void *again = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(again, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(again, qv_server_endpoint(s.srv)), 0);
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_ENROLL, 3, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "key", "0000000000000000000000000000000000000000");
+    qv_wire_kv_str(w, "name", "doomed");
+    qv_wire_kv_array(w, "devices", 0);
+    send_body(again, QV_MSG_ENROLL, w);
+    code[0] = '\0';
+    cr_expect(got_type(again, QV_MSG_ERROR, 3000, code, sizeof code), "enroll was not refused");
+    cr_expect_str_eq(code, "denied");
+    zmq_close(again);
+    qv_store_close(&st);
+    qv_client_close(&c);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+
+    if (!qv_curve_available())
+        return;
+    sched_start(&s, 0, NULL);
+    qv_client_opts cc = {.address = qv_server_endpoint(s.srv),
+                         .server_key = qv_server_public_key(s.srv),
+                         .client_key = s.client_key, .timeout_ms = 3000};
+    cr_assert_eq(qv_client_connect(&cc, &c, &e), QV_OK, "%s", e.msg);
+    char first[QV_WIRE_MAX_TEXT + 1];
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_JOBS, 0, &w, NULL), QV_OK);
+    qv_wire_out o = {0};
+    cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
+    qv_wire_writer_free(w);
+    qv_wire_msg *m = NULL;
+    cr_expect_eq(qv_client_request(c, &o, QV_MSG_JOB_LIST, &m, &e), QV_OK, "%s", e.msg);
+    qv_wire_msg_free(m);
+    qv_keypair kp;
+    cr_assert_eq(qv_keys_load_or_create(s.client_key, &kp, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    cr_assert_eq(qv_store_client_remove(st, kp.pub, &e), QV_OK, "%s", e.msg);
+    qv_store_close(&st);
+    struct timespec ts = {0, 200 * 1000 * 1000}; /* a few ticks */
+    nanosleep(&ts, NULL);
+    qv_status rs = qv_client_request(c, &o, QV_MSG_JOB_LIST, &m, &e);
+    snprintf(first, sizeof first, "%s", e.msg);
+    cr_expect_neq(rs, QV_OK, "a removed client's request was answered");
+    cr_expect_str_eq(qv_client_last_error_code(c), "denied", "%s", first);
+    qv_wire_out_free(&o);
+    qv_client_close(&c);
+    sched_stop(&s, 1);
+}
