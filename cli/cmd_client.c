@@ -13,6 +13,9 @@
 
 #include "cli/cli.h"
 #include "common/embedded.h"
+#include "formats/dataset.h"
+#include "formats/gguf.h"
+#include "formats/vocab.h"
 #include "scheduler/client.h"
 #include "scheduler/fleet.h"
 #include "scheduler/keys.h"
@@ -642,6 +645,62 @@ static int submit_bench(int argc, char **argv)
     return sent ? QV_EXIT_OK : QV_EXIT_FAIL;
 }
 
+/* The dataset, read here as the worker will read it for this model (its
+ * tokenizer, chat template and context): a file with no usable example is
+ * refused before anything is uploaded, naming the user's file and lines;
+ * skipped lines are listed. */
+static qv_status check_data(const char *model, const char *data, const qv_job_opts *jo,
+                            qv_err *err)
+{
+    qv_gguf *g = NULL;
+    qv_status st;
+    if (model) {
+        st = qv_gguf_open(model, &g, err);
+    } else {
+        const qv_embedded_file *f = qv_embedded_find(BUILTIN_MODEL);
+        if (!f)
+            return QV_OK; /* nothing to check against; the worker will say */
+        st = qv_gguf_parse(f->data, f->size, &g, err);
+    }
+    if (st)
+        return st;
+    const char *arch = NULL;
+    uint32_t ctx = 0;
+    char key[160];
+    if (qv_gguf_get_str(g, "general.architecture", &arch, NULL, NULL) == QV_OK && arch) {
+        snprintf(key, sizeof key, "%.100s.context_length", arch);
+        qv_gguf_get_u32(g, key, &ctx, NULL);
+    }
+    qv_dataset_opts o;
+    qv_vocab *v = NULL;
+    qv_dataset *ds = NULL;
+    st = qv_dataset_opts_for_model(g, model ? model : "the built-in model",
+                                   jo->chat_template[0] ? jo->chat_template : NULL,
+                                   (size_t)ctx, jo->long_policy, &o, &v, err);
+    if (!st)
+        st = qv_dataset_load_file_ex(data, &o, &ds, err);
+    if (!st) {
+        size_t stored = 0;
+        const qv_dataset_issue *is = qv_dataset_issues(ds, &stored);
+        for (size_t i = 0; i < stored; i++)
+            fprintf(stderr, "qvac: %s:%llu: will be skipped: %s\n", data,
+                    (unsigned long long)is[i].line, is[i].reason);
+        uint64_t total = qv_dataset_n_issues(ds);
+        if (total > stored)
+            fprintf(stderr, "qvac: %s: %llu more lines will be skipped\n", data,
+                    (unsigned long long)(total - stored));
+        if (qv_dataset_n_long(ds))
+            fprintf(stderr, "qvac: %s: %llu example(s) longer than the model's context "
+                    "of %u tokens will be %s\n", data,
+                    (unsigned long long)qv_dataset_n_long(ds), ctx,
+                    jo->long_policy == QV_LONG_TRUNCATE ? "cut to it" : "skipped");
+    }
+    qv_dataset_free(ds);
+    qv_vocab_free(v);
+    qv_gguf_free(g);
+    return st;
+}
+
 int qv_cmd_submit(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -678,6 +737,11 @@ int qv_cmd_submit(int argc, char **argv)
     free(canon_s);
     if (!canon)
         return qv_cli_error(NULL);
+    if (a.data && (st = check_data(a.model, a.data, &jo, &err))) {
+        json_decref(canon);
+        fprintf(stderr, "qvac: %s\nqvac: nothing was uploaded or submitted\n", err.msg);
+        return QV_EXIT_FAIL;
+    }
 
     char name[QV_WIRE_MAX_NAME + 1];
     if (a.name) {

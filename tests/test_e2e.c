@@ -922,3 +922,28 @@ Test(e2e, a_restarted_scheduler_gets_its_fleet_back)
         fprintf(stderr, "restart after %d ms: jobs %ld and %ld succeeded\n", delay_ms[i], a, b);
     }
 }
+
+/* `qvac submit` of a dataset with no usable example for the model (chat
+ * lines and a model without a chat template) made three failed attempts
+ * naming a path in the worker's cache: it is refused before anything is
+ * uploaded, naming the user's file and line. */
+Test(e2e, submit_refuses_a_dataset_the_model_cannot_use)
+{
+    static char out[1 << 14];
+    char data[160];
+    snprintf(data, sizeof data, "%s/chat.jsonl", root);
+    FILE *f = fopen(data, "w");
+    cr_assert_not_null(f);
+    fputs("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"},"
+          " {\"role\": \"assistant\", \"content\": \"arr\"}]}\n", f);
+    fclose(f);
+    start_scheduler();
+    char *argv[] = {bin, "submit", "--data", data, "--steps", "2", NULL};
+    cr_expect_eq(run(argv, out, sizeof out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, data), "the message does not name the file: %s", out);
+    cr_expect_not_null(strstr(out, "line 1"), "the message does not name the line: %s", out);
+    cr_expect_not_null(strstr(out, "nothing was uploaded"), "%s", out);
+    char *jobs[] = {bin, "jobs", "--all", NULL};
+    cr_assert_eq(run(jobs, out, sizeof out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "no jobs"), "a job was submitted: %s", out);
+}
