@@ -131,6 +131,9 @@ int qv_cmd_worker(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* over a file size limit a write fails (EFBIG) and the job is handed
+     * back, rather than the worker dying */
+    signal(SIGXFSZ, SIG_IGN);
     size_t last = 0;
     o.stop = &g_stop;
     o.log = log_line;

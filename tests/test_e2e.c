@@ -947,3 +947,60 @@ Test(e2e, submit_refuses_a_dataset_the_model_cannot_use)
     cr_assert_eq(run(jobs, out, sizeof out), 0, "%s", out);
     cr_expect_not_null(strstr(out, "no jobs"), "a job was submitted: %s", out);
 }
+
+/* A worker whose cache disk is full kept a job `running 0/2` and asked for
+ * the blob again every 20 s. A worker that cannot write the model to its
+ * cache (here a file size limit: writes fail as on a full disk) fails the
+ * attempt with retry, `qvac logs` says why, and another worker finishes
+ * the job. */
+Test(e2e, a_worker_that_cannot_cache_a_blob_hands_the_job_on)
+{
+    static char out[1 << 16];
+    char model[128], data[128];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    char sched[128];
+    snprintf(sched, sizeof sched, "%s/sched", root);
+    char *targv[] = {bin, "token", "--data", sched, NULL};
+    cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
+    char token[256], cache[128], log[160];
+    last_line(out, token, sizeof token);
+    snprintf(cache, sizeof cache, "%s/full", root);
+    snprintf(log, sizeof log, "%s/full.log", root);
+    /* 400 blocks of 512 or 1024 bytes: less than the 743 KB model */
+    char *wargv[] = {"/bin/sh", "-c", "trap '' XFSZ; ulimit -f 400; exec \"$0\" \"$@\"",
+                     bin, "worker", "--join", addr, "--token", token, "--devices", "ref",
+                     "--cache-dir", cache, "--no-tune", "--no-bench", "--name", "full", NULL};
+    procs[n_procs++] = start(wargv, log);
+    char *wl[] = {bin, "workers", NULL};
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        cr_assert_eq(run(wl, out, sizeof out), 0, "%s", out);
+        if (!(seen = strstr(out, "full") != NULL))
+            msleep(100);
+    }
+    cr_assert(seen, "the worker did not enroll: %s", out);
+    /* the built-in model (743 KB) */
+    char *sargv[] = {bin, "submit", "--data", data, "--steps", "2", "--batch", "2",
+                     "--seq-len", "32", "--eval-batches", "1", "--backend", "ref",
+                     "--json", NULL};
+    cr_assert_eq(run(sargv, out, sizeof out), 0, "%s", out);
+    json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    long id = j ? (long)json_integer_value(json_object_get(j, "id")) : 0;
+    json_decref(j);
+    cr_assert_gt(id, 0, "%s", out);
+    char sid[32];
+    snprintf(sid, sizeof sid, "%ld", id);
+    char *lg[] = {bin, "logs", sid, NULL};
+    int told = 0;
+    for (int i = 0; i < 200 && !told; i++) {
+        cr_assert_eq(run(lg, out, sizeof out), 0, "%s", out);
+        if (!(told = strstr(out, "another worker will take the job") != NULL))
+            msleep(100);
+    }
+    cr_assert(told, "the failed attempt does not say why: %s", out);
+    start_worker("w2");
+    wait_state(id, "succeeded", 120);
+    cr_assert_eq(run(lg, out, sizeof out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "cache"), "%s", out);
+}

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1075,6 +1076,35 @@ static void up_done(worker *w, xfer *x)
 
 /* ---- receiving ------------------------------------------------------------------ */
 
+/* The front download cannot be written (a full cache disk, a file size
+ * limit): the transfer ends, its partial file goes, and every job waiting
+ * for the blob fails with retry so another worker takes it; the reason,
+ * with the free space, reaches `qvac logs`. */
+static void down_write_failed(worker *w, xfer *x, int e, uint64_t need)
+{
+    struct statvfs v;
+    char room[640] = "";
+    if (statvfs(w->blob_dir, &v) == 0)
+        snprintf(room, sizeof room, "; %llu MiB free in %s",
+                 (unsigned long long)((uint64_t)v.f_bavail * v.f_frsize >> 20), w->blob_dir);
+    char why[1024];
+    if (e)
+        snprintf(why, sizeof why, "this worker cannot write it to its cache (%s%s); "
+                 "another worker will take the job", strerror(e), room);
+    else
+        snprintf(why, sizeof why, "this worker's cache disk has no room for its %llu "
+                 "bytes%s; another worker will take the job", (unsigned long long)need, room);
+    wlog(w, "blob %.16s: %s", x->hash, why);
+    if (x->f)
+        fclose(x->f);
+    x->f = NULL;
+    unlink(x->part);
+    pop_front(w->down, &w->n_down);
+    down_failed(w, x->hash, why);
+    xfer_free(x);
+    start_down(w);
+}
+
 static void on_chunk(worker *w, const msgpack_object *b)
 {
     char hash[HASH_CAP] = "";
@@ -1102,8 +1132,17 @@ static void on_chunk(worker *w, const msgpack_object *b)
     }
     x->resync = false;
     x->last_ms = now_ms();
-    if (n && fwrite(bytes, 1, n, x->f) != n) {
-        wlog(w, "cannot write %s", x->part);
+    if (off == 0 && size > 0) { /* the whole size is known now: is there room? */
+        struct statvfs v;
+        if (statvfs(w->blob_dir, &v) == 0 &&
+            (uint64_t)v.f_bavail * v.f_frsize < size) {
+            down_write_failed(w, x, 0, size);
+            return;
+        }
+    }
+    errno = 0;
+    if (n && (fwrite(bytes, 1, n, x->f) != n || fflush(x->f) != 0)) {
+        down_write_failed(w, x, errno ? errno : EIO, 0);
         return;
     }
     crypto_hash_sha256_update(&x->sha, bytes, n);
