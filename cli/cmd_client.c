@@ -1146,6 +1146,54 @@ static qv_status send_jobs_probe(qv_client *c, uint64_t job, qv_err *err)
     return tell(c, w, err);
 }
 
+/* The last progress event seen, for an ETA from the pace between two. */
+typedef struct prog_last {
+    int64_t step;
+    uint64_t t_ms;
+} prog_last;
+
+static void fmt_eta(double s, char *out, size_t n)
+{
+    if (!(s >= 0) || s > 1e8)
+        snprintf(out, n, "?");
+    else if (s >= 3600)
+        snprintf(out, n, "%dh %02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else if (s >= 60)
+        snprintf(out, n, "%dm %02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(out, n, "%ds", (int)(s + 0.5));
+}
+
+/* "training: step 40/400, loss 2.3100, 4804 tokens/s, peak 35.0 MiB, ETA 1m 12s" */
+static void progress_line(json_t *p, uint64_t t_ms, prog_last *last, char *out, size_t n)
+{
+    json_int_t step = json_integer_value(json_object_get(p, "step"));
+    json_int_t steps = json_integer_value(json_object_get(p, "steps"));
+    json_t *loss = json_object_get(p, "loss"), *tps = json_object_get(p, "tokens_per_s");
+    json_int_t peak = json_integer_value(json_object_get(p, "peak_bytes"));
+    size_t o = (size_t)snprintf(out, n, "%s: step %lld", step ? "training" : "starting",
+                                (long long)step);
+    if (steps && o < n)
+        o += (size_t)snprintf(out + o, n - o, "/%lld", (long long)steps);
+    if (json_is_number(loss) && step && o < n)
+        o += (size_t)snprintf(out + o, n - o, ", loss %.4f", json_number_value(loss));
+    if (json_is_number(tps) && json_number_value(tps) > 0 && o < n)
+        o += (size_t)snprintf(out + o, n - o, ", %.0f tokens/s", json_number_value(tps));
+    if (peak > 0 && o < n) {
+        char b[32];
+        qv_fmt_bytes((uint64_t)peak, b, sizeof b);
+        o += (size_t)snprintf(out + o, n - o, ", peak %s", b);
+    }
+    if (steps && step > last->step && last->t_ms && t_ms > last->t_ms && o < n) {
+        char eta[32];
+        double per = (double)(t_ms - last->t_ms) / 1e3 / (double)(step - last->step);
+        fmt_eta(per * (double)(steps - step), eta, sizeof eta);
+        snprintf(out + o, n - o, ", ETA %s", eta);
+    }
+    last->step = step;
+    last->t_ms = t_ms;
+}
+
 int qv_cmd_logs(int argc, char **argv)
 {
     cargs a;
@@ -1178,6 +1226,7 @@ int qv_cmd_logs(int argc, char **argv)
     qv_err_clear(&err);
     uint64_t next = 0;
     int probing = 0, final_asked = 0;
+    prog_last pl = {0, 0};
     qv_status st = send_logs(c, job, follow, 0, &err);
     while (!st) {
         qv_wire_msg *m = NULL;
@@ -1225,19 +1274,37 @@ int qv_cmd_logs(int argc, char **argv)
             if (seq < next)
                 continue; /* seen already */
             next = seq + 1;
-            if (a.json) {
+            char kind[32], raw[QV_WIRE_MAX_TEXT + 1];
+            rec_str(&ev[i], "kind", kind, sizeof kind);
+            rec_str(&ev[i], "text", raw, sizeof raw);
+            /* a progress event's text is a JSON object of figures */
+            json_t *prog = !strcmp(kind, "progress") ? json_loads(raw, 0, NULL) : NULL;
+            if (prog && !json_is_object(prog)) {
+                json_decref(prog);
+                prog = NULL;
+            }
+            uint64_t t_ms = rec_u64(&ev[i], "t_ms");
+            if (a.json) { /* one object a line; progress as an object */
                 json_t *j = to_json(&ev[i]);
+                if (prog) {
+                    json_object_del(j, "text");
+                    json_object_set(j, "progress", prog);
+                }
                 char *s = json_dumps(j, JSON_COMPACT);
                 if (s)
                     puts(s);
                 free(s);
                 json_decref(j);
+                json_decref(prog);
                 continue;
             }
             char text[QV_WIRE_MAX_TEXT + 1], state[32], when[32] = "";
             rec_text(&ev[i], "text", text, sizeof text);
             rec_text(&ev[i], "state", state, sizeof state);
-            time_t tt = (time_t)(rec_u64(&ev[i], "t_ms") / 1000);
+            if (prog)
+                progress_line(prog, t_ms, &pl, text, sizeof text);
+            json_decref(prog);
+            time_t tt = (time_t)(t_ms / 1000);
             struct tm tm;
             if (localtime_r(&tt, &tm))
                 strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);

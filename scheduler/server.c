@@ -1359,9 +1359,10 @@ static int64_t send_events(qv_server *s, sess *p, int64_t job, int64_t after,
                 for (size_t i = 0; i < n; i++) {
                     qv_job_state js;
                     int has = qv_job_state_parse(ev[i].kind, &js);
-                    qv_wire_w_map(w, has ? 4 : 3);
+                    qv_wire_w_map(w, has ? 5 : 4);
                     qv_wire_kv_u64(w, "seq", (uint64_t)ev[i].id);
                     qv_wire_kv_u64(w, "t_ms", (uint64_t)ev[i].time_ms);
+                    qv_wire_kv_str(w, "kind", ev[i].kind);
                     qv_wire_kv_str(w, "text", ev[i].text);
                     if (has)
                         qv_wire_kv_str(w, "state", ev[i].kind);

@@ -1004,3 +1004,48 @@ Test(e2e, a_worker_that_cannot_cache_a_blob_hands_the_job_on)
     cr_assert_eq(run(lg, out, sizeof out), 0, "%s", out);
     cr_expect_not_null(strstr(out, "cache"), "%s", out);
 }
+
+/* `qvac logs` printed progress as raw JSON, and `--json` put that JSON in
+ * a string: now a human line (step, loss, tokens/s, ETA), and with --json
+ * one object a line whose progress is an object. */
+Test(e2e, logs_print_progress_for_people_and_objects_for_programs)
+{
+    static char out[1 << 16];
+    char model[128], data[128];
+    make_inputs(model, data, sizeof model);
+    start_scheduler();
+    start_worker("w1");
+    long id = submit(model, data, "6", "0", 1);
+    char sid[32];
+    snprintf(sid, sizeof sid, "%ld", id);
+    char *lg[] = {bin, "logs", sid, NULL};
+    cr_assert_eq(run(lg, out, sizeof out), 0, "%s", out);
+    cr_expect_null(strstr(out, "{\"step\""), "raw JSON in `qvac logs`: %s", out);
+    cr_expect_not_null(strstr(out, "training: step 6/6, loss "), "%s", out);
+    cr_expect_not_null(strstr(out, "tokens/s"), "%s", out);
+    char *lj[] = {bin, "logs", sid, "--json", NULL};
+    cr_assert_eq(run(lj, out, sizeof out), 0, "%s", out);
+    int lines = 0, progress = 0;
+    for (char *p = out; *p;) {
+        char *e = strchr(p, '\n');
+        if (e)
+            *e = '\0';
+        if (*p) {
+            json_t *j = json_loads(p, 0, NULL);
+            cr_expect(json_is_object(j), "not a JSON object: %s", p);
+            json_t *pr = json_object_get(j, "progress");
+            if (pr) {
+                cr_expect(json_is_object(pr), "progress is not an object: %s", p);
+                cr_expect_null(json_object_get(j, "text"), "%s", p);
+                progress++;
+            }
+            json_decref(j);
+            lines++;
+        }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    cr_expect_geq(lines, 4);
+    cr_expect_geq(progress, 1);
+}
