@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/progress.h"
 #include "kernels/verify.h"
 
 void qv_help_check(FILE *out)
@@ -79,7 +80,9 @@ int qv_cmd_check(int argc, char **argv)
         qv_devlist_destroy(&list);
         return QV_EXIT_USAGE;
     }
-    int progress = !as_json && isatty(2);
+    qv_progress line;
+    qv_progress_init(&line, 0);
+    int progress = !as_json && line.tty; /* on a terminal only */
     json_t *jrows = as_json ? json_array() : NULL;
     row *rows = NULL; /* one per device and kernel: grows with both */
     int nrows = 0, cap = 0, total_fail = 0;
@@ -122,10 +125,10 @@ int qv_cmd_check(int argc, char **argv)
                 qv_config_format(k, &c, cfgtxt, sizeof cfgtxt);
                 for (size_t si = 0; si < N_SHAPES; si++) {
                     if (progress)
-                        fprintf(stderr, "\r\033[Kchecking %s %s  config %d/%d "
-                                "shape %zu/%zu", dev->info.id, k->name, ci + 1,
-                                (int)(sizeof mm_configs / sizeof *mm_configs) - 1,
-                                si + 1, N_SHAPES);
+                        qv_progress_line(&line, 1, "checking %s %s  config %d/%d "
+                                         "shape %zu/%zu", dev->info.id, k->name, ci + 1,
+                                         (int)(sizeof mm_configs / sizeof *mm_configs) - 1,
+                                         si + 1, N_SHAPES);
                     qv_verify_result res;
                     qv_err_clear(&err);
                     qv_status st = qv_verify(dev, ref, k, &c, shapes[si],
@@ -135,8 +138,7 @@ int qv_cmd_check(int argc, char **argv)
                     if (st || !res.pass) {
                         r->fails++;
                         if (!as_json) {
-                            if (progress)
-                                fprintf(stderr, "\r\033[K");
+                            qv_progress_clear(&line);
                             fprintf(stderr, "FAIL %s %s [%s] M=%d N=%d K=%d "
                                     "R=%d: %s\n", dev->info.id, k->name, cfgtxt,
                                     shapes[si].M, shapes[si].N, shapes[si].K,
@@ -170,8 +172,7 @@ int qv_cmd_check(int argc, char **argv)
                     "results", jres));
         }
     }
-    if (progress)
-        fprintf(stderr, "\r\033[K");
+    qv_progress_clear(&line);
     if (as_json) {
         qv_cli_print_json(jrows);
     } else {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/progress.h"
 #include "common/embedded.h"
 #include "formats/dataset.h"
 #include "formats/gguf.h"
@@ -322,14 +323,21 @@ static void print_job_line(const msgpack_object *r)
 
 typedef struct xfer {
     const char *label;
-    int tty;
+    qv_progress line; /* transfers show on a terminal only */
     int last_pct;
 } xfer;
+
+static void xfer_init(xfer *x, const char *label)
+{
+    x->label = label;
+    x->last_pct = -1;
+    qv_progress_init(&x->line, 0);
+}
 
 static void on_xfer(void *user, uint64_t done, uint64_t total)
 {
     xfer *x = user;
-    if (!x->tty)
+    if (!x->line.tty)
         return;
     int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
     if (pct == x->last_pct)
@@ -338,12 +346,12 @@ static void on_xfer(void *user, uint64_t done, uint64_t total)
     char d[32], t[32];
     qv_fmt_bytes(done, d, sizeof d);
     qv_fmt_bytes(total, t, sizeof t);
-    fprintf(stderr, "\r\033[K%s: %3d%%  %s / %s", x->label, pct, d, t);
+    qv_progress_line(&x->line, 1, "%s: %3d%%  %s / %s", x->label, pct, d, t);
     if (done == total)
-        fputc('\n', stderr);
+        qv_progress_end(&x->line);
 }
 
-static void show_job_progress(const msgpack_object *r, int tty, uint64_t id)
+static void show_job_progress(const msgpack_object *r, qv_progress *line, uint64_t id)
 {
     char state[32], worker[QV_WIRE_MAX_NAME + 1], device[QV_WIRE_MAX_NAME + 1],
         why[QV_WIRE_MAX_TEXT + 1];
@@ -352,14 +360,9 @@ static void show_job_progress(const msgpack_object *r, int tty, uint64_t id)
     rec_text(r, "device", device, sizeof device);
     rec_text(r, "unrunnable", why, sizeof why);
     uint64_t step = rec_u64(r, "step"), steps = rec_u64(r, "steps");
-    int width = 20, fill = steps ? (int)(width * (double)step / (double)steps) : 0;
-    if (fill > width)
-        fill = width;
     char bar[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[width] = '\0';
-    char extra[160] = "";
+    qv_progress_bar(bar, sizeof bar, 20, (double)step, (double)steps);
+    char extra[1400] = "";
     double loss, tps;
     int n = 0;
     if (rec_f64(r, "loss", &loss))
@@ -367,15 +370,13 @@ static void show_job_progress(const msgpack_object *r, int tty, uint64_t id)
     if (rec_f64(r, "tokens_per_s", &tps) && n < (int)sizeof extra)
         n += snprintf(extra + n, sizeof extra - (size_t)n, "  %.0f tok/s", tps);
     if (worker[0] && n < (int)sizeof extra)
-        snprintf(extra + n, sizeof extra - (size_t)n, "  on %.40s%s%.40s",
-                 worker, device[0] ? "/" : "", device);
-    fprintf(stderr, "%sjob %llu [%s] %-9s step %llu/%llu%s%s",
-            tty ? "\r\033[K" : "", (unsigned long long)id, bar, state,
-            (unsigned long long)step, (unsigned long long)steps, extra,
-            tty ? "" : "\n");
-    if (why[0])
-        fprintf(stderr, "%s  (%s)%s",
-                tty ? "" : "", why, tty ? "" : "\n");
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "  on %.40s%s%.40s",
+                      worker, device[0] ? "/" : "", device);
+    if (why[0] && n < (int)sizeof extra)
+        snprintf(extra + n, sizeof extra - (size_t)n, "  (%s)", why);
+    qv_progress_line(line, 1, "job %llu [%s] %-9s step %llu/%llu%s",
+                     (unsigned long long)id, bar, state, (unsigned long long)step,
+                     (unsigned long long)steps, extra);
 }
 
 /* ---- submit ---------------------------------------------------------------- */
@@ -522,7 +523,8 @@ static qv_status upload_one(qv_client *c, const char *path, const char *builtin,
                             const char *what, char hash[QV_SHA256_HEX],
                             qv_err *err)
 {
-    xfer x = {.tty = isatty(2), .last_pct = -1};
+    xfer x;
+    xfer_init(&x, NULL);
     char label[300];
     bool sent = false;
     qv_status st;
@@ -554,7 +556,8 @@ static qv_status upload_one(qv_client *c, const char *path, const char *builtin,
 static qv_status follow_job(qv_client *c, uint64_t id, qv_wire_msg **final,
                             const msgpack_object **rec, qv_err *err)
 {
-    int tty = isatty(2);
+    qv_progress line;
+    qv_progress_init(&line, 0);
     char last[512] = "";
     for (;;) {
         qv_wire_msg *m = NULL;
@@ -568,12 +571,11 @@ static qv_status follow_job(qv_client *c, uint64_t id, qv_wire_msg **final,
         rec_f64(r, "loss", &loss);
         snprintf(sig, sizeof sig, "%s %llu %.6f", state,
                  (unsigned long long)rec_u64(r, "step"), loss);
-        if (tty || strcmp(sig, last))
-            show_job_progress(r, tty, id);
+        if (line.tty || strcmp(sig, last))
+            show_job_progress(r, &line, id);
         snprintf(last, sizeof last, "%s", sig);
         if (state_final(state)) {
-            if (tty)
-                fputc('\n', stderr);
+            qv_progress_end(&line);
             *final = m;
             *rec = r;
             return QV_OK;
@@ -1472,13 +1474,15 @@ int qv_cmd_fetch(int argc, char **argv)
     if ((st = mkdirs(dir, &err)))
         goto done;
     snprintf(apath, sizeof apath, "%s/adapter.gguf", dir);
-    xfer x = {.label = "adapter.gguf", .tty = isatty(2), .last_pct = -1};
+    xfer x;
+    xfer_init(&x, "adapter.gguf");
     qv_client_set_timeout(c, a.co.timeout_ms > 0 ? a.co.timeout_ms : 30000);
     if ((st = qv_client_download(c, ah, asz, apath, on_xfer, &x, &err)))
         goto done;
     if (mh[0]) {
         snprintf(mpath, sizeof mpath, "%s/metrics.json", dir);
-        xfer y = {.label = "metrics.json", .tty = isatty(2), .last_pct = -1};
+        xfer y;
+        xfer_init(&y, "metrics.json");
         if ((st = qv_client_download(c, mh, msz, mpath, on_xfer, &y, &err)))
             goto done;
     }

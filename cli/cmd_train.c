@@ -20,6 +20,7 @@
 #include "formats/gguf.h"
 #include "formats/tokenizer.h"
 #include "formats/vocab.h"
+#include "common/progress.h"
 #include "kernels/verify.h"
 #include "train/mfu.h"
 #include "train/train.h"
@@ -298,9 +299,9 @@ static qv_tune_cache *open_cache(const char *db)
 /* ---- progress ---------------------------------------------------------------- */
 
 typedef struct prog {
-    int tty, quiet;
+    int quiet;
     const char *label;
-    double last;
+    qv_progress line; /* a line per step on a terminal; every 2 s in logs */
 } prog;
 
 static void fmt_time(double s, char *buf, size_t n)
@@ -317,33 +318,19 @@ static int on_progress(void *user, const qv_train_progress *p)
     if (ps->quiet)
         return 0;
     if (strcmp(p->phase, "train")) {
-        if (ps->tty)
-            fprintf(stderr, "\r\033[K%s: %s ...", ps->label, p->phase);
-        else
-            fprintf(stderr, "%s: %s ...\n", ps->label, p->phase);
+        qv_progress_line(&ps->line, 1, "%s: %s ...", ps->label, p->phase);
         return 0;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-    /* a line per step on a terminal; every 2 s (and the last step) in logs */
-    if (!ps->tty && now - ps->last < 2.0 && p->step != p->steps)
-        return 0;
-    ps->last = now;
-    char eta[32], mem[32];
+    char eta[32], mem[32], bar[32];
     fmt_time(p->eta_s, eta, sizeof eta);
     qv_fmt_bytes(p->peak_bytes, mem, sizeof mem);
-    int width = 20, fill = p->steps ? (int)(width * p->step / p->steps) : 0;
-    char bar[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[width] = '\0';
-    fprintf(stderr, "%s%s [%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  "
-            "ETA %s  peak %s%s", ps->tty ? "\r\033[K" : "", ps->label, bar,
-            (long long)p->step, (long long)p->steps, p->loss, (double)p->lr,
-            p->tokens_per_s, eta, mem, ps->tty ? "" : "\n");
-    if (ps->tty && p->step == p->steps)
-        fputc('\n', stderr);
+    qv_progress_bar(bar, sizeof bar, 20, (double)p->step, (double)p->steps);
+    qv_progress_line(&ps->line, p->step == p->steps,
+                     "%s [%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s  "
+                     "peak %s", ps->label, bar, (long long)p->step, (long long)p->steps,
+                     p->loss, (double)p->lr, p->tokens_per_s, eta, mem);
+    if (p->step == p->steps)
+        qv_progress_end(&ps->line);
     return 0;
 }
 
@@ -504,7 +491,8 @@ static qv_status run_finetune(targs *a, qv_devlist *devs, qv_train_opts *o,
         s = err->code ? err->code : QV_ERR_NOT_FOUND;
     if (!s) {
         snprintf(ro->device, sizeof ro->device, "%s", dev->info.id);
-        prog ps = {.tty = isatty(2), .quiet = quiet, .label = label};
+        prog ps = {.quiet = quiet, .label = label};
+        qv_progress_init(&ps.line, 2.0);
         o->cache = cache;
         o->progress = on_progress;
         o->progress_user = &ps;
@@ -1039,7 +1027,8 @@ int qv_cmd_pretrain(int argc, char **argv)
                 qv_dataset_n_tokens(tr));
         signal(SIGINT, on_sigint);
         signal(SIGTERM, on_sigint);
-        prog ps = {.tty = isatty(2), .label = "pretrain"};
+        prog ps = {.label = "pretrain"};
+        qv_progress_init(&ps.line, 2.0);
         a.o.progress = on_progress;
         a.o.progress_user = &ps;
         a.o.stop = &g_stop;

@@ -9,6 +9,7 @@
 
 #include "autotune/tune.h"
 #include "cli/cli.h"
+#include "common/progress.h"
 
 void qv_help_tune(FILE *out)
 {
@@ -118,34 +119,26 @@ static int parse_args(int argc, char **argv, tune_args *a)
 /* ---- progress ----------------------------------------------------------- */
 
 typedef struct prog_state {
-    int tty;
-    size_t last_line;
+    qv_progress line;
+    size_t last_line; /* off a terminal: a line every 10 evaluations */
 } prog_state;
 
 static int progress(void *user, const qv_tune_progress *p)
 {
     prog_state *ps = user;
     double sp = isinf(p->default_ns) || isinf(p->best_ns) ? 0 : p->default_ns / p->best_ns;
-    if (ps->tty) {
-        int width = 24, fill = p->budget ? (int)(width * p->evals / p->budget) : 0;
-        if (fill > width)
-            fill = width;
-        char bar[32];
-        for (int i = 0; i < width; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[width] = '\0';
-        fprintf(stderr, "\r\033[K%s %s %s [%s] %zu/%zu  best %.3g ms", p->device,
-                p->kernel, p->bucket, bar, p->evals, p->budget, p->best_ns / 1e6);
-        if (sp > 0)
-            fprintf(stderr, " (%.2fx default)", sp);
-        if (p->failures)
-            fprintf(stderr, "  %zu failed", p->failures);
-    } else if (p->evals >= ps->last_line + 10 || p->evals == p->budget) {
-        ps->last_line = p->evals;
-        fprintf(stderr, "tune %s %s %s: %zu/%zu evaluated, best %.3g ms, %zu failed\n",
-                p->device, p->kernel, p->bucket, p->evals, p->budget,
-                p->best_ns / 1e6, p->failures);
-    }
+    if (!ps->line.tty && p->evals < ps->last_line + 10 && p->evals != p->budget)
+        return 0;
+    ps->last_line = p->evals;
+    char bar[32], extra[64] = "";
+    qv_progress_bar(bar, sizeof bar, 24, (double)p->evals, (double)p->budget);
+    size_t o = 0;
+    if (sp > 0)
+        o += (size_t)snprintf(extra + o, sizeof extra - o, " (%.2fx default)", sp);
+    if (p->failures && o < sizeof extra)
+        snprintf(extra + o, sizeof extra - o, "  %zu failed", p->failures);
+    qv_progress_line(&ps->line, 1, "tune %s %s %s [%s] %zu/%zu  best %.3g ms%s", p->device,
+                     p->kernel, p->bucket, bar, p->evals, p->budget, p->best_ns / 1e6, extra);
     return 0;
 }
 
@@ -309,7 +302,8 @@ int qv_cmd_tune(int argc, char **argv)
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    prog_state ps = {isatty(2), 0};
+    prog_state ps = {.last_line = 0};
+    qv_progress_init(&ps.line, 0);
     qv_tune_opts o = {
         .strategy = a.strategy, .budget_evals = a.budget_evals,
         .budget_s = a.budget_s, .seed = a.seed, .force = a.force,
@@ -332,8 +326,7 @@ int qv_cmd_tune(int argc, char **argv)
                 ps.last_line = 0;
                 qv_status st = qv_tune_kernel(cache, dev, ref, k, a.shapes[si], &o,
                                               &e, &cached, &interrupted, &err);
-                if (ps.tty)
-                    fprintf(stderr, "\r\033[K");
+                qv_progress_clear(&ps.line);
                 if (st) {
                     fprintf(stderr, "qvac tune: %s %s: %s\n", dev->info.id, k->name, err.msg);
                     failures++;
