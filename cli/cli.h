@@ -16,7 +16,10 @@ typedef struct qv_cmd {
 } qv_cmd;
 
 /* Exit codes of every command. */
-enum { QV_EXIT_OK = 0, QV_EXIT_FAIL = 1, QV_EXIT_USAGE = 2 };
+/* Exit status of every command: 0 done, 1 failed, 2 usage error (an
+ * unknown option, a bad value, an unknown device), 130 interrupted
+ * (SIGINT or SIGTERM: 128 + 2, as shells report Ctrl-C). */
+enum { QV_EXIT_OK = 0, QV_EXIT_FAIL = 1, QV_EXIT_USAGE = 2, QV_EXIT_INTERRUPTED = 130 };
 
 int qv_cmd_devices(int argc, char **argv);
 void qv_help_devices(FILE *out);

@@ -51,6 +51,7 @@ typedef struct targs {
     qv_model_config mc;
     /* generate */
     const char *adapter, *prompt;
+    const char *stop_at;       /* generate --stop STR */
     int tokens;
     float temperature;
     qv_act_quant act_quant; /* --act-quant (eval, generate) */
@@ -104,6 +105,11 @@ static int parse_args(int argc, char **argv, targs *a)
         else if (!strcmp(o, "--db")) a->db = v;
         else if (!strcmp(o, "--adapter")) a->adapter = v;
         else if (!strcmp(o, "--prompt")) a->prompt = v;
+        else if (!strcmp(o, "--stop")) {
+            if (!*v)
+                return qv_cli_usage(a->cmd, "--stop needs a non-empty string");
+            a->stop_at = v;
+        }
         else if (!strcmp(o, "--text")) a->text = v;
         else if (!strcmp(o, "--dump")) a->dump = v;
         else if (!strcmp(o, "--split")) {
@@ -621,7 +627,7 @@ int qv_cmd_finetune(int argc, char **argv)
                 (long long)r->steps_done, (long long)a.o.steps, a.o.out_dir,
                 a.o.out_dir);
         free(r->losses);
-        return QV_EXIT_FAIL;
+        return QV_EXIT_INTERRUPTED;
     }
     if (a.json) {
         json_t *j = result_json(&ro);
@@ -769,14 +775,77 @@ void qv_help_generate(FILE *out)
     fprintf(out,
         "usage: qvac generate [--model M.gguf] [--adapter A.gguf] --prompt TEXT\n"
         "                     [--tokens N] [--temperature T] [--seed N] [--device ID]\n"
-        "                     [--weights ternary|f16] [--act-quant bitnet|llamacpp]\n\n"
+        "                     [--weights ternary|f16] [--act-quant bitnet|llamacpp]\n"
+        "                     [--stop STR] [--json]\n\n"
         "Continues TEXT with the model (the built-in one by default), with a LoRA adapter\n"
         "from `qvac finetune` when given, so you can see what the adapter changed.\n"
         "Temperature 0 is greedy; the default is 0.7 (seeded sampling, 120 tokens).\n"
         "--act-quant llamacpp rounds each BitLinear's input as llama.cpp's CPU backend\n"
         "does (q8_K blocks for TQ2_0, half for F16 weights) instead of BitNet's per-token\n"
         "int8 (bitnet, the default, what qvac trains with): the same continuation as\n"
-        "llama.cpp's `llama-completion -m M --lora A --temp 0 -ctk f32 -ctv f32`.\n");
+        "llama.cpp's `llama-completion -m M --lora A --temp 0 -ctk f32 -ctv f32`.\n"
+        "The text is written as it comes, as valid UTF-8 (bytes the model produced\n"
+        "that are not UTF-8 become U+FFFD). --stop STR ends the text before the first\n"
+        "STR it would contain. --json prints one object at the end: prompt, text,\n"
+        "tokens, stopped (end of text, stop string, length, interrupted),\n"
+        "tokens_per_s, device.\n");
+}
+
+/* What generate has produced: the raw bytes of the pieces, how much of
+ * them went to stdout, and why it stopped. Text reaches a terminal (or the
+ * JSON) only as valid UTF-8: a byte sequence that is not UTF-8 becomes
+ * U+FFFD; a sequence cut at the end of a token waits for the next one. */
+typedef struct gen_text {
+    char *p;
+    size_t n, cap, written;
+    int oom;
+} gen_text;
+
+static void gen_add(gen_text *g, const char *b, size_t n)
+{
+    if (g->n + n + 1 > g->cap) {
+        size_t nc = g->cap ? 2 * g->cap : 256;
+        while (nc < g->n + n + 1)
+            nc *= 2;
+        char *np = realloc(g->p, nc);
+        if (!np) {
+            g->oom = 1;
+            return;
+        }
+        g->p = np, g->cap = nc;
+    }
+    memcpy(g->p + g->n, b, n);
+    g->n += n;
+    g->p[g->n] = '\0';
+}
+
+/* Writes [from, to) of raw as valid UTF-8 to f (or appends it to out);
+ * returns how far it got (a cut sequence at the end stays unless final). */
+static size_t utf8_out(const char *raw, size_t from, size_t to, int final, FILE *f,
+                       gen_text *out)
+{
+    static const char REPL[] = "\xef\xbf\xbd"; /* U+FFFD */
+    size_t i = from;
+    while (i < to) {
+        const unsigned char *u = (const unsigned char *)raw + i;
+        int n = qv_utf8_seq(u, to - i);
+        if (n < 0 && !final)
+            break;
+        if (n <= 0 || (n == 1 && u[0] == 0)) { /* not UTF-8 (or a NUL) */
+            if (f)
+                fwrite(REPL, 1, 3, f);
+            else
+                gen_add(out, REPL, 3);
+            i++;
+            continue;
+        }
+        if (f)
+            fwrite(u, 1, (size_t)n, f);
+        else
+            gen_add(out, (const char *)u, (size_t)n);
+        i += (size_t)n;
+    }
+    return i;
 }
 
 int qv_cmd_generate(int argc, char **argv)
@@ -805,6 +874,7 @@ int qv_cmd_generate(int argc, char **argv)
         return qv_cli_error(&err);
     }
     signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
     qv_device *dev = qv_cli_pick_device(devs, a.device, &err);
     /* the model's own tokenizer, or qvac's bytes */
     qv_dataset_opts dopt;
@@ -840,10 +910,19 @@ int qv_cmd_generate(int argc, char **argv)
             qv_tok_encode(a.prompt, plen, ids + len);
             len += (int32_t)plen;
         }
-        fputs(a.prompt, stdout);
-        fflush(stdout);
+        if (!a.json) { /* the prompt too, as valid UTF-8 */
+            utf8_out(a.prompt, 0, strlen(a.prompt), 1, stdout, NULL);
+            fflush(stdout);
+        }
     }
     free(pids);
+    gen_text gen = {0};
+    size_t stop_len = a.stop_at ? strlen(a.stop_at) : 0;
+    const char *why = "length";
+    int ntok = 0;
+    double t_gen = 0;
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
     int32_t pad = vocab ? (qv_vocab_eos(vocab) >= 0 ? qv_vocab_eos(vocab) : 0) : QV_TOK_EOS;
     qv_rng rng = {a.o.seed * 0x9E3779B97F4A7C15ull + 1};
     int32_t *window = malloc((size_t)ctx * 4);
@@ -895,26 +974,66 @@ int qv_cmd_generate(int argc, char **argv)
                     break;
             }
         }
-        if (vocab ? qv_vocab_is_eog(vocab, next) : next == QV_TOK_EOS)
+        if (vocab ? qv_vocab_is_eog(vocab, next) : next == QV_TOK_EOS) {
+            why = "end of text";
             break;
+        }
         ids[len++] = next;
+        ntok++;
         if (vocab) {
             size_t pl = 0;
             const char *piece = qv_vocab_token_to_piece(vocab, next, false, &pl);
-            if (piece && pl) {
-                fwrite(piece, 1, pl, stdout);
-                fflush(stdout);
-            }
+            if (piece && pl)
+                gen_add(&gen, piece, pl);
         } else {
             char c[4];
-            if (qv_tok_decode(&next, 1, c, sizeof c) == 1) {
-                fputc(c[0], stdout);
-                fflush(stdout);
-            }
+            if (qv_tok_decode(&next, 1, c, sizeof c) == 1)
+                gen_add(&gen, c, 1);
+        }
+        if (gen.oom) {
+            s = qv_fail(&err, QV_ERR_NOMEM, "generate: out of memory");
+            break;
+        }
+        if (stop_len && gen.n >= stop_len &&
+            !memcmp(gen.p + gen.n - stop_len, a.stop_at, stop_len)) {
+            gen.n -= stop_len; /* the stop string is not part of the text */
+            why = "stop string";
+            break;
+        }
+        /* stream what can no longer turn into the stop string */
+        size_t safe = gen.n > (stop_len ? stop_len - 1 : 0) ? gen.n - (stop_len ? stop_len - 1 : 0) : 0;
+        if (!a.json && safe > gen.written) {
+            gen.written = utf8_out(gen.p, gen.written, safe, 0, stdout, NULL);
+            fflush(stdout);
         }
     }
+    if (g_stop && !s && strcmp(why, "end of text") && strcmp(why, "stop string"))
+        why = "interrupted";
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    t_gen = (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
     qv_vocab_free(vocab);
-    fputc('\n', stdout);
+    if (a.json) {
+        gen_text clean = {0};
+        if (gen.n)
+            utf8_out(gen.p, 0, gen.n, 1, NULL, &clean);
+        gen_text cprompt = {0};
+        utf8_out(a.prompt, 0, strlen(a.prompt), 1, NULL, &cprompt);
+        if (!s)
+            qv_cli_print_json(json_pack("{s:s, s:s, s:i, s:s, s:f, s:s}", "prompt",
+                                        cprompt.p ? cprompt.p : "", "text",
+                                        clean.p ? clean.p : "", "tokens", ntok,
+                                        "stopped", why, "tokens_per_s",
+                                        t_gen > 0 ? ntok / t_gen : 0.0, "device",
+                                        dev ? dev->info.id : ""));
+        free(clean.p);
+        free(cprompt.p);
+    } else {
+        utf8_out(gen.p ? gen.p : "", gen.written, gen.n, 1, stdout, NULL);
+        fputc('\n', stdout);
+    }
+    free(gen.p);
+    int was_stopped = !strcmp(why, "interrupted");
     free(window);
     free(ids);
     free(logits);
@@ -923,7 +1042,7 @@ int qv_cmd_generate(int argc, char **argv)
     qv_model_free(&m);
     if (s)
         return qv_cli_error(&err);
-    return QV_EXIT_OK;
+    return was_stopped ? QV_EXIT_INTERRUPTED : QV_EXIT_OK;
 }
 
 /* ---- pretrain --------------------------------------------------------------------------- */
@@ -935,7 +1054,8 @@ void qv_help_pretrain(FILE *out)
         "                     [--dim D] [--layers L] [--heads H] [--kv-heads H] [--ffn F]\n"
         "                     [--ctx C] [--act silu|relu2] [--rope neox|norm]\n"
         "                     [--head tied|untied] [--steps N] [--lr LR] [--batch B]\n"
-        "                     [--seq-len S] [--seed N] [--ckpt-every N] [--resume DIR]\n\n"
+        "                     [--seq-len S] [--seed N] [--ckpt-every N] [--resume DIR]\n"
+        "                     [--json]\n\n"
         "Trains a BitNet b1.58 model from scratch with quantisation-aware training (f32\n"
         "shadow weights, ternary forward, straight-through estimator) on plain text, and\n"
         "writes it as GGUF (TQ2_0 weights where rows are multiples of 256). This is how\n"
@@ -1037,21 +1157,31 @@ int qv_cmd_pretrain(int argc, char **argv)
         s = qv_train_run(dev, m, tr, va, &a.o, &r, &err);
         qv_tune_cache_destroy(&cache);
     }
-    if (!s && r.interrupted) {
+    int interrupted = !s && r.interrupted;
+    if (interrupted)
         fprintf(stderr, "\nqvac: interrupted at step %lld; resume with --resume %s\n",
                 (long long)r.steps_done, ckdir);
-        s = QV_ERR_INVALID;
-        err.msg[0] = '\0';
-        snprintf(err.msg, sizeof err.msg, "pretraining interrupted");
-    }
-    if (!s) {
+    if (!s && !interrupted) {
         qv_model_drop_shadow(m);
         s = qv_model_save(m, out, &err);
     }
-    if (!s)
+    if (!s && !interrupted && a.json) {
+        json_t *j = json_pack("{s:s, s:I, s:f, s:f, s:f, s:s}", "model", out, "steps",
+                              (json_int_t)r.steps_done, "tokens_per_s", r.tokens_per_s,
+                              "seconds", r.seconds, "peak_bytes",
+                              (double)r.mem.peak, "device", dev ? dev->info.id : "");
+        json_object_set_new(j, "train_loss_before", json_real(r.train_loss_before));
+        json_object_set_new(j, "train_loss_after", json_real(r.train_loss_after));
+        if (isfinite(r.val_loss_before)) {
+            json_object_set_new(j, "val_loss_before", json_real(r.val_loss_before));
+            json_object_set_new(j, "val_loss_after", json_real(r.val_loss_after));
+        }
+        qv_cli_print_json(j);
+    } else if (!s && !interrupted) {
         printf("pretrain: loss %.4f -> %.4f (validation %.4f -> %.4f), %.0f tok/s; "
                "wrote %s\n", r.train_loss_before, r.train_loss_after,
                r.val_loss_before, r.val_loss_after, r.tokens_per_s, out);
+    }
     free(r.losses);
     qv_devlist_destroy(&devs);
     qv_dataset_free(tr);
@@ -1060,7 +1190,7 @@ int qv_cmd_pretrain(int argc, char **argv)
     qv_model_free(&m);
     if (s)
         return qv_cli_error(&err);
-    return QV_EXIT_OK;
+    return interrupted ? QV_EXIT_INTERRUPTED : QV_EXIT_OK;
 }
 
 /* ---- eval ------------------------------------------------------------------------------ */

@@ -87,22 +87,38 @@ void qv_append_line(char *buf, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The length of the valid UTF-8 sequence at s (1..4), 0 when it is not
- * one (a stray continuation byte, an overlong form, a surrogate, past
- * U+10FFFF, or cut short). */
-static size_t utf8_len(const unsigned char *s)
+int qv_utf8_seq(const unsigned char *s, size_t avail)
 {
+    if (!avail)
+        return -1;
     unsigned c = s[0];
-    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
-    if (c >= 0xf5 || !n)
+    if (c < 0x80)
+        return 1;
+    int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c <= 0xef ? 3
+          : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (!n)
         return 0;
-    for (size_t i = 1; i < n; i++)
+    for (int i = 1; i < n; i++) {
+        if ((size_t)i >= avail)
+            return -1; /* so far so good: more bytes may complete it */
         if ((s[i] & 0xc0) != 0x80)
             return 0;
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
-        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
-        return 0;
+        if (i == 1 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
+                       (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90)))
+            return 0;
+    }
     return n;
+}
+
+/* The length of the valid UTF-8 sequence at s (1..4) in a NUL-terminated
+ * string, 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t avail = 1;
+    while (avail < 4 && s[avail - 1] && s[avail])
+        avail++;
+    int n = qv_utf8_seq(s, avail);
+    return n > 0 ? (size_t)n : 0;
 }
 
 void qv_printable(char *dst, size_t cap, const char *s)

@@ -67,4 +67,10 @@ void qv_append_vline(char *buf, size_t cap, const char *fmt, va_list ap);
  * NUL-terminated (cap >= 1). */
 void qv_printable(char *dst, size_t cap, const char *s);
 
+/* The UTF-8 sequence at s with avail bytes readable: its length (1..4)
+ * when valid, 0 when it is not UTF-8 (a stray continuation byte, an
+ * overlong form, a surrogate, past U+10FFFF), -1 when it is cut short and
+ * more bytes may complete it (or avail is 0). */
+int qv_utf8_seq(const unsigned char *s, size_t avail);
+
 #endif

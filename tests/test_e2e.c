@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/status.h"
 #include "scheduler/keys.h"
 #include "scheduler/store.h"
 #include "train/model.h"
@@ -1048,4 +1049,94 @@ Test(e2e, logs_print_progress_for_people_and_objects_for_programs)
     }
     cr_expect_geq(lines, 4);
     cr_expect_geq(progress, 1);
+}
+
+/* Whether s is valid UTF-8 (qv_utf8_seq over every sequence). */
+static int valid_utf8(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        int k = qv_utf8_seq((const unsigned char *)s + i, n - i);
+        if (k <= 0)
+            return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* `generate` and `pretrain` ignored --json; `generate` wrote whatever
+ * bytes it had to the terminal and could not stop on a string. */
+Test(e2e, generate_and_pretrain_speak_json_and_utf8)
+{
+    static char out[1 << 16];
+    char *g[] = {bin, "generate", "--prompt", "Once upon a time", "--tokens", "24",
+                 "--temperature", "0", "--device", "ref", "--json", NULL};
+    cr_assert_eq(run(g, out, sizeof out), 0, "%s", out);
+    json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert(json_is_object(j), "%s", out);
+    cr_expect_eq(json_integer_value(json_object_get(j, "tokens")), 24);
+    cr_expect_str_eq(str_of(j, "stopped"), "length");
+    char text[512];
+    snprintf(text, sizeof text, "%s", str_of(j, "text"));
+    json_decref(j);
+    cr_assert_geq(strlen(text), 8, "%s", out);
+    /* stop on a piece of that same (greedy) continuation */
+    char stop[4] = {text[5], text[6], text[7], 0};
+    char *gs[] = {bin, "generate", "--prompt", "Once upon a time", "--tokens", "24",
+                  "--temperature", "0", "--device", "ref", "--json", "--stop", stop, NULL};
+    cr_assert_eq(run(gs, out, sizeof out), 0, "%s", out);
+    j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert(json_is_object(j), "%s", out);
+    cr_expect_str_eq(str_of(j, "stopped"), "stop string", "%s", out);
+    const char *cut = str_of(j, "text");
+    cr_expect_null(strstr(cut, stop), "the stop string '%s' is in '%s'", stop, cut);
+    cr_expect(!strncmp(cut, text, strlen(cut)) && strlen(cut) <= 5, "'%s' vs '%s'", cut, text);
+    json_decref(j);
+    /* bytes that are not UTF-8 (a Latin-1 prompt) reach the terminal as U+FFFD */
+    char *gu[] = {bin, "generate", "--prompt", "caf\xe9 \xff", "--tokens", "4",
+                  "--temperature", "0", "--device", "ref", NULL};
+    cr_assert_eq(run(gu, out, sizeof out), 0, "%s", out);
+    cr_expect(valid_utf8(out, strlen(out)), "invalid UTF-8 on the terminal");
+    cr_expect_not_null(strstr(out, "caf\xef\xbf\xbd \xef\xbf\xbd"), "%s", out);
+
+    char model[200];
+    snprintf(model, sizeof model, "%s/pre.gguf", root);
+    char *p[] = {bin, "pretrain", "--out", model, "--steps", "2", "--batch", "2",
+                 "--seq-len", "16", "--dim", "32", "--layers", "1", "--heads", "2",
+                 "--kv-heads", "1", "--ffn", "48", "--ctx", "32", "--device", "ref",
+                 "--json", NULL};
+    cr_assert_eq(run(p, out, sizeof out), 0, "%s", out);
+    j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert(json_is_object(j), "%s", out);
+    cr_expect_eq(json_integer_value(json_object_get(j, "steps")), 2);
+    cr_expect_str_eq(str_of(j, "model"), model);
+    cr_expect(json_is_number(json_object_get(j, "train_loss_after")));
+    json_decref(j);
+}
+
+/* SIGTERM during a large step was honoured only at the step's end (30 s):
+ * `qvac finetune` stops at the next micro-batch and exits 130 (interrupted)
+ * within 2 s. */
+Test(e2e, sigterm_stops_finetune_within_2_s_with_exit_130)
+{
+    char outdir[200], log[200];
+    snprintf(outdir, sizeof outdir, "%s/ft", root);
+    snprintf(log, sizeof log, "%s/ft.log", root);
+    char *argv[] = {bin, "finetune", "--device", "ref", "--steps", "1000", "--batch", "1",
+                    "--seq-len", "64", "--accum", "64", "--eval-batches", "1",
+                    "--no-tune", "--out", outdir, NULL};
+    pid_t pid = start(argv, log);
+    msleep(1500); /* inside the first step of 64 micro-batches */
+    double t0 = now_s();
+    kill(pid, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 400 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        msleep(25);
+    double dt = now_s() - t0;
+    if (dt >= 10) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    cr_expect_lt(dt, 2.0, "finetune took %.2f s to stop", dt);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status %d",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }

@@ -37,3 +37,17 @@ Test(status, printable_cuts_at_a_whole_character)
     qv_printable(one, sizeof one, "abc");
     cr_expect_str_eq(one, "");
 }
+
+Test(status, utf8_seq_tells_valid_invalid_and_cut_short)
+{
+    const unsigned char *e = (const unsigned char *)"\xe2\x82\xac";
+    cr_expect_eq(qv_utf8_seq(e, 3), 3);
+    cr_expect_eq(qv_utf8_seq(e, 2), -1, "a cut euro sign may still come whole");
+    cr_expect_eq(qv_utf8_seq(e, 0), -1);
+    cr_expect_eq(qv_utf8_seq((const unsigned char *)"A", 1), 1);
+    cr_expect_eq(qv_utf8_seq((const unsigned char *)"\xff", 1), 0);
+    cr_expect_eq(qv_utf8_seq((const unsigned char *)"\xe9 ", 2), 0, "Latin-1 e-acute");
+    cr_expect_eq(qv_utf8_seq((const unsigned char *)"\xed\xa0\x80", 3), 0, "a surrogate");
+    cr_expect_eq(qv_utf8_seq((const unsigned char *)"\xf4\x90\x80\x80", 4), 0, "past U+10FFFF");
+    cr_expect_eq(qv_utf8_seq((const unsigned char *)"\xf0\x9f\x8f", 3), -1);
+}
