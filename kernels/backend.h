@@ -127,6 +127,10 @@ qv_status qv_device_sync(qv_device *dev, qv_err *err);
 
 /* ---- buffers ------------------------------------------------------------ */
 
+/* What buffers of a device may hold in all (qv_buffer_new refuses past it):
+ * its global memory, and for a CPU device at most half the machine's
+ * physical memory, which the host side of a run needs too. */
+uint64_t qv_device_memory_budget(const qv_device_info *info);
 qv_status qv_buffer_new(qv_device *dev, size_t bytes, qv_buffer **out,
                         qv_err *err);
 void qv_buffer_destroy(qv_buffer **buf);

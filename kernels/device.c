@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/embedded.h"
 #include "common/hash.h"
@@ -127,6 +128,19 @@ qv_status qv_device_sync(qv_device *dev, qv_err *err)
     return dev->iface->synchronize ? dev->iface->synchronize(dev, err) : QV_OK;
 }
 
+uint64_t qv_device_memory_budget(const qv_device_info *info)
+{
+    uint64_t cap = info->global_mem_bytes;
+    if (info->is_cpu) {
+        /* its memory is the host's, which the run's host side needs too */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        uint64_t half = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+        if (half && (!cap || half < cap))
+            cap = half;
+    }
+    return cap;
+}
+
 qv_status qv_buffer_new(qv_device *dev, size_t bytes, qv_buffer **out,
                         qv_err *err)
 {
@@ -143,6 +157,19 @@ qv_status qv_buffer_new(qv_device *dev, size_t bytes, qv_buffer **out,
                        "largest allocation (%llu bytes); use smaller tensors "
                        "or another device", dev->info.id, bytes,
                        (unsigned long long)dev->info.max_alloc_bytes);
+    /* the device's memory is a budget: a run that would pass it is refused
+     * here, before the memory is spent (drivers that overcommit, and the
+     * reference device's malloc, would otherwise grow until the machine
+     * swaps) */
+    uint64_t cap = qv_device_memory_budget(&dev->info);
+    if (cap && (uint64_t)bytes > cap - (dev->cur_bytes < cap ? dev->cur_bytes : cap))
+        return qv_fail(err, QV_ERR_NOMEM,
+                       "%s: %.1f MiB more on top of the %.1f MiB allocated would pass "
+                       "the device's %.1f MiB of memory (for a CPU device: half of the "
+                       "machine's); lower --batch or --seq-len, "
+                       "add --checkpoint-activations, or use a device with more memory",
+                       dev->info.id, (double)bytes / 1048576.0,
+                       (double)dev->cur_bytes / 1048576.0, (double)cap / 1048576.0);
     qv_buffer *b = calloc(1, sizeof *b);
     if (!b)
         return qv_fail(err, QV_ERR_NOMEM, "%s: out of host memory",

@@ -1140,3 +1140,31 @@ Test(e2e, sigterm_stops_finetune_within_2_s_with_exit_130)
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status %d",
               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
+
+/* `finetune --device ref --batch 4096` grew to 14.4 GB of host memory, and
+ * on opencl:0 `--batch 4096 --accum 4096` passed 4 GB in 30 s: a run that
+ * does not fit is refused before its memory is spent, with the figure and
+ * the limit. */
+Test(e2e, a_run_that_does_not_fit_is_refused_before_it_starts)
+{
+    static char out[1 << 14];
+    char *dev[] = {"ref", "opencl:0"};
+    for (int i = 0; i < 2; i++) {
+        char *a[] = {bin, "finetune", "--device", dev[i], "--batch", "4096", "--steps", "1",
+                     "--no-tune", NULL};
+        double t0 = now_s();
+        int rc = run(a, out, sizeof out);
+        if (i == 1 && strstr(out, "no device"))
+            break; /* no OpenCL here */
+        cr_expect_eq(rc, 1, "%s: %s", dev[i], out);
+        cr_expect_lt(now_s() - t0, 20.0, "%s took %.1f s to refuse", dev[i], now_s() - t0);
+        cr_expect_not_null(strstr(out, "MiB of memory"), "%s: %s", dev[i], out);
+        char *b[] = {bin, "finetune", "--device", dev[i], "--batch", "4096", "--accum", "4096",
+                     "--steps", "1", "--no-tune", NULL};
+        t0 = now_s();
+        rc = run(b, out, sizeof out);
+        cr_expect_eq(rc, 1, "%s: %s", dev[i], out);
+        cr_expect_lt(now_s() - t0, 20.0);
+        cr_expect_not_null(strstr(out, "GiB of host memory"), "%s: %s", dev[i], out);
+    }
+}

@@ -525,6 +525,21 @@ qv_status qv_train_run(qv_device *dev, qv_model *m, const qv_dataset *train,
         .targets = o->full ? 0 : o->targets, .full = o->full, .seed = o->seed,
         .cache = o->cache, .checkpoint = o->checkpoint,
     };
+    /* the step's tokens and targets live on the host: batch x seq x accum
+     * of each; refused before anything is spent when they would take more
+     * than a quarter of the machine's memory (a CPU device's buffers may
+     * take half) */
+    {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        double host = (double)o->batch * (double)o->seq * (double)o->accum * 8.0;
+        double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+        if (phys > 0 && host > phys / 4)
+            return qv_fail(err, QV_ERR_NOMEM,
+                           "train: a step's %d x %d x %d tokens and targets take %.1f GiB "
+                           "of host memory, more than a quarter of this machine's %.1f GiB; "
+                           "lower --batch, --seq-len or --accum", o->batch, o->seq,
+                           o->accum, host / 1073741824.0, phys / 1073741824.0);
+    }
     qv_device_reset_peak(dev);
     qv_net *n = NULL;
     qv_status s = qv_net_new(dev, m, &no, &n, err);

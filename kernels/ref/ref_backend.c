@@ -3,6 +3,7 @@
  * Its timer is the host's monotonic clock. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "kernels/backend.h"
@@ -163,9 +164,13 @@ qv_status qv_ref_enumerate(qv_devlist *list, qv_err *err)
     strcpy(i->name, "reference (plain C, single thread)");
     strcpy(i->driver, "qvac " QV_VERSION);
     i->compute_units = 1;
-    i->global_mem_bytes = REF_MAX_ALLOC;
+    /* its memory is the machine's: the physical memory, capped at 16 GiB
+     * for one buffer */
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    uint64_t phys = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : REF_MAX_ALLOC;
+    i->global_mem_bytes = phys;
     i->local_mem_bytes = 1u << 20;
-    i->max_alloc_bytes = REF_MAX_ALLOC;
+    i->max_alloc_bytes = phys < REF_MAX_ALLOC ? phys : REF_MAX_ALLOC;
     i->limits.max_wg_size = 1024;
     i->limits.max_wg_dim[0] = 1024;
     i->limits.max_wg_dim[1] = 1024;
