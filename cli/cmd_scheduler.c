@@ -1,6 +1,7 @@
 /* cli/cmd_scheduler.c — `qvac scheduler`, `qvac token`, `qvac clients`. */
 #include <signal.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,9 @@ static void log_line(void *ud, const char *line)
 void qv_help_scheduler(FILE *out)
 {
     fprintf(out,
-            "usage: qvac scheduler [--bind tcp://*:5555] [--data DIR] [--lease-ms 10000]\n"
-            "                      [--max-attempts 3] [--insecure] [--http HOST:PORT]\n\n"
+            "usage: qvac scheduler [-b|--bind tcp://*:5555] [-d|--data DIR] [--lease-ms 10000]\n"
+            "                      [--max-attempts 3] [--insecure] [--http HOST:PORT]\n"
+            "                      [--max-sessions 65536] [--max-blob SIZE]\n\n"
             "Runs the scheduler: one ZeroMQ endpoint, jobs and blobs in DIR (default\n"
             "$XDG_DATA_HOME/qvac/scheduler). CURVE is on unless --insecure; its public key\n"
             "is DIR/scheduler.pub, and this account's client key is admitted at start.\n\n"
@@ -45,7 +47,32 @@ void qv_help_scheduler(FILE *out)
             "workers and devices by state, tokens/s per running job, queue wait,\n"
             "heartbeat lag, blob store bytes; refreshed every second) and GET / as the\n"
             "fleet report in HTML with its plots (every 5 s). It holds no job data, dataset\n"
-            "names or keys; bind it to a public address only behind your own proxy.\n");
+            "names or keys; bind it to a public address only behind your own proxy.\n\n"
+            "--max-sessions N: connections held at once (default 65536; a new one past it\n"
+            "is answered `busy`); keys that are not admitted hold at most 1024 of them.\n"
+            "--max-blob SIZE: the largest upload accepted (bytes, or with K, M, G or T;\n"
+            "default 64G). An upload is also refused while the disk would keep less\n"
+            "than 256 MiB free.\n\n"
+            "Exit status: 0 stopped (SIGINT, SIGTERM), 1 failed, 2 usage error.\n");
+}
+
+/* "64G", "512M", "1000" -> bytes; 0 on a bad value. */
+static uint64_t parse_size(const char *v)
+{
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (!*v || !(d > 0) || !end)
+        return 0;
+    double mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1024.0, end++;
+    else if (*end == 'M' || *end == 'm') mul = 1048576.0, end++;
+    else if (*end == 'G' || *end == 'g') mul = 1073741824.0, end++;
+    else if (*end == 'T' || *end == 't') mul = 1099511627776.0, end++;
+    if (*end == 'i' || *end == 'B' || *end == 'b')
+        end += *end == 'i' ? (end[1] == 'B' ? 2 : 1) : 1;
+    if (*end || d * mul > 1.8e19)
+        return 0;
+    return (uint64_t)(d * mul);
 }
 
 int qv_cmd_scheduler(int argc, char **argv)
@@ -55,19 +82,52 @@ int qv_cmd_scheduler(int argc, char **argv)
         return QV_EXIT_OK;
     }
     qv_server_opts o = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--bind") && has) o.bind = argv[++i];
-        else if (!strcmp(a, "--data") && has) o.data_dir = argv[++i];
-        else if (!strcmp(a, "--lease-ms") && has) o.lease_ms = atoll(argv[++i]);
-        else if (!strcmp(a, "--max-attempts") && has) o.max_attempts = atoi(argv[++i]);
-        else if (!strcmp(a, "--insecure")) o.insecure = 1;
-        else if (!strcmp(a, "--http") && has) o.http = argv[++i];
-        else return qv_cli_usage("scheduler", "unknown or incomplete option '%s'", a);
+    static const struct option lo[] = {
+        {"bind", required_argument, NULL, 'b'}, {"data", required_argument, NULL, 'd'},
+        {"lease-ms", required_argument, NULL, 'L'},
+        {"max-attempts", required_argument, NULL, 'A'},
+        {"insecure", no_argument, NULL, 'I'}, {"http", required_argument, NULL, 'H'},
+        {"max-sessions", required_argument, NULL, 'S'},
+        {"max-blob", required_argument, NULL, 'B'}, {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":b:d:", lo, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'b': o.bind = optarg; break;
+        case 'd': o.data_dir = optarg; break;
+        case 'I': o.insecure = 1; break;
+        case 'H': o.http = optarg; break;
+        case 'L':
+            o.lease_ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || o.lease_ms < 300 || o.lease_ms > 86400000)
+                return qv_cli_usage("scheduler", "--lease-ms needs a number of "
+                                    "milliseconds in 300..86400000");
+            break;
+        case 'A':
+            o.max_attempts = (int)strtol(optarg, &end, 10);
+            if (!*optarg || *end || o.max_attempts < 1 || o.max_attempts > 100)
+                return qv_cli_usage("scheduler", "--max-attempts needs 1..100");
+            break;
+        case 'S':
+            o.max_sessions = (int)strtol(optarg, &end, 10);
+            if (!*optarg || *end || o.max_sessions < 16 || o.max_sessions > 10000000)
+                return qv_cli_usage("scheduler", "--max-sessions needs 16..10000000");
+            break;
+        case 'B':
+            if (!(o.max_blob = parse_size(optarg)))
+                return qv_cli_usage("scheduler", "--max-blob needs a size such as 64G, "
+                                    "512M or a number of bytes");
+            break;
+        case ':':
+            return qv_cli_usage("scheduler", "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return qv_cli_usage("scheduler", "unknown option '%s'", argv[optind - 1]);
+        }
     }
-    if (o.lease_ms < 0 || o.max_attempts < 0)
-        return qv_cli_usage("scheduler", "--lease-ms and --max-attempts must be positive");
+    if (optind < argc)
+        return qv_cli_usage("scheduler", "unexpected argument '%s'", argv[optind]);
     o.log = log_line;
     qv_err err = {0};
     if (qv_server_open(&o, &g_srv, &err) != QV_OK)
