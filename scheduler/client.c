@@ -23,8 +23,12 @@ struct qv_client {
     char address[512];
     int timeout_ms;
     qv_client_welcome welcome;
-    char last_code[32];
+    char last_code[32], last_re[32];
     bool timed_out;
+    /* for a new socket (qv_client_reconnect): CURVE keys, when used */
+    bool curve;
+    qv_keypair kp;
+    char spub[QV_KEY_Z85];
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -174,6 +178,7 @@ static qv_status error_reply(qv_client *c, const qv_wire_msg *m, qv_err *err)
     qv_wire_get_str(b, "message", text, sizeof text, NULL);
     qv_wire_get_str(b, "re", re, sizeof re, NULL);
     snprintf(c->last_code, sizeof c->last_code, "%s", code);
+    snprintf(c->last_re, sizeof c->last_re, "%s", re);
     qv_status st = qv_client_error_status(code);
     if (re[0])
         return qv_fail(err, st, "scheduler refused '%s' (%s): %s", re, code,
@@ -323,7 +328,30 @@ static qv_status setup_curve(qv_client *c, const qv_client_opts *o, qv_err *err)
         if ((st = qv_keys_load_public(pubpath, spub, err)))
             return qv_err_prefix(err, st, "the scheduler's public key");
     }
+    c->curve = true;
+    c->kp = kp;
+    memcpy(c->spub, spub, sizeof c->spub);
     return qv_sock_curve_client(c->sock, &kp, spub, err);
+}
+
+qv_status qv_client_reconnect(qv_client *c, qv_err *err)
+{
+    void *ns = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (!ns)
+        return qv_fail(err, QV_ERR_IO, "client: ZeroMQ socket: %s", zmq_strerror(errno));
+    int zero = 0;
+    zmq_setsockopt(ns, ZMQ_LINGER, &zero, sizeof zero);
+    qv_status st = c->curve ? qv_sock_curve_client(ns, &c->kp, c->spub, err) : QV_OK;
+    if (!st && zmq_connect(ns, c->address))
+        st = qv_fail(err, QV_ERR_IO, "cannot connect to '%s' (%s)", c->address,
+                     zmq_strerror(errno));
+    if (st) {
+        zmq_close(ns);
+        return st;
+    }
+    zmq_close(c->sock); /* LINGER 0: what was queued for the old one goes */
+    c->sock = ns;
+    return QV_OK;
 }
 
 static void default_name(char *buf, size_t n)
@@ -438,6 +466,7 @@ typedef struct src {
     FILE *f;
     const unsigned char *mem;
     uint64_t size;
+    uint64_t pos; /* where f is */
     const char *label;
 } src;
 
@@ -447,6 +476,10 @@ static qv_status src_read(src *s, uint64_t off, void *buf, size_t n, qv_err *err
         memcpy(buf, s->mem + off, n);
         return QV_OK;
     }
+    if (off != s->pos && fseeko(s->f, (off_t)off, SEEK_SET) != 0)
+        return qv_fail(err, QV_ERR_IO, "%s: cannot seek to byte %llu: %s", s->label,
+                       (unsigned long long)off, strerror(errno));
+    s->pos = off + n;
     if (fread(buf, 1, n, s->f) != n)
         return qv_fail(err, QV_ERR_IO, "%s: short read at byte %llu (did it "
                        "change during the upload?)", s->label,
@@ -484,6 +517,12 @@ static int hash_is(const qv_wire_msg *m, const char *hash)
            !strcmp(h, hash);
 }
 
+/* Uploads s as blob hash. The scheduler may say where to go on (`offset`
+ * in its first credit: it holds the bytes before); when it goes silent (a
+ * restart, a network cut) the client asks again with blob_put, up to
+ * UPLOAD_RETRIES times, and goes on from the bytes it holds. */
+#define UPLOAD_RETRIES 12
+
 static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
                         qv_client_progress_fn fn, void *user, qv_err *err)
 {
@@ -494,29 +533,50 @@ static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
     if (st)
         return st;
     uint64_t off = 0, credit = 0;
-    bool all = false;
+    bool all = false, any = false;
+    int retries = 0;
     size_t cap = (size_t)c->welcome.chunk;
     unsigned char *buf = malloc(cap ? cap : 1);
     if (!buf)
         return qv_fail(err, QV_ERR_NOMEM, "%s: out of memory", s->label);
     for (;;) {
         qv_wire_msg *m = NULL;
-        if ((st = qv_client_recv(c, &m, err)))
-            break;
+        if ((st = qv_client_recv(c, &m, err))) {
+            /* silence (the scheduler restarted, the network was cut), or a
+             * chunk refused as not where the upload is (one that waited in
+             * the socket while the scheduler restarted): a new connection,
+             * without what was queued for the old one, and blob_put again;
+             * the reply says from which byte to go on */
+            int stale = !qv_client_timed_out(c) && !strcmp(c->last_code, "invalid") &&
+                        !strcmp(c->last_re, "blob_chunk");
+            if ((!qv_client_timed_out(c) && !stale) || ++retries > UPLOAD_RETRIES)
+                break;
+            credit = 0;
+            all = false;
+            if ((st = qv_client_reconnect(c, err)) ||
+                (st = send_simple(c, QV_MSG_BLOB_PUT, hash, "size", s->size, NULL, 0, err)))
+                break;
+            continue;
+        }
         qv_wire_type t = qv_wire_msg_type(m);
         const msgpack_object *b = qv_wire_msg_body(m);
         if (t == QV_MSG_BLOB_OK && hash_is(m, hash)) {
             qv_wire_msg_free(m);
             if (sent) /* false: it held the blob, or completed it alone */
-                *sent = all;
+                *sent = any;
             break;
         }
         if (t != QV_MSG_BLOB_CREDIT || !hash_is(m, hash)) {
             qv_wire_msg_free(m);
             continue;
         }
-        uint64_t more = 0;
+        uint64_t more = 0, at = 0;
         qv_wire_get_u64(b, "credit", &more, NULL);
+        if (qv_wire_get_u64(b, "offset", &at, NULL) == QV_OK && at <= s->size) {
+            off = at; /* a resumed upload: the scheduler holds [0, at) */
+            credit = 0;
+            all = off == s->size;
+        }
         qv_wire_msg_free(m);
         credit = credit + more < credit ? UINT64_MAX : credit + more;
         while (!all && (credit > 0 || s->size == 0)) {
@@ -544,6 +604,7 @@ static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
                 goto done;
             off += n;
             credit -= n;
+            any = true;
             all = off == s->size;
             if (fn)
                 fn(user, off, s->size);

@@ -71,6 +71,9 @@ const char *qv_client_last_error_code(const qv_client *c);
 /* True when the last qv_client_recv failed because nothing came in time
  * (as opposed to an error reply or a socket error). */
 bool qv_client_timed_out(const qv_client *c);
+/* A new connection to the same scheduler (the same keys); what was queued
+ * for the old one is dropped. For a client that goes on after silence. */
+qv_status qv_client_reconnect(qv_client *c, qv_err *err);
 /* Changes the per-reply timeout (ms, > 0). */
 void qv_client_set_timeout(qv_client *c, int timeout_ms);
 

@@ -135,6 +135,7 @@ struct qv_server {
     int dispatch_due;                 /* something may have become runnable */
     int64_t next_dispatch_ms;         /* the periodic safety pass */
     int64_t data_version;             /* the store's, at the last look */
+    int64_t next_part_sweep_ms;       /* partial uploads nobody holds */
     /* group commit: replies held until the group's changes are durable */
     int grouping;
     struct held { uint8_t rid[256]; size_t rid_len; qv_wire_out out; } *held;
@@ -1457,14 +1458,23 @@ bad:
 
 /* ---- blobs ------------------------------------------------------------- */
 
-static void send_credit(qv_server *s, sess *p, const char *hash, uint64_t c)
+/* offset > 0 (the first credit of a resumed upload): send from there. */
+static void send_credit_at(qv_server *s, sess *p, const char *hash, uint64_t c,
+                           uint64_t offset)
 {
-    qv_wire_writer *w = wnew(QV_MSG_BLOB_CREDIT, 2);
+    qv_wire_writer *w = wnew(QV_MSG_BLOB_CREDIT, offset ? 3 : 2);
     if (!w)
         return;
     qv_wire_kv_str(w, "hash", hash);
     qv_wire_kv_u64(w, "credit", c);
+    if (offset)
+        qv_wire_kv_u64(w, "offset", offset);
     send_w(s, p, w);
+}
+
+static void send_credit(qv_server *s, sess *p, const char *hash, uint64_t c)
+{
+    send_credit_at(s, p, hash, c, 0);
 }
 
 static void send_blob_ok(qv_server *s, sess *p, const char *hash, uint64_t size)
@@ -1509,11 +1519,19 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
         return;
     }
     int slot = -1;
-    for (int i = 0; i < MAX_XFER; i++)
-        if (p->ups[i].u && strcmp(p->ups[i].hash, hash) == 0) {
-            qv_blob_upload_abort(&p->ups[i].u);
-            slot = i;
-        }
+    upload *held = NULL; /* this blob's upload in progress, on any connection */
+    sess *holder = NULL;
+    for (size_t i = 0; i < s->nsess && !held; i++)
+        for (int k = 0; k < MAX_XFER && !held; k++)
+            if (s->all[i]->ups[k].u && strcmp(s->all[i]->ups[k].hash, hash) == 0)
+                held = &s->all[i]->ups[k], holder = s->all[i];
+    if (held && holder != p && !s->o.insecure && strcmp(holder->key, p->key) != 0) {
+        send_error(s, p, "busy", "blob_put: another client is uploading this blob "
+                   "now; try again later", "blob_put");
+        return;
+    }
+    if (held && holder == p)
+        slot = (int)(held - p->ups);
     for (int i = 0; slot < 0 && i < MAX_XFER; i++)
         if (!p->ups[i].u)
             slot = i;
@@ -1526,6 +1544,8 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
                 mine += s->all[i]->ups[k].u != NULL;
     for (int k = 0; k < MAX_XFER; k++)
         mine += p->ups[k].u != NULL;
+    if (held && holder == p)
+        mine--; /* the same upload, asked again */
     if (slot < 0 || mine >= MAX_XFER) {
         send_error(s, p, "busy", "blob_put: 4 uploads of this key are already in "
                    "progress; finish one first", "blob_put");
@@ -1543,11 +1563,26 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
               size, avail >> 20);
         return;
     }
-    GET(qv_store_blob_begin(s->store, hash, size, &p->ups[slot].u, &e));
-    memcpy(p->ups[slot].hash, hash, QV_BLOB_HEX); /* sha_ok: 64 digits + NUL */
-    p->ups[slot].size = size;
-    p->ups[slot].granted = size < CREDIT ? size : CREDIT;
-    send_credit(s, p, hash, p->ups[slot].granted);
+    if (held && held->size == size) {
+        /* the client reconnected (or asks again): it goes on from where the
+         * bytes stop, on this connection */
+        if (holder != p) {
+            p->ups[slot] = *held;
+            held->u = NULL;
+        }
+    } else {
+        if (held)
+            qv_blob_upload_abort(&held->u);
+        GET(qv_store_blob_begin(s->store, hash, size, &p->ups[slot].u, &e));
+        memcpy(p->ups[slot].hash, hash, QV_BLOB_HEX); /* sha_ok: 64 digits + NUL */
+        p->ups[slot].size = size;
+    }
+    uint64_t got = qv_blob_upload_received(p->ups[slot].u);
+    p->ups[slot].granted = size - got < CREDIT ? size : got + CREDIT;
+    if (got)
+        logf_(s, "blob %.16s: upload resumed at byte %" PRIu64 " of %" PRIu64, hash, got,
+              size);
+    send_credit_at(s, p, hash, p->ups[slot].granted - got, got);
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "blob_put");
@@ -1579,7 +1614,10 @@ static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_
         send_error(s, p, "invalid", "blob_chunk.size: not the size announced in blob_put", "blob_chunk");
         return;
     }
-    if (off > u->granted || n > u->granted - off) { /* it ignored its credit */
+    /* a chunk from before a resume (sent into a cut connection) is not
+     * where the upload is: refused below without harm; one that is where
+     * the upload is but past the credit is a client that ignores credit */
+    if (off == qv_blob_upload_received(u->u) && n > u->granted - off) {
         send_error(s, p, "invalid", "blob_chunk: more bytes than the credit granted; "
                    "the upload is abandoned, send blob_put again", "blob_chunk");
         logf_(s, "blob %s: a chunk over the credit, upload abandoned", hash);
@@ -2400,6 +2438,27 @@ static void tick(qv_server *s, int64_t now)
     }
     if (rq || fl || n)
         s->dispatch_due = 1;
+    if (now >= s->next_part_sweep_ms) {
+        /* a partial upload no connection holds, untouched for ten minutes:
+         * its client vanished; its space comes back */
+        s->next_part_sweep_ms = now + 60000;
+        size_t nk = 0;
+        const char **keep = NULL;
+        for (size_t i = 0; i < s->nsess; i++)
+            for (int k = 0; k < MAX_XFER; k++)
+                nk += s->all[i]->ups[k].u != NULL;
+        if (nk && !(keep = malloc(nk * sizeof *keep)))
+            nk = 0;
+        size_t j = 0;
+        for (size_t i = 0; i < s->nsess && j < nk; i++)
+            for (int k = 0; k < MAX_XFER && j < nk; k++)
+                if (s->all[i]->ups[k].u)
+                    keep[j++] = s->all[i]->ups[k].hash;
+        int gone = 0;
+        if (qv_store_blob_tmp_clean(s->store, 600, keep, j, &gone, &e) == QV_OK && gone)
+            logf_(s, "removed %d partial upload(s) no client has touched for 10 minutes", gone);
+        free(keep);
+    }
     /* a pass now and then whatever happened: cheap with an empty queue */
     if (s->dispatch_due || now >= s->next_dispatch_ms) {
         dispatch(s, now);
@@ -2702,9 +2761,12 @@ qv_status qv_server_open(const qv_server_opts *opts, qv_server **out, qv_err *er
         st = qv_store_worker_max_id(s->store, &s->max_worker_id, err);
     if (st == QV_OK)
         st = qv_store_data_version(s->store, &s->data_version, err);
-    int stale = 0; /* uploads a killed scheduler left; we hold the lock */
-    if (st == QV_OK && qv_store_blob_tmp_clean(s->store, &stale, NULL) == QV_OK && stale)
-        logf_(s, "removed %d partial upload(s) left by an earlier run", stale);
+    /* uploads an earlier run left: kept an hour to be resumed, then gone
+     * (we hold the lock: no other scheduler writes there) */
+    int stale = 0;
+    if (st == QV_OK && qv_store_blob_tmp_clean(s->store, 3600, NULL, 0, &stale, NULL) == QV_OK &&
+        stale)
+        logf_(s, "removed %d partial upload(s) an earlier run left over an hour ago", stale);
     if (st != QV_OK) {
         qv_server_close(&s);
         return st;

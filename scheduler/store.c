@@ -445,21 +445,6 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
-/* Removes partial uploads a previous process left behind. */
-static void clean_tmp(const char *tmpdir)
-{
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t l = strlen(e->d_name);
-        if (l > 5 && strcmp(e->d_name + l - 5, ".part") == 0)
-            unlinkat(dirfd(d), e->d_name, 0);
-    }
-    closedir(d);
-}
-
 /* ---- open / close ---------------------------------------------------------- */
 
 qv_status qv_store_open(const char *dir, const qv_store_opts *opts,
@@ -492,7 +477,9 @@ qv_status qv_store_open(const char *dir, const qv_store_opts *opts,
         r = mkdirs(sub, err);
     }
     if (r == QV_OK) {
-        clean_tmp(sub);
+        /* partial uploads are the scheduler's to clean (it holds the lock:
+         * qv_store_blob_tmp_clean); any other process that opens the store
+         * (`qvac token`) must not touch an upload in progress */
         int rc = sqlite3_open_v2(s->dbpath, &s->db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                                  NULL);
@@ -797,9 +784,11 @@ qv_status qv_store_blob_begin(qv_store *s, const char *expected, uint64_t size,
     u->size = size;
     snprintf(u->hash, sizeof u->hash, "%s", expected);
     crypto_hash_sha256_init(&u->xs);
-    snprintf(u->tmp, sizeof u->tmp, "%s/blobs/tmp/%s.%ld.%u.part", s->dir,
-             expected, (long)getpid(), s->upload_seq++);
-    u->fd = open(u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* one partial file per blob, named by its hash: an upload cut short
+     * (the client reconnected, the scheduler restarted) resumes from the
+     * bytes it holds, which are hashed again first */
+    snprintf(u->tmp, sizeof u->tmp, "%s/blobs/tmp/%s.part", s->dir, expected);
+    u->fd = open(u->tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (u->fd < 0) {
         r = qv_fail(err, QV_ERR_IO, "scheduler store: cannot create %s: %s; "
                     "check the data folder", u->tmp, strerror(errno));
@@ -807,6 +796,28 @@ qv_status qv_store_blob_begin(qv_store *s, const char *expected, uint64_t size,
         qv_blob_upload_abort(&u);
         return r;
     }
+    struct stat sb;
+    uint64_t have = fstat(u->fd, &sb) == 0 && sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
+    if (have > size || (have && have == size)) /* not a prefix we can use */
+        have = 0;
+    unsigned char buf[65536];
+    for (uint64_t got = 0; got < have;) {
+        ssize_t k = pread(u->fd, buf, have - got < sizeof buf ? (size_t)(have - got) : sizeof buf,
+                          (off_t)got);
+        if (k <= 0) {
+            have = got; /* keep what could be read */
+            break;
+        }
+        crypto_hash_sha256_update(&u->xs, buf, (size_t)k);
+        got += (uint64_t)k;
+    }
+    if (ftruncate(u->fd, (off_t)have) != 0 || lseek(u->fd, (off_t)have, SEEK_SET) < 0) {
+        r = qv_fail(err, QV_ERR_IO, "scheduler store: cannot reuse %s: %s", u->tmp,
+                    strerror(errno));
+        qv_blob_upload_abort(&u);
+        return r;
+    }
+    u->received = have;
     *up = u;
     return QV_OK;
 }
@@ -825,7 +836,9 @@ qv_status qv_store_blob_space(qv_store *s, uint64_t *avail, qv_err *err)
     return QV_OK;
 }
 
-qv_status qv_store_blob_tmp_clean(qv_store *s, int *removed, qv_err *err)
+qv_status qv_store_blob_tmp_clean(qv_store *s, int64_t max_age_s,
+                                  const char *const *keep, size_t nkeep,
+                                  int *removed, qv_err *err)
 {
     if (!s)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
@@ -838,13 +851,23 @@ qv_status qv_store_blob_tmp_clean(qv_store *s, int *removed, qv_err *err)
         return errno == ENOENT ? QV_OK
                                : qv_fail(err, QV_ERR_IO, "scheduler store: cannot "
                                          "list %s: %s", dir, strerror(errno));
+    time_t now = time(NULL);
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t l = strlen(de->d_name);
         if (l < 6 || strcmp(de->d_name + l - 5, ".part") != 0)
             continue;
+        int held = 0;
+        for (size_t i = 0; i < nkeep && !held; i++)
+            held = keep[i] && !strncmp(de->d_name, keep[i], strlen(keep[i])) &&
+                   de->d_name[strlen(keep[i])] == '.';
+        if (held)
+            continue;
         char path[3600];
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        struct stat sb;
+        if (max_age_s > 0 && stat(path, &sb) == 0 && now - sb.st_mtime < max_age_s)
+            continue;
         if (unlink(path) == 0 && removed)
             (*removed)++;
     }

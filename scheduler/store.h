@@ -452,9 +452,17 @@ typedef struct qv_blob_upload qv_blob_upload;
 
 /* Bytes free for uploads on the blob folder's file system. */
 qv_status qv_store_blob_space(qv_store *store, uint64_t *avail, qv_err *err);
-/* Removes every partial upload (the .part files in blobs/tmp): call only where no
- * upload can be in progress (the scheduler, holding its lock, at start). */
-qv_status qv_store_blob_tmp_clean(qv_store *store, int *removed, qv_err *err);
+/* Removes partial uploads (the .part files in blobs/tmp) untouched for
+ * max_age_s seconds (0: all), except those of the blobs named in keep (in
+ * progress). The scheduler, holding its lock, calls it at start (an hour:
+ * a restart leaves time to resume) and every minute (ten minutes: a
+ * client that vanished). */
+qv_status qv_store_blob_tmp_clean(qv_store *store, int64_t max_age_s,
+                                  const char *const *keep, size_t nkeep,
+                                  int *removed, qv_err *err);
+/* Starts (or resumes) the upload of blob `expected` of `size` bytes into
+ * blobs/tmp/<hash>.part: bytes a cut-short upload left there are hashed
+ * again and kept, and qv_blob_upload_received says where to go on. */
 qv_status qv_store_blob_begin(qv_store *store, const char *expected,
                               uint64_t size, qv_blob_upload **up, qv_err *err);
 qv_status qv_blob_upload_append(qv_blob_upload *up, uint64_t offset,

@@ -19,11 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/status.h"
+#include "scheduler/client.h"
+#include "formats/gguf.h"
 #include "scheduler/keys.h"
 #include "scheduler/store.h"
 #include "train/model.h"
@@ -1167,4 +1170,87 @@ Test(e2e, a_run_that_does_not_fit_is_refused_before_it_starts)
         cr_expect_lt(now_s() - t0, 20.0);
         cr_expect_not_null(strstr(out, "GiB of host memory"), "%s: %s", dev[i], out);
     }
+}
+
+/* Uploads survive a restart: kill -9 of the scheduler during a large
+ * upload made the client exit after its timeout, and the upload started
+ * over. The restarted scheduler resumes from the bytes it holds, and
+ * `qvac submit` asks again and goes on from there. */
+Test(e2e, an_upload_resumes_after_the_scheduler_restarts)
+{
+    static char out[1 << 14];
+    char model[160], data[160], tmpm[128];
+    make_inputs(tmpm, data, sizeof tmpm);
+    snprintf(model, sizeof model, "%s/big.gguf", root);
+    /* a GGUF with one 192 MiB tensor: large enough to kill the scheduler
+     * in the middle of its upload */
+    size_t n = 192u << 20;
+    float *t = malloc(n);
+    cr_assert_not_null(t);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n / 4; i++) {
+        x = x * 1664525u + 1013904223u;
+        t[i] = (float)(x >> 8) / 16777216.0f;
+    }
+    qv_gguf_writer *w = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_gguf_writer_new(&w, &e), QV_OK, "%s", e.msg);
+    int64_t ne[1] = {(int64_t)(n / 4)};
+    cr_assert_eq(qv_gguf_writer_set_str(w, "general.architecture", "qvac-bitnet", &e), QV_OK);
+    cr_assert_eq(qv_gguf_writer_set_str(w, "qvac.tokenizer", "bytes", &e), QV_OK);
+    cr_assert_eq(qv_gguf_writer_add_tensor(w, "big", 1, ne, QV_GGML_F32, t, n, &e), QV_OK,
+                 "%s", e.msg);
+    cr_assert_eq(qv_gguf_write_file(w, model, &e), QV_OK, "%s", e.msg);
+    qv_gguf_writer_free(w);
+    free(t);
+    char hash[QV_SHA256_HEX];
+    uint64_t size = 0;
+    cr_assert_eq(qv_sha256_file(model, hash, &size, &e), QV_OK, "%s", e.msg);
+
+    start_scheduler();
+    pid_t sched = procs[n_procs - 1];
+    char slog[200];
+    snprintf(slog, sizeof slog, "%s/submit.log", root);
+    char *argv[] = {bin, "submit", "--model", model, "--data", data, "--steps", "2",
+                    "--timeout", "2", NULL};
+    pid_t sub = start(argv, slog);
+    char part[256];
+    snprintf(part, sizeof part, "%s/sched/blobs/tmp/%s.part", root, hash);
+    struct stat sb;
+    int killed = 0;
+    for (int i = 0; i < 20000 && !killed; i++) {
+        if (stat(part, &sb) == 0 && (uint64_t)sb.st_size > size / 4) {
+            kill(sched, SIGKILL);
+            waitpid(sched, NULL, 0);
+            for (int k = 0; k < n_procs; k++)
+                if (procs[k] == sched)
+                    procs[k] = 0;
+            killed = 1;
+        } else {
+            msleep(1);
+        }
+    }
+    cr_assert(killed, "the upload ended before the scheduler could be killed");
+    msleep(500);
+    start_scheduler();
+    int status = 0;
+    for (int i = 0; i < 1200 && waitpid(sub, &status, WNOHANG) == 0; i++)
+        msleep(50);
+    FILE *f = fopen(slog, "r");
+    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "qvac submit: %s", out);
+    char logp[200];
+    snprintf(logp, sizeof logp, "%s/scheduler.log", root);
+    size_t ln = 0;
+    uint8_t *lg = slurp(logp, &ln);
+    cr_expect_not_null(strstr((char *)lg, "upload resumed at byte"), "the upload started over: %s",
+                       (char *)lg);
+    free(lg);
+    char *jobs[] = {bin, "jobs", "--all", NULL};
+    cr_assert_eq(run(jobs, out, sizeof out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "queued"), "no job after the upload: %s", out);
 }

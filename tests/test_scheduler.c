@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1107,10 +1108,19 @@ Test(scheduler, uploads_are_capped_checked_and_cleaned, .timeout = 120)
     char part[256], cmd[512];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s/blobs/tmp'", s.dir);
     cr_assert_eq(system(cmd), 0);
-    snprintf(part, sizeof part, "%s/blobs/tmp/%064d.1.0.part", s.dir, 0);
+    snprintf(part, sizeof part, "%s/blobs/tmp/%064d.part", s.dir, 0);
     FILE *f = fopen(part, "w");
     cr_assert_not_null(f);
     fputs("left over", f);
+    fclose(f);
+    /* two hours old: past the hour a restart leaves to resume it */
+    struct timeval old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+    cr_assert_eq(utimes(part, old), 0);
+    char fresh[256];
+    snprintf(fresh, sizeof fresh, "%s/blobs/tmp/%064d.part", s.dir, 1);
+    f = fopen(fresh, "w");
+    cr_assert_not_null(f);
+    fputs("resumable", f);
     fclose(f);
     snprintf(s.client_key, sizeof s.client_key, "%s/client.key", s.dir);
     qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = s.dir,
@@ -1118,7 +1128,8 @@ Test(scheduler, uploads_are_capped_checked_and_cleaned, .timeout = 120)
                         .tick_ms = 20, .max_blob = 1u << 20};
     cr_assert_eq(qv_server_open(&o, &s.srv, &e), QV_OK, "%s", e.msg);
     cr_assert_eq(pthread_create(&s.th, NULL, sched_main, &s), 0);
-    cr_expect_neq(access(part, F_OK), 0, "the partial upload is still there");
+    cr_expect_neq(access(part, F_OK), 0, "the old partial upload is still there");
+    cr_expect_eq(access(fresh, F_OK), 0, "a recent partial upload (resumable) was removed");
 
     qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
                          .timeout_ms = 5000};
