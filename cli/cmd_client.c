@@ -321,6 +321,8 @@ static void print_job_line(const msgpack_object *r)
 
 /* ---- progress -------------------------------------------------------------- */
 
+#define FOLLOW_PATIENCE_S 600.0 /* --wait and logs -f: silence before giving up */
+
 typedef struct xfer {
     const char *label;
     qv_progress line; /* transfers show on a terminal only */
@@ -559,12 +561,30 @@ static qv_status follow_job(qv_client *c, uint64_t id, qv_wire_msg **final,
     qv_progress line;
     qv_progress_init(&line, 0);
     char last[512] = "";
+    double silent_since = 0;
     for (;;) {
         qv_wire_msg *m = NULL;
         const msgpack_object *r = NULL;
         qv_status st = get_job(c, id, &m, &r, err);
+        if (st && qv_client_timed_out(c)) {
+            /* the scheduler went silent (a restart?): keep waiting, on a
+             * new connection, up to FOLLOW_PATIENCE_S */
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double t = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+            if (!silent_since) {
+                silent_since = t;
+                qv_progress_clear(&line);
+                fprintf(stderr, "qvac: the scheduler does not answer; still waiting for "
+                        "job %llu (Ctrl-C to stop)\n", (unsigned long long)id);
+            }
+            if (t - silent_since > FOLLOW_PATIENCE_S || qv_client_reconnect(c, NULL))
+                return st;
+            continue;
+        }
         if (st)
             return st;
+        silent_since = 0;
         char state[32], sig[512];
         rec_text(r, "state", state, sizeof state);
         double loss = 0;
@@ -673,15 +693,21 @@ static qv_status check_data(const char *model, const char *data, const qv_job_op
         snprintf(key, sizeof key, "%.100s.context_length", arch);
         qv_gguf_get_u32(g, key, &ctx, NULL);
     }
+    if (ctx && jo->train.seq > (int32_t)ctx) {
+        qv_gguf_free(g);
+        return qv_fail(err, QV_ERR_INVALID, "--seq-len %d exceeds the context of %s (%u "
+                       "tokens); give --seq-len %u or less", (int)jo->train.seq,
+                       model ? model : "the built-in model", ctx, ctx);
+    }
     qv_dataset_opts o;
     qv_vocab *v = NULL;
     qv_dataset *ds = NULL;
     st = qv_dataset_opts_for_model(g, model ? model : "the built-in model",
                                    jo->chat_template[0] ? jo->chat_template : NULL,
                                    (size_t)ctx, jo->long_policy, &o, &v, err);
-    if (!st)
+    if (!st && data)
         st = qv_dataset_load_file_ex(data, &o, &ds, err);
-    if (!st) {
+    if (!st && ds) {
         size_t stored = 0;
         const qv_dataset_issue *is = qv_dataset_issues(ds, &stored);
         for (size_t i = 0; i < stored; i++)
@@ -739,7 +765,7 @@ int qv_cmd_submit(int argc, char **argv)
     free(canon_s);
     if (!canon)
         return qv_cli_error(NULL);
-    if (a.data && (st = check_data(a.model, a.data, &jo, &err))) {
+    if ((st = check_data(a.model, a.data, &jo, &err))) {
         json_decref(canon);
         fprintf(stderr, "qvac: %s\nqvac: nothing was uploaded or submitted\n", err.msg);
         return QV_EXIT_FAIL;
@@ -1227,7 +1253,8 @@ int qv_cmd_logs(int argc, char **argv)
     qv_err err;
     qv_err_clear(&err);
     uint64_t next = 0;
-    int probing = 0, final_asked = 0;
+    int probing = 0, final_asked = 0, lost = 0;
+    double silent_since = 0;
     prog_last pl = {0, 0};
     qv_status st = send_logs(c, job, follow, 0, &err);
     while (!st) {
@@ -1239,8 +1266,33 @@ int qv_cmd_logs(int argc, char **argv)
             st = send_jobs_probe(c, job, &err);
             continue;
         }
+        if (st && follow && qv_client_timed_out(c)) {
+            /* it does not answer (a restart, a network cut): keep
+             * following from the last event, on a new connection, for up
+             * to FOLLOW_PATIENCE_S of silence */
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double t = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+            if (!lost) {
+                lost = 1;
+                silent_since = t;
+                fprintf(stderr, "qvac: the scheduler does not answer; still following "
+                        "job %llu (Ctrl-C to stop)\n", (unsigned long long)job);
+            }
+            if (t - silent_since > FOLLOW_PATIENCE_S)
+                break;
+            st = qv_client_reconnect(c, &err);
+            if (!st)
+                st = send_logs(c, job, follow, next, &err);
+            continue;
+        }
         if (st)
             break;
+        if (lost) {
+            lost = 0;
+            probing = 0;
+            fprintf(stderr, "qvac: the scheduler answers again\n");
+        }
         const msgpack_object *b = qv_wire_msg_body(m);
         qv_wire_type t = qv_wire_msg_type(m);
         if (t == QV_MSG_JOB_LIST) {

@@ -911,7 +911,18 @@ Test(e2e, a_restarted_scheduler_gets_its_fleet_back)
         json_decref(j);
         cr_assert_gt(a, 0, "%s", out);
         wait_state(a, "running", 60);
-        msleep(100);
+        /* a follower and a waiter across the restart: they keep going */
+        char sid[32], flog[200], wlog[200];
+        snprintf(sid, sizeof sid, "%ld", a);
+        snprintf(flog, sizeof flog, "%s/follow-%zu.log", root, i);
+        snprintf(wlog, sizeof wlog, "%s/wait-%zu.log", root, i);
+        char *fargv[] = {bin, "logs", "-f", sid, "--timeout", "1", NULL};
+        pid_t follower = start(fargv, flog);
+        char *wargv[] = {bin, "submit", "--model", model, "--data", data, "--steps", "2",
+                         "--batch", "2", "--seq-len", "32", "--eval-batches", "1",
+                         "--backend", "ref", "--wait", "--timeout", "1", NULL};
+        pid_t waiter = start(wargv, wlog);
+        msleep(300);
         kill(sched, SIGKILL);
         waitpid(sched, NULL, 0);
         for (int k = 0; k < n_procs; k++)
@@ -923,6 +934,24 @@ Test(e2e, a_restarted_scheduler_gets_its_fleet_back)
         long b = submit(model, data, "2", "0", 0);
         wait_state(a, "succeeded", 120);
         wait_state(b, "succeeded", 120);
+        pid_t who[2] = {follower, waiter};
+        const char *what[2] = {"logs -f", "submit --wait"};
+        for (int k = 0; k < 2; k++) {
+            int status = 0, done = 0;
+            for (int t = 0; t < 600 && !(done = waitpid(who[k], &status, WNOHANG) == who[k]); t++)
+                msleep(100);
+            if (!done) {
+                kill(who[k], SIGKILL);
+                waitpid(who[k], &status, 0);
+            }
+            size_t ln = 0;
+            uint8_t *lg = slurp(k ? wlog : flog, &ln);
+            cr_expect(done && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "`qvac %s` across a restart after %d ms: status %d: %s", what[k],
+                      delay_ms[i], WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                      ln > 600 ? (char *)lg + ln - 600 : (char *)lg);
+            free(lg);
+        }
         fprintf(stderr, "restart after %d ms: jobs %ld and %ld succeeded\n", delay_ms[i], a, b);
     }
 }
