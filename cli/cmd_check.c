@@ -75,7 +75,7 @@ int qv_cmd_check(int argc, char **argv)
         return qv_cli_error(&err);
     qv_device *ref = qv_devlist_find(list, "ref");
     if (want_dev && !qv_devlist_find(list, want_dev)) {
-        fprintf(stderr, "qvac check: no device '%s'; `qvac devices` lists "
+        fprintf(stderr, "qvac: no device '%s'; `qvac devices` lists "
                         "them\n%s", want_dev, list->notes);
         qv_devlist_destroy(&list);
         return QV_EXIT_USAGE;

@@ -292,7 +292,7 @@ int qv_cmd_tune(int argc, char **argv)
         return rc;
     }
     if (a.device && !qv_devlist_find(devs, a.device)) {
-        fprintf(stderr, "qvac tune: no device '%s'; `qvac devices` lists them\n", a.device);
+        fprintf(stderr, "qvac: no device '%s'; `qvac devices` lists them\n", a.device);
         qv_devlist_destroy(&devs);
         qv_tune_cache_destroy(&cache);
         return QV_EXIT_USAGE;

@@ -73,10 +73,13 @@ static void usage(FILE *out)
                  "version\n");
 }
 
+/* An unknown --device is a usage error (2) in every command. */
+static int g_bad_device;
+
 int qv_cli_error(const qv_err *err)
 {
     fprintf(stderr, "qvac: %s\n", err && err->msg[0] ? err->msg : "failed");
-    return QV_EXIT_FAIL;
+    return g_bad_device ? QV_EXIT_USAGE : QV_EXIT_FAIL;
 }
 
 int qv_cli_usage(const char *cmd, const char *fmt, ...)
@@ -102,9 +105,11 @@ qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err)
 {
     if (want) {
         qv_device *d = qv_devlist_find(devs, want);
-        if (!d)
+        if (!d) {
+            g_bad_device = 1;
             qv_fail(err, QV_ERR_NOT_FOUND,
-                    "no device '%s' (see `qvac devices`)", want);
+                    "no device '%s'; `qvac devices` lists them", want);
+        }
         return d;
     }
     qv_device *best = NULL;
@@ -178,7 +183,30 @@ int main(int argc, char **argv)
             commands[i].help(stdout);
             return QV_EXIT_OK;
         }
-        return commands[i].run(argc - 1, argv + 1);
+        /* --opt=value is --opt value for every command, as getopt_long
+         * reads it (the commands parsed with getopt_long see the same) */
+        int n = 0;
+        char **v = calloc((size_t)argc * 2 + 1, sizeof *v);
+        if (!v) {
+            fprintf(stderr, "qvac: out of memory\n");
+            return QV_EXIT_FAIL;
+        }
+        int after_dashes = 0;
+        for (int k = 1; k < argc; k++) {
+            char *a = argv[k], *eq = NULL;
+            if (!after_dashes && !strcmp(a, "--"))
+                after_dashes = 1;
+            if (!after_dashes && a[0] == '-' && a[1] == '-' && a[2] && (eq = strchr(a, '='))) {
+                *eq = '\0';
+                v[n++] = a;
+                v[n++] = eq + 1;
+            } else {
+                v[n++] = a;
+            }
+        }
+        int rc = commands[i].run(n, v);
+        free(v);
+        return rc;
     }
     fprintf(stderr, "qvac: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -1283,3 +1283,38 @@ Test(e2e, an_upload_resumes_after_the_scheduler_restarts)
     cr_assert_eq(run(jobs, out, sizeof out), 0, "%s", out);
     cr_expect_not_null(strstr(out, "queued"), "no job after the upload: %s", out);
 }
+
+/* One convention for the command line: an unknown option and an unknown
+ * device are usage errors (exit 2) in every command, and --opt=value reads
+ * as --opt value everywhere. */
+Test(e2e, every_command_says_usage_errors_the_same_way)
+{
+    static char out[1 << 16];
+    static const char *cmds[] = {"finetune", "compare", "generate", "eval", "pretrain",
+                                 "check", "tune", "bench", "devices", "kernels",
+                                 "submit", "jobs", "workers", "logs", "cancel", "fetch",
+                                 "keys", "scheduler", "worker", "token", "clients",
+                                 "report", "inspect", "export", "tokenize"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char *a[] = {bin, (char *)cmds[i], "--no-such-option", NULL};
+        int rc = run(a, out, sizeof out);
+        cr_expect_eq(rc, 2, "`qvac %s --no-such-option` exited %d: %s", cmds[i], rc, out);
+    }
+    static const char *dev[] = {"finetune", "compare", "generate", "eval", "check",
+                                "tune", "bench"};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) {
+        char *a[] = {bin, (char *)dev[i], "--device", "gpu:99", "--prompt", "x", "--steps", "1",
+                     NULL};
+        if (strcmp(dev[i], "generate"))
+            a[4] = NULL; /* --prompt is generate's */
+        int rc = run(a, out, sizeof out);
+        cr_expect_eq(rc, 2, "`qvac %s --device gpu:99` exited %d: %s", dev[i], rc, out);
+        cr_expect_not_null(strstr(out, "no device 'gpu:99'"), "%s: %s", dev[i], out);
+    }
+    char *eq[] = {bin, "finetune", "--steps=2", "--device=ref", "--eval-batches=1",
+                  "--no-tune", "--json", NULL};
+    cr_assert_eq(run(eq, out, sizeof out), 0, "%s", out);
+    json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_expect(j && json_integer_value(json_object_get(j, "steps")) == 2, "%s", out);
+    json_decref(j);
+}
