@@ -533,7 +533,7 @@ static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
     if (st)
         return st;
     uint64_t off = 0, credit = 0;
-    bool all = false, any = false;
+    bool all = false, any = false, any_credit = false;
     int retries = 0;
     size_t cap = (size_t)c->welcome.chunk;
     unsigned char *buf = malloc(cap ? cap : 1);
@@ -549,10 +549,20 @@ static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
              * the reply says from which byte to go on */
             int stale = !qv_client_timed_out(c) && !strcmp(c->last_code, "invalid") &&
                         !strcmp(c->last_re, "blob_chunk");
-            if ((!qv_client_timed_out(c) && !stale) || ++retries > UPLOAD_RETRIES)
+            /* busy: the blob is being uploaded on another connection (this
+             * client's, before it reconnected, or another's): a moment later
+             * it is taken over, or held (blob_ok) */
+            int busy = !qv_client_timed_out(c) && !strcmp(c->last_code, "busy") &&
+                       !strcmp(c->last_re, "blob_put") && strstr(err->msg, "another connection");
+            if ((!qv_client_timed_out(c) && !stale && !busy) || ++retries > UPLOAD_RETRIES)
                 break;
+            if (busy) {
+                struct timespec ts = {1, 0};
+                nanosleep(&ts, NULL);
+            }
             credit = 0;
             all = false;
+            any_credit = false;
             if ((st = qv_client_reconnect(c, err)) ||
                 (st = send_simple(c, QV_MSG_BLOB_PUT, hash, "size", s->size, NULL, 0, err)))
                 break;
@@ -573,10 +583,13 @@ static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
         uint64_t more = 0, at = 0;
         qv_wire_get_u64(b, "credit", &more, NULL);
         if (qv_wire_get_u64(b, "offset", &at, NULL) == QV_OK && at <= s->size) {
-            off = at; /* a resumed upload: the scheduler holds [0, at) */
+            off = at; /* the answer to blob_put: the scheduler holds [0, at) */
             credit = 0;
             all = off == s->size;
+        } else if (retries && !any_credit) {
+            off = 0; /* a scheduler that does not say: it starts over */
         }
+        any_credit = true;
         qv_wire_msg_free(m);
         credit = credit + more < credit ? UINT64_MAX : credit + more;
         while (!all && (credit > 0 || s->size == 0)) {

@@ -92,6 +92,7 @@ typedef struct sess {
      * while connected: treated as unknown from then on */
     int revoked;
     int client_hint; /* the handshake said "client" (CURVE) */
+    int await_hb;    /* enrolled holding attempts: no job before a heartbeat */
     uint8_t rid[256];
     size_t rid_len;
     char key[QV_KEY_Z85];
@@ -352,9 +353,11 @@ static void sess_set_admitted(qv_server *s, sess *p, int admitted)
 
 static void sess_drop(qv_server *s, sess *p)
 {
+    /* its uploads stay on disk for a resume; the sweep removes them when
+     * nobody comes back within ten minutes */
     for (int i = 0; i < MAX_XFER; i++)
         if (p->ups[i].u)
-            qv_blob_upload_abort(&p->ups[i].u);
+            qv_blob_upload_detach(&p->ups[i].u);
     sess **pp = &s->bucket[p->h & (s->nbucket - 1)];
     while (*pp != p)
         pp = &(*pp)->next;
@@ -666,7 +669,7 @@ static void dispatch(qv_server *s, int64_t now)
     size_t n = 0;
     for (size_t i = 0; i < s->nsess; i++) {
         sess *p = s->all[i];
-        if (p->enrolled && !p->draining && !p->tuning)
+        if (p->enrolled && !p->draining && !p->tuning && !p->await_hb)
             for (int k = 0; k < p->ndev; k++)
                 n += !p->devs[k].job;
     }
@@ -690,7 +693,7 @@ static void dispatch(qv_server *s, int64_t now)
     n = 0;
     for (size_t i = 0; i < s->nsess; i++) {
         sess *p = s->all[i];
-        if (!p->enrolled || p->draining || p->tuning)
+        if (!p->enrolled || p->draining || p->tuning || p->await_hb)
             continue;
         for (int k = 0; k < p->ndev; k++)
             if (!p->devs[k].job) {
@@ -908,6 +911,12 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     p->draining = 0;
     p->seen_ms = p->flushed_ms = now; /* the upsert wrote last_seen */
     sess_set_admitted(s, p, 1);
+    /* a worker that comes back holding attempts (this scheduler restarted,
+     * or took it for lost): its devices may be busy; no job for it until
+     * its next heartbeat says which */
+    int64_t open_att = 0;
+    p->await_hb = qv_store_worker_open_attempts(s->store, id, &open_att, NULL) == QV_OK &&
+                  open_att > 0;
     int was_tuning = p->tuning;
     read_tuning(p, b);
     qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
@@ -997,6 +1006,10 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
         }
     }
     reconcile(s, p);
+    if (p->await_hb && p->enrolled) { /* its running attempts are known now */
+        p->await_hb = 0;
+        s->dispatch_due = 1;
+    }
     /* a heartbeat on a connection that did not enroll (this scheduler
      * restarted, or declared the worker lost): ask it to enroll again, so
      * its devices come back and its running attempts are renewed */
@@ -1458,23 +1471,24 @@ bad:
 
 /* ---- blobs ------------------------------------------------------------- */
 
-/* offset > 0 (the first credit of a resumed upload): send from there. */
+/* with_offset (the answer to blob_put): the sender goes on from offset,
+ * the bytes the scheduler holds (0 for a new upload). */
 static void send_credit_at(qv_server *s, sess *p, const char *hash, uint64_t c,
-                           uint64_t offset)
+                           int with_offset, uint64_t offset)
 {
-    qv_wire_writer *w = wnew(QV_MSG_BLOB_CREDIT, offset ? 3 : 2);
+    qv_wire_writer *w = wnew(QV_MSG_BLOB_CREDIT, with_offset ? 3 : 2);
     if (!w)
         return;
     qv_wire_kv_str(w, "hash", hash);
     qv_wire_kv_u64(w, "credit", c);
-    if (offset)
+    if (with_offset)
         qv_wire_kv_u64(w, "offset", offset);
     send_w(s, p, w);
 }
 
 static void send_credit(qv_server *s, sess *p, const char *hash, uint64_t c)
 {
-    send_credit_at(s, p, hash, c, 0);
+    send_credit_at(s, p, hash, c, 0, 0);
 }
 
 static void send_blob_ok(qv_server *s, sess *p, const char *hash, uint64_t size)
@@ -1525,9 +1539,13 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
         for (int k = 0; k < MAX_XFER && !held; k++)
             if (s->all[i]->ups[k].u && strcmp(s->all[i]->ups[k].hash, hash) == 0)
                 held = &s->all[i]->ups[k], holder = s->all[i];
-    if (held && holder != p && !s->o.insecure && strcmp(holder->key, p->key) != 0) {
-        send_error(s, p, "busy", "blob_put: another client is uploading this blob "
-                   "now; try again later", "blob_put");
+    /* another connection's upload of this blob is taken over only when it
+     * went quiet (a client that reconnected) and is the same key's */
+    if (held && holder != p &&
+        ((!s->o.insecure && strcmp(holder->key, p->key) != 0) ||
+         p->last_ms - holder->last_ms < 2000)) {
+        send_error(s, p, "busy", "blob_put: this blob is being uploaded on another "
+                   "connection now; try again in a few seconds", "blob_put");
         return;
     }
     if (held && holder == p)
@@ -1544,8 +1562,8 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
                 mine += s->all[i]->ups[k].u != NULL;
     for (int k = 0; k < MAX_XFER; k++)
         mine += p->ups[k].u != NULL;
-    if (held && holder == p)
-        mine--; /* the same upload, asked again */
+    if (held && (holder == p || (!s->o.insecure && !strcmp(holder->key, p->key))))
+        mine--; /* the same upload, asked again or taken over */
     if (slot < 0 || mine >= MAX_XFER) {
         send_error(s, p, "busy", "blob_put: 4 uploads of this key are already in "
                    "progress; finish one first", "blob_put");
@@ -1582,7 +1600,7 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
     if (got)
         logf_(s, "blob %.16s: upload resumed at byte %" PRIu64 " of %" PRIu64, hash, got,
               size);
-    send_credit_at(s, p, hash, p->ups[slot].granted - got, got);
+    send_credit_at(s, p, hash, p->ups[slot].granted - got, 1, got);
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "blob_put");
@@ -2382,6 +2400,13 @@ static void check_revocations(qv_server *s)
         sess_set_admitted(s, p, 0);
     }
     free(ids);
+    /* they count as unknown now: back under the limit, oldest first */
+    while (s->nunknown > (size_t)s->o.max_unknown) {
+        sess *o = oldest_unknown(s);
+        if (!o)
+            break;
+        sess_drop(s, o);
+    }
 }
 
 static void tick(qv_server *s, int64_t now)

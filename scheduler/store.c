@@ -213,6 +213,12 @@ static qv_status run(qv_store *s, sqlite3_stmt *st, const char *what,
  * durable with one fsync (group commit). */
 static qv_status tx_begin(qv_store *s, const char *what, qv_err *err)
 {
+    /* SQLite rolled the whole group back (a full disk, an I/O error): no
+     * change may commit on its own now; group_end reports the failure and
+     * every reply held for the group is dropped */
+    if (s->group && sqlite3_get_autocommit(s->db))
+        return qv_fail(err, QV_ERR_IO, "scheduler store: %s: the group of changes "
+                       "was rolled back (disk full or an I/O error)", what);
     int rc = sqlite3_exec(s->db, s->group ? "SAVEPOINT qv" : "BEGIN IMMEDIATE",
                           NULL, NULL, NULL);
     return rc == SQLITE_OK ? QV_OK : db_fail(s, rc, what, err);
@@ -752,6 +758,17 @@ qv_status qv_store_blob_read(qv_store *s, const char *hash, uint64_t offset,
 
 /* ---- blobs: uploads -------------------------------------------------------- */
 
+void qv_blob_upload_detach(qv_blob_upload **up)
+{
+    if (!up || !*up)
+        return;
+    qv_blob_upload *u = *up;
+    if (u->fd >= 0)
+        close(u->fd);
+    free(u);
+    *up = NULL;
+}
+
 void qv_blob_upload_abort(qv_blob_upload **up)
 {
     if (!up || !*up)
@@ -1016,6 +1033,11 @@ qv_status qv_store_blob_put(qv_store *s, const void *data, size_t n,
         return r; /* already stored: never replaced */
     qv_blob_upload *u = NULL;
     r = qv_store_blob_begin(s, h, n, &u, err);
+    if (r == QV_OK && qv_blob_upload_received(u) > 0) {
+        /* a partial upload of the same blob: this one has all the bytes */
+        qv_blob_upload_abort(&u);
+        r = qv_store_blob_begin(s, h, n, &u, err);
+    }
     if (r == QV_OK)
         r = qv_blob_upload_append(u, 0, data, n, err);
     if (r == QV_OK)
@@ -2197,6 +2219,28 @@ qv_status qv_store_worker_revoke(qv_store *s, const char *worker, int64_t now_ms
     r = tx_end(s, r, "remove a worker", err);
     if (r == QV_OK && requeued)
         *requeued = rq;
+    return r;
+}
+
+qv_status qv_store_worker_open_attempts(qv_store *s, const char *worker, int64_t *n,
+                                        qv_err *err)
+{
+    static const char SQL[] =
+        "SELECT count(*) FROM attempts WHERE worker = ? AND ended IS NULL";
+    if (!s || !n)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
+    *n = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, SQL, &st, err);
+    if (r != QV_OK)
+        return r;
+    bind_str(st, 1, worker);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    else
+        r = db_fail(s, rc, "count a worker's attempts", err);
+    done(st);
     return r;
 }
 

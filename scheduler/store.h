@@ -302,6 +302,9 @@ qv_status qv_store_queued_count(qv_store *store, int64_t limit, int64_t *n,
  * when there is no such worker. */
 qv_status qv_store_worker_revoke(qv_store *store, const char *worker,
                                  int64_t now_ms, int *requeued, qv_err *err);
+/* How many attempts the worker holds open (assigned or running). */
+qv_status qv_store_worker_open_attempts(qv_store *store, const char *worker,
+                                        int64_t *n, qv_err *err);
 /* The ids of the removed workers (*ids freed with free()). */
 qv_status qv_store_revoked_workers(qv_store *store, char (**ids)[QV_STORE_ID_MAX],
                                    size_t *n, qv_err *err);
@@ -470,6 +473,12 @@ qv_status qv_blob_upload_append(qv_blob_upload *up, uint64_t offset,
 uint64_t qv_blob_upload_received(const qv_blob_upload *up);
 qv_status qv_store_blob_finish(qv_store *store, qv_blob_upload **up,
                                int64_t now_ms, qv_err *err);
+/* Ends an upload and deletes its partial file (a failed write, a client
+ * that broke the protocol, a replaced upload). */
 void qv_blob_upload_abort(qv_blob_upload **up);
+/* Ends an upload and keeps its partial file for a resume (a connection that
+ * went quiet, a scheduler stopping); the scheduler's sweep removes it when
+ * nobody comes back for it. */
+void qv_blob_upload_detach(qv_blob_upload **up);
 
 #endif

@@ -1371,3 +1371,49 @@ Test(scheduler, removed_workers_and_clients_are_refused, .timeout = 60)
     qv_client_close(&c);
     sched_stop(&s, 1);
 }
+
+/* A worker that enrolls again holding an attempt (the scheduler restarted)
+ * got new jobs for its busy device at once, burning their attempts: it
+ * gets none until a heartbeat says what runs where. */
+Test(scheduler, a_worker_back_with_a_running_job_gets_no_job_on_that_device, .timeout = 60)
+{
+    sched s = {0};
+    sched_start(&s, 1, NULL);
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    void *ctx = zmq_ctx_new();
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "back", 1.0);
+    submit_one(c);
+    cr_assert(got_assign(wk, 5000), "the first job was not assigned");
+    zmq_close(wk);
+    qv_client_close(&c);
+    /* the scheduler restarts; the worker comes back on a new connection */
+    char dir[64];
+    snprintf(dir, sizeof dir, "%s", s.dir);
+    sched_stop(&s, 0);
+    sched_start(&s, 1, dir);
+    cr_assert_eq(qv_client_connect(&(qv_client_opts){.address = qv_server_endpoint(s.srv),
+                                                     .insecure = true, .timeout_ms = 5000},
+                                   &c, &e), QV_OK, "%s", e.msg);
+    wk = fake_worker(ctx, qv_server_endpoint(s.srv), "back", 1.0);
+    submit_one(c);
+    cr_expect(!got_assign(wk, 600), "a job went to a device that still runs one");
+    /* its heartbeat says job 1 runs on ref: still nothing for that device */
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 1, &w, NULL), QV_OK);
+    qv_wire_kv_array(w, "running", 1);
+    qv_wire_w_map(w, 3);
+    qv_wire_kv_u64(w, "job", 1);
+    qv_wire_kv_u64(w, "attempt", 1);
+    qv_wire_kv_str(w, "device", "ref");
+    send_body(wk, QV_MSG_HEARTBEAT, w);
+    cr_expect(!got_assign(wk, 600), "a job went to the busy device after the heartbeat");
+    zmq_close(wk);
+    qv_client_close(&c);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
