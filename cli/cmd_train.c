@@ -82,10 +82,23 @@ static int parse_float(const char *cmd, const char *opt, const char *v,
     return 0;
 }
 
+/* The short forms of the common options (llama.cpp's letters where it has
+ * them): -m model, -d data, -o out, -p prompt, -n tokens, -s seed. */
+static const char *long_of(const char *o)
+{
+    static const char *const map[][2] = {{"-m", "--model"}, {"-d", "--data"},
+                                         {"-o", "--out"}, {"-p", "--prompt"},
+                                         {"-n", "--tokens"}, {"-s", "--seed"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(o, map[i][0]))
+            return map[i][1];
+    return o;
+}
+
 static int parse_args(int argc, char **argv, targs *a)
 {
     for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
+        const char *o = long_of(argv[i]);
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
         double d;
@@ -362,8 +375,8 @@ void qv_help_finetune(FILE *out)
         "own tokenizer (tokenizer.ggml.*, exactly as llama.cpp tokenizes).\n"
         "With no --model / --data: the built-in model and the built-in dataset.\n\n"
         "options:\n"
-        "  --model FILE       GGUF model (architecture bitnet, ternary weights)\n"
-        "  --data FILE        JSON Lines dataset\n"
+        "  -m, --model FILE   GGUF model (architecture bitnet, ternary weights)\n"
+        "  -d, --data FILE    JSON Lines dataset\n"
         "  --device ID        device (`qvac devices`; default: the fastest found)\n"
         "  --weights MODE     ternary (default) or f16: the same weights in 16 bits\n"
         "  --rank R           LoRA rank (default 16)      --alpha A  scale alpha/r (32)\n"
@@ -405,7 +418,10 @@ void qv_help_finetune(FILE *out)
         "  --max-line BYTES   longest dataset line read (default 16777216); a longer one\n"
         "                     is skipped and reported with its line number\n"
         "  --json             print the summary as one JSON object\n"
-        "  -h, --help         this help\n\n"
+        "  -h, --help         this help\n"
+        "Also -o for --out, -s for --seed; --opt=value works for every option.\n"
+        "Exit status: 0 done, 1 failed, 2 usage error, 130 interrupted (Ctrl-C,\n"
+        "SIGTERM: the checkpoint is written first).\n\n"
         "The summary gives MFU, model FLOP utilisation: the step's model FLOPs\n"
         "(docs/training.md) per second over the throughput the base matmul kernel\n"
         "(quantize_act + ternary_matmul, or f16_matmul) reaches on the device at the\n"
@@ -776,7 +792,8 @@ void qv_help_generate(FILE *out)
         "usage: qvac generate [--model M.gguf] [--adapter A.gguf] --prompt TEXT\n"
         "                     [--tokens N] [--temperature T] [--seed N] [--device ID]\n"
         "                     [--weights ternary|f16] [--act-quant bitnet|llamacpp]\n"
-        "                     [--stop STR] [--json]\n\n"
+        "                     [--stop STR] [--json]\n"
+        "(-m model, -p prompt, -n tokens, -s seed)\n\n"
         "Continues TEXT with the model (the built-in one by default), with a LoRA adapter\n"
         "from `qvac finetune` when given, so you can see what the adapter changed.\n"
         "Temperature 0 is greedy; the default is 0.7 (seeded sampling, 120 tokens).\n"

@@ -1318,3 +1318,22 @@ Test(e2e, every_command_says_usage_errors_the_same_way)
     cr_expect(j && json_integer_value(json_object_get(j, "steps")) == 2, "%s", out);
     json_decref(j);
 }
+
+/* The short forms of the common options read as the long ones. */
+Test(e2e, short_options_read_as_the_long_ones)
+{
+    static char out[1 << 14], out2[1 << 14];
+    char *l[] = {bin, "generate", "--prompt", "Once upon", "--tokens", "6", "--seed", "3",
+                 "--device", "ref", "--json", NULL};
+    char *sh[] = {bin, "generate", "-p", "Once upon", "-n", "6", "-s", "3", "--device", "ref",
+                  "--json", NULL};
+    cr_assert_eq(run(l, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run(sh, out2, sizeof out2), 0, "%s", out2);
+    json_t *a = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    json_t *b = json_loads(strchr(out2, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert(a && b, "%s / %s", out, out2);
+    cr_expect_str_eq(str_of(a, "text"), str_of(b, "text"));
+    cr_expect_eq(json_integer_value(json_object_get(b, "tokens")), 6);
+    json_decref(a);
+    json_decref(b);
+}
