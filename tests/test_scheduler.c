@@ -1417,3 +1417,69 @@ Test(scheduler, a_worker_back_with_a_running_job_gets_no_job_on_that_device, .ti
     zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }
+
+/* A failed upload gives its space back: after a disk-full upload its .part
+ * stayed and every later upload failed. A scheduler whose files cannot
+ * grow past 2 MiB (RLIMIT_FSIZE: writes fail as on a full disk) refuses a
+ * 3 MiB upload with the reason, removes its partial file at once, and
+ * takes the next, smaller one. */
+Test(scheduler, a_failed_upload_gives_its_space_back_at_once, .timeout = 60)
+{
+    char dir[] = "/tmp/qv-sched-full-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the scheduler, in a process whose files stay small */
+        close(pfd[0]);
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {2u << 20, 2u << 20};
+        if (setrlimit(RLIMIT_FSIZE, &rl))
+            _exit(5);
+        qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = dir,
+                            .client_key = "", .insecure = 1, .tick_ms = 20};
+        qv_server *srv = NULL;
+        qv_err e;
+        if (qv_server_open(&o, &srv, &e))
+            _exit(3);
+        char ep[128];
+        snprintf(ep, sizeof ep, "%s", qv_server_endpoint(srv));
+        if (write(pfd[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+            _exit(4);
+        qv_server_run(srv, &e);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char ep[128];
+    cr_assert_eq(read(pfd[0], ep, sizeof ep), (ssize_t)sizeof ep);
+    close(pfd[0]);
+    qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    size_t big = 3u << 20;
+    unsigned char *b = malloc(big);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < big; i++)
+        b[i] = (unsigned char)(i * 2654435761u >> 24);
+    char h[QV_SHA256_HEX];
+    bool sent = false;
+    cr_expect_neq(qv_client_upload_mem(c, b, big, h, &sent, NULL, NULL, &e), QV_OK,
+                  "3 MiB went into files limited to 2 MiB");
+    cr_expect_not_null(strstr(e.msg, "cannot write"), "%s", e.msg);
+    char part[300];
+    snprintf(part, sizeof part, "%s/blobs/tmp/%s.part", dir, h);
+    cr_expect_neq(access(part, F_OK), 0, "the failed upload kept its partial file");
+    cr_expect_eq(qv_client_upload_mem(c, b, 1u << 20, h, &sent, NULL, NULL, &e), QV_OK,
+                 "the next upload: %s", e.msg);
+    free(b);
+    qv_client_close(&c);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
