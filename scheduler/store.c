@@ -205,6 +205,29 @@ static qv_status run(qv_store *s, sqlite3_stmt *st, const char *what,
     return r;
 }
 
+/* The one integer a query returns (NULL reads as 0); ?1 (if the query has it)
+ * is text when given, else num. */
+static qv_status query_int(qv_store *s, const char *sql, const char *text, int64_t num,
+                           int64_t *out, const char *what, qv_err *err)
+{
+    *out = 0;
+    sqlite3_stmt *st;
+    qv_status r = prep(s, sql, &st, err);
+    if (r != QV_OK)
+        return r;
+    if (text)
+        bind_str(st, 1, text);
+    else
+        sqlite3_bind_int64(st, 1, num);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        r = db_fail(s, rc, what, err);
+    done(st);
+    return r;
+}
+
 /* ---- transactions ---------------------------------------------------------- */
 
 /* Outside a group every change is its own BEGIN IMMEDIATE ... COMMIT. Inside
@@ -2049,43 +2072,57 @@ qv_status qv_store_expire_leases(qv_store *s, int64_t now_ms, int *requeued,
     return r;
 }
 
-qv_status qv_store_worker_lost(qv_store *s, const char *worker,
-                               const char *reason, int64_t now_ms,
-                               int *requeued, qv_err *err)
+/* A worker leaves (lost, or revoked): its state changes with sql_state and
+ * every attempt it holds ends with `why`, its job back in the queue (or
+ * failed when out of attempts). must_exist: QV_ERR_NOT_FOUND when
+ * sql_state changed no row. */
+static qv_status worker_leaves(qv_store *s, const char *worker, const char *sql_state,
+                               int must_exist, const char *what, const char *why,
+                               int64_t now_ms, int *requeued, qv_err *err)
 {
     static const char SQL_JOBS[] =
         "SELECT j.id FROM jobs j JOIN attempts a"
         " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
         " WHERE j.state IN ('assigned','running') AND a.worker = ?"
         " ORDER BY j.id";
-    static const char SQL_W[] =
-        "UPDATE workers SET state = 'lost' WHERE id = ? AND state = 'active'";
     if (requeued)
         *requeued = 0;
     if (!s)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
     qv_status r = check_id(worker, "worker id", err);
     if (r == QV_OK)
-        r = tx_begin(s, "mark a worker lost", err);
+        r = tx_begin(s, what, err);
     if (r != QV_OK)
         return r;
-    char why[400];
-    snprintf(why, sizeof why, "worker %s lost (%s)", worker,
-             reason && reason[0] ? reason : "no reason given");
     int rq = 0;
     sqlite3_stmt *st;
-    r = prep(s, SQL_W, &st, err);
+    r = prep(s, sql_state, &st, err);
     if (r == QV_OK) {
         bind_str(st, 1, worker);
-        r = run(s, st, "mark a worker lost", err);
+        r = run(s, st, what, err);
     }
+    if (r == QV_OK && must_exist && sqlite3_changes(s->db) == 0)
+        r = qv_fail(err, QV_ERR_NOT_FOUND, "no worker %s; `qvac workers` lists them",
+                    worker);
     if (r == QV_OK)
         r = fail_open_attempts(s, SQL_JOBS, worker, 0, "lost", why, now_ms,
                                &rq, NULL, err);
-    r = tx_end(s, r, "mark a worker lost", err);
+    r = tx_end(s, r, what, err);
     if (r == QV_OK && requeued)
         *requeued = rq;
     return r;
+}
+
+qv_status qv_store_worker_lost(qv_store *s, const char *worker,
+                               const char *reason, int64_t now_ms,
+                               int *requeued, qv_err *err)
+{
+    char why[400];
+    snprintf(why, sizeof why, "worker %s lost (%s)", worker ? worker : "?",
+             reason && reason[0] ? reason : "no reason given");
+    return worker_leaves(s, worker,
+                         "UPDATE workers SET state = 'lost' WHERE id = ? AND state = 'active'",
+                         0, "mark a worker lost", why, now_ms, requeued, err);
 }
 
 qv_status qv_store_cancel(qv_store *s, int64_t job, int64_t now_ms,
@@ -2186,62 +2223,19 @@ qv_status qv_store_worker_upsert(qv_store *s, const char *worker,
 qv_status qv_store_worker_revoke(qv_store *s, const char *worker, int64_t now_ms,
                                  int *requeued, qv_err *err)
 {
-    static const char SQL_JOBS[] =
-        "SELECT j.id FROM jobs j JOIN attempts a"
-        " ON a.job = j.id AND a.number = j.attempts AND a.ended IS NULL"
-        " WHERE j.state IN ('assigned','running') AND a.worker = ?"
-        " ORDER BY j.id";
-    static const char SQL_W[] = "UPDATE workers SET state = 'revoked' WHERE id = ?";
-    if (requeued)
-        *requeued = 0;
-    if (!s)
-        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no store");
-    qv_status r = check_id(worker, "worker id", err);
-    if (r == QV_OK)
-        r = tx_begin(s, "remove a worker", err);
-    if (r != QV_OK)
-        return r;
-    sqlite3_stmt *st;
-    r = prep(s, SQL_W, &st, err);
-    if (r == QV_OK) {
-        bind_str(st, 1, worker);
-        r = run(s, st, "remove a worker", err);
-    }
-    if (r == QV_OK && sqlite3_changes(s->db) == 0)
-        r = qv_fail(err, QV_ERR_NOT_FOUND, "no worker %s; `qvac workers` lists them",
-                    worker);
     char why[200];
-    snprintf(why, sizeof why, "worker %s removed (qvac workers remove)", worker);
-    int rq = 0;
-    if (r == QV_OK)
-        r = fail_open_attempts(s, SQL_JOBS, worker, 0, "lost", why, now_ms, &rq, NULL,
-                               err);
-    r = tx_end(s, r, "remove a worker", err);
-    if (r == QV_OK && requeued)
-        *requeued = rq;
-    return r;
+    snprintf(why, sizeof why, "worker %s removed (qvac workers remove)", worker ? worker : "?");
+    return worker_leaves(s, worker, "UPDATE workers SET state = 'revoked' WHERE id = ?", 1,
+                         "remove a worker", why, now_ms, requeued, err);
 }
 
 qv_status qv_store_worker_open_attempts(qv_store *s, const char *worker, int64_t *n,
                                         qv_err *err)
 {
-    static const char SQL[] =
-        "SELECT count(*) FROM attempts WHERE worker = ? AND ended IS NULL";
-    if (!s || !n)
-        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
-    *n = 0;
-    sqlite3_stmt *st;
-    qv_status r = prep(s, SQL, &st, err);
-    if (r != QV_OK)
-        return r;
-    bind_str(st, 1, worker);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *n = sqlite3_column_int64(st, 0);
-    else
-        r = db_fail(s, rc, "count a worker's attempts", err);
-    done(st);
-    return r;
+    if (!s || !n || !worker)
+        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no worker or output");
+    return query_int(s, "SELECT count(*) FROM attempts WHERE worker = ?1 AND ended IS NULL",
+                     worker, 0, n, "count a worker's attempts", err);
 }
 
 qv_status qv_store_revoked_workers(qv_store *s, char (**ids)[QV_STORE_ID_MAX],
@@ -2365,44 +2359,22 @@ qv_status qv_store_worker_by_key(qv_store *s, const char *pubkey,
 
 qv_status qv_store_worker_max_id(qv_store *s, uint64_t *max_id, qv_err *err)
 {
-    static const char SQL[] = "SELECT max(CAST(id AS INTEGER)) FROM workers";
     if (!s || !max_id)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
-    *max_id = 0;
-    sqlite3_stmt *st;
-    qv_status r = prep(s, SQL, &st, err);
-    if (r != QV_OK)
-        return r;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
-        sqlite3_column_int64(st, 0) > 0)
-        *max_id = (uint64_t)sqlite3_column_int64(st, 0);
-    else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "find the largest worker id", err);
-    done(st);
+    int64_t v = 0;
+    qv_status r = query_int(s, "SELECT max(CAST(id AS INTEGER)) FROM workers",
+                            NULL, 0, &v, "find the largest worker id", err);
+    *max_id = v > 0 ? (uint64_t)v : 0;
     return r;
 }
 
 qv_status qv_store_queued_count(qv_store *s, int64_t limit, int64_t *n, qv_err *err)
 {
-    static const char SQL[] =
-        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued'"
-        " AND cancel_requested = 0 LIMIT ?)";
     if (!s || !n)
         return qv_fail(err, QV_ERR_INVALID, "scheduler store: no output");
-    *n = 0;
-    sqlite3_stmt *st;
-    qv_status r = prep(s, SQL, &st, err);
-    if (r != QV_OK)
-        return r;
-    sqlite3_bind_int64(st, 1, limit);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *n = sqlite3_column_int64(st, 0);
-    else
-        r = db_fail(s, rc, "count the queued jobs", err);
-    done(st);
-    return r;
+    return query_int(s, "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued'"
+                        " AND cancel_requested = 0 LIMIT ?1)",
+                     NULL, limit, n, "count the queued jobs", err);
 }
 
 qv_status qv_store_silent_workers(qv_store *s, int64_t now_ms,
