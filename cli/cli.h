@@ -94,6 +94,16 @@ qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err);
 struct json_t;
 void qv_cli_print_json(struct json_t *v);
 
+/* getopt_long over argv[first..] with options anywhere among the operands
+ * (portable: BSD's getopt stops at the first operand). Returns the next
+ * option's value (as getopt_long: optarg set), '?' for an unknown or
+ * incomplete one (argv[optind - 1] names it), or -1 at the end; operands
+ * are collected in pos[*npos] (up to max; *npos counts them all). Start
+ * with *npos = 0 and optind = first. */
+struct option;
+int qv_cli_getopt(int argc, char **argv, const struct option *lo, const char **pos,
+                  int max, int *npos);
+
 /* "1.5 GiB" style. */
 void qv_fmt_bytes(unsigned long long bytes, char *buf, size_t n);
 

@@ -244,17 +244,7 @@ int qv_cmd_clients(int argc, char **argv)
     int json = 0, c, npos = 0;
     const char *verb = argc >= 2 ? argv[1] : "";
     optind = 2;
-    opterr = 0;
-    /* options anywhere after the verb (getopt stops at the KEY on BSD) */
-    for (;;) {
-        if ((c = getopt_long(argc, argv, "+", lo, NULL)) == -1) {
-            if (optind >= argc)
-                break;
-            if (!npos++)
-                key = argv[optind];
-            optind++;
-            continue;
-        }
+    while ((c = qv_cli_getopt(argc, argv, lo, &key, 1, &npos)) != -1) {
         if (c == 'd') dir = optarg;
         else if (c == 'j') json = 1;
         else return qv_cli_usage("clients", "unknown or incomplete option '%s'",
@@ -326,16 +316,7 @@ int qv_cmd_workers_remove(int argc, char **argv)
     const char *dir = NULL, *id = NULL;
     int c, npos = 0;
     optind = 2;
-    opterr = 0;
-    for (;;) {
-        if ((c = getopt_long(argc, argv, "+", lo, NULL)) == -1) {
-            if (optind >= argc)
-                break;
-            if (!npos++)
-                id = argv[optind];
-            optind++;
-            continue;
-        }
+    while ((c = qv_cli_getopt(argc, argv, lo, &id, 1, &npos)) != -1) {
         if (c == 'd') dir = optarg;
         else return qv_cli_usage("workers", "unknown or incomplete option '%s'",
                                  argv[optind - 1]);

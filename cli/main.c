@@ -2,6 +2,7 @@
  * place that decides the process's exit code. */
 #include <jansson.h>
 #include <stdarg.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,6 +127,23 @@ qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err)
     if (!best)
         qv_fail(err, QV_ERR_NOT_FOUND, "no device found (see `qvac devices`)");
     return best;
+}
+
+int qv_cli_getopt(int argc, char **argv, const struct option *lo, const char **pos,
+                  int max, int *npos)
+{
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, "+:", lo, NULL);
+        if (c != -1)
+            return c == ':' ? '?' : c;
+        if (optind >= argc)
+            return -1;
+        if (*npos < max)
+            pos[*npos] = argv[optind];
+        (*npos)++;
+        optind++;
+    }
 }
 
 void qv_cli_print_json(json_t *v)

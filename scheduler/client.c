@@ -549,11 +549,10 @@ static qv_status upload(qv_client *c, src *s, const char *hash, bool *sent,
              * the reply says from which byte to go on */
             int stale = !qv_client_timed_out(c) && !strcmp(c->last_code, "invalid") &&
                         !strcmp(c->last_re, "blob_chunk");
-            /* busy: the blob is being uploaded on another connection (this
-             * client's, before it reconnected, or another's): a moment later
-             * it is taken over, or held (blob_ok) */
+            /* busy (the blob is being uploaded on another connection, the
+             * key's other uploads, the disk): a moment later it may go */
             int busy = !qv_client_timed_out(c) && !strcmp(c->last_code, "busy") &&
-                       !strcmp(c->last_re, "blob_put") && strstr(err->msg, "another connection");
+                       !strcmp(c->last_re, "blob_put");
             if ((!qv_client_timed_out(c) && !stale && !busy) || ++retries > UPLOAD_RETRIES)
                 break;
             if (busy) {

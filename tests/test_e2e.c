@@ -220,48 +220,84 @@ static void start_scheduler(void)
     cr_assert_eq(rc, 0, "the scheduler does not answer: %s", out);
 }
 
-static pid_t start_worker(const char *tag)
+/* A worker on the reference device, enrolled with a fresh token; name: its
+ * --name (NULL: the host's); fsize_blocks > 0: its files may not grow past
+ * that many blocks (ulimit -f: writes fail as on a full disk). */
+static pid_t start_worker_ex(const char *tag, const char *name, int fsize_blocks)
 {
     static char out[4096];
     char sched[128];
     snprintf(sched, sizeof sched, "%s/sched", root);
     char *targv[] = {bin, "token", "--data", sched, NULL};
     cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
-    char token[256], cache[128], log[160];
+    char token[256], cache[128], log[160], limit[96];
     last_line(out, token, sizeof token);
     snprintf(cache, sizeof cache, "%s/%s", root, tag);
     snprintf(log, sizeof log, "%s/%s.log", root, tag);
-    char dev[] = "ref";
-    char *argv[] = {bin, "worker", "--join", addr, "--token", token,
-                    "--devices", dev, "--cache-dir", cache, "--no-tune", "--no-bench",
-                    NULL};
+    snprintf(limit, sizeof limit, "trap '' XFSZ; ulimit -f %d; exec \"$0\" \"$@\"",
+             fsize_blocks);
+    char *argv[20];
+    int n = 0;
+    if (fsize_blocks > 0) {
+        argv[n++] = "/bin/sh";
+        argv[n++] = "-c";
+        argv[n++] = limit;
+    }
+    char *rest[] = {bin, "worker", "--join", addr, "--token", token, "--devices", "ref",
+                    "--cache-dir", cache, "--no-tune", "--no-bench"};
+    for (size_t i = 0; i < sizeof rest / sizeof *rest; i++)
+        argv[n++] = rest[i];
+    if (name) {
+        argv[n++] = "--name";
+        argv[n++] = (char *)name;
+    }
+    argv[n] = NULL;
     pid_t pid = start(argv, log);
     procs[n_procs++] = pid;
     return pid;
 }
 
+static pid_t start_worker(const char *tag) { return start_worker_ex(tag, NULL, 0); }
+
+/* Waits until `qvac workers` lists a worker whose line holds needle. */
+static void wait_listed(const char *needle)
+{
+    static char out[1 << 14];
+    char *wl[] = {bin, "workers", NULL};
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(run(wl, out, sizeof out), 0, "%s", out);
+        if (strstr(out, needle))
+            return;
+        msleep(100);
+    }
+    cr_assert_fail("no worker '%s' enrolled: %s", needle, out);
+}
+
+/* Runs a `qvac submit ... --json` argv; the id of the job it submitted. */
+static long submit_argv(char *const argv[])
+{
+    static char out[1 << 14];
+    cr_assert_eq(run(argv, out, sizeof out), 0, "qvac submit: %s", out);
+    const char *brace = strchr(out, '{');
+    cr_assert_not_null(brace, "no JSON from submit: %s", out);
+    json_t *j = json_loads(brace, JSON_DISABLE_EOF_CHECK, NULL);
+    long id = j ? (long)json_integer_value(json_object_get(j, "id")) : 0;
+    if (j && !id)
+        id = (long)json_integer_value(json_object_get(j, "job"));
+    json_decref(j);
+    cr_assert_gt(id, 0, "%s", out);
+    return id;
+}
+
 static long submit(const char *model, const char *data, const char *steps,
                    const char *ckpt, int wait)
 {
-    static char out[1 << 16];
     char *argv[] = {bin, "submit", "--model", (char *)model, "--data",
                     (char *)data, "--steps", (char *)steps, "--rank", "4",
                     "--batch", "2", "--seq-len", "32", "--seed", "7",
                     "--eval-batches", "1", "--ckpt-every", (char *)ckpt,
                     "--backend", "ref", "--json", wait ? "--wait" : NULL, NULL};
-    int rc = run(argv, out, sizeof out);
-    cr_assert_eq(rc, 0, "qvac submit failed: %s", out);
-    /* the JSON object is the last thing printed */
-    const char *brace = strchr(out, '{');
-    cr_assert_not_null(brace, "no JSON from submit: %s", out);
-    json_t *j = json_loads(brace, JSON_DISABLE_EOF_CHECK, NULL);
-    cr_assert_not_null(j, "%s", out);
-    long id = (long)json_integer_value(json_object_get(j, "id"));
-    if (!id)
-        id = (long)json_integer_value(json_object_get(j, "job"));
-    json_decref(j);
-    cr_assert_gt(id, 0, "%s", out);
-    return id;
+    return submit_argv(argv);
 }
 
 static void fetch(long id, const char *dir)
@@ -769,27 +805,11 @@ Test(e2e, peer_text_is_escaped_in_the_client_tables)
     char model[128], data[128];
     make_inputs(model, data, sizeof model);
     start_scheduler();
-    char sched[128];
-    snprintf(sched, sizeof sched, "%s/sched", root);
-    char *targv[] = {bin, "token", "--data", sched, NULL};
-    cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
-    char token[256], cache[128], log[160];
-    last_line(out, token, sizeof token);
-    snprintf(cache, sizeof cache, "%s/evil", root);
-    snprintf(log, sizeof log, "%s/evil.log", root);
     char name[] = "evil\nFORGED worker\x1b[2J\xc2\x9b" "31m";
-    char *wargv[] = {bin, "worker", "--join", addr, "--token", token, "--devices", "ref",
-                     "--cache-dir", cache, "--no-tune", "--no-bench", "--name", name, NULL};
-    procs[n_procs++] = start(wargv, log);
+    start_worker_ex("evil", name, 0);
+    wait_listed("evil");
     char *wl[] = {bin, "workers", NULL};
-    int seen = 0;
-    for (int i = 0; i < 100 && !seen; i++) {
-        cr_assert_eq(run(wl, out, sizeof out), 0, "%s", out);
-        seen = strstr(out, "evil") != NULL;
-        if (!seen)
-            msleep(100);
-    }
-    cr_assert(seen, "the worker did not enroll: %s", out);
+    cr_assert_eq(run(wl, out, sizeof out), 0, "%s", out);
     cr_expect_null(strstr(out, "\nFORGED"), "a forged line in `qvac workers`: %s", out);
     cr_expect_null(strchr(out, '\x1b'), "a raw escape in `qvac workers`");
     cr_expect_null(strstr(out, "\xc2\x9b"), "a raw C1 control in `qvac workers`");
@@ -822,18 +842,11 @@ static double now_s(void)
 static long submit_long(const char *model, const char *data, const char *accum,
                         const char *eval_batches)
 {
-    static char out[1 << 14];
     char *argv[] = {bin, "submit", "--model", (char *)model, "--data", (char *)data,
                     "--steps", "100000", "--batch", "1", "--seq-len", "64",
                     "--accum", (char *)accum, "--eval-batches", (char *)eval_batches,
                     "--backend", "ref", "--json", NULL};
-    cr_assert_eq(run(argv, out, sizeof out), 0, "%s", out);
-    json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
-    cr_assert_not_null(j, "%s", out);
-    long id = (long)json_integer_value(json_object_get(j, "id"));
-    json_decref(j);
-    cr_assert_gt(id, 0, "%s", out);
-    return id;
+    return submit_argv(argv);
 }
 
 static void wait_state(long id, const char *state, double timeout_s)
@@ -901,15 +914,10 @@ Test(e2e, a_restarted_scheduler_gets_its_fleet_back)
     start_worker("w1");
     static const int delay_ms[] = {100, 1000, 3000};
     for (size_t i = 0; i < sizeof delay_ms / sizeof *delay_ms; i++) {
-        static char out[1 << 14];
         char *argv[] = {bin, "submit", "--model", model, "--data", data, "--steps", "60",
                         "--batch", "1", "--seq-len", "16", "--ckpt-every", "10",
                         "--eval-batches", "1", "--backend", "ref", "--json", NULL};
-        cr_assert_eq(run(argv, out, sizeof out), 0, "%s", out);
-        json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
-        long a = j ? (long)json_integer_value(json_object_get(j, "id")) : 0;
-        json_decref(j);
-        cr_assert_gt(a, 0, "%s", out);
+        long a = submit_argv(argv);
         wait_state(a, "running", 60);
         /* a follower and a waiter across the restart: they keep going */
         char sid[32], flog[200], wlog[200];
@@ -992,36 +1000,14 @@ Test(e2e, a_worker_that_cannot_cache_a_blob_hands_the_job_on)
     char model[128], data[128];
     make_inputs(model, data, sizeof model);
     start_scheduler();
-    char sched[128];
-    snprintf(sched, sizeof sched, "%s/sched", root);
-    char *targv[] = {bin, "token", "--data", sched, NULL};
-    cr_assert_eq(run(targv, out, sizeof out), 0, "qvac token: %s", out);
-    char token[256], cache[128], log[160];
-    last_line(out, token, sizeof token);
-    snprintf(cache, sizeof cache, "%s/full", root);
-    snprintf(log, sizeof log, "%s/full.log", root);
     /* 400 blocks of 512 or 1024 bytes: less than the 743 KB model */
-    char *wargv[] = {"/bin/sh", "-c", "trap '' XFSZ; ulimit -f 400; exec \"$0\" \"$@\"",
-                     bin, "worker", "--join", addr, "--token", token, "--devices", "ref",
-                     "--cache-dir", cache, "--no-tune", "--no-bench", "--name", "full", NULL};
-    procs[n_procs++] = start(wargv, log);
-    char *wl[] = {bin, "workers", NULL};
-    int seen = 0;
-    for (int i = 0; i < 100 && !seen; i++) {
-        cr_assert_eq(run(wl, out, sizeof out), 0, "%s", out);
-        if (!(seen = strstr(out, "full") != NULL))
-            msleep(100);
-    }
-    cr_assert(seen, "the worker did not enroll: %s", out);
+    start_worker_ex("full", "full", 400);
+    wait_listed("full");
     /* the built-in model (743 KB) */
     char *sargv[] = {bin, "submit", "--data", data, "--steps", "2", "--batch", "2",
                      "--seq-len", "32", "--eval-batches", "1", "--backend", "ref",
                      "--json", NULL};
-    cr_assert_eq(run(sargv, out, sizeof out), 0, "%s", out);
-    json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
-    long id = j ? (long)json_integer_value(json_object_get(j, "id")) : 0;
-    json_decref(j);
-    cr_assert_gt(id, 0, "%s", out);
+    long id = submit_argv(sargv);
     char sid[32];
     snprintf(sid, sizeof sid, "%ld", id);
     char *lg[] = {bin, "logs", sid, NULL};

@@ -304,33 +304,48 @@ Test(scheduler, tokens_are_single_use_and_expire, .timeout = 60)
 
 /* ---- kill -9 ------------------------------------------------------------------- */
 
-Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
+/* An insecure scheduler on dir in a child process (for kill -9, or limits
+ * of its own: fsize > 0 caps its files, as a full disk would); its
+ * endpoint in ep. */
+static pid_t sched_child(const char *dir, rlim_t fsize, char ep[128])
 {
-    char dir[] = "/tmp/qv-sched-k9-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
     int pfd[2];
     cr_assert_eq(pipe(pfd), 0);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
-    if (pid == 0) { /* the scheduler, in its own process */
+    if (pid == 0) {
         close(pfd[0]);
+        if (fsize) {
+            signal(SIGXFSZ, SIG_IGN); /* a write past it fails instead */
+            struct rlimit rl = {fsize, fsize};
+            if (setrlimit(RLIMIT_FSIZE, &rl))
+                _exit(5);
+        }
         qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = dir,
                             .client_key = "", .insecure = 1, .tick_ms = 20};
         qv_server *srv = NULL;
         qv_err e;
         if (qv_server_open(&o, &srv, &e))
             _exit(3);
-        char ep[128];
-        snprintf(ep, sizeof ep, "%s", qv_server_endpoint(srv));
-        if (write(pfd[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", qv_server_endpoint(srv));
+        if (write(pfd[1], buf, sizeof buf) != (ssize_t)sizeof buf)
             _exit(4);
         qv_server_run(srv, &e);
         _exit(0);
     }
     close(pfd[1]);
-    char ep[128];
-    cr_assert_eq(read(pfd[0], ep, sizeof ep), (ssize_t)sizeof ep);
+    cr_assert_eq(read(pfd[0], ep, 128), 128);
     close(pfd[0]);
+    return pid;
+}
+
+Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
+{
+    char dir[] = "/tmp/qv-sched-k9-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char ep[128];
+    pid_t pid = sched_child(dir, 0, ep);
 
     qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
     qv_client *c = NULL;
@@ -1427,33 +1442,8 @@ Test(scheduler, a_failed_upload_gives_its_space_back_at_once, .timeout = 60)
 {
     char dir[] = "/tmp/qv-sched-full-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    int pfd[2];
-    cr_assert_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) { /* the scheduler, in a process whose files stay small */
-        close(pfd[0]);
-        signal(SIGXFSZ, SIG_IGN);
-        struct rlimit rl = {2u << 20, 2u << 20};
-        if (setrlimit(RLIMIT_FSIZE, &rl))
-            _exit(5);
-        qv_server_opts o = {.bind = "tcp://127.0.0.1:*", .data_dir = dir,
-                            .client_key = "", .insecure = 1, .tick_ms = 20};
-        qv_server *srv = NULL;
-        qv_err e;
-        if (qv_server_open(&o, &srv, &e))
-            _exit(3);
-        char ep[128];
-        snprintf(ep, sizeof ep, "%s", qv_server_endpoint(srv));
-        if (write(pfd[1], ep, sizeof ep) != (ssize_t)sizeof ep)
-            _exit(4);
-        qv_server_run(srv, &e);
-        _exit(0);
-    }
-    close(pfd[1]);
     char ep[128];
-    cr_assert_eq(read(pfd[0], ep, sizeof ep), (ssize_t)sizeof ep);
-    close(pfd[0]);
+    pid_t pid = sched_child(dir, 2u << 20, ep); /* its files stay under 2 MiB */
     qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
     qv_client *c = NULL;
     qv_err e;
