@@ -1533,12 +1533,23 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
         return;
     }
     int slot = -1;
-    upload *held = NULL; /* this blob's upload in progress, on any connection */
+    /* one pass: this blob's upload in progress on any connection, and the
+     * uploads of this key (per connection when there is no key: insecure),
+     * which may be at most MAX_XFER */
+    upload *held = NULL;
     sess *holder = NULL;
-    for (size_t i = 0; i < s->nsess && !held; i++)
-        for (int k = 0; k < MAX_XFER && !held; k++)
-            if (s->all[i]->ups[k].u && strcmp(s->all[i]->ups[k].hash, hash) == 0)
-                held = &s->all[i]->ups[k], holder = s->all[i];
+    int mine = 0;
+    for (size_t i = 0; i < s->nsess; i++) {
+        sess *q = s->all[i];
+        int same = q == p || (p->key[0] && strcmp(q->key, p->key) == 0);
+        for (int k = 0; k < MAX_XFER; k++) {
+            if (!q->ups[k].u)
+                continue;
+            mine += same;
+            if (!held && strcmp(q->ups[k].hash, hash) == 0)
+                held = &q->ups[k], holder = q;
+        }
+    }
     /* another connection's upload of this blob is taken over only when it
      * went quiet (a client that reconnected) and is the same key's */
     if (held && holder != p &&
@@ -1553,16 +1564,7 @@ static void on_blob_put(qv_server *s, sess *p, const msgpack_object *b)
     for (int i = 0; slot < 0 && i < MAX_XFER; i++)
         if (!p->ups[i].u)
             slot = i;
-    /* uploads count per key (a client opening many connections gets no
-     * more), per connection when there is no key (insecure) */
-    int mine = 0;
-    for (size_t i = 0; p->key[0] && i < s->nsess; i++)
-        if (s->all[i] != p && strcmp(s->all[i]->key, p->key) == 0)
-            for (int k = 0; k < MAX_XFER; k++)
-                mine += s->all[i]->ups[k].u != NULL;
-    for (int k = 0; k < MAX_XFER; k++)
-        mine += p->ups[k].u != NULL;
-    if (held && (holder == p || (!s->o.insecure && !strcmp(holder->key, p->key))))
+    if (held && (holder == p || (p->key[0] && !strcmp(holder->key, p->key))))
         mine--; /* the same upload, asked again or taken over */
     if (slot < 0 || mine >= MAX_XFER) {
         send_error(s, p, "busy", "blob_put: 4 uploads of this key are already in "
