@@ -2253,15 +2253,12 @@ qv_status qv_store_revoked_workers(qv_store *s, char (**ids)[QV_STORE_ID_MAX],
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 16;
-            void *nb = realloc(*ids, nc * sizeof **ids);
-            if (!nb) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
-                break;
-            }
-            *ids = nb, cap = nc;
+        void *grown = grow(*ids, &cap, *n, sizeof **ids, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *ids = grown;
         col_copy(st, 0, (*ids)[(*n)++], QV_STORE_ID_MAX);
     }
     if (r == QV_OK && rc != SQLITE_DONE)
@@ -2852,15 +2849,12 @@ qv_status qv_store_list_clients(qv_store *s, qv_client_row **rows, size_t *n,
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 16;
-            qv_client_row *nb = realloc(*rows, nc * sizeof *nb);
-            if (!nb) {
-                r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
-                break;
-            }
-            *rows = nb, cap = nc;
+        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
         }
+        *rows = grown;
         qv_client_row *c = &(*rows)[(*n)++];
         col_copy(st, 0, c->pubkey, sizeof c->pubkey);
         col_copy(st, 1, c->name, sizeof c->name);
