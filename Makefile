@@ -147,6 +147,10 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_EXTRA) $(FLAGS_STAMP)
 	@$(if $(Q),echo "  TEST-LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_EXTRA) $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion
 
+# the CLI's option parser is tested on its own
+$(BUILD)/tests/test_cli: $(BUILD)/obj/cli/args.o
+$(BUILD)/tests/test_cli: TEST_EXTRA += $(BUILD)/obj/cli/args.o
+
 test: $(BUILD)/qvac $(TESTS)
 	@set -e; export QVAC_BIN=$(BUILD)/qvac; \
 	for t in $(TESTS); do echo "== $$t"; $$t --jobs 1 --short-filename; done

@@ -94,15 +94,48 @@ qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err);
 struct json_t;
 void qv_cli_print_json(struct json_t *v);
 
-/* getopt_long over argv[first..] with options anywhere among the operands
- * (portable: BSD's getopt stops at the first operand). Returns the next
- * option's value (as getopt_long: optarg set), '?' for an unknown or
- * incomplete one (argv[optind - 1] names it), or -1 at the end; operands
- * are collected in pos[*npos] (up to max; *npos counts them all). Start
- * with *npos = 0 and optind = first. */
+/* The option parser of every command: getopt_long over the command's
+ * table, with options anywhere among the operands (portable: BSD's getopt
+ * stops at the first operand), "--" ending the options, and one set of
+ * usage errors. An option whose id (val) is a character also has that
+ * short form (-m FILE, -mFILE); long-only options use ids from 256 up.
+ * --opt=value and unambiguous prefixes of long names work as getopt_long
+ * reads them. */
 struct option;
-int qv_cli_getopt(int argc, char **argv, const struct option *lo, const char **pos,
-                  int max, int *npos);
+#define QV_CLI_ID 256     /* the first id of a long-only option */
+#define QV_CLI_BAD (-2)   /* qv_cli_next: a usage error, already printed */
+typedef struct qv_cli_args {
+    const char *cmd;                /* for messages: "qvac CMD: ..." */
+    int argc;
+    char **argv;                    /* argv[0] is the command's name */
+    const struct option *lo;        /* ends with a NULL name */
+    char shorts[96];
+    const char **pos;               /* the operands, in order */
+    int max, npos;                  /* room in pos; how many were given */
+    int rest;                       /* after "--" */
+    const char *name;               /* the long name of the option just read */
+} qv_cli_args;
+
+void qv_cli_args_init(qv_cli_args *p, const char *cmd, int argc, char **argv,
+                      const struct option *lo, const char **pos, int max);
+/* The next option's id, its value in optarg; -1 at the end; QV_CLI_BAD
+ * after printing the usage error (an unknown option, a missing value, a
+ * value given to a flag, more than max operands). */
+int qv_cli_next(qv_cli_args *p);
+/* optarg as the value of the option just read, or QV_EXIT_USAGE after
+ * saying what it needs ("--steps needs an integer in 1..100000000"). */
+int qv_cli_long(const qv_cli_args *p, long lo, long hi, long *out);
+int qv_cli_int(const qv_cli_args *p, int lo, int hi, int *out);
+int qv_cli_u64(const qv_cli_args *p, unsigned long long *out);
+int qv_cli_double(const qv_cli_args *p, double lo, double hi, double *out);
+/* optarg as one of words (NULL-ended): *out is its index. */
+int qv_cli_choice(const qv_cli_args *p, const char *const *words, int *out);
+/* "qvac CMD: --NAME: <why>" for a value refused otherwise; QV_EXIT_USAGE. */
+int qv_cli_bad_value(const qv_cli_args *p, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* "1.5 GiB" style. */
 void qv_fmt_bytes(unsigned long long bytes, char *buf, size_t n);

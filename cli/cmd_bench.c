@@ -45,48 +45,37 @@ static void log_line(void *user, const char *line)
     fprintf(stderr, "%s\n", line);
 }
 
-static int int_arg(const char *opt, const char *v, long lo, long hi, int32_t *out)
-{
-    char *end = NULL;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || n < lo || n > hi)
-        return qv_cli_usage("bench", "%s needs an integer in %ld..%ld", opt, lo, hi);
-    *out = (int32_t)n;
-    return 0;
-}
-
 int qv_cmd_bench(int argc, char **argv)
 {
-    static const struct option longs[] = {
+    enum { O_STEPS = QV_CLI_ID, O_BATCH, O_SEQ, O_NO_TUNE, O_TUNE_DB, O_JSON };
+    static const struct option lo[] = {
         {"model", required_argument, NULL, 'm'}, {"device", required_argument, NULL, 'd'},
-        {"steps", required_argument, NULL, 's'}, {"batch", required_argument, NULL, 'b'},
-        {"seq", required_argument, NULL, 'q'},   {"no-tune", no_argument, NULL, 'n'},
-        {"tune-db", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+        {"steps", required_argument, NULL, O_STEPS},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"seq", required_argument, NULL, O_SEQ},
+        {"no-tune", no_argument, NULL, O_NO_TUNE},
+        {"tune-db", required_argument, NULL, O_TUNE_DB},
+        {"json", no_argument, NULL, O_JSON}, {NULL, 0, NULL, 0}};
     qv_bench_opts o = {0};
     const char *device = NULL, *db = NULL;
     int json = 0, tune = 1, c, rc = 0;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":m:d:h", longs, NULL)) != -1) {
+    qv_cli_args p;
+    qv_cli_args_init(&p, "bench", argc, argv, lo, NULL, 0);
+    while (!rc && (c = qv_cli_next(&p)) != -1) {
         switch (c) {
+        case QV_CLI_BAD: return QV_EXIT_USAGE;
         case 'm': o.model = optarg; break;
         case 'd': device = optarg; break;
-        case 's': rc = int_arg("--steps", optarg, 2, 64, &o.steps); break;
-        case 'b': rc = int_arg("--batch", optarg, 1, 64, &o.batch); break;
-        case 'q': rc = int_arg("--seq", optarg, 2, 4096, &o.seq); break;
-        case 'n': tune = 0; break;
-        case 't': db = optarg; break;
-        case 'j': json = 1; break;
-        case 'h': qv_help_bench(stdout); return QV_EXIT_OK;
-        case ':': return qv_cli_usage("bench", "%s needs a value", argv[optind - 1]);
-        default: return qv_cli_usage("bench", "unknown option '%s'", argv[optind - 1]);
+        case O_STEPS: rc = qv_cli_int(&p, 2, 64, &o.steps); break;
+        case O_BATCH: rc = qv_cli_int(&p, 1, 64, &o.batch); break;
+        case O_SEQ: rc = qv_cli_int(&p, 2, 4096, &o.seq); break;
+        case O_NO_TUNE: tune = 0; break;
+        case O_TUNE_DB: db = optarg; break;
+        case O_JSON: json = 1; break;
         }
-        if (rc)
-            return rc;
     }
-    if (optind < argc)
-        return qv_cli_usage("bench", "unexpected argument '%s'", argv[optind]);
+    if (rc)
+        return rc;
     qv_err err = {0};
     int32_t b, s, n;
     if (qv_bench_defaults(o.model, &b, &s, &n, &err))

@@ -1,6 +1,7 @@
 /* cli/cmd_check.c — `qvac check`: every kernel, on every device (or one),
  * at awkward shapes and in several configurations, against the reference.
  * What a user runs on a machine before enrolling it as a worker. */
+#include <getopt.h>
 #include <jansson.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,16 +56,22 @@ int qv_cmd_check(int argc, char **argv)
 {
     const char *want_dev = NULL, *want_kernel = NULL;
     int as_json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
+    enum { O_JSON = QV_CLI_ID, O_DEVICE, O_KERNEL };
+    static const struct option lo[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"device", required_argument, NULL, O_DEVICE},
+                                       {"kernel", required_argument, NULL, O_KERNEL},
+                                       {NULL, 0, NULL, 0}};
+    qv_cli_args ap;
+    qv_cli_args_init(&ap, "check", argc, argv, lo, NULL, 0);
+    for (int c; (c = qv_cli_next(&ap)) != -1;) {
+        if (c == O_JSON)
             as_json = 1;
-        else if (!strcmp(argv[i], "--device") && i + 1 < argc)
-            want_dev = argv[++i];
-        else if (!strcmp(argv[i], "--kernel") && i + 1 < argc)
-            want_kernel = argv[++i];
+        else if (c == O_DEVICE)
+            want_dev = optarg;
+        else if (c == O_KERNEL)
+            want_kernel = optarg;
         else
-            return qv_cli_usage("check", "unknown or incomplete option '%s'",
-                                argv[i]);
+            return QV_EXIT_USAGE;
     }
     if (want_kernel && !qv_kernel_find(want_kernel))
         return qv_cli_usage("check", "no kernel named '%s' (see `qvac "

@@ -3,6 +3,7 @@
  * They talk to the scheduler through scheduler/client.h (docs/protocol.md);
  * this file only parses arguments and prints. */
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,49 +52,43 @@ static void cargs_init(cargs *a, const char *cmd)
     a->cmd = cmd;
 }
 
-/* The options every client command takes. 1: consumed (i advanced), 0: not
- * one of them, -1: usage error printed. */
-static int common_opt(cargs *a, int argc, char **argv, int *i)
+/* The options every client command takes, and --json. */
+enum { O_SCHED = QV_CLI_ID, O_SCHED_KEY, O_INSECURE, O_TIMEOUT, O_JSON, O_CMD };
+#define CONN_OPTS                                                              \
+    {"scheduler", required_argument, NULL, O_SCHED},                           \
+    {"scheduler-key", required_argument, NULL, O_SCHED_KEY},                   \
+    {"insecure", no_argument, NULL, O_INSECURE},                               \
+    {"timeout", required_argument, NULL, O_TIMEOUT},                           \
+    {"json", no_argument, NULL, O_JSON}
+#define END_OPTS {NULL, 0, NULL, 0}
+
+/* The next option of the command's own (qv_cli_next), after taking in the
+ * connection options and --json; QV_CLI_BAD after a usage error. */
+static int next_opt(cargs *a, qv_cli_args *p)
 {
-    const char *o = argv[*i];
-    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    if (!strcmp(o, "--json")) {
-        a->json = 1;
-        return 1;
-    }
-    if (!strcmp(o, "--insecure")) {
-        a->co.insecure = true;
-        return 1;
-    }
-    if (strcmp(o, "--scheduler") && strcmp(o, "--scheduler-key") &&
-        strcmp(o, "--timeout"))
-        return 0;
-    if (!v) {
-        qv_cli_usage(a->cmd, "%s needs a value", o);
-        return -1;
-    }
-    (*i)++;
-    if (!strcmp(o, "--scheduler")) {
-        a->co.address = v;
-    } else if (!strcmp(o, "--scheduler-key")) {
-        if (qv_keys_valid(v)) {
-            qv_cli_usage(a->cmd, "--scheduler-key needs a CURVE public key "
-                         "(40 Z85 characters, as the scheduler prints it)");
-            return -1;
+    for (;;) {
+        int c = qv_cli_next(p);
+        double sec;
+        switch (c) {
+        case O_JSON: a->json = 1; break;
+        case O_INSECURE: a->co.insecure = true; break;
+        case O_SCHED: a->co.address = optarg; break;
+        case O_SCHED_KEY:
+            if (qv_keys_valid(optarg)) {
+                qv_cli_bad_value(p, "needs a CURVE public key (40 Z85 characters, "
+                                 "as the scheduler prints it)");
+                return QV_CLI_BAD;
+            }
+            a->co.server_key = optarg;
+            break;
+        case O_TIMEOUT:
+            if (qv_cli_double(p, 0.001, 86400, &sec))
+                return QV_CLI_BAD;
+            a->co.timeout_ms = (int)(sec * 1000.0 + 0.5);
+            break;
+        default: return c;
         }
-        a->co.server_key = v;
-    } else {
-        char *end = NULL;
-        double s = strtod(v, &end);
-        if (!*v || *end || !(s > 0 && s <= 86400)) {
-            qv_cli_usage(a->cmd, "--timeout needs seconds in (0, 86400]");
-            return -1;
-        }
-        a->co.timeout_ms = (int)(s * 1000.0 + 0.5);
-        if (a->co.timeout_ms < 1)
-            a->co.timeout_ms = 1;
     }
-    return 1;
 }
 
 static int parse_job_id(const char *cmd, const char *v, uint64_t *id)
@@ -397,7 +392,7 @@ void qv_help_submit(FILE *out)
         "then prints the job's id. With no --model / --data: the built-in model and\n"
         "the built-in data set (what `qvac finetune` uses with no arguments).\n\n"
         "options:\n"
-        "  --model FILE          GGUF model            --data FILE  JSON Lines data\n"
+        "  -m, --model FILE      GGUF model      -d, --data FILE  JSON Lines data\n"
         "  --rank R --alpha A --targets LIST --lr LR --steps N --warmup N --batch B\n"
         "  --seq-len S --accum N --clip C --seed N --weights ternary|f16\n"
         "  --val-fraction F --ckpt-every N --eval-batches N --weight-decay W\n"
@@ -414,89 +409,109 @@ void qv_help_submit(FILE *out)
 typedef struct sargs {
     cargs c;
     const char *model, *data, *name, *backend;
+    const char *devices; /* --bench: all or a list */
     int64_t priority;
-    int wait;
+    int wait, bench;
     json_t *opts; /* the finetune options given, JSON keys */
 } sargs;
 
-/* finetune flag -> (JSON key, kind: 'i' integer, 'f' number, 's' string) */
+/* finetune option -> (JSON key, kind: 'i' integer, 'f' number, 's' string) */
 static const struct {
     const char *flag, *key;
     char kind;
 } ft_opts[] = {
-    {"--rank", "rank", 'i'},        {"--alpha", "alpha", 'f'},
-    {"--targets", "targets", 's'},  {"--lr", "lr", 'f'},
-    {"--steps", "steps", 'i'},      {"--warmup", "warmup", 'i'},
-    {"--batch", "batch", 'i'},      {"--seq-len", "seq_len", 'i'},
-    {"--accum", "accum", 'i'},      {"--clip", "clip", 'f'},
-    {"--seed", "seed", 'i'},        {"--weights", "weights", 's'},
-    {"--val-fraction", "val_fraction", 'f'},
-    {"--ckpt-every", "ckpt_every", 'i'},
-    {"--eval-batches", "eval_batches", 'i'},
-    {"--weight-decay", "weight_decay", 'f'},
-    {"--chat-template", "chat_template", 's'},
-    {"--long", "long", 's'},
+    {"rank", "rank", 'i'},        {"alpha", "alpha", 'f'},
+    {"targets", "targets", 's'},  {"lr", "lr", 'f'},
+    {"steps", "steps", 'i'},      {"warmup", "warmup", 'i'},
+    {"batch", "batch", 'i'},      {"seq-len", "seq_len", 'i'},
+    {"accum", "accum", 'i'},      {"clip", "clip", 'f'},
+    {"seed", "seed", 'i'},        {"weights", "weights", 's'},
+    {"val-fraction", "val_fraction", 'f'},
+    {"ckpt-every", "ckpt_every", 'i'},
+    {"eval-batches", "eval_batches", 'i'},
+    {"weight-decay", "weight_decay", 'f'},
+    {"chat-template", "chat_template", 's'},
+    {"long", "long", 's'},
 };
+#define N_FT (sizeof ft_opts / sizeof ft_opts[0])
+enum { O_WAIT = O_CMD, O_NAME, O_BACKEND, O_PRIORITY, O_BENCH, O_DEVICES, O_FT };
 
 static int parse_submit(int argc, char **argv, sargs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a->c, argc, argv, &i);
-        if (r < 0)
-            return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        const char *o = argv[i];
-        if (!strcmp(o, "--wait")) {
-            a->wait = 1;
-            continue;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            return qv_cli_usage(a->c.cmd, "unknown or incomplete option '%s'", o);
-        i++;
-        if (!strcmp(o, "--model")) { a->model = v; continue; }
-        if (!strcmp(o, "--data")) { a->data = v; continue; }
-        if (!strcmp(o, "--name")) { a->name = v; continue; }
-        if (!strcmp(o, "--backend")) {
-            if (strcmp(v, "opencl") && strcmp(v, "vulkan") && strcmp(v, "ref") &&
-                strcmp(v, "any"))
-                return qv_cli_usage(a->c.cmd, "--backend is opencl, vulkan, ref or any");
-            a->backend = v;
-            continue;
-        }
-        if (!strcmp(o, "--priority")) {
+    struct option lo[16 + N_FT] = {
+        CONN_OPTS,
+        {"model", required_argument, NULL, 'm'},
+        {"data", required_argument, NULL, 'd'},
+        {"name", required_argument, NULL, O_NAME},
+        {"backend", required_argument, NULL, O_BACKEND},
+        {"priority", required_argument, NULL, O_PRIORITY},
+        {"wait", no_argument, NULL, O_WAIT},
+        {"bench", no_argument, NULL, O_BENCH},
+        {"devices", required_argument, NULL, O_DEVICES},
+    };
+    size_t n = 0;
+    while (lo[n].name)
+        n++;
+    for (size_t k = 0; k < N_FT; k++)
+        lo[n++] = (struct option){ft_opts[k].flag, required_argument, NULL, O_FT + (int)k};
+    lo[n] = (struct option)END_OPTS;
+    static const char *const backends[] = {"opencl", "vulkan", "ref", "any", NULL};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a->c.cmd, argc, argv, lo, NULL, 0);
+    const char *only_submit = NULL; /* an option --bench does not take */
+    int c, k;
+    while ((c = next_opt(&a->c, &p)) != -1) {
+        if (c != 'm' && c != O_BENCH && c != O_DEVICES)
+            only_submit = p.name;
+        switch (c) {
+        case QV_CLI_BAD: return QV_EXIT_USAGE;
+        case 'm': a->model = optarg; break;
+        case 'd': a->data = optarg; break;
+        case O_NAME: a->name = optarg; break;
+        case O_WAIT: a->wait = 1; break;
+        case O_BENCH: a->bench = 1; break;
+        case O_DEVICES: a->devices = optarg; break;
+        case O_BACKEND:
+            if (qv_cli_choice(&p, backends, &k))
+                return QV_EXIT_USAGE;
+            a->backend = optarg;
+            break;
+        case O_PRIORITY: {
             char *end = NULL;
             errno = 0;
-            long long p = strtoll(v, &end, 10);
-            if (!*v || *end || errno)
-                return qv_cli_usage(a->c.cmd, "--priority needs an integer");
-            a->priority = p;
-            continue;
+            long long v = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || errno)
+                return qv_cli_bad_value(&p, "needs an integer (not '%s')", optarg);
+            a->priority = v;
+            break;
         }
-        size_t k = 0;
-        while (k < sizeof ft_opts / sizeof ft_opts[0] && strcmp(ft_opts[k].flag, o))
-            k++;
-        if (k == sizeof ft_opts / sizeof ft_opts[0])
-            return qv_cli_usage(a->c.cmd, "unknown option '%s'", o);
-        json_t *jv = NULL;
-        char *end = NULL;
-        if (ft_opts[k].kind == 's') {
-            jv = json_string(v);
-        } else if (ft_opts[k].kind == 'i') {
-            errno = 0;
-            long long n = strtoll(v, &end, 10);
-            if (!*v || *end || errno)
-                return qv_cli_usage(a->c.cmd, "%s needs an integer", o);
-            jv = json_integer(n);
-        } else {
-            double d = strtod(v, &end);
-            if (!*v || *end)
-                return qv_cli_usage(a->c.cmd, "%s needs a number", o);
-            jv = json_real(d);
+        default: {
+            k = c - O_FT;
+            json_t *jv = NULL;
+            char *end = NULL;
+            if (ft_opts[k].kind == 's') {
+                jv = json_string(optarg);
+            } else if (ft_opts[k].kind == 'i') {
+                errno = 0;
+                long long v = strtoll(optarg, &end, 10);
+                if (!*optarg || *end || errno)
+                    return qv_cli_bad_value(&p, "needs an integer (not '%s')", optarg);
+                jv = json_integer(v);
+            } else {
+                double d = strtod(optarg, &end);
+                if (!*optarg || *end)
+                    return qv_cli_bad_value(&p, "needs a number (not '%s')", optarg);
+                jv = json_real(d);
+            }
+            json_object_set_new(a->opts, ft_opts[k].key, jv);
         }
-        json_object_set_new(a->opts, ft_opts[k].key, jv);
+        }
     }
+    if (a->bench && only_submit)
+        return qv_cli_usage(a->c.cmd, "--%s is not for --bench, which takes --model, "
+                            "--devices and the connection options", only_submit);
+    if (a->devices && !a->bench)
+        return qv_cli_usage(a->c.cmd, "--devices is for --bench");
     return 0;
 }
 
@@ -609,27 +624,13 @@ static qv_status follow_job(qv_client *c, uint64_t id, qv_wire_msg **final,
 /* `qvac submit --bench [--model M] [--devices all|LIST]`: the benchmark on
  * the chosen devices of the connected workers; the results go to the
  * scheduler (`qvac report`). */
-static int submit_bench(int argc, char **argv)
+static int submit_bench(cargs *ca, const char *model, const char *devices)
 {
-    cargs a;
-    cargs_init(&a, "submit");
-    const char *model = "builtin", *devices = "all";
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--bench"))
-            continue;
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
-            return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        if ((strcmp(argv[i], "--model") && strcmp(argv[i], "--devices")) || i + 1 >= argc)
-            return qv_cli_usage(a.cmd, "with --bench: --model M, --devices all|LIST and "
-                                "the connection options only ('%s')", argv[i]);
-        if (!strcmp(argv[i], "--model"))
-            model = argv[++i];
-        else
-            devices = argv[++i];
-    }
+    cargs a = *ca;
+    if (!model)
+        model = "builtin";
+    if (!devices)
+        devices = "all";
     qv_err err;
     qv_err_clear(&err);
     int32_t bb, bs, bn;
@@ -731,17 +732,14 @@ static qv_status check_data(const char *model, const char *data, const qv_job_op
 
 int qv_cmd_submit(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--bench"))
-            return submit_bench(argc, argv);
     sargs a;
     memset(&a, 0, sizeof a);
     cargs_init(&a.c, "submit");
     a.opts = json_object();
     int rc = parse_submit(argc, argv, &a);
-    if (rc) {
+    if (rc || a.bench) {
         json_decref(a.opts);
-        return rc;
+        return rc ? rc : submit_bench(&a.c, a.model, a.devices);
     }
     /* The built-in data set was made for the built-in model's context and
      * has always been cut to it: keep that unless --long says otherwise. */
@@ -865,7 +863,7 @@ void qv_help_jobs(FILE *out)
         "--all the finished ones too. A job that no enrolled device can run says\n"
         "why.\n\n"
         "options:\n"
-        "  --all                 include succeeded, failed and cancelled jobs\n"
+        "  -a, --all             include succeeded, failed and cancelled jobs\n"
         "  --json                a JSON array of job records (docs/protocol.md)\n"
         CONN_HELP EXIT_HELP);
 }
@@ -874,17 +872,15 @@ int qv_cmd_jobs(int argc, char **argv)
 {
     cargs a;
     cargs_init(&a, "jobs");
-    int all = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
+    int all = 0, oc;
+    static const struct option lo[] = {CONN_OPTS, {"all", no_argument, NULL, 'a'},
+                                       END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, NULL, 0);
+    while ((oc = next_opt(&a, &p)) != -1) {
+        if (oc != 'a')
             return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        if (!strcmp(argv[i], "--all"))
-            all = 1;
-        else
-            return qv_cli_usage(a.cmd, "unknown option '%s'", argv[i]);
+        all = 1;
     }
     qv_client *c = NULL;
     int rc = connect_or_fail(&a, &c);
@@ -956,9 +952,9 @@ void qv_help_report(FILE *out)
         "DIR/fleet.md (the plots embedded), fleet.json (every figure),\n"
         "fleet-tokens.svg and fleet-memory.svg.\n\n"
         "options:\n"
-        "  --out DIR             the folder (default benchmarks/reports/fleet)\n"
-        "  --format LIST         of md, json, svg (default all three)\n"
-        "  --model M             only the results of model M (builtin, 700m, ...)\n"
+        "  -o, --out DIR         the folder (default benchmarks/reports/fleet)\n"
+        "  -f, --format LIST     of md, json, svg (default all three)\n"
+        "  -m, --model M         only the results of model M (builtin, 700m, ...)\n"
         "  --json                also print the report's JSON on stdout\n"
         CONN_HELP EXIT_HELP);
 }
@@ -968,24 +964,23 @@ int qv_cmd_report(int argc, char **argv)
     cargs a;
     cargs_init(&a, "report");
     const char *out = "benchmarks/reports/fleet", *formats = NULL, *model = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
-            return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        const char *o = argv[i];
-        if (strcmp(o, "--out") && strcmp(o, "--format") && strcmp(o, "--model"))
-            return qv_cli_usage(a.cmd, "unknown option '%s'", o);
-        if (i + 1 >= argc)
-            return qv_cli_usage(a.cmd, "%s needs a value", o);
-        const char *v = argv[++i];
-        if (!strcmp(o, "--out"))
-            out = v;
-        else if (!strcmp(o, "--format"))
-            formats = v;
+    static const struct option lo[] = {CONN_OPTS,
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"model", required_argument, NULL, 'm'},
+                                       END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, NULL, 0);
+    int oc;
+    while ((oc = next_opt(&a, &p)) != -1) {
+        if (oc == 'o')
+            out = optarg;
+        else if (oc == 'f')
+            formats = optarg;
+        else if (oc == 'm')
+            model = optarg;
         else
-            model = v;
+            return QV_EXIT_USAGE;
     }
     qv_client *c = NULL;
     int rc = connect_or_fail(&a, &c);
@@ -1064,13 +1059,11 @@ int qv_cmd_workers(int argc, char **argv)
         return qv_cmd_workers_remove(argc, argv);
     cargs a;
     cargs_init(&a, "workers");
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
-            return QV_EXIT_USAGE;
-        if (!r)
-            return qv_cli_usage(a.cmd, "unknown option '%s'", argv[i]);
-    }
+    static const struct option lo[] = {CONN_OPTS, END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, NULL, 0);
+    if (next_opt(&a, &p) != -1)
+        return QV_EXIT_USAGE;
     qv_client *c = NULL;
     int rc = connect_or_fail(&a, &c);
     if (rc)
@@ -1228,18 +1221,15 @@ int qv_cmd_logs(int argc, char **argv)
     cargs_init(&a, "logs");
     int follow = 0;
     const char *job_s = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
+    static const struct option lo[] = {CONN_OPTS, {"follow", no_argument, NULL, 'f'},
+                                       END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, &job_s, 1);
+    int oc;
+    while ((oc = next_opt(&a, &p)) != -1) {
+        if (oc != 'f')
             return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--follow"))
-            follow = 1;
-        else if (argv[i][0] == '-' || job_s)
-            return qv_cli_usage(a.cmd, "unexpected argument '%s'", argv[i]);
-        else
-            job_s = argv[i];
+        follow = 1;
     }
     if (!job_s)
         return qv_cli_usage(a.cmd, "which job? (an id from `qvac jobs`)");
@@ -1395,16 +1385,11 @@ int qv_cmd_cancel(int argc, char **argv)
     cargs a;
     cargs_init(&a, "cancel");
     const char *job_s = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
-            return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        if (argv[i][0] == '-' || job_s)
-            return qv_cli_usage(a.cmd, "unexpected argument '%s'", argv[i]);
-        job_s = argv[i];
-    }
+    static const struct option lo[] = {CONN_OPTS, END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, &job_s, 1);
+    if (next_opt(&a, &p) != -1)
+        return QV_EXIT_USAGE;
     if (!job_s)
         return qv_cli_usage(a.cmd, "which job? (an id from `qvac jobs`)");
     uint64_t job;
@@ -1475,21 +1460,15 @@ int qv_cmd_fetch(int argc, char **argv)
     cargs a;
     cargs_init(&a, "fetch");
     const char *job_s = NULL, *dir = "qvac-out";
-    for (int i = 1; i < argc; i++) {
-        int r = common_opt(&a, argc, argv, &i);
-        if (r < 0)
+    static const struct option lo[] = {CONN_OPTS, {"out", required_argument, NULL, 'o'},
+                                       END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, &job_s, 1);
+    int oc;
+    while ((oc = next_opt(&a, &p)) != -1) {
+        if (oc != 'o')
             return QV_EXIT_USAGE;
-        if (r)
-            continue;
-        if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--out")) {
-            if (i + 1 >= argc)
-                return qv_cli_usage(a.cmd, "%s needs a folder", argv[i]);
-            dir = argv[++i];
-        } else if (argv[i][0] == '-' || job_s) {
-            return qv_cli_usage(a.cmd, "unexpected argument '%s'", argv[i]);
-        } else {
-            job_s = argv[i];
-        }
+        dir = optarg;
     }
     if (!job_s)
         return qv_cli_usage(a.cmd, "which job? (an id from `qvac jobs --all`)");
@@ -1575,12 +1554,11 @@ int qv_cmd_keys(int argc, char **argv)
 {
     cargs a;
     cargs_init(&a, "keys");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            a.json = 1;
-        else
-            return qv_cli_usage(a.cmd, "unknown option '%s'", argv[i]);
-    }
+    static const struct option lo[] = {{"json", no_argument, NULL, O_JSON}, END_OPTS};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a.cmd, argc, argv, lo, NULL, 0);
+    if (next_opt(&a, &p) != -1)
+        return QV_EXIT_USAGE;
     qv_err err;
     qv_err_clear(&err);
     char dir[1024], path[1100];

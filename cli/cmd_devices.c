@@ -1,4 +1,5 @@
 /* cli/cmd_devices.c — `qvac devices [--json]`. */
+#include <getopt.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -40,13 +41,18 @@ static json_t *device_json(const qv_device_info *i)
 int qv_cmd_devices(int argc, char **argv)
 {
     int as_json = 0, best = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
+    static const struct option lo[] = {{"json", no_argument, NULL, QV_CLI_ID},
+                                       {"best", no_argument, NULL, QV_CLI_ID + 1},
+                                       {NULL, 0, NULL, 0}};
+    qv_cli_args ap;
+    qv_cli_args_init(&ap, "devices", argc, argv, lo, NULL, 0);
+    for (int c; (c = qv_cli_next(&ap)) != -1;) {
+        if (c == QV_CLI_BAD)
+            return QV_EXIT_USAGE;
+        if (c == QV_CLI_ID)
             as_json = 1;
-        else if (!strcmp(argv[i], "--best"))
-            best = 1;
         else
-            return qv_cli_usage("devices", "unknown option '%s'", argv[i]);
+            best = 1;
     }
     qv_err err;
     qv_devlist *list = NULL;

@@ -34,7 +34,7 @@ void qv_help_export(FILE *out)
         "  --format F      peft (from a GGUF file) or gguf (from a PEFT folder);\n"
         "                  by default, whichever the input is not\n"
         "  -o, --out P     the folder (peft) or file (gguf) to write\n"
-        "  --model FILE    gguf only: the base model the adapter was trained on\n"
+        "  -m, --model FILE  gguf only: the base model the adapter was trained on\n"
         "                  (its architecture and layer shapes; default: the built-in\n"
         "                  model)\n"
         "  --force         write into a folder that is not empty, or over a file\n"
@@ -126,37 +126,35 @@ static void summary(const qv_lora *l, const char *in, const char *format,
 
 int qv_cmd_export(int argc, char **argv)
 {
+    enum { O_FORMAT = QV_CLI_ID, O_FORCE, O_JSON };
     static const struct option opts[] = {
-        {"format", required_argument, NULL, 'f'},
+        {"format", required_argument, NULL, O_FORMAT},
         {"out", required_argument, NULL, 'o'},
         {"model", required_argument, NULL, 'm'},
-        {"force", no_argument, NULL, 'F'},
-        {"json", no_argument, NULL, 'j'},
+        {"force", no_argument, NULL, O_FORCE},
+        {"json", no_argument, NULL, O_JSON},
         {NULL, 0, NULL, 0},
     };
-    const char *format = NULL, *out = NULL, *model = NULL;
+    const char *format = NULL, *out = NULL, *model = NULL, *ins[2] = {NULL, NULL};
     int force = 0, json = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+    qv_cli_args p;
+    qv_cli_args_init(&p, "export", argc, argv, opts, ins, 2);
+    while ((c = qv_cli_next(&p)) != -1) {
         switch (c) {
-        case 'f': format = optarg; break;
+        case O_FORMAT: format = optarg; break;
         case 'o': out = optarg; break;
         case 'm': model = optarg; break;
-        case 'F': force = 1; break;
-        case 'j': json = 1; break;
-        default:
-            return qv_cli_usage("export", "unknown option, or one without "
-                                "its value: '%s'", argv[optind - 1]);
+        case O_FORCE: force = 1; break;
+        case O_JSON: json = 1; break;
+        default: return QV_EXIT_USAGE;
         }
     }
-    if (optind >= argc)
+    if (p.npos == 0)
         return qv_cli_usage("export", "give an adapter: ADAPTER.gguf or a "
                             "PEFT folder");
-    if (optind + 1 < argc)
-        return qv_cli_usage("export", "one adapter at a time ('%s' is extra)",
-                            argv[optind + 1]);
-    const char *in = argv[optind];
+    if (p.npos > 1)
+        return qv_cli_usage("export", "one adapter at a time ('%s' is extra)", ins[1]);
+    const char *in = ins[0];
     struct stat st;
     if (stat(in, &st) != 0) {
         qv_err e;

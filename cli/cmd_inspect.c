@@ -3,6 +3,7 @@
  * template) and whether qvac can fine-tune it, and if not, why. Nothing is
  * decoded: the file is mapped and checked as qv_model_load would check it
  * (qv_model_inspect), so a 2B-parameter file answers at once. */
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,15 +30,14 @@ int qv_cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return qv_cli_usage("inspect", "unknown option '%s'", argv[i]);
-        else if (path)
-            return qv_cli_usage("inspect", "one file at a time");
-        else
-            path = argv[i];
+    static const struct option lo[] = {{"json", no_argument, NULL, QV_CLI_ID},
+                                       {NULL, 0, NULL, 0}};
+    qv_cli_args ap;
+    qv_cli_args_init(&ap, "inspect", argc, argv, lo, &path, 1);
+    for (int c; (c = qv_cli_next(&ap)) != -1;) {
+        if (c == QV_CLI_BAD)
+            return QV_EXIT_USAGE;
+        json = 1;
     }
     if (!path)
         return qv_cli_usage("inspect", "give a GGUF file");

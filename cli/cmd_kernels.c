@@ -1,5 +1,6 @@
 /* cli/cmd_kernels.c — `qvac kernels [--json]`: the declared kernels, their
  * arguments and their tunable parameters (the autotuner's search space). */
+#include <getopt.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -19,11 +20,14 @@ void qv_help_kernels(FILE *out)
 int qv_cmd_kernels(int argc, char **argv)
 {
     int as_json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            as_json = 1;
-        else
-            return qv_cli_usage("kernels", "unknown option '%s'", argv[i]);
+    static const struct option lo[] = {{"json", no_argument, NULL, QV_CLI_ID},
+                                       {NULL, 0, NULL, 0}};
+    qv_cli_args ap;
+    qv_cli_args_init(&ap, "kernels", argc, argv, lo, NULL, 0);
+    for (int c; (c = qv_cli_next(&ap)) != -1;) {
+        if (c == QV_CLI_BAD)
+            return QV_EXIT_USAGE;
+        as_json = 1;
     }
     json_t *arr = as_json ? json_array() : NULL;
     for (int i = 0; qv_kernels[i]; i++) {

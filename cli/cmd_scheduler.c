@@ -82,52 +82,41 @@ int qv_cmd_scheduler(int argc, char **argv)
         return QV_EXIT_OK;
     }
     qv_server_opts o = {0};
+    enum { O_LEASE = QV_CLI_ID, O_ATTEMPTS, O_INSECURE, O_HTTP, O_SESSIONS, O_BLOB };
     static const struct option lo[] = {
         {"bind", required_argument, NULL, 'b'}, {"data", required_argument, NULL, 'd'},
-        {"lease-ms", required_argument, NULL, 'L'},
-        {"max-attempts", required_argument, NULL, 'A'},
-        {"insecure", no_argument, NULL, 'I'}, {"http", required_argument, NULL, 'H'},
-        {"max-sessions", required_argument, NULL, 'S'},
-        {"max-blob", required_argument, NULL, 'B'}, {NULL, 0, NULL, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":b:d:", lo, NULL)) != -1) {
-        char *end = NULL;
+        {"lease-ms", required_argument, NULL, O_LEASE},
+        {"max-attempts", required_argument, NULL, O_ATTEMPTS},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"http", required_argument, NULL, O_HTTP},
+        {"max-sessions", required_argument, NULL, O_SESSIONS},
+        {"max-blob", required_argument, NULL, O_BLOB}, {NULL, 0, NULL, 0}};
+    qv_cli_args p;
+    qv_cli_args_init(&p, "scheduler", argc, argv, lo, NULL, 0);
+    int c, rc = 0;
+    long v;
+    while (!rc && (c = qv_cli_next(&p)) != -1) {
         switch (c) {
+        case QV_CLI_BAD: return QV_EXIT_USAGE;
         case 'b': o.bind = optarg; break;
         case 'd': o.data_dir = optarg; break;
-        case 'I': o.insecure = 1; break;
-        case 'H': o.http = optarg; break;
-        case 'L':
-            o.lease_ms = strtoll(optarg, &end, 10);
-            if (!*optarg || *end || o.lease_ms < 300 || o.lease_ms > 86400000)
-                return qv_cli_usage("scheduler", "--lease-ms needs a number of "
-                                    "milliseconds in 300..86400000");
+        case O_INSECURE: o.insecure = 1; break;
+        case O_HTTP: o.http = optarg; break;
+        case O_LEASE:
+            if (!(rc = qv_cli_long(&p, 300, 86400000, &v)))
+                o.lease_ms = v;
             break;
-        case 'A':
-            o.max_attempts = (int)strtol(optarg, &end, 10);
-            if (!*optarg || *end || o.max_attempts < 1 || o.max_attempts > 100)
-                return qv_cli_usage("scheduler", "--max-attempts needs 1..100");
-            break;
-        case 'S':
-            o.max_sessions = (int)strtol(optarg, &end, 10);
-            if (!*optarg || *end || o.max_sessions < 16 || o.max_sessions > 10000000)
-                return qv_cli_usage("scheduler", "--max-sessions needs 16..10000000");
-            break;
-        case 'B':
+        case O_ATTEMPTS: rc = qv_cli_int(&p, 1, 100, &o.max_attempts); break;
+        case O_SESSIONS: rc = qv_cli_int(&p, 16, 10000000, &o.max_sessions); break;
+        case O_BLOB:
             if (!(o.max_blob = parse_size(optarg)))
-                return qv_cli_usage("scheduler", "--max-blob needs a size such as 64G, "
-                                    "512M or a number of bytes");
+                rc = qv_cli_bad_value(&p, "needs a size such as 64G, 512M or a number "
+                                      "of bytes (not '%s')", optarg);
             break;
-        case ':':
-            return qv_cli_usage("scheduler", "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return qv_cli_usage("scheduler", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc)
-        return qv_cli_usage("scheduler", "unexpected argument '%s'", argv[optind]);
+    if (rc)
+        return rc;
     o.log = log_line;
     qv_err err = {0};
     if (qv_server_open(&o, &g_srv, &err) != QV_OK)
@@ -168,7 +157,7 @@ static qv_status open_data(const char *dir, qv_store **st, char *path, size_t n,
 void qv_help_token(FILE *out)
 {
     fprintf(out,
-            "usage: qvac token [--data DIR] [--ttl SECONDS]\n\n"
+            "usage: qvac token [-d|--data DIR] [--ttl SECONDS]\n\n"
             "Prints a one-time enrollment token (default valid 3600 s) on its last line:\n"
             "  qvac worker --join tcp://HOST:5555 --token TOKEN\n");
 }
@@ -181,13 +170,21 @@ int qv_cmd_token(int argc, char **argv)
     }
     const char *dir = NULL;
     long long ttl = 3600;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--data") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--ttl") && i + 1 < argc) ttl = atoll(argv[++i]);
-        else return qv_cli_usage("token", "unknown or incomplete option '%s'", argv[i]);
+    static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
+                                       {"ttl", required_argument, NULL, QV_CLI_ID},
+                                       {NULL, 0, NULL, 0}};
+    qv_cli_args p;
+    qv_cli_args_init(&p, "token", argc, argv, lo, NULL, 0);
+    int c;
+    long v;
+    while ((c = qv_cli_next(&p)) != -1) {
+        if (c == 'd')
+            dir = optarg;
+        else if (c != QV_CLI_ID || qv_cli_long(&p, 1, 365L * 86400, &v))
+            return QV_EXIT_USAGE;
+        else
+            ttl = v;
     }
-    if (ttl <= 0)
-        return qv_cli_usage("token", "--ttl must be a positive number of seconds");
     qv_err err = {0};
     qv_store *st = NULL;
     char path[4096], kpath[4200];
@@ -226,7 +223,7 @@ void qv_help_clients(FILE *out)
                  "scheduler's machine: it changes the scheduler's data folder, and a\n"
                  "running scheduler refuses a removed key's connections within a tick.\n\n"
                  "options:\n"
-                 "  --data DIR    the scheduler's data folder (default: qvac scheduler's)\n"
+                 "  -d, --data DIR  the scheduler's data folder (default: qvac scheduler's)\n"
                  "  --json        (list) one JSON array of {key, name, added_ms}\n"
                  "  -h, --help    this help\n");
 }
@@ -238,18 +235,19 @@ int qv_cmd_clients(int argc, char **argv)
         return QV_EXIT_OK;
     }
     static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
-                                       {"json", no_argument, NULL, 'j'},
+                                       {"json", no_argument, NULL, QV_CLI_ID},
                                        {NULL, 0, NULL, 0}};
-    const char *dir = NULL, *key = NULL;
-    int json = 0, c, npos = 0;
-    const char *verb = argc >= 2 ? argv[1] : "";
-    optind = 2;
-    while ((c = qv_cli_getopt(argc, argv, lo, &key, 1, &npos)) != -1) {
+    const char *dir = NULL, *pos[2] = {"", NULL};
+    int json = 0, c;
+    qv_cli_args p;
+    qv_cli_args_init(&p, "clients", argc, argv, lo, pos, 2);
+    while ((c = qv_cli_next(&p)) != -1) {
         if (c == 'd') dir = optarg;
-        else if (c == 'j') json = 1;
-        else return qv_cli_usage("clients", "unknown or incomplete option '%s'",
-                                 argv[optind - 1]);
+        else if (c == QV_CLI_ID) json = 1;
+        else return QV_EXIT_USAGE;
     }
+    const char *verb = pos[0], *key = pos[1];
+    int npos = p.npos ? p.npos - 1 : 0;
     int list = !strcmp(verb, "list"), add = !strcmp(verb, "add"),
         rm = !strcmp(verb, "remove");
     if (!list && !add && !rm)
@@ -315,12 +313,14 @@ int qv_cmd_workers_remove(int argc, char **argv)
                                        {NULL, 0, NULL, 0}};
     const char *dir = NULL, *id = NULL;
     int c, npos = 0;
-    optind = 2;
-    while ((c = qv_cli_getopt(argc, argv, lo, &id, 1, &npos)) != -1) {
-        if (c == 'd') dir = optarg;
-        else return qv_cli_usage("workers", "unknown or incomplete option '%s'",
-                                 argv[optind - 1]);
-    }
+    qv_cli_args p;
+    qv_cli_args_init(&p, "workers remove", argc - 1, argv + 1, lo, &id, 1);
+    while ((c = qv_cli_next(&p)) != -1)
+        if (c != 'd')
+            return QV_EXIT_USAGE;
+        else
+            dir = optarg;
+    npos = p.npos;
     if (npos != 1)
         return qv_cli_usage("workers", "expected `qvac workers remove ID`");
     qv_err err = {0};

@@ -1,5 +1,6 @@
 /* cli/cmd_tokenize.c — `qvac tokenize`: the token ids a GGUF model's
  * vocabulary (formats/vocab.h) gives a text, as llama.cpp would. */
+#include <getopt.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -20,8 +21,9 @@ void qv_help_tokenize(FILE *out)
             "vocabulary (tokenizer.ggml.*: SPM or\nbyte-level BPE). The file "
             "may hold only the vocabulary, without tensors.\n\n"
             "options:\n"
-            "  --model FILE   the GGUF file whose vocabulary to use\n"
-            "  --file F       tokenize the contents of F instead of TEXT\n"
+            "  -m, --model FILE\n"
+            "                 the GGUF file whose vocabulary to use\n"
+            "  -f, --file F   tokenize the contents of F instead of TEXT\n"
             "  --bos          put the BOS token first (default: none, as in "
             "llama.cpp's\n"
             "                 test vectors)\n"
@@ -137,36 +139,30 @@ int qv_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *text = NULL;
     int bos = 0, special = 0, as_json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--model") || !strcmp(o, "--file")) {
-            if (i + 1 >= argc)
-                return qv_cli_usage("tokenize", "%s needs a value", o);
-            if (!strcmp(o, "--model"))
-                model = argv[++i];
-            else
-                file = argv[++i];
-        } else if (!strcmp(o, "--bos")) {
-            bos = 1;
-        } else if (!strcmp(o, "--special")) {
-            special = 1;
-        } else if (!strcmp(o, "--json")) {
-            as_json = 1;
-        } else if (!strcmp(o, "--")) {
-            if (i + 1 < argc) {
-                if (text || i + 2 < argc)
-                    return qv_cli_usage("tokenize", "give one TEXT (quote it)");
-                text = argv[++i];
-            }
-        } else if (o[0] == '-' && o[1] != '\0') {
-            return qv_cli_usage("tokenize", "unknown option '%s'", o);
-        } else {
-            if (text)
-                return qv_cli_usage("tokenize", "give one TEXT (quote it), "
-                                    "not '%s' as well", o);
-            text = o;
+    enum { O_FILE = QV_CLI_ID, O_BOS, O_SPECIAL, O_JSON };
+    static const struct option lo[] = {{"model", required_argument, NULL, 'm'},
+                                       {"file", required_argument, NULL, 'f'},
+                                       {"bos", no_argument, NULL, O_BOS},
+                                       {"special", no_argument, NULL, O_SPECIAL},
+                                       {"json", no_argument, NULL, O_JSON},
+                                       {NULL, 0, NULL, 0}};
+    const char *texts[2] = {NULL, NULL};
+    qv_cli_args ap;
+    qv_cli_args_init(&ap, "tokenize", argc, argv, lo, texts, 2);
+    for (int c; (c = qv_cli_next(&ap)) != -1;) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'f': file = optarg; break;
+        case O_BOS: bos = 1; break;
+        case O_SPECIAL: special = 1; break;
+        case O_JSON: as_json = 1; break;
+        default: return QV_EXIT_USAGE;
         }
     }
+    if (ap.npos > 1)
+        return qv_cli_usage("tokenize", "give one TEXT (quote it), not '%s' as well",
+                            texts[1]);
+    text = texts[0];
     if (!model)
         return qv_cli_usage("tokenize", "--model FILE.gguf is required");
     if (file && text)

@@ -2,6 +2,7 @@
  * `qvac pretrain`: argument parsing, device choice, progress bars and the
  * summary tables. The work is done by train/. */
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -60,151 +61,224 @@ typedef struct targs {
     long max_batches;
 } targs;
 
-static int parse_int(const char *cmd, const char *opt, const char *v,
-                     long lo, long hi, long *out)
-{
-    char *end = NULL;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || n < lo || n > hi)
-        return qv_cli_usage(cmd, "%s needs an integer in %ld..%ld", opt, lo, hi);
-    *out = n;
-    return 0;
-}
+/* The options of the five commands: one getopt_long table each, taken
+ * from this list by the command's bit. Short forms are llama.cpp's letters
+ * where it has them: -m model, -d data, -o out, -p prompt, -n tokens,
+ * -s seed. */
+enum { C_FT = 1, C_CMP = 2, C_GEN = 4, C_EVAL = 8, C_PRE = 16 };
+enum {
+    O_DEVICE = QV_CLI_ID, O_RESUME, O_DB, O_ADAPTER, O_STOP, O_TEXT, O_DUMP, O_SPLIT,
+    O_MAX_BATCHES, O_ACT_QUANT, O_CHAT, O_LONG, O_WEIGHTS, O_TARGETS, O_RANK, O_ALPHA,
+    O_LR, O_STEPS, O_WARMUP, O_BATCH, O_SEQ, O_ACCUM, O_CLIP, O_WD, O_VAL, O_CKPT,
+    O_MAX_LINE, O_EVAL_BATCHES, O_TUNE, O_NO_TUNE, O_TUNE_EVALS, O_CKPT_ACT, O_TEMP,
+    O_DIM, O_LAYERS, O_HEADS, O_KV_HEADS, O_FFN, O_CTX, O_ACT, O_ROPE, O_HEAD, O_JSON,
+};
+#define C_TRAIN (C_FT | C_CMP)         /* finetune and compare */
+#define C_STEPS (C_FT | C_CMP | C_PRE) /* every command that trains */
+#define C_DATA (C_FT | C_CMP | C_EVAL) /* reads a dataset as finetune does */
+static const struct {
+    struct option o;
+    unsigned cmds;
+} train_opts[] = {
+    {{"model", required_argument, NULL, 'm'}, C_TRAIN | C_GEN | C_EVAL},
+    {{"data", required_argument, NULL, 'd'}, C_DATA | C_PRE},
+    {{"device", required_argument, NULL, O_DEVICE}, C_STEPS | C_GEN | C_EVAL},
+    {{"out", required_argument, NULL, 'o'}, C_FT | C_PRE},
+    {{"resume", required_argument, NULL, O_RESUME}, C_FT | C_PRE},
+    {{"db", required_argument, NULL, O_DB}, C_STEPS | C_EVAL},
+    {{"adapter", required_argument, NULL, O_ADAPTER}, C_GEN | C_EVAL},
+    {{"prompt", required_argument, NULL, 'p'}, C_GEN},
+    {{"stop", required_argument, NULL, O_STOP}, C_GEN},
+    {{"tokens", required_argument, NULL, 'n'}, C_GEN},
+    {{"temperature", required_argument, NULL, O_TEMP}, C_GEN},
+    {{"text", required_argument, NULL, O_TEXT}, C_EVAL},
+    {{"dump", required_argument, NULL, O_DUMP}, C_EVAL},
+    {{"split", required_argument, NULL, O_SPLIT}, C_EVAL},
+    {{"max-batches", required_argument, NULL, O_MAX_BATCHES}, C_EVAL},
+    {{"act-quant", required_argument, NULL, O_ACT_QUANT}, C_GEN | C_EVAL},
+    {{"chat-template", required_argument, NULL, O_CHAT}, C_DATA},
+    {{"long", required_argument, NULL, O_LONG}, C_DATA},
+    {{"max-line", required_argument, NULL, O_MAX_LINE}, C_DATA},
+    {{"weights", required_argument, NULL, O_WEIGHTS}, C_FT | C_GEN | C_EVAL},
+    {{"targets", required_argument, NULL, O_TARGETS}, C_TRAIN},
+    {{"rank", required_argument, NULL, O_RANK}, C_TRAIN},
+    {{"alpha", required_argument, NULL, O_ALPHA}, C_TRAIN},
+    {{"lr", required_argument, NULL, O_LR}, C_STEPS},
+    {{"steps", required_argument, NULL, O_STEPS}, C_STEPS},
+    {{"warmup", required_argument, NULL, O_WARMUP}, C_STEPS},
+    {{"batch", required_argument, NULL, O_BATCH}, C_STEPS | C_EVAL},
+    {{"seq-len", required_argument, NULL, O_SEQ}, C_STEPS | C_EVAL},
+    {{"accum", required_argument, NULL, O_ACCUM}, C_STEPS},
+    {{"clip", required_argument, NULL, O_CLIP}, C_STEPS},
+    {{"weight-decay", required_argument, NULL, O_WD}, C_STEPS},
+    {{"seed", required_argument, NULL, 's'}, C_STEPS | C_GEN | C_EVAL},
+    {{"val-fraction", required_argument, NULL, O_VAL}, C_DATA},
+    {{"ckpt-every", required_argument, NULL, O_CKPT}, C_FT | C_PRE},
+    {{"eval-batches", required_argument, NULL, O_EVAL_BATCHES}, C_STEPS},
+    {{"tune", no_argument, NULL, O_TUNE}, C_TRAIN},
+    {{"no-tune", no_argument, NULL, O_NO_TUNE}, C_TRAIN},
+    {{"tune-evals", required_argument, NULL, O_TUNE_EVALS}, C_TRAIN},
+    {{"checkpoint-activations", no_argument, NULL, O_CKPT_ACT}, C_TRAIN},
+    {{"dim", required_argument, NULL, O_DIM}, C_PRE},
+    {{"layers", required_argument, NULL, O_LAYERS}, C_PRE},
+    {{"heads", required_argument, NULL, O_HEADS}, C_PRE},
+    {{"kv-heads", required_argument, NULL, O_KV_HEADS}, C_PRE},
+    {{"ffn", required_argument, NULL, O_FFN}, C_PRE},
+    {{"ctx", required_argument, NULL, O_CTX}, C_PRE},
+    {{"act", required_argument, NULL, O_ACT}, C_PRE},
+    {{"rope", required_argument, NULL, O_ROPE}, C_PRE},
+    {{"head", required_argument, NULL, O_HEAD}, C_PRE},
+    {{"json", no_argument, NULL, O_JSON}, C_STEPS | C_GEN | C_EVAL},
+};
+#define N_TRAIN_OPTS (sizeof train_opts / sizeof train_opts[0])
 
-static int parse_float(const char *cmd, const char *opt, const char *v,
-                       double lo, double hi, double *out)
+static int parse_args(int argc, char **argv, targs *a, unsigned cmd)
 {
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (!*v || *end || !(d >= lo && d <= hi))
-        return qv_cli_usage(cmd, "%s needs a number in %g..%g", opt, lo, hi);
-    *out = d;
-    return 0;
-}
-
-/* The short forms of the common options (llama.cpp's letters where it has
- * them): -m model, -d data, -o out, -p prompt, -n tokens, -s seed. */
-static const char *long_of(const char *o)
-{
-    static const char *const map[][2] = {{"-m", "--model"}, {"-d", "--data"},
-                                         {"-o", "--out"}, {"-p", "--prompt"},
-                                         {"-n", "--tokens"}, {"-s", "--seed"}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(o, map[i][0]))
-            return map[i][1];
-    return o;
-}
-
-static int parse_args(int argc, char **argv, targs *a)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *o = long_of(argv[i]);
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        double d;
-        int rc = 0;
-        if (!strcmp(o, "--json")) { a->json = 1; continue; }
-        if (!strcmp(o, "--tune")) { a->tune = 1; continue; }
-        if (!strcmp(o, "--no-tune")) { a->tune = 0; continue; }
-        if (!strcmp(o, "--checkpoint-activations")) { a->o.checkpoint = 1; continue; }
-        if (!v)
-            return qv_cli_usage(a->cmd, "unknown or incomplete option '%s'", o);
-        i++;
-        if (!strcmp(o, "--model")) a->model = v;
-        else if (!strcmp(o, "--data")) a->data = v;
-        else if (!strcmp(o, "--device")) a->device = v;
-        else if (!strcmp(o, "--out")) a->out = v;
-        else if (!strcmp(o, "--resume")) a->resume = v;
-        else if (!strcmp(o, "--db")) a->db = v;
-        else if (!strcmp(o, "--adapter")) a->adapter = v;
-        else if (!strcmp(o, "--prompt")) a->prompt = v;
-        else if (!strcmp(o, "--stop")) {
-            if (!*v)
-                return qv_cli_usage(a->cmd, "--stop needs a non-empty string");
-            a->stop_at = v;
-        }
-        else if (!strcmp(o, "--text")) a->text = v;
-        else if (!strcmp(o, "--dump")) a->dump = v;
-        else if (!strcmp(o, "--split")) {
-            if (strcmp(v, "all") && strcmp(v, "val") && strcmp(v, "train"))
-                return qv_cli_usage(a->cmd, "--split is all, val or train");
-            a->split = v;
-        } else if (!strcmp(o, "--max-batches")) {
-            if ((rc = parse_int(a->cmd, o, v, 1, 100000000, &n)))
-                return rc;
-            a->max_batches = n;
-        } else if (!strcmp(o, "--act-quant")) {
-            qv_err e;
-            if (qv_act_quant_parse(v, &a->act_quant, &e))
-                return qv_cli_usage(a->cmd, "%s", e.msg);
-        }
-        else if (!strcmp(o, "--chat-template")) {
+    struct option lo[N_TRAIN_OPTS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < N_TRAIN_OPTS; i++)
+        if (train_opts[i].cmds & cmd)
+            lo[n++] = train_opts[i].o;
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    static const char *const split[] = {"all", "val", "train", NULL},
+                             *const lng[] = {"skip", "truncate", NULL},
+                             *const weights[] = {"ternary", "f16", NULL},
+                             *const act[] = {"silu", "relu2", NULL},
+                             *const rope[] = {"norm", "neox", NULL},
+                             *const head[] = {"untied", "tied", NULL};
+    qv_cli_args p;
+    qv_cli_args_init(&p, a->cmd, argc, argv, lo, NULL, 0);
+    int c, rc = 0, k = 0;
+    long v = 0;
+    double d = 0;
+    unsigned long long u = 0;
+    qv_err e;
+    while (!rc && (c = qv_cli_next(&p)) != -1) {
+        switch (c) {
+        case QV_CLI_BAD: return QV_EXIT_USAGE;
+        case 'm': a->model = optarg; break;
+        case 'd': a->data = optarg; break;
+        case O_DEVICE: a->device = optarg; break;
+        case 'o': a->out = optarg; break;
+        case O_RESUME: a->resume = optarg; break;
+        case O_DB: a->db = optarg; break;
+        case O_ADAPTER: a->adapter = optarg; break;
+        case 'p': a->prompt = optarg; break;
+        case O_STOP:
+            if (!*optarg)
+                return qv_cli_bad_value(&p, "needs a non-empty string");
+            a->stop_at = optarg;
+            break;
+        case O_TEXT: a->text = optarg; break;
+        case O_DUMP: a->dump = optarg; break;
+        case O_SPLIT:
+            if (!(rc = qv_cli_choice(&p, split, &k)))
+                a->split = split[k];
+            break;
+        case O_MAX_BATCHES:
+            if (!(rc = qv_cli_long(&p, 1, 100000000, &v)))
+                a->max_batches = v;
+            break;
+        case O_ACT_QUANT:
+            if (qv_act_quant_parse(optarg, &a->act_quant, &e))
+                return qv_cli_bad_value(&p, "%s", e.msg);
+            break;
+        case O_CHAT: {
             qv_chat_template t;
-            qv_err e;
-            if (qv_chat_by_name(v, &t, &e))
-                return qv_cli_usage(a->cmd, "%s", e.msg);
-            a->chat_template = v;
-        } else if (!strcmp(o, "--long")) {
-            if (!strcmp(v, "skip")) a->long_policy = QV_LONG_SKIP;
-            else if (!strcmp(v, "truncate")) a->long_policy = QV_LONG_TRUNCATE;
-            else return qv_cli_usage(a->cmd, "--long is skip or truncate");
-            a->long_set = 1;
+            if (qv_chat_by_name(optarg, &t, &e))
+                return qv_cli_bad_value(&p, "%s", e.msg);
+            a->chat_template = optarg;
+            break;
         }
-        else if (!strcmp(o, "--weights")) {
-            if (!strcmp(v, "ternary")) a->o.weights = QV_WEIGHTS_TERNARY;
-            else if (!strcmp(v, "f16")) a->o.weights = QV_WEIGHTS_F16;
-            else return qv_cli_usage(a->cmd, "--weights is ternary or f16");
-        } else if (!strcmp(o, "--targets")) {
-            qv_err e;
-            if (qv_lin_parse_targets(v, &a->o.targets, &e))
-                return qv_cli_usage(a->cmd, "%s", e.msg);
+        case O_LONG:
+            if (!(rc = qv_cli_choice(&p, lng, &k))) {
+                a->long_policy = k ? QV_LONG_TRUNCATE : QV_LONG_SKIP;
+                a->long_set = 1;
+            }
+            break;
+        case O_WEIGHTS:
+            if (!(rc = qv_cli_choice(&p, weights, &k)))
+                a->o.weights = k ? QV_WEIGHTS_F16 : QV_WEIGHTS_TERNARY;
+            break;
+        case O_TARGETS:
+            if (qv_lin_parse_targets(optarg, &a->o.targets, &e))
+                return qv_cli_bad_value(&p, "%s", e.msg);
+            break;
+        case O_RANK: rc = qv_cli_int(&p, 1, 128, &a->o.rank); break;
+        case O_ALPHA:
+            if (!(rc = qv_cli_double(&p, 1e-6, 1e6, &d)))
+                a->o.alpha = (float)d;
+            break;
+        case O_LR:
+            if (!(rc = qv_cli_double(&p, 1e-9, 10, &d)))
+                a->o.lr = (float)d;
+            break;
+        case O_STEPS:
+            if (!(rc = qv_cli_long(&p, 1, 100000000, &v))) {
+                a->o.steps = v;
+                a->steps_set = 1;
+            }
+            break;
+        case O_WARMUP:
+            if (!(rc = qv_cli_long(&p, 0, 100000000, &v)))
+                a->o.warmup = v;
+            break;
+        case O_BATCH: rc = qv_cli_int(&p, 1, 4096, &a->o.batch); break;
+        case O_SEQ: rc = qv_cli_int(&p, 2, 65536, &a->o.seq); break;
+        case O_ACCUM: rc = qv_cli_int(&p, 1, 4096, &a->o.accum); break;
+        case O_CLIP:
+            if (!(rc = qv_cli_double(&p, 0, 1e6, &d)))
+                a->o.clip = (float)d;
+            break;
+        case O_WD:
+            if (!(rc = qv_cli_double(&p, 0, 10, &d)))
+                a->o.weight_decay = (float)d;
+            break;
+        case O_VAL: rc = qv_cli_double(&p, 0, 0.9, &a->val_fraction); break;
+        case O_CKPT:
+            if (!(rc = qv_cli_long(&p, 0, 100000000, &v)))
+                a->o.ckpt_every = v;
+            break;
+        case O_MAX_LINE: rc = qv_cli_long(&p, 2, 1L << 30, &a->max_line); break;
+        case O_EVAL_BATCHES: rc = qv_cli_int(&p, 1, 100000, &a->o.eval_batches); break;
+        case 's':
+            if (!(rc = qv_cli_u64(&p, &u)))
+                a->o.seed = u;
+            break;
+        case O_TUNE: a->tune = 1; break;
+        case O_NO_TUNE: a->tune = 0; break;
+        case O_TUNE_EVALS:
+            if (!(rc = qv_cli_long(&p, 1, 100000, &a->tune_evals)))
+                a->tune = 1;
+            break;
+        case O_CKPT_ACT: a->o.checkpoint = 1; break;
+        case 'n': rc = qv_cli_int(&p, 1, 100000, &a->tokens); break;
+        case O_TEMP:
+            if (!(rc = qv_cli_double(&p, 0, 10, &d)))
+                a->temperature = (float)d;
+            break;
+        case O_DIM: rc = qv_cli_int(&p, 2, 65536, &a->mc.dim); break;
+        case O_LAYERS: rc = qv_cli_int(&p, 1, 1024, &a->mc.n_layers); break;
+        case O_HEADS: rc = qv_cli_int(&p, 1, 1024, &a->mc.n_heads); break;
+        case O_KV_HEADS: rc = qv_cli_int(&p, 1, 1024, &a->mc.n_kv_heads); break;
+        case O_FFN: rc = qv_cli_int(&p, 1, 262144, &a->mc.ffn_dim); break;
+        case O_CTX: rc = qv_cli_int(&p, 2, 65536, &a->mc.ctx); break;
+        case O_ACT:
+            if (!(rc = qv_cli_choice(&p, act, &k)))
+                a->mc.act = k ? QV_ACT_RELU2 : QV_ACT_SILU;
+            break;
+        case O_ROPE:
+            if (!(rc = qv_cli_choice(&p, rope, &k)))
+                a->mc.rope_neox = k;
+            break;
+        case O_HEAD:
+            if (!(rc = qv_cli_choice(&p, head, &k)))
+                a->mc.tied = k;
+            break;
+        case O_JSON: a->json = 1; break;
         }
-        else if (!strcmp(o, "--rank")) { if (!(rc = parse_int(a->cmd, o, v, 1, 128, &n))) a->o.rank = (int32_t)n; }
-        else if (!strcmp(o, "--alpha")) { if (!(rc = parse_float(a->cmd, o, v, 1e-6, 1e6, &d))) a->o.alpha = (float)d; }
-        else if (!strcmp(o, "--lr")) { if (!(rc = parse_float(a->cmd, o, v, 1e-9, 10, &d))) a->o.lr = (float)d; }
-        else if (!strcmp(o, "--steps")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000000, &n))) { a->o.steps = n; a->steps_set = 1; } }
-        else if (!strcmp(o, "--warmup")) { if (!(rc = parse_int(a->cmd, o, v, 0, 100000000, &n))) a->o.warmup = n; }
-        else if (!strcmp(o, "--batch")) { if (!(rc = parse_int(a->cmd, o, v, 1, 4096, &n))) a->o.batch = (int32_t)n; }
-        else if (!strcmp(o, "--seq-len")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->o.seq = (int32_t)n; }
-        else if (!strcmp(o, "--accum")) { if (!(rc = parse_int(a->cmd, o, v, 1, 4096, &n))) a->o.accum = (int32_t)n; }
-        else if (!strcmp(o, "--clip")) { if (!(rc = parse_float(a->cmd, o, v, 0, 1e6, &d))) a->o.clip = (float)d; }
-        else if (!strcmp(o, "--weight-decay")) { if (!(rc = parse_float(a->cmd, o, v, 0, 10, &d))) a->o.weight_decay = (float)d; }
-        else if (!strcmp(o, "--val-fraction")) { if (!(rc = parse_float(a->cmd, o, v, 0, 0.9, &d))) a->val_fraction = d; }
-        else if (!strcmp(o, "--ckpt-every")) { if (!(rc = parse_int(a->cmd, o, v, 0, 100000000, &n))) a->o.ckpt_every = n; }
-        else if (!strcmp(o, "--max-line")) { if (!(rc = parse_int(a->cmd, o, v, 2, 1L << 30, &n))) a->max_line = n; }
-        else if (!strcmp(o, "--eval-batches")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) a->o.eval_batches = (int32_t)n; }
-        else if (!strcmp(o, "--seed")) {
-            char *end = NULL;
-            a->o.seed = strtoull(v, &end, 10);
-            if (!*v || *end) return qv_cli_usage(a->cmd, "--seed needs an integer");
-        }
-        else if (!strcmp(o, "--tune-evals")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) { a->tune_evals = n; a->tune = 1; } }
-        else if (!strcmp(o, "--tokens")) { if (!(rc = parse_int(a->cmd, o, v, 1, 100000, &n))) a->tokens = (int)n; }
-        else if (!strcmp(o, "--temperature")) { if (!(rc = parse_float(a->cmd, o, v, 0, 10, &d))) a->temperature = (float)d; }
-        else if (!strcmp(o, "--dim")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->mc.dim = (int32_t)n; }
-        else if (!strcmp(o, "--layers")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_layers = (int32_t)n; }
-        else if (!strcmp(o, "--heads")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_heads = (int32_t)n; }
-        else if (!strcmp(o, "--kv-heads")) { if (!(rc = parse_int(a->cmd, o, v, 1, 1024, &n))) a->mc.n_kv_heads = (int32_t)n; }
-        else if (!strcmp(o, "--ffn")) { if (!(rc = parse_int(a->cmd, o, v, 1, 262144, &n))) a->mc.ffn_dim = (int32_t)n; }
-        else if (!strcmp(o, "--ctx")) { if (!(rc = parse_int(a->cmd, o, v, 2, 65536, &n))) a->mc.ctx = (int32_t)n; }
-        else if (!strcmp(o, "--act")) {
-            if (!strcmp(v, "silu")) a->mc.act = QV_ACT_SILU;
-            else if (!strcmp(v, "relu2")) a->mc.act = QV_ACT_RELU2;
-            else return qv_cli_usage(a->cmd, "--act is silu or relu2");
-        } else if (!strcmp(o, "--rope")) {
-            if (!strcmp(v, "neox")) a->mc.rope_neox = 1;
-            else if (!strcmp(v, "norm")) a->mc.rope_neox = 0;
-            else return qv_cli_usage(a->cmd, "--rope is neox or norm");
-        } else if (!strcmp(o, "--head")) {
-            if (!strcmp(v, "tied")) a->mc.tied = 1;
-            else if (!strcmp(v, "untied")) a->mc.tied = 0;
-            else return qv_cli_usage(a->cmd, "--head is tied or untied");
-        }
-        else return qv_cli_usage(a->cmd, "unknown option '%s'", o);
-        if (rc)
-            return rc;
     }
-    return 0;
+    return rc;
 }
 
 /* ---- what a run starts from ------------------------------------------------ */
@@ -620,7 +694,7 @@ int qv_cmd_finetune(int argc, char **argv)
 {
     targs a;
     defaults(&a, "finetune");
-    int rc = parse_args(argc, argv, &a);
+    int rc = parse_args(argc, argv, &a, C_FT);
     if (rc)
         return rc;
     a.o.out_dir = a.out ? a.out : a.resume ? a.resume : "qvac-out";
@@ -712,11 +786,9 @@ int qv_cmd_compare(int argc, char **argv)
     a.o.steps = 8;
     a.o.warmup = 2;
     a.o.eval_batches = 2;
-    int rc = parse_args(argc, argv, &a);
+    int rc = parse_args(argc, argv, &a, C_CMP);
     if (rc)
         return rc;
-    if (a.resume)
-        return qv_cli_usage("compare", "--resume is not for compare");
     qv_err err = {0};
     qv_devlist *devs = NULL;
     if (qv_devlist_open(&devs, &err))
@@ -869,7 +941,7 @@ int qv_cmd_generate(int argc, char **argv)
 {
     targs a;
     defaults(&a, "generate");
-    int rc = parse_args(argc, argv, &a);
+    int rc = parse_args(argc, argv, &a, C_GEN);
     if (rc)
         return rc;
     if (!a.prompt)
@@ -1104,7 +1176,7 @@ int qv_cmd_pretrain(int argc, char **argv)
     a.o.weight_decay = 0.01f;
     a.o.ckpt_every = 100;
     a.o.eval_batches = 16;
-    int rc = parse_args(argc, argv, &a);
+    int rc = parse_args(argc, argv, &a, C_PRE);
     if (rc)
         return rc;
     if (a.o.seq > a.mc.ctx)
@@ -1319,7 +1391,7 @@ int qv_cmd_eval(int argc, char **argv)
     targs a;
     defaults(&a, "eval");
     a.o.seq = 0;
-    int rc = parse_args(argc, argv, &a);
+    int rc = parse_args(argc, argv, &a, C_EVAL);
     if (rc)
         return rc;
     if (a.text && a.data)

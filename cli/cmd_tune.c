@@ -1,5 +1,6 @@
 /* cli/cmd_tune.c — `qvac tune`: find the best configuration of each kernel
  * on each device, once, and remember it (autotune/). */
+#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -67,37 +68,60 @@ static int parse_args(int argc, char **argv, tune_args *a)
 {
     memset(a, 0, sizeof *a);
     a->seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(o, "--json")) a->json = 1;
-        else if (!strcmp(o, "--force")) a->force = 1;
-        else if (!strcmp(o, "--list")) a->list = 1;
-        else if (!v) return qv_cli_usage("tune", "unknown or incomplete option '%s'", o);
-        else if (!strcmp(o, "--device")) a->device = argv[++i];
-        else if (!strcmp(o, "--kernel")) a->kernel = argv[++i];
-        else if (!strcmp(o, "--strategy")) a->strategy = argv[++i];
-        else if (!strcmp(o, "--db")) a->db = argv[++i];
-        else if (!strcmp(o, "--export")) a->export_path = argv[++i];
-        else if (!strcmp(o, "--import")) a->import_path = argv[++i];
-        else if (!strcmp(o, "--budget-evals")) {
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 1) return qv_cli_usage("tune", "--budget-evals needs a positive integer");
-            a->budget_evals = (size_t)n;
-        } else if (!strcmp(o, "--budget-seconds")) {
-            a->budget_s = strtod(argv[++i], &end);
-            if (*end || !(a->budget_s > 0)) return qv_cli_usage("tune", "--budget-seconds needs a positive number");
-        } else if (!strcmp(o, "--seed")) {
-            a->seed = strtoull(argv[++i], &end, 10);
-            if (*end) return qv_cli_usage("tune", "--seed needs an integer");
-        } else if (!strcmp(o, "--shape")) {
-            if (a->n_shapes == 8 || parse_shape(argv[++i], &a->shapes[a->n_shapes]))
-                return qv_cli_usage("tune", "--shape wants M,N,K[,R] with positive sizes and R <= 128 (at most 8 shapes)");
-            a->n_shapes++;
-        } else
-            return qv_cli_usage("tune", "unknown option '%s'", o);
+    enum { O_JSON = QV_CLI_ID, O_FORCE, O_LIST, O_DEVICE, O_KERNEL, O_STRATEGY, O_DB,
+           O_EXPORT, O_IMPORT, O_EVALS, O_SECONDS, O_SEED, O_SHAPE };
+    static const struct option lo[] = {
+        {"json", no_argument, NULL, O_JSON},
+        {"force", no_argument, NULL, O_FORCE},
+        {"list", no_argument, NULL, O_LIST},
+        {"device", required_argument, NULL, O_DEVICE},
+        {"kernel", required_argument, NULL, O_KERNEL},
+        {"strategy", required_argument, NULL, O_STRATEGY},
+        {"db", required_argument, NULL, O_DB},
+        {"export", required_argument, NULL, O_EXPORT},
+        {"import", required_argument, NULL, O_IMPORT},
+        {"budget-evals", required_argument, NULL, O_EVALS},
+        {"budget-seconds", required_argument, NULL, O_SECONDS},
+        {"seed", required_argument, NULL, O_SEED},
+        {"shape", required_argument, NULL, O_SHAPE},
+        {NULL, 0, NULL, 0}};
+    qv_cli_args p;
+    qv_cli_args_init(&p, "tune", argc, argv, lo, NULL, 0);
+    int c, rc = 0;
+    long n;
+    unsigned long long u;
+    while (!rc && (c = qv_cli_next(&p)) != -1) {
+        switch (c) {
+        case QV_CLI_BAD: return QV_EXIT_USAGE;
+        case O_JSON: a->json = 1; break;
+        case O_FORCE: a->force = 1; break;
+        case O_LIST: a->list = 1; break;
+        case O_DEVICE: a->device = optarg; break;
+        case O_KERNEL: a->kernel = optarg; break;
+        case O_STRATEGY: a->strategy = optarg; break;
+        case O_DB: a->db = optarg; break;
+        case O_EXPORT: a->export_path = optarg; break;
+        case O_IMPORT: a->import_path = optarg; break;
+        case O_EVALS:
+            if (!(rc = qv_cli_long(&p, 1, 100000000, &n)))
+                a->budget_evals = (size_t)n;
+            break;
+        case O_SECONDS: rc = qv_cli_double(&p, 0.001, 1e9, &a->budget_s); break;
+        case O_SEED:
+            if (!(rc = qv_cli_u64(&p, &u)))
+                a->seed = u;
+            break;
+        case O_SHAPE:
+            if (a->n_shapes == 8 || parse_shape(optarg, &a->shapes[a->n_shapes]))
+                rc = qv_cli_bad_value(&p, "wants M,N,K[,R] with positive sizes and "
+                                      "R <= 128 (at most 8 shapes; not '%s')", optarg);
+            else
+                a->n_shapes++;
+            break;
+        }
     }
+    if (rc)
+        return rc;
     if (a->strategy) {
         int ok = 0;
         for (int i = 0; qv_strategies[i]; i++)

@@ -1,5 +1,6 @@
 /* cli/cmd_worker.c — `qvac worker`: lend this machine's devices to a
  * scheduler (worker/worker.h does the work; this parses and prints). */
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -85,35 +86,55 @@ int qv_cmd_worker(int argc, char **argv)
     qv_worker_opts o;
     memset(&o, 0, sizeof o);
     const char *tune_db = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(a, "--no-tune")) o.no_tune = true;
-        else if (!strcmp(a, "--no-bench")) o.no_bench = true;
-        else if (!strcmp(a, "--insecure")) o.insecure = true;
-        else if (!v) return qv_cli_usage("worker", "unknown or incomplete option '%s'", a);
-        else if (!strcmp(a, "--join")) o.join = argv[++i];
-        else if (!strcmp(a, "--token")) o.token = argv[++i];
-        else if (!strcmp(a, "--devices")) o.devices = argv[++i];
-        else if (!strcmp(a, "--cache-dir")) o.cache_dir = argv[++i];
-        else if (!strcmp(a, "--scheduler-key")) o.server_key = argv[++i];
-        else if (!strcmp(a, "--name")) o.name = argv[++i];
-        else if (!strcmp(a, "--bench-model")) o.bench_model = argv[++i];
-        else if (!strcmp(a, "--tune-db")) tune_db = argv[++i];
-        else if (!strcmp(a, "--cache-size")) {
-            double g = strtod(argv[++i], &end);
-            if (*end || !(g > 0))
-                return qv_cli_usage("worker", "--cache-size needs a positive number of GiB");
-            o.cache_bytes = (uint64_t)(g * (double)(1ull << 30));
-        } else if (!strcmp(a, "--tune-evals")) {
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 1)
-                return qv_cli_usage("worker", "--tune-evals needs a positive integer");
-            o.tune_budget_evals = (size_t)n;
-        } else
-            return qv_cli_usage("worker", "unknown option '%s'", a);
+    enum { O_NO_TUNE = QV_CLI_ID, O_NO_BENCH, O_INSECURE, O_JOIN, O_TOKEN, O_DEVICES,
+           O_CACHE_DIR, O_KEY, O_NAME, O_BENCH_MODEL, O_TUNE_DB, O_CACHE_SIZE,
+           O_TUNE_EVALS };
+    static const struct option lo[] = {
+        {"no-tune", no_argument, NULL, O_NO_TUNE},
+        {"no-bench", no_argument, NULL, O_NO_BENCH},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"join", required_argument, NULL, O_JOIN},
+        {"token", required_argument, NULL, O_TOKEN},
+        {"devices", required_argument, NULL, O_DEVICES},
+        {"cache-dir", required_argument, NULL, O_CACHE_DIR},
+        {"scheduler-key", required_argument, NULL, O_KEY},
+        {"name", required_argument, NULL, O_NAME},
+        {"bench-model", required_argument, NULL, O_BENCH_MODEL},
+        {"tune-db", required_argument, NULL, O_TUNE_DB},
+        {"cache-size", required_argument, NULL, O_CACHE_SIZE},
+        {"tune-evals", required_argument, NULL, O_TUNE_EVALS},
+        {NULL, 0, NULL, 0}};
+    qv_cli_args p;
+    qv_cli_args_init(&p, "worker", argc, argv, lo, NULL, 0);
+    int c, rc = 0;
+    double g;
+    long n;
+    while (!rc && (c = qv_cli_next(&p)) != -1) {
+        switch (c) {
+        case QV_CLI_BAD: return QV_EXIT_USAGE;
+        case O_NO_TUNE: o.no_tune = true; break;
+        case O_NO_BENCH: o.no_bench = true; break;
+        case O_INSECURE: o.insecure = true; break;
+        case O_JOIN: o.join = optarg; break;
+        case O_TOKEN: o.token = optarg; break;
+        case O_DEVICES: o.devices = optarg; break;
+        case O_CACHE_DIR: o.cache_dir = optarg; break;
+        case O_KEY: o.server_key = optarg; break;
+        case O_NAME: o.name = optarg; break;
+        case O_BENCH_MODEL: o.bench_model = optarg; break;
+        case O_TUNE_DB: tune_db = optarg; break;
+        case O_CACHE_SIZE:
+            if (!(rc = qv_cli_double(&p, 0.001, 1e6, &g)))
+                o.cache_bytes = (uint64_t)(g * (double)(1ull << 30));
+            break;
+        case O_TUNE_EVALS:
+            if (!(rc = qv_cli_long(&p, 1, 100000, &n)))
+                o.tune_budget_evals = (size_t)n;
+            break;
+        }
     }
+    if (rc)
+        return rc;
     if (!o.join)
         return qv_cli_usage("worker", "--join URL is required (the scheduler, "
                             "e.g. tcp://host:5555)");

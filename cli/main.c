@@ -1,8 +1,6 @@
 /* cli/main.c — `qvac`: finds the subcommand and hands it argv. The only
  * place that decides the process's exit code. */
 #include <jansson.h>
-#include <stdarg.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,20 +81,9 @@ int qv_cli_error(const qv_err *err)
     return g_bad_device ? QV_EXIT_USAGE : QV_EXIT_FAIL;
 }
 
-int qv_cli_usage(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "qvac %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'qvac %s --help'.\n", cmd);
-    va_end(ap);
-    return QV_EXIT_USAGE;
-}
-
 int qv_cli_wants_help(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return 1;
     return 0;
@@ -127,23 +114,6 @@ qv_device *qv_cli_pick_device(qv_devlist *devs, const char *want, qv_err *err)
     if (!best)
         qv_fail(err, QV_ERR_NOT_FOUND, "no device found (see `qvac devices`)");
     return best;
-}
-
-int qv_cli_getopt(int argc, char **argv, const struct option *lo, const char **pos,
-                  int max, int *npos)
-{
-    opterr = 0;
-    for (;;) {
-        int c = getopt_long(argc, argv, "+:", lo, NULL);
-        if (c != -1)
-            return c == ':' ? '?' : c;
-        if (optind >= argc)
-            return -1;
-        if (*npos < max)
-            pos[*npos] = argv[optind];
-        (*npos)++;
-        optind++;
-    }
 }
 
 void qv_cli_print_json(json_t *v)
@@ -201,30 +171,7 @@ int main(int argc, char **argv)
             commands[i].help(stdout);
             return QV_EXIT_OK;
         }
-        /* --opt=value is --opt value for every command, as getopt_long
-         * reads it (the commands parsed with getopt_long see the same) */
-        int n = 0;
-        char **v = calloc((size_t)argc * 2 + 1, sizeof *v);
-        if (!v) {
-            fprintf(stderr, "qvac: out of memory\n");
-            return QV_EXIT_FAIL;
-        }
-        int after_dashes = 0;
-        for (int k = 1; k < argc; k++) {
-            char *a = argv[k], *eq = NULL;
-            if (!after_dashes && !strcmp(a, "--"))
-                after_dashes = 1;
-            if (!after_dashes && a[0] == '-' && a[1] == '-' && a[2] && (eq = strchr(a, '='))) {
-                *eq = '\0';
-                v[n++] = a;
-                v[n++] = eq + 1;
-            } else {
-                v[n++] = a;
-            }
-        }
-        int rc = commands[i].run(n, v);
-        free(v);
-        return rc;
+        return commands[i].run(argc - 1, argv + 1);
     }
     fprintf(stderr, "qvac: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -9,6 +9,7 @@
  * process is started with its own log under a temporary folder and killed
  * at the end; every wait is bounded. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <jansson.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1285,12 +1286,50 @@ Test(e2e, every_command_says_usage_errors_the_same_way)
         char *a[] = {bin, (char *)cmds[i], "--no-such-option", NULL};
         int rc = run(a, out, sizeof out);
         cr_expect_eq(rc, 2, "`qvac %s --no-such-option` exited %d: %s", cmds[i], rc, out);
+        char want[256];
+        snprintf(want, sizeof want, "qvac %s: unknown option '--no-such-option'\n"
+                 "Try 'qvac %s --help'.\n", cmds[i], cmds[i]);
+        cr_expect_str_eq(out, want);
+        /* the help lists the command's options, and each is one of them */
+        char *h[] = {bin, (char *)cmds[i], "--help", NULL};
+        static char help[1 << 14];
+        cr_assert_eq(run(h, help, sizeof help), 0, "%s", help);
+        for (char *o = strstr(help, "--"); o; o = strstr(o + 2, "--")) {
+            /* on the lines that define options: those that start with one */
+            char *bol = o;
+            while (bol > help && bol[-1] != '\n')
+                bol--;
+            while (*bol == ' ')
+                bol++;
+            if (*bol != '-')
+                continue;
+            char name[64];
+            size_t n = 2;
+            while (n < sizeof name - 1 && (islower((unsigned char)o[n]) || o[n] == '-'))
+                n++;
+            if (n < 4 || o[n - 1] == '-')
+                continue;
+            memcpy(name, o, n);
+            name[n] = '\0';
+            if (!strcmp(name, "--help"))
+                continue;
+            /* known: a flag stops at the unknown option after it, an option
+             * with a value takes the first and stops at the second (or
+             * refuses the value); either way it is not called unknown */
+            char *k[] = {bin, (char *)cmds[i], name, "--zz-unknown", "--zz-unknown", NULL};
+            rc = run(k, out, sizeof out);
+            char unknown[96];
+            snprintf(unknown, sizeof unknown, "unknown option '%s'", name);
+            cr_expect_eq(rc, 2, "`qvac %s %s --zz-unknown --zz-unknown` exited %d: %s",
+                         cmds[i], name, rc, out);
+            cr_expect_null(strstr(out, unknown), "`qvac %s --help` lists %s: %s", cmds[i],
+                           name, out);
+        }
     }
     static const char *dev[] = {"finetune", "compare", "generate", "eval", "check",
                                 "tune", "bench"};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) {
-        char *a[] = {bin, (char *)dev[i], "--device", "gpu:99", "--prompt", "x", "--steps", "1",
-                     NULL};
+        char *a[] = {bin, (char *)dev[i], "--device", "gpu:99", "--prompt", "x", NULL};
         if (strcmp(dev[i], "generate"))
             a[4] = NULL; /* --prompt is generate's */
         int rc = run(a, out, sizeof out);
