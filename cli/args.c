@@ -159,19 +159,16 @@ int qv_cli_double(const qv_cli_args *p, double lo, double hi, double *out)
 
 int qv_cli_choice(const qv_cli_args *p, const char *const *words, int *out)
 {
-    char list[256] = "";
-    size_t n = 0, k = 0;
-    while (words[n])
-        n++;
-    for (size_t i = 0; i < n; i++) {
+    for (int i = 0; words[i]; i++)
         if (!strcmp(optarg, words[i])) {
-            *out = (int)i;
+            *out = i;
             return 0;
         }
-        k += (size_t)snprintf(list + k, k < sizeof list ? sizeof list - k : 0, "%s%s",
-                              i == 0 ? "" : i + 1 == n ? " or " : ", ", words[i]);
-        if (k >= sizeof list)
-            k = sizeof list - 1;
+    char list[256] = "";
+    for (int i = 0; words[i]; i++) {
+        size_t k = strlen(list);
+        snprintf(list + k, sizeof list - k, "%s%s",
+                 i == 0 ? "" : words[i + 1] ? ", " : " or ", words[i]);
     }
     return qv_cli_usage(p->cmd, "--%s is %s (not '%s')", p->name, list, optarg);
 }

@@ -118,7 +118,7 @@ static const struct {
     {{"tune", no_argument, NULL, O_TUNE}, C_TRAIN},
     {{"no-tune", no_argument, NULL, O_NO_TUNE}, C_TRAIN},
     {{"tune-evals", required_argument, NULL, O_TUNE_EVALS}, C_TRAIN},
-    {{"checkpoint-activations", no_argument, NULL, O_CKPT_ACT}, C_TRAIN},
+    {{"checkpoint-activations", no_argument, NULL, O_CKPT_ACT}, C_STEPS},
     {{"dim", required_argument, NULL, O_DIM}, C_PRE},
     {{"layers", required_argument, NULL, O_LAYERS}, C_PRE},
     {{"heads", required_argument, NULL, O_HEADS}, C_PRE},
@@ -1144,7 +1144,10 @@ void qv_help_pretrain(FILE *out)
         "                     [--ctx C] [--act silu|relu2] [--rope neox|norm]\n"
         "                     [--head tied|untied] [--steps N] [--lr LR] [--batch B]\n"
         "                     [--seq-len S] [--seed N] [--ckpt-every N] [--resume DIR]\n"
-        "                     [--json]\n\n"
+        "                     [--warmup N] [--accum N] [--clip C] [--weight-decay W]\n"
+        "                     [--eval-batches N] [--db PATH] [--checkpoint-activations]\n"
+        "                     [--json]\n"
+        "(-d data, -o out, -s seed; the training options as `qvac finetune --help` says)\n\n"
         "Trains a BitNet b1.58 model from scratch with quantisation-aware training (f32\n"
         "shadow weights, ternary forward, straight-through estimator) on plain text, and\n"
         "writes it as GGUF (TQ2_0 weights where rows are multiples of 256). This is how\n"

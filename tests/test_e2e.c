@@ -1295,13 +1295,14 @@ Test(e2e, every_command_says_usage_errors_the_same_way)
         static char help[1 << 14];
         cr_assert_eq(run(h, help, sizeof help), 0, "%s", help);
         for (char *o = strstr(help, "--"); o; o = strstr(o + 2, "--")) {
-            /* on the lines that define options: those that start with one */
+            /* on the lines that define options (those that start with one)
+             * and the usage line with its continuations */
             char *bol = o;
             while (bol > help && bol[-1] != '\n')
                 bol--;
             while (*bol == ' ')
                 bol++;
-            if (*bol != '-')
+            if (*bol != '-' && *bol != '[' && strncmp(bol, "usage: ", 7))
                 continue;
             char name[64];
             size_t n = 2;
