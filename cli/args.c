@@ -65,26 +65,29 @@ static const struct option *by_id(const qv_cli_args *p, int id)
     return NULL;
 }
 
+/* argv[optind] as the next operand; QV_CLI_BAD past max. */
+static int operand(qv_cli_args *p)
+{
+    if (p->npos >= p->max) {
+        qv_cli_usage(p->cmd, "unexpected argument '%s'", p->argv[optind]);
+        return QV_CLI_BAD;
+    }
+    p->pos[p->npos++] = p->argv[optind++];
+    return 0;
+}
+
 int qv_cli_next(qv_cli_args *p)
 {
     for (;;) {
-        if (p->rest) { /* after "--": operands only */
-            if (optind >= p->argc)
-                return -1;
-            if (p->npos >= p->max) {
-                qv_cli_usage(p->cmd, "unexpected argument '%s'", p->argv[optind]);
-                return QV_CLI_BAD;
-            }
-            p->pos[p->npos++] = p->argv[optind++];
-            continue;
-        }
-        if (optind < p->argc && !strcmp(p->argv[optind], "--")) {
+        if (!p->rest && optind < p->argc && !strcmp(p->argv[optind], "--")) {
             optind++;
-            p->rest = 1;
-            continue;
+            p->rest = 1; /* operands only from here */
         }
-        optopt = 0;
-        int c = getopt_long(p->argc, p->argv, p->shorts, p->lo, NULL);
+        int c = -1;
+        if (!p->rest) {
+            optopt = 0;
+            c = getopt_long(p->argc, p->argv, p->shorts, p->lo, NULL);
+        }
         if (c == '?' || c == ':') {
             const char *typed = p->argv[optind - 1];
             const struct option *o = optopt ? by_id(p, optopt) : NULL;
@@ -105,11 +108,8 @@ int qv_cli_next(qv_cli_args *p)
         }
         if (optind >= p->argc)
             return -1;
-        if (p->npos >= p->max) {
-            qv_cli_usage(p->cmd, "unexpected argument '%s'", p->argv[optind]);
+        if (operand(p))
             return QV_CLI_BAD;
-        }
-        p->pos[p->npos++] = p->argv[optind++];
     }
 }
 

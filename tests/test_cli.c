@@ -24,6 +24,36 @@ typedef struct seen {
     char err[1024];
 } seen;
 
+/* stderr into a file while the parser runs, then into buf */
+typedef struct capture {
+    char path[32];
+    int fd, saved;
+} capture;
+
+static void capture_start(capture *c)
+{
+    snprintf(c->path, sizeof c->path, "/tmp/qv-cli-XXXXXX");
+    c->fd = mkstemp(c->path);
+    cr_assert_geq(c->fd, 0);
+    fflush(stderr);
+    c->saved = dup(2);
+    cr_assert_eq(dup2(c->fd, 2), 2);
+}
+
+static void capture_end(capture *c, char *buf, size_t n)
+{
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    FILE *f = fopen(c->path, "r");
+    cr_assert_not_null(f);
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = '\0';
+    fclose(f);
+    close(c->fd);
+    unlink(c->path);
+}
+
 static void parse(seen *s, int max, const char *const *args)
 {
     char *argv[32];
@@ -33,12 +63,8 @@ static void parse(seen *s, int max, const char *const *args)
         argv[argc] = (char *)args[argc - 1];
     argv[argc] = NULL;
     memset(s, 0, sizeof *s);
-    char path[] = "/tmp/qv-cli-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    fflush(stderr);
-    int saved = dup(2);
-    cr_assert_eq(dup2(fd, 2), 2);
+    capture cap;
+    capture_start(&cap);
     qv_cli_args p;
     qv_cli_args_init(&p, "cmd", argc, argv, lo, s->pos, max);
     int c;
@@ -48,15 +74,7 @@ static void parse(seen *s, int max, const char *const *args)
                               p.name, c == O_JSON ? "" : "=", c == O_JSON ? "" : optarg);
     s->last = c;
     s->npos = p.npos;
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    FILE *f = fopen(path, "r");
-    size_t k = fread(s->err, 1, sizeof s->err - 1, f);
-    s->err[k] = '\0';
-    fclose(f);
-    close(fd);
-    unlink(path);
+    capture_end(&cap, s->err, sizeof s->err);
 }
 
 #define PARSE(s, max, ...) parse(s, max, (const char *[]){__VA_ARGS__, NULL})
@@ -141,24 +159,13 @@ static int value_of(const char *opt, const char *val, int (*check)(qv_cli_args *
                     void *out, char *err, size_t n)
 {
     char *argv[] = {"cmd", (char *)opt, (char *)val, NULL};
-    char path[] = "/tmp/qv-cli-XXXXXX";
-    int fd = mkstemp(path);
-    fflush(stderr);
-    int saved = dup(2);
-    dup2(fd, 2);
+    capture cap;
+    capture_start(&cap);
     qv_cli_args p;
     qv_cli_args_init(&p, "cmd", 3, argv, lo, NULL, 0);
     int c = qv_cli_next(&p);
     int rc = c >= 0 ? check(&p, out) : -1;
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    FILE *f = fopen(path, "r");
-    size_t k = fread(err, 1, n - 1, f);
-    err[k] = '\0';
-    fclose(f);
-    close(fd);
-    unlink(path);
+    capture_end(&cap, err, n);
     return rc;
 }
 
