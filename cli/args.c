@@ -79,8 +79,10 @@ static int operand(qv_cli_args *p)
 int qv_cli_next(qv_cli_args *p)
 {
     for (;;) {
-        if (!p->rest && optind < p->argc && !strcmp(p->argv[optind], "--")) {
-            optind++;
+        /* optind 0 is glibc's "not started yet": argv[1] is next */
+        int at = optind ? optind : 1;
+        if (!p->rest && at < p->argc && !strcmp(p->argv[at], "--")) {
+            optind = at + 1;
             p->rest = 1; /* operands only from here */
         }
         int c = -1;
@@ -91,10 +93,11 @@ int qv_cli_next(qv_cli_args *p)
         if (c == '?' || c == ':') {
             const char *typed = p->argv[optind - 1];
             const struct option *o = optopt ? by_id(p, optopt) : NULL;
-            if (c == ':' && o)
-                qv_cli_usage(p->cmd, "--%s needs a value", o->name);
-            else if (o && o->has_arg == no_argument && !strncmp(typed, "--", 2))
+            /* (BSD's getopt_long answers ':' for --flag=value too) */
+            if (o && o->has_arg == no_argument && !strncmp(typed, "--", 2))
                 qv_cli_usage(p->cmd, "--%s takes no value", o->name);
+            else if (c == ':' && o)
+                qv_cli_usage(p->cmd, "--%s needs a value", o->name);
             else if (optopt && strncmp(typed, "--", 2))
                 qv_cli_usage(p->cmd, "unknown option '-%c'", optopt);
             else

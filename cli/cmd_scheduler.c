@@ -180,7 +180,7 @@ int qv_cmd_token(int argc, char **argv)
     while ((c = qv_cli_next(&p)) != -1) {
         if (c == 'd')
             dir = optarg;
-        else if (c != QV_CLI_ID || qv_cli_long(&p, 1, 365L * 86400, &v))
+        else if (c != QV_CLI_ID || qv_cli_long(&p, 1, 3650L * 86400, &v))
             return QV_EXIT_USAGE;
         else
             ttl = v;
@@ -322,7 +322,7 @@ int qv_cmd_workers_remove(int argc, char **argv)
             dir = optarg;
     npos = p.npos;
     if (npos != 1)
-        return qv_cli_usage("workers", "expected `qvac workers remove ID`");
+        return qv_cli_usage("workers remove", "expected `qvac workers remove ID`");
     qv_err err = {0};
     qv_store *st = NULL;
     char path[4096];

@@ -53,7 +53,13 @@ typedef struct dev {
     double score; /* tuned GFLOP/s of ternary_matmul (0: not reported) */
     int64_t job;
     int attempt;
+    /* the worker still runs an attempt of this job that is no longer its
+     * own (the lease ended while this scheduler was down, say): aborted,
+     * and the device busy until a heartbeat no longer lists it */
+    int64_t held;
 } dev;
+
+static int dev_idle(const dev *d) { return !d->job && !d->held; }
 
 typedef struct upload {
     qv_blob_upload *u;
@@ -671,7 +677,7 @@ static void dispatch(qv_server *s, int64_t now)
         sess *p = s->all[i];
         if (p->enrolled && !p->draining && !p->tuning && !p->await_hb)
             for (int k = 0; k < p->ndev; k++)
-                n += !p->devs[k].job;
+                n += dev_idle(&p->devs[k]);
     }
     if (!n)
         return;
@@ -696,7 +702,7 @@ static void dispatch(qv_server *s, int64_t now)
         if (!p->enrolled || p->draining || p->tuning || p->await_hb)
             continue;
         for (int k = 0; k < p->ndev; k++)
-            if (!p->devs[k].job) {
+            if (dev_idle(&p->devs[k])) {
                 idle[n] = (idle_dev){p, &p->devs[k], (int)n};
                 n++;
             }
@@ -739,9 +745,23 @@ static void reconcile(qv_server *s, sess *p)
 
 static void free_dev_of(sess *p, int64_t job)
 {
-    for (int k = 0; k < p->ndev; k++)
+    for (int k = 0; k < p->ndev; k++) {
         if (p->devs[k].job == job)
             p->devs[k].job = 0, p->devs[k].attempt = 0;
+        if (p->devs[k].held == job)
+            p->devs[k].held = 0;
+    }
+}
+
+/* The worker says it runs job on device devid, which is not its attempt
+ * any more: aborted, and the device kept from dispatch until it ends. */
+static void hold_dev(qv_server *s, sess *p, const char *devid, uint64_t job,
+                     uint64_t attempt, const char *why)
+{
+    send_abort(s, p, (int64_t)job, (int)attempt, why);
+    for (int k = 0; k < p->ndev; k++)
+        if (strcmp(p->devs[k].id, devid) == 0)
+            p->devs[k].held = (int64_t)job;
 }
 
 /* ---- session messages -------------------------------------------------- */
@@ -911,12 +931,12 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     p->draining = 0;
     p->seen_ms = p->flushed_ms = now; /* the upsert wrote last_seen */
     sess_set_admitted(s, p, 1);
-    /* a worker that comes back holding attempts (this scheduler restarted,
-     * or took it for lost): its devices may be busy; no job for it until
-     * its next heartbeat says which */
-    int64_t open_att = 0;
-    p->await_hb = qv_store_worker_open_attempts(s->store, id, &open_att, NULL) == QV_OK &&
-                  open_att > 0;
+    /* a worker that comes back (this scheduler restarted, or took it for
+     * lost) may still run attempts, even ones the store has requeued since
+     * (their lease ended while this scheduler was down): no job for it
+     * until its first heartbeat (sent as soon as it is enrolled) says which
+     * devices are busy */
+    p->await_hb = !fresh;
     int was_tuning = p->tuning;
     read_tuning(p, b);
     qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
@@ -979,6 +999,12 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
         if (was && !p->tuning)
             s->dispatch_due = 1; /* tuned: ready for jobs */
     }
+    /* a device held by a stale attempt stays held while it is listed */
+    int was_held = 0;
+    for (int k = 0; k < p->ndev; k++) {
+        was_held |= p->devs[k].held != 0;
+        p->devs[k].held = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t job = 0, attempt = 0;
         char devid[QV_STORE_ID_MAX] = "";
@@ -990,7 +1016,7 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
         if (qv_store_renew(s->store, (int64_t)job, (int)attempt, now, s->o.lease_ms,
                            &ack, &e2) != QV_OK) {
             logf_(s, "heartbeat job %" PRIu64 " attempt %" PRIu64 ": %s", job, attempt, e2.msg);
-            send_abort(s, p, (int64_t)job, (int)attempt, e2.msg);
+            hold_dev(s, p, devid, job, attempt, e2.msg);
             continue;
         }
         if (ack.verdict == QV_VERDICT_CANCEL) {
@@ -998,13 +1024,16 @@ static void on_heartbeat(qv_server *s, sess *p, const msgpack_object *b, int64_t
         } else if (ack.verdict == QV_VERDICT_STALE) {
             logf_(s, "stale heartbeat for job %" PRIu64 " attempt %" PRIu64 " ignored: %s",
                   job, attempt, ack.note);
-            send_abort(s, p, (int64_t)job, (int)attempt, ack.note[0] ? ack.note : "stale attempt");
+            hold_dev(s, p, devid, job, attempt, ack.note[0] ? ack.note : "stale attempt");
         } else {
             for (int k = 0; k < p->ndev; k++)
                 if (strcmp(p->devs[k].id, devid) == 0)
                     p->devs[k].job = (int64_t)job, p->devs[k].attempt = (int)attempt;
         }
     }
+    for (int k = 0; k < p->ndev && was_held; k++)
+        if (!p->devs[k].held)
+            s->dispatch_due = 1; /* a held device was let go */
     reconcile(s, p);
     if (p->await_hb && p->enrolled) { /* its running attempts are known now */
         p->await_hb = 0;

@@ -2229,15 +2229,6 @@ qv_status qv_store_worker_revoke(qv_store *s, const char *worker, int64_t now_ms
                          "remove a worker", why, now_ms, requeued, err);
 }
 
-qv_status qv_store_worker_open_attempts(qv_store *s, const char *worker, int64_t *n,
-                                        qv_err *err)
-{
-    if (!s || !n || !worker)
-        return qv_fail(err, QV_ERR_INVALID, "scheduler store: no worker or output");
-    return query_int(s, "SELECT count(*) FROM attempts WHERE worker = ?1 AND ended IS NULL",
-                     worker, 0, n, "count a worker's attempts", err);
-}
-
 qv_status qv_store_revoked_workers(qv_store *s, char (**ids)[QV_STORE_ID_MAX],
                                    size_t *n, qv_err *err)
 {

@@ -302,9 +302,6 @@ qv_status qv_store_queued_count(qv_store *store, int64_t limit, int64_t *n,
  * when there is no such worker. */
 qv_status qv_store_worker_revoke(qv_store *store, const char *worker,
                                  int64_t now_ms, int *requeued, qv_err *err);
-/* How many attempts the worker holds open (assigned or running). */
-qv_status qv_store_worker_open_attempts(qv_store *store, const char *worker,
-                                        int64_t *n, qv_err *err);
 /* The ids of the removed workers (*ids freed with free()). */
 qv_status qv_store_revoked_workers(qv_store *store, char (**ids)[QV_STORE_ID_MAX],
                                    size_t *n, qv_err *err);

@@ -100,6 +100,16 @@ Test(cli, options_go_anywhere_among_the_operands_and_dashdash_ends_them)
     cr_expect_str_eq(s.pos[1], "y");
     cr_expect_str_eq(s.pos[2], "--json");
     cr_expect_str_eq(s.pos[3], "-s");
+    /* "--" first: the rest are operands, each once */
+    PARSE(&s, 1, "--", "-s");
+    cr_expect_eq(s.last, -1, "%s", s.err);
+    cr_expect_str_eq(s.opts, "");
+    cr_assert_eq(s.npos, 1);
+    cr_expect_str_eq(s.pos[0], "-s");
+    PARSE(&s, 2, "--", "a", "--json");
+    cr_expect_eq(s.last, -1, "%s", s.err);
+    cr_assert_eq(s.npos, 2);
+    cr_expect_str_eq(s.pos[1], "--json");
     /* a lone "-" is an operand (stdin, by convention) */
     PARSE(&s, 1, "-");
     cr_expect_eq(s.last, -1);

@@ -158,6 +158,10 @@ static void teardown(void)
             waitpid(procs[i], NULL, 0);
         }
     n_procs = 0;
+    if (getenv("QVAC_TEST_KEEP")) { /* for a look at the logs of a failure */
+        fprintf(stderr, "kept %s\n", root);
+        return;
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd)) {

@@ -429,6 +429,20 @@ Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
 static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
                             double gflops, uint64_t tune_done, uint64_t tune_total);
 
+/* A fake worker's key: one of its own per name, as each real worker has
+ * (Z85: a group of 5 that starts with '0' always decodes). */
+static const char *fake_key(const char *name, char key[41])
+{
+    memset(key, '0', 40);
+    key[40] = '\0';
+    size_t nl = strlen(name);
+    for (int i = 0; i < 8 && nl; i++) {
+        unsigned ch = (unsigned char)name[(size_t)i % nl] + (unsigned)i;
+        key[5 * i + 4] = "0123456789abcdefghijklmnopqrstuvwxyz"[ch % 36];
+    }
+    return key;
+}
+
 static void *fake_worker(void *ctx, const char *ep, const char *name,
                          double gflops)
 {
@@ -462,7 +476,8 @@ static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
         qv_wire_kv_u64(w, "done", tune_done);
         qv_wire_kv_u64(w, "total", tune_total);
     }
-    qv_wire_kv_str(w, "key", "0000000000000000000000000000000000000000");
+    char key[41];
+    qv_wire_kv_str(w, "key", fake_key(name, key));
     qv_wire_kv_str(w, "name", name);
     qv_wire_kv_array(w, "devices", 1);
     qv_wire_w_map(w, 5);
@@ -890,10 +905,14 @@ Test(scheduler, a_peer_cannot_forge_a_log_line, .timeout = 60)
 
 /* ---- issue 14: the session table, unknown keys, uploads --------------------- */
 
+/* A scheduler with options o, on s->dir when set (a restart), else on a
+ * new folder. */
 static void sched_start_o(sched *s, qv_server_opts *o)
 {
-    snprintf(s->dir, sizeof s->dir, "/tmp/qv-sched-XXXXXX");
-    cr_assert_not_null(mkdtemp(s->dir));
+    if (!s->dir[0]) {
+        snprintf(s->dir, sizeof s->dir, "/tmp/qv-sched-XXXXXX");
+        cr_assert_not_null(mkdtemp(s->dir));
+    }
     snprintf(s->client_key, sizeof s->client_key, "%s/client.key", s->dir);
     o->bind = "tcp://127.0.0.1:*";
     o->data_dir = s->dir;
@@ -1343,7 +1362,8 @@ Test(scheduler, removed_workers_and_clients_are_refused, .timeout = 60)
     zmq_setsockopt(again, ZMQ_LINGER, &linger, sizeof linger);
     cr_assert_eq(zmq_connect(again, qv_server_endpoint(s.srv)), 0);
     cr_assert_eq(qv_wire_writer_new(QV_MSG_ENROLL, 3, &w, NULL), QV_OK);
-    qv_wire_kv_str(w, "key", "0000000000000000000000000000000000000000");
+    char key[41];
+    qv_wire_kv_str(w, "key", fake_key("doomed", key));
     qv_wire_kv_str(w, "name", "doomed");
     qv_wire_kv_array(w, "devices", 0);
     send_body(again, QV_MSG_ENROLL, w);
@@ -1384,6 +1404,82 @@ Test(scheduler, removed_workers_and_clients_are_refused, .timeout = 60)
     cr_expect_str_eq(qv_client_last_error_code(c), "denied", "%s", first);
     qv_wire_out_free(&o);
     qv_client_close(&c);
+    sched_stop(&s, 1);
+}
+
+/* A heartbeat that says the worker runs job 1 attempt 1 on ref (n = 1), or
+ * nothing (n = 0). */
+static void heartbeat_running(void *wk, int n)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 1, &w, NULL), QV_OK);
+    qv_wire_kv_array(w, "running", (size_t)n);
+    if (n) {
+        qv_wire_w_map(w, 3);
+        qv_wire_kv_u64(w, "job", 1);
+        qv_wire_kv_u64(w, "attempt", 1);
+        qv_wire_kv_str(w, "device", "ref");
+    }
+    send_body(wk, QV_MSG_HEARTBEAT, w);
+}
+
+/* The scheduler was down past a running job's lease: at start it queues
+ * the job again, while the worker still runs that attempt. When the worker
+ * came back, the job went straight back to its busy device; the device
+ * refused it, the worker was drained for good and every later job stayed
+ * queued (seen in e2e under load). Now a returning worker gets no job
+ * before its first heartbeat, the stale attempt is aborted, and its device
+ * gets no job while heartbeats still list it; then the job runs again. */
+Test(scheduler, a_stale_attempt_keeps_its_device_until_it_ends, .timeout = 60)
+{
+    sched s = {0};
+    qv_server_opts o1 = {.insecure = 1, .lease_ms = 1000};
+    sched_start_o(&s, &o1);
+    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    void *ctx = zmq_ctx_new();
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "late", 1.0);
+    submit_one(c);
+    cr_assert(got_assign(wk, 5000), "the job was not assigned");
+    zmq_close(wk);
+    qv_client_close(&c);
+    sched_stop(&s, 0);
+    struct timespec ts = {1, 300 * 1000 * 1000}; /* past the lease */
+    nanosleep(&ts, NULL);
+    qv_server_opts o2 = {.insecure = 1, .lease_ms = 1000};
+    sched_start_o(&s, &o2);
+    qv_store *st = NULL;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    qv_job j = {0};
+    for (int i = 0; i < 100; i++) { /* the first tick queues it again */
+        qv_job_clear(&j);
+        cr_assert_eq(qv_store_job(st, 1, &j, &e), QV_OK, "%s", e.msg);
+        if (j.state == QV_JOB_QUEUED)
+            break;
+        struct timespec t20 = {0, 20 * 1000 * 1000};
+        nanosleep(&t20, NULL);
+    }
+    cr_expect_eq(j.state, QV_JOB_QUEUED, "the expired job is %s", qv_job_state_name(j.state));
+    qv_job_clear(&j);
+    wk = fake_worker(ctx, qv_server_endpoint(s.srv), "late", 1.0);
+    cr_expect(!got_assign(wk, 300), "a job before the returning worker's heartbeat");
+    heartbeat_running(wk, 1);
+    cr_expect(got_type(wk, QV_MSG_ABORT, 2000, NULL, 0), "the stale attempt was not aborted");
+    cr_expect(!got_assign(wk, 300), "a job went to the device the stale attempt holds");
+    heartbeat_running(wk, 1); /* still aborting */
+    cr_expect(!got_assign(wk, 300), "a job went to the device after a second heartbeat");
+    heartbeat_running(wk, 0); /* it ended */
+    cr_expect(got_assign(wk, 2000), "the device stayed held after the attempt ended");
+    cr_assert_eq(qv_store_job(st, 1, &j, &e), QV_OK, "%s", e.msg);
+    cr_expect_eq(j.attempts, 2);
+    qv_job_clear(&j);
+    qv_store_close(&st);
+    zmq_close(wk);
+    zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }
 

@@ -250,6 +250,7 @@ typedef struct worker {
     /* connection */
     void *ctx, *sock;
     bool hello_sent, welcomed, ready;
+    bool rejoining; /* enrolling again on this connection, as the scheduler asked */
     double connect_ms, last_rx_ms, last_hb_ms, next_connect_ms, backoff_ms;
     uint64_t lease_ms, chunk, credit;
     bool fatal;
@@ -1551,8 +1552,13 @@ static void handle(worker *w, qv_wire_msg *m)
             snprintf(p, sizeof p, "%s/scheduler.pub", w->cache_dir);
             qv_keys_write_public(p, w->server_pub, NULL);
         }
-        if (!w->ready)
+        /* a first enroll, or again on this connection because the
+         * scheduler asked (it restarted, or took this worker for lost):
+         * say what runs where and resume what was cut (an upload the old
+         * scheduler never answered, reports it never acknowledged) */
+        if (!w->ready || w->rejoining)
             on_ready(w);
+        w->rejoining = false;
         break;
     }
     case QV_MSG_HEARTBEAT: {
@@ -1564,6 +1570,7 @@ static void handle(worker *w, qv_wire_msg *m)
         if (again && w->ready) {
             wlog(w, "the scheduler asks this worker to enroll again (it restarted "
                  "or lost sight of it)");
+            w->rejoining = true;
             send_enroll(w, false);
         }
         break;
@@ -1725,7 +1732,7 @@ static void disconnect(worker *w)
         zmq_close(w->sock);
     }
     w->sock = NULL;
-    w->hello_sent = w->welcomed = w->ready = false;
+    w->hello_sent = w->welcomed = w->ready = w->rejoining = false;
 }
 
 static qv_status connect_now(worker *w, qv_err *err)
