@@ -66,6 +66,11 @@ typedef struct fake {
     const qv_tune_entry *offer;
     size_t n_offer;
     int tunings_gets, tunings_put;
+    /* a scheduler that dies and comes back on the same address within the
+     * worker's patience: blob_put goes unanswered (the old one died with
+     * it), and the next heartbeat answer asks the worker to enroll again */
+    bool drop_puts, ask_enroll;
+    int puts_dropped;
 } fake;
 
 typedef struct wthread {
@@ -262,7 +267,14 @@ static void handle(fake *f, qv_wire_msg *m)
     case QV_MSG_HEARTBEAT:
         f->heartbeats++;
         f->hb_tuning += qv_wire_has(b, "tuning");
-        fsend(f, W(QV_MSG_HEARTBEAT, 0));
+        if (f->ask_enroll) {
+            f->ask_enroll = false;
+            qv_wire_writer *w = W(QV_MSG_HEARTBEAT, 1);
+            qv_wire_kv_bool(w, "enroll", true);
+            fsend(f, w);
+        } else {
+            fsend(f, W(QV_MSG_HEARTBEAT, 0));
+        }
         break;
     case QV_MSG_BLOB_GET: {
         qv_wire_get_str(b, "hash", hash, sizeof hash, NULL);
@@ -323,6 +335,10 @@ static void handle(fake *f, qv_wire_msg *m)
         break;
     }
     case QV_MSG_BLOB_PUT: {
+        if (f->drop_puts) {
+            f->puts_dropped++;
+            break;
+        }
         qv_wire_get_str(b, "hash", hash, sizeof hash, NULL);
         qv_wire_get_u64(b, "size", &u, NULL);
         blob *x = find_blob(f->uploaded, f->n_uploaded, hash);
@@ -791,6 +807,44 @@ Test(worker, reconnects_and_carries_on_with_its_job, .timeout = 240)
     qv_wire_kv_u64(w, "attempt", 1);
     fsend(&f, w);
     cr_assert(pump(&f, 10000, is_failed, &job));
+    stop_worker(&t);
+    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
+    fake_close(&f);
+    free(model);
+    free(data);
+}
+
+static bool put_dropped(fake *f, void *a) { (void)a; return f->puts_dropped > 0; }
+
+/* The scheduler restarted while the worker uploaded its result: the old
+ * one never answered blob_put, the new one asked the worker to enroll
+ * again on the same connection, and the upload was never sent again, so
+ * the job stayed running for good (seen in e2e under load). Now the worker
+ * resumes what was cut when it enrolls again. */
+Test(worker, enrolled_again_it_resumes_a_cut_upload, .timeout = 240)
+{
+    cr_assert_geq(sodium_init(), 0);
+    fake f;
+    fake_open(&f);
+    size_t mn, dn;
+    unsigned char *model = tiny_model(&mn);
+    char *data = tiny_data(1, &dn);
+    char mh[65], dh[65];
+    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
+    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
+    wthread t;
+    start_worker(&t, f.ep);
+    cr_assert(pump(&f, 60000, is_enrolled, NULL));
+    f.drop_puts = true;
+    uint64_t job = 21;
+    assign(&f, job, mh, dh, 2, 0);
+    cr_assert(pump(&f, 60000, put_dropped, NULL), "the worker uploaded nothing");
+    f.drop_puts = false;
+    f.ask_enroll = true;
+    int enrolled = f.enrolled;
+    cr_expect(pump(&f, 15000, is_done, &job), "the cut upload was not sent again "
+              "(enrolls %d -> %d, done %d)", enrolled, f.enrolled, f.done);
+    cr_expect_gt(f.enrolled, enrolled, "the worker did not enroll again");
     stop_worker(&t);
     cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
     fake_close(&f);
