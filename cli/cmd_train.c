@@ -768,7 +768,8 @@ void qv_help_compare(FILE *out)
 {
     fprintf(out,
         "usage: qvac compare [--model M.gguf] [--data D.jsonl] [--device ID] [--steps N]\n"
-        "                    [finetune options] [--json]\n\n"
+        "                    [finetune options] [--json]\n"
+        "(the finetune options but --weights, --out, --resume and --ckpt-every)\n\n"
         "Runs the same short fine-tune twice on one device, one after the other: with the\n"
         "base weights ternary (2 bits a weight, the ternary kernels) and with the same\n"
         "weights in 16 bits (f16 kernels), and prints throughput and peak device memory of\n"
