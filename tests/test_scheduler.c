@@ -1407,6 +1407,26 @@ Test(scheduler, removed_workers_and_clients_are_refused, .timeout = 60)
     sched_stop(&s, 1);
 }
 
+/* A scheduler with options o whose worker `name` (on ctx) was handed job
+ * 1; then the worker's connection and the scheduler go away (s stopped,
+ * its folder kept for a restart). */
+static void job_out_then_all_down(sched *s, qv_server_opts *o, void *ctx, const char *name)
+{
+    sched_start_o(s, o);
+    qv_client_opts co = {.address = qv_server_endpoint(s->srv), .insecure = true,
+                         .timeout_ms = 5000};
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
+    void *wk = fake_worker(ctx, qv_server_endpoint(s->srv), name, 1.0);
+    submit_one(c);
+    cr_assert(got_assign(wk, 5000), "the first job was not assigned");
+    zmq_close(wk);
+    qv_client_close(&c);
+    sched_stop(s, 0);
+}
+
 /* A heartbeat that says the worker runs job 1 attempt 1 on ref (n = 1), or
  * nothing (n = 0). */
 static void heartbeat_running(void *wk, int n)
@@ -1434,20 +1454,10 @@ Test(scheduler, a_stale_attempt_keeps_its_device_until_it_ends, .timeout = 60)
 {
     sched s = {0};
     qv_server_opts o1 = {.insecure = 1, .lease_ms = 1000};
-    sched_start_o(&s, &o1);
-    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
-                         .timeout_ms = 5000};
-    qv_client *c = NULL;
+    void *ctx = zmq_ctx_new();
+    job_out_then_all_down(&s, &o1, ctx, "late");
     qv_err e;
     qv_err_clear(&e);
-    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
-    void *ctx = zmq_ctx_new();
-    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "late", 1.0);
-    submit_one(c);
-    cr_assert(got_assign(wk, 5000), "the job was not assigned");
-    zmq_close(wk);
-    qv_client_close(&c);
-    sched_stop(&s, 0);
     struct timespec ts = {1, 300 * 1000 * 1000}; /* past the lease */
     nanosleep(&ts, NULL);
     qv_server_opts o2 = {.insecure = 1, .lease_ms = 1000};
@@ -1465,7 +1475,7 @@ Test(scheduler, a_stale_attempt_keeps_its_device_until_it_ends, .timeout = 60)
     }
     cr_expect_eq(j.state, QV_JOB_QUEUED, "the expired job is %s", qv_job_state_name(j.state));
     qv_job_clear(&j);
-    wk = fake_worker(ctx, qv_server_endpoint(s.srv), "late", 1.0);
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "late", 1.0);
     cr_expect(!got_assign(wk, 300), "a job before the returning worker's heartbeat");
     heartbeat_running(wk, 1);
     cr_expect(got_type(wk, QV_MSG_ABORT, 2000, NULL, 0), "the stale attempt was not aborted");
@@ -1489,39 +1499,23 @@ Test(scheduler, a_stale_attempt_keeps_its_device_until_it_ends, .timeout = 60)
 Test(scheduler, a_worker_back_with_a_running_job_gets_no_job_on_that_device, .timeout = 60)
 {
     sched s = {0};
-    sched_start(&s, 1, NULL);
-    qv_client_opts co = {.address = qv_server_endpoint(s.srv), .insecure = true,
-                         .timeout_ms = 5000};
+    qv_server_opts o1 = {.insecure = 1};
+    void *ctx = zmq_ctx_new();
+    job_out_then_all_down(&s, &o1, ctx, "back");
+    /* the scheduler restarts; the worker comes back on a new connection */
+    qv_server_opts o2 = {.insecure = 1};
+    sched_start_o(&s, &o2);
     qv_client *c = NULL;
     qv_err e;
     qv_err_clear(&e);
-    cr_assert_eq(qv_client_connect(&co, &c, &e), QV_OK, "%s", e.msg);
-    void *ctx = zmq_ctx_new();
-    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "back", 1.0);
-    submit_one(c);
-    cr_assert(got_assign(wk, 5000), "the first job was not assigned");
-    zmq_close(wk);
-    qv_client_close(&c);
-    /* the scheduler restarts; the worker comes back on a new connection */
-    char dir[64];
-    snprintf(dir, sizeof dir, "%s", s.dir);
-    sched_stop(&s, 0);
-    sched_start(&s, 1, dir);
     cr_assert_eq(qv_client_connect(&(qv_client_opts){.address = qv_server_endpoint(s.srv),
                                                      .insecure = true, .timeout_ms = 5000},
                                    &c, &e), QV_OK, "%s", e.msg);
-    wk = fake_worker(ctx, qv_server_endpoint(s.srv), "back", 1.0);
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "back", 1.0);
     submit_one(c);
     cr_expect(!got_assign(wk, 600), "a job went to a device that still runs one");
     /* its heartbeat says job 1 runs on ref: still nothing for that device */
-    qv_wire_writer *w = NULL;
-    cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 1, &w, NULL), QV_OK);
-    qv_wire_kv_array(w, "running", 1);
-    qv_wire_w_map(w, 3);
-    qv_wire_kv_u64(w, "job", 1);
-    qv_wire_kv_u64(w, "attempt", 1);
-    qv_wire_kv_str(w, "device", "ref");
-    send_body(wk, QV_MSG_HEARTBEAT, w);
+    heartbeat_running(wk, 1);
     cr_expect(!got_assign(wk, 600), "a job went to the busy device after the heartbeat");
     zmq_close(wk);
     qv_client_close(&c);

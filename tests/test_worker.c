@@ -582,6 +582,37 @@ static void assign(fake *f, uint64_t job, const char *model, const char *data,
     assign_resume(f, job, model, data, steps, ckpt_every, NULL, 0);
 }
 
+/* What most tests start from: a fake scheduler serving the tiny model and a
+ * one-example data set, and a worker on ref enrolled with it. */
+typedef struct rig {
+    fake f;
+    wthread t;
+    unsigned char *model;
+    char *data;
+    char mh[65], dh[65];
+} rig;
+
+static void rig_start(rig *r)
+{
+    cr_assert_geq(sodium_init(), 0);
+    fake_open(&r->f);
+    size_t mn, dn;
+    r->model = tiny_model(&mn);
+    r->data = tiny_data(1, &dn);
+    snprintf(r->mh, sizeof r->mh, "%s", serve(&r->f, r->model, mn, NULL));
+    snprintf(r->dh, sizeof r->dh, "%s", serve(&r->f, r->data, dn, NULL));
+    start_worker(&r->t, r->f.ep);
+    cr_assert(pump(&r->f, 60000, is_enrolled, NULL));
+}
+
+/* After the worker has stopped. */
+static void rig_close(rig *r)
+{
+    fake_close(&r->f);
+    free(r->model);
+    free(r->data);
+}
+
 /* ---- tests -------------------------------------------------------------------- */
 
 Test(worker, enrolls_runs_uploads_and_caches, .timeout = 240)
@@ -661,71 +692,47 @@ Test(worker, enrolls_runs_uploads_and_caches, .timeout = 240)
 
 Test(worker, abort_stops_a_running_job_quickly, .timeout = 240)
 {
-    cr_assert_geq(sodium_init(), 0);
-    fake f;
-    fake_open(&f);
-    size_t mn, dn;
-    unsigned char *model = tiny_model(&mn);
-    char *data = tiny_data(1, &dn);
-    char mh[65], dh[65];
-    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
-    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
-    wthread t;
-    start_worker(&t, f.ep);
-    cr_assert(pump(&f, 60000, is_enrolled, NULL));
+    rig r;
+    rig_start(&r);
     uint64_t job = 5;
-    assign(&f, job, mh, dh, 1000000, 0);
-    cr_assert(pump(&f, 60000, is_stepping, &job), "the job did not start");
+    assign(&r.f, job, r.mh, r.dh, 1000000, 0);
+    cr_assert(pump(&r.f, 60000, is_stepping, &job), "the job did not start");
     qv_wire_writer *w = W(QV_MSG_ABORT, 3);
     qv_wire_kv_u64(w, "job", job);
     qv_wire_kv_u64(w, "attempt", 1);
     qv_wire_kv_str(w, "reason", "cancelled by the test");
-    fsend(&f, w);
+    fsend(&r.f, w);
     double t0 = now_ms();
-    cr_assert(pump(&f, 10000, is_failed, &job), "no failed after abort");
+    cr_assert(pump(&r.f, 10000, is_failed, &job), "no failed after abort");
     double dt = now_ms() - t0;
     cr_expect_lt(dt, 2000.0, "abort took %.0f ms", dt);
-    cr_expect_not(f.failed_retry);
-    cr_expect_not_null(strstr(f.reason, "cancelled by the test"), "%s", f.reason);
-    cr_expect_eq(f.done, 0);
-    stop_worker(&t);
-    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
-    fake_close(&f);
-    free(model);
-    free(data);
+    cr_expect_not(r.f.failed_retry);
+    cr_expect_not_null(strstr(r.f.reason, "cancelled by the test"), "%s", r.f.reason);
+    cr_expect_eq(r.f.done, 0);
+    stop_worker(&r.t);
+    cr_expect_eq(r.t.rc, QV_OK, "%s", r.t.err.msg);
+    rig_close(&r);
 }
 
 Test(worker, shutdown_hands_back_with_a_checkpoint, .timeout = 240)
 {
-    cr_assert_geq(sodium_init(), 0);
-    fake f;
-    fake_open(&f);
-    size_t mn, dn;
-    unsigned char *model = tiny_model(&mn);
-    char *data = tiny_data(1, &dn);
-    char mh[65], dh[65];
-    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
-    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
-    wthread t;
-    start_worker(&t, f.ep);
-    cr_assert(pump(&f, 60000, is_enrolled, NULL));
+    rig r;
+    rig_start(&r);
     uint64_t job = 6;
-    assign(&f, job, mh, dh, 1000000, 0);
-    cr_assert(pump(&f, 60000, is_stepping, &job), "the job did not start");
-    t.stop = 1; /* SIGINT */
-    cr_assert(pump(&f, 15000, is_failed, &job), "no failed on shutdown");
-    cr_expect(f.failed_retry, "a job handed back on shutdown is retried");
-    cr_expect_geq(f.ckpt_progress, 1, "the checkpoint was not uploaded first");
-    cr_expect_not_null(strstr(f.reason, "shutting down"), "%s", f.reason);
-    pthread_join(t.th, NULL);
-    qv_devlist_destroy(&t.devs);
-    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
+    assign(&r.f, job, r.mh, r.dh, 1000000, 0);
+    cr_assert(pump(&r.f, 60000, is_stepping, &job), "the job did not start");
+    r.t.stop = 1; /* SIGINT */
+    cr_assert(pump(&r.f, 15000, is_failed, &job), "no failed on shutdown");
+    cr_expect(r.f.failed_retry, "a job handed back on shutdown is retried");
+    cr_expect_geq(r.f.ckpt_progress, 1, "the checkpoint was not uploaded first");
+    cr_expect_not_null(strstr(r.f.reason, "shutting down"), "%s", r.f.reason);
+    pthread_join(r.t.th, NULL);
+    qv_devlist_destroy(&r.t.devs);
+    cr_expect_eq(r.t.rc, QV_OK, "%s", r.t.err.msg);
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", t.dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", r.t.dir);
     cr_expect_eq(system(cmd), 0);
-    fake_close(&f);
-    free(model);
-    free(data);
+    rig_close(&r);
 }
 
 Test(worker, rejects_a_blob_whose_bytes_do_not_match, .timeout = 240)
@@ -767,51 +774,39 @@ static bool rehello(fake *f, void *a)
 
 Test(worker, reconnects_and_carries_on_with_its_job, .timeout = 240)
 {
-    cr_assert_geq(sodium_init(), 0);
-    fake f;
-    fake_open(&f);
-    size_t mn, dn;
-    unsigned char *model = tiny_model(&mn);
-    char *data = tiny_data(1, &dn);
-    char mh[65], dh[65];
-    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
-    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
-    wthread t;
-    start_worker(&t, f.ep);
-    cr_assert(pump(&f, 60000, is_enrolled, NULL));
+    rig r;
+    rig_start(&r);
     uint64_t job = 11;
-    assign(&f, job, mh, dh, 1000000, 0);
-    cr_assert(pump(&f, 60000, is_stepping, &job), "the job did not start");
-    int64_t before = f.last_step;
+    assign(&r.f, job, r.mh, r.dh, 1000000, 0);
+    cr_assert(pump(&r.f, 60000, is_stepping, &job), "the job did not start");
+    int64_t before = r.f.last_step;
     /* the scheduler goes away for longer than its lease, then comes back
      * on the same address */
-    zmq_close(f.sock);
+    zmq_close(r.f.sock);
     sleep_ms(4000);
-    f.sock = zmq_socket(f.ctx, ZMQ_ROUTER);
+    r.f.sock = zmq_socket(r.f.ctx, ZMQ_ROUTER);
     int zero = 0;
-    zmq_setsockopt(f.sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(r.f.sock, ZMQ_LINGER, &zero, sizeof zero);
     int rc = -1;
     for (int i = 0; i < 50 && rc; i++) {
-        rc = zmq_bind(f.sock, f.ep);
+        rc = zmq_bind(r.f.sock, r.f.ep);
         if (rc)
             sleep_ms(100);
     }
-    cr_assert_eq(rc, 0, "cannot bind %s again", f.ep);
-    f.last_step = 0;
-    cr_assert(pump(&f, 30000, rehello, &job), "the worker did not come back "
-              "with its job (hellos %d)", f.hellos);
-    cr_expect_gt(f.last_step, before, "the job did not carry on");
-    cr_expect_eq(f.failed, 0, "%s", f.reason);
+    cr_assert_eq(rc, 0, "cannot bind %s again", r.f.ep);
+    r.f.last_step = 0;
+    cr_assert(pump(&r.f, 30000, rehello, &job), "the worker did not come back "
+              "with its job (hellos %d)", r.f.hellos);
+    cr_expect_gt(r.f.last_step, before, "the job did not carry on");
+    cr_expect_eq(r.f.failed, 0, "%s", r.f.reason);
     qv_wire_writer *w = W(QV_MSG_ABORT, 2);
     qv_wire_kv_u64(w, "job", job);
     qv_wire_kv_u64(w, "attempt", 1);
-    fsend(&f, w);
-    cr_assert(pump(&f, 10000, is_failed, &job));
-    stop_worker(&t);
-    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
-    fake_close(&f);
-    free(model);
-    free(data);
+    fsend(&r.f, w);
+    cr_assert(pump(&r.f, 10000, is_failed, &job));
+    stop_worker(&r.t);
+    cr_expect_eq(r.t.rc, QV_OK, "%s", r.t.err.msg);
+    rig_close(&r);
 }
 
 static bool put_dropped(fake *f, void *a) { (void)a; return f->puts_dropped > 0; }
@@ -823,33 +818,21 @@ static bool put_dropped(fake *f, void *a) { (void)a; return f->puts_dropped > 0;
  * resumes what was cut when it enrolls again. */
 Test(worker, enrolled_again_it_resumes_a_cut_upload, .timeout = 240)
 {
-    cr_assert_geq(sodium_init(), 0);
-    fake f;
-    fake_open(&f);
-    size_t mn, dn;
-    unsigned char *model = tiny_model(&mn);
-    char *data = tiny_data(1, &dn);
-    char mh[65], dh[65];
-    snprintf(mh, sizeof mh, "%s", serve(&f, model, mn, NULL));
-    snprintf(dh, sizeof dh, "%s", serve(&f, data, dn, NULL));
-    wthread t;
-    start_worker(&t, f.ep);
-    cr_assert(pump(&f, 60000, is_enrolled, NULL));
-    f.drop_puts = true;
+    rig r;
+    rig_start(&r);
+    r.f.drop_puts = true;
     uint64_t job = 21;
-    assign(&f, job, mh, dh, 2, 0);
-    cr_assert(pump(&f, 60000, put_dropped, NULL), "the worker uploaded nothing");
-    f.drop_puts = false;
-    f.ask_enroll = true;
-    int enrolled = f.enrolled;
-    cr_expect(pump(&f, 15000, is_done, &job), "the cut upload was not sent again "
-              "(enrolls %d -> %d, done %d)", enrolled, f.enrolled, f.done);
-    cr_expect_gt(f.enrolled, enrolled, "the worker did not enroll again");
-    stop_worker(&t);
-    cr_expect_eq(t.rc, QV_OK, "%s", t.err.msg);
-    fake_close(&f);
-    free(model);
-    free(data);
+    assign(&r.f, job, r.mh, r.dh, 2, 0);
+    cr_assert(pump(&r.f, 60000, put_dropped, NULL), "the worker uploaded nothing");
+    r.f.drop_puts = false;
+    r.f.ask_enroll = true;
+    int enrolled = r.f.enrolled;
+    cr_expect(pump(&r.f, 15000, is_done, &job), "the cut upload was not sent again "
+              "(enrolls %d -> %d, done %d)", enrolled, r.f.enrolled, r.f.done);
+    cr_expect_gt(r.f.enrolled, enrolled, "the worker did not enroll again");
+    stop_worker(&r.t);
+    cr_expect_eq(r.t.rc, QV_OK, "%s", r.t.err.msg);
+    rig_close(&r);
 }
 
 Test(worker, cache_evicts_least_recently_used_unpinned_blobs, .timeout = 240)
