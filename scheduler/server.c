@@ -917,6 +917,7 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
         if (st != QV_OK)
             goto internal;
     }
+    int again = p->enrolled; /* enrolled on this connection already (tuned) */
     /* Keep the running jobs of devices that stay. */
     for (size_t i = 0; i < nd; i++)
         for (int k = 0; k < p->ndev; k++)
@@ -935,8 +936,10 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
      * lost) may still run attempts, even ones the store has requeued since
      * (their lease ended while this scheduler was down): no job for it
      * until its first heartbeat (sent as soon as it is enrolled) says which
-     * devices are busy */
-    p->await_hb = !fresh;
+     * devices are busy; one enrolled on this connection already (it says
+     * it is tuned) keeps what this scheduler knows of its devices */
+    if (!again)
+        p->await_hb = !fresh;
     int was_tuning = p->tuning;
     read_tuning(p, b);
     qv_wire_writer *w = wnew(QV_MSG_ENROLLED, 1);
