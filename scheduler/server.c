@@ -57,6 +57,7 @@ typedef struct dev {
      * own (the lease ended while this scheduler was down, say): aborted,
      * and the device busy until a heartbeat no longer lists it */
     int64_t held;
+    int held_attempt;
 } dev;
 
 static int dev_idle(const dev *d) { return !d->job && !d->held; }
@@ -106,9 +107,10 @@ typedef struct sess {
     char worker[QV_STORE_ID_MAX]; /* after enroll */
     int enrolled;
     /* the worker handed a job back (failed, retry = true: it is shutting
-     * down or cannot run it now): no new jobs on this connection, so the
-     * retry goes to another worker instead of burning attempts here */
-    int draining;
+     * down or cannot run it now): no new jobs on this connection for a
+     * lease, so the retry goes to another worker instead of burning
+     * attempts here (a worker that shuts down is gone by then) */
+    int64_t drain_until_ms;
     /* the worker enrolled before tuning its kernels: visible, but given no
      * job until it says it is done (issue 13) */
     int tuning;
@@ -675,7 +677,7 @@ static void dispatch(qv_server *s, int64_t now)
     size_t n = 0;
     for (size_t i = 0; i < s->nsess; i++) {
         sess *p = s->all[i];
-        if (p->enrolled && !p->draining && !p->tuning && !p->await_hb)
+        if (p->enrolled && p->drain_until_ms <= now && !p->tuning && !p->await_hb)
             for (int k = 0; k < p->ndev; k++)
                 n += dev_idle(&p->devs[k]);
     }
@@ -699,7 +701,7 @@ static void dispatch(qv_server *s, int64_t now)
     n = 0;
     for (size_t i = 0; i < s->nsess; i++) {
         sess *p = s->all[i];
-        if (!p->enrolled || p->draining || p->tuning || p->await_hb)
+        if (!p->enrolled || p->drain_until_ms > now || p->tuning || p->await_hb)
             continue;
         for (int k = 0; k < p->ndev; k++)
             if (dev_idle(&p->devs[k])) {
@@ -743,13 +745,16 @@ static void reconcile(qv_server *s, sess *p)
     }
 }
 
-static void free_dev_of(sess *p, int64_t job)
+/* The attempt ended: its device is free (whether it ran there as the
+ * job's attempt or held it as a stale one). */
+static void free_dev_of(sess *p, int64_t job, int attempt)
 {
     for (int k = 0; k < p->ndev; k++) {
-        if (p->devs[k].job == job)
-            p->devs[k].job = 0, p->devs[k].attempt = 0;
-        if (p->devs[k].held == job)
-            p->devs[k].held = 0;
+        dev *d = &p->devs[k];
+        if (d->job == job && d->attempt == attempt)
+            d->job = 0, d->attempt = 0;
+        if (d->held == job && d->held_attempt == attempt)
+            d->held = 0, d->held_attempt = 0;
     }
 }
 
@@ -761,7 +766,7 @@ static void hold_dev(qv_server *s, sess *p, const char *devid, uint64_t job,
     send_abort(s, p, (int64_t)job, (int)attempt, why);
     for (int k = 0; k < p->ndev; k++)
         if (strcmp(p->devs[k].id, devid) == 0)
-            p->devs[k].held = (int64_t)job;
+            p->devs[k].held = (int64_t)job, p->devs[k].held_attempt = (int)attempt;
 }
 
 /* ---- session messages -------------------------------------------------- */
@@ -922,14 +927,16 @@ static void on_enroll(qv_server *s, sess *p, const msgpack_object *b,
     for (size_t i = 0; i < nd; i++)
         for (int k = 0; k < p->ndev; k++)
             if (strcmp(p->devs[k].id, nds[i].id) == 0)
-                nds[i].job = p->devs[k].job, nds[i].attempt = p->devs[k].attempt;
+                nds[i].job = p->devs[k].job, nds[i].attempt = p->devs[k].attempt,
+                nds[i].held = p->devs[k].held,
+                nds[i].held_attempt = p->devs[k].held_attempt;
     memcpy(p->devs, nds, sizeof nds);
     p->ndev = (int)nd;
     snprintf(p->worker, sizeof p->worker, "%s", id);
     if (!p->key[0])
         memcpy(p->key, key, QV_KEY_Z85);
     p->enrolled = 1;
-    p->draining = 0;
+    p->drain_until_ms = 0;
     p->seen_ms = p->flushed_ms = now; /* the upsert wrote last_seen */
     sess_set_admitted(s, p, 1);
     /* a worker that comes back (this scheduler restarted, or took it for
@@ -1162,11 +1169,11 @@ static void on_result(qv_server *s, sess *p, qv_wire_type t,
         logf_(s, "job %" PRIu64 ": the worker says retrying cannot help: not retried",
               job);
     if (t == QV_MSG_FAILED && retry && ack.verdict != QV_VERDICT_STALE) {
-        p->draining = 1;
+        p->drain_until_ms = now + s->o.lease_ms;
         logf_(s, "worker %s handed job %" PRIu64 " back: no new jobs for it "
-              "until it reconnects", p->worker, job);
+              "for %" PRId64 " ms", p->worker, job, (int64_t)s->o.lease_ms);
     }
-    free_dev_of(p, (int64_t)job);
+    free_dev_of(p, (int64_t)job, (int)attempt);
     send_ack(s, p, job, attempt);
     s->dispatch_due = 1;
     return;
@@ -1641,6 +1648,16 @@ bad:
     logf_(s, "blob_put refused: %s", e.msg);
 }
 
+/* The window moves on by n bytes consumed, never past the blob. */
+static void grant(qv_server *s, sess *p, upload *u, const char *hash, uint64_t n)
+{
+    uint64_t more = u->size - u->granted < n ? u->size - u->granted : n;
+    if (more) {
+        u->granted += more;
+        send_credit(s, p, hash, more);
+    }
+}
+
 static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_t now)
 {
     qv_err e = {0};
@@ -1666,10 +1683,25 @@ static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_
         send_error(s, p, "invalid", "blob_chunk.size: not the size announced in blob_put", "blob_chunk");
         return;
     }
-    /* a chunk from before a resume (sent into a cut connection) is not
-     * where the upload is: refused below without harm; one that is where
+    /* bytes sent again after a resume (the sender went back to the offset
+     * a blob_put answered while chunks it had sent before were still on the
+     * way, and were taken): those the upload holds are skipped, and their
+     * credit given back */
+    uint64_t have = qv_blob_upload_received(u->u), back = 0;
+    if (off < have) {
+        back = have - off < n ? have - off : n;
+        bytes = (const unsigned char *)bytes + back;
+        n -= (size_t)back;
+        off += back;
+        if (!n) {
+            grant(s, p, u, hash, back);
+            return;
+        }
+    }
+    /* a chunk past the bytes held (one from before a resume, sent into a
+     * cut connection) is refused below without harm; one that is where
      * the upload is but past the credit is a client that ignores credit */
-    if (off == qv_blob_upload_received(u->u) && n > u->granted - off) {
+    if (off == have && n > u->granted - off) {
         send_error(s, p, "invalid", "blob_chunk: more bytes than the credit granted; "
                    "the upload is abandoned, send blob_put again", "blob_chunk");
         logf_(s, "blob %s: a chunk over the credit, upload abandoned", hash);
@@ -1699,12 +1731,7 @@ static void on_blob_chunk(qv_server *s, sess *p, const msgpack_object *b, int64_
         }
         return;
     }
-    /* the window moves on by what was written, never past the blob */
-    uint64_t more = u->size - u->granted < n ? u->size - u->granted : n;
-    if (more) {
-        u->granted += more;
-        send_credit(s, p, hash, more);
-    }
+    grant(s, p, u, hash, n + back);
     return;
 bad:
     send_error(s, p, qv_wire_error_code(st), e.msg, "blob_chunk");

@@ -427,7 +427,8 @@ Test(scheduler, kill_9_loses_no_acknowledged_job, .timeout = 120)
 /* A raw worker: DEALER, hello + enroll (insecure: no token needed) with one
  * ref device whose tuned ternary_matmul figure is gflops. */
 static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
-                            double gflops, uint64_t tune_done, uint64_t tune_total);
+                            double gflops, uint64_t tune_done, uint64_t tune_total,
+                            int ndev);
 
 /* A fake worker's key: one of its own per name, as each real worker has
  * (Z85: a group of 5 that starts with '0' always decodes). */
@@ -446,12 +447,14 @@ static const char *fake_key(const char *name, char key[41])
 static void *fake_worker(void *ctx, const char *ep, const char *name,
                          double gflops)
 {
-    return fake_worker_ex(ctx, ep, name, gflops, 0, 0);
+    return fake_worker_ex(ctx, ep, name, gflops, 0, 0, 1);
 }
 
-/* tune_total > 0: the enroll says the worker is still tuning. */
+/* tune_total > 0: the enroll says the worker is still tuning. Its ndev
+ * devices are ref, ref2, ... */
 static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
-                            double gflops, uint64_t tune_done, uint64_t tune_total)
+                            double gflops, uint64_t tune_done, uint64_t tune_total,
+                            int ndev)
 {
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
     int tmo = 5000, linger = 0;
@@ -479,15 +482,19 @@ static void *fake_worker_ex(void *ctx, const char *ep, const char *name,
     char key[41];
     qv_wire_kv_str(w, "key", fake_key(name, key));
     qv_wire_kv_str(w, "name", name);
-    qv_wire_kv_array(w, "devices", 1);
-    qv_wire_w_map(w, 5);
-    qv_wire_kv_str(w, "id", "ref");
-    qv_wire_kv_str(w, "backend", "ref");
-    qv_wire_kv_str(w, "name", "reference");
-    qv_wire_kv_u64(w, "memory", 1u << 30);
-    qv_wire_kv_map(w, "tuned", 1);
-    qv_wire_w_key(w, "ternary_matmul");
-    qv_wire_w_f64(w, gflops);
+    qv_wire_kv_array(w, "devices", (size_t)ndev);
+    for (int d = 0; d < ndev; d++) {
+        char id[16];
+        snprintf(id, sizeof id, d ? "ref%d" : "ref", d + 1);
+        qv_wire_w_map(w, 5);
+        qv_wire_kv_str(w, "id", id);
+        qv_wire_kv_str(w, "backend", "ref");
+        qv_wire_kv_str(w, "name", "reference");
+        qv_wire_kv_u64(w, "memory", 1u << 30);
+        qv_wire_kv_map(w, "tuned", 1);
+        qv_wire_w_key(w, "ternary_matmul");
+        qv_wire_w_f64(w, gflops);
+    }
     cr_assert_eq(qv_wire_finish(w, &o, &e), QV_OK, "%s", e.msg);
     qv_wire_writer_free(w);
     send_out(sock, &o);
@@ -596,7 +603,7 @@ Test(scheduler, a_tuning_worker_is_listed_and_gets_no_job, .timeout = 60)
     sched_start(&s, 1, NULL);
     void *ctx = zmq_ctx_new();
     const char *ep = qv_server_endpoint(s.srv);
-    void *wk = fake_worker_ex(ctx, ep, "tuner", 50.0, 3, 48);
+    void *wk = fake_worker_ex(ctx, ep, "tuner", 50.0, 3, 48, 1);
     qv_client_opts co = {.address = ep, .insecure = true, .timeout_ms = 5000};
     qv_client *c = NULL;
     qv_err e;
@@ -1427,20 +1434,50 @@ static void job_out_then_all_down(sched *s, qv_server_opts *o, void *ctx, const 
     sched_stop(s, 0);
 }
 
-/* A heartbeat that says the worker runs job 1 attempt 1 on ref (n = 1), or
- * nothing (n = 0). */
-static void heartbeat_running(void *wk, int n)
+/* Waits (2 s at most) for the restarted scheduler's first tick to queue
+ * job 1 again, its lease having run out while it was down. */
+static void expired_job_queued(qv_store *st)
+{
+    qv_job j = {0};
+    qv_err e;
+    for (int i = 0; i < 100; i++) {
+        qv_job_clear(&j);
+        cr_assert_eq(qv_store_job(st, 1, &j, &e), QV_OK, "%s", e.msg);
+        if (j.state == QV_JOB_QUEUED)
+            break;
+        struct timespec t20 = {0, 20 * 1000 * 1000};
+        nanosleep(&t20, NULL);
+    }
+    cr_expect_eq(j.state, QV_JOB_QUEUED, "the expired job is %s", qv_job_state_name(j.state));
+    qv_job_clear(&j);
+}
+
+/* What a fake worker runs: job, attempt, device. */
+typedef struct running {
+    uint64_t job, attempt;
+    const char *device;
+} running;
+
+/* A heartbeat that says the worker runs the n attempts of r. */
+static void heartbeat_of(void *wk, int n, const running *r)
 {
     qv_wire_writer *w = NULL;
     cr_assert_eq(qv_wire_writer_new(QV_MSG_HEARTBEAT, 1, &w, NULL), QV_OK);
     qv_wire_kv_array(w, "running", (size_t)n);
-    if (n) {
+    for (int i = 0; i < n; i++) {
         qv_wire_w_map(w, 3);
-        qv_wire_kv_u64(w, "job", 1);
-        qv_wire_kv_u64(w, "attempt", 1);
-        qv_wire_kv_str(w, "device", "ref");
+        qv_wire_kv_u64(w, "job", r[i].job);
+        qv_wire_kv_u64(w, "attempt", r[i].attempt);
+        qv_wire_kv_str(w, "device", r[i].device);
     }
     send_body(wk, QV_MSG_HEARTBEAT, w);
+}
+
+/* A heartbeat that says the worker runs job 1 attempt 1 on ref (n = 1), or
+ * nothing (n = 0). */
+static void heartbeat_running(void *wk, int n)
+{
+    heartbeat_of(wk, n, &(running){1, 1, "ref"});
 }
 
 /* The scheduler was down past a running job's lease: at start it queues
@@ -1464,17 +1501,8 @@ Test(scheduler, a_stale_attempt_keeps_its_device_until_it_ends, .timeout = 60)
     sched_start_o(&s, &o2);
     qv_store *st = NULL;
     cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    expired_job_queued(st);
     qv_job j = {0};
-    for (int i = 0; i < 100; i++) { /* the first tick queues it again */
-        qv_job_clear(&j);
-        cr_assert_eq(qv_store_job(st, 1, &j, &e), QV_OK, "%s", e.msg);
-        if (j.state == QV_JOB_QUEUED)
-            break;
-        struct timespec t20 = {0, 20 * 1000 * 1000};
-        nanosleep(&t20, NULL);
-    }
-    cr_expect_eq(j.state, QV_JOB_QUEUED, "the expired job is %s", qv_job_state_name(j.state));
-    qv_job_clear(&j);
     void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "late", 1.0);
     cr_expect(!got_assign(wk, 300), "a job before the returning worker's heartbeat");
     heartbeat_running(wk, 1);
@@ -1562,4 +1590,192 @@ Test(scheduler, a_failed_upload_gives_its_space_back_at_once, .timeout = 60)
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_expect_eq(system(cmd), 0);
+}
+
+/* The next message on sock, decoded; NULL when none comes in its timeout. */
+static qv_wire_msg *recv_msg(void *sock)
+{
+    zmq_msg_t part[4];
+    int n = 0, more = 1;
+    while (more && n < 4) {
+        zmq_msg_init(&part[n]);
+        if (zmq_msg_recv(&part[n], sock, 0) < 0) {
+            for (int i = 0; i <= n; i++)
+                zmq_msg_close(&part[i]);
+            return NULL;
+        }
+        more = zmq_msg_more(&part[n]);
+        n++;
+    }
+    qv_wire_msg *m = NULL;
+    if (n == QV_WIRE_FRAMES) {
+        qv_wire_frame f[QV_WIRE_FRAMES];
+        for (int i = 0; i < n; i++)
+            f[i] = (qv_wire_frame){zmq_msg_data(&part[i]), zmq_msg_size(&part[i])};
+        qv_wire_decode(f, QV_WIRE_FRAMES, &m, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&part[i]);
+    return m;
+}
+
+static void raw_put(void *sock, const char *h, uint64_t size)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BLOB_PUT, 2, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "hash", h);
+    qv_wire_kv_u64(w, "size", size);
+    send_body(sock, QV_MSG_BLOB_PUT, w);
+}
+
+static void raw_chunk(void *sock, const char *h, const unsigned char *b, uint64_t size,
+                      uint64_t off, size_t n)
+{
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_BLOB_CHUNK, 4, &w, NULL), QV_OK);
+    qv_wire_kv_str(w, "hash", h);
+    qv_wire_kv_u64(w, "offset", off);
+    qv_wire_kv_u64(w, "size", size);
+    qv_wire_kv_bin(w, "bytes", b + off, n);
+    send_body(sock, QV_MSG_BLOB_CHUNK, w);
+}
+
+/* A sender that starts an upload again on its connection (a worker the
+ * scheduler asked to enroll again) goes back to the offset blob_put
+ * answers, while chunks it sent before were still on the way and were
+ * taken. Those bytes came again and were refused, and each refusal cost
+ * the worker one of its three tries: now the bytes the upload holds are
+ * skipped with their credit given back, and the blob completes. */
+Test(scheduler, bytes_sent_again_after_a_resume_are_skipped, .timeout = 60)
+{
+    sched s = {0};
+    qv_server_opts o = {.insecure = 1};
+    sched_start_o(&s, &o);
+    void *ctx = zmq_ctx_new();
+    void *sock = dealer(ctx, &s, NULL, 5000);
+    send_hello(sock);
+    cr_assert_eq(try_recv(sock, NULL, 0), QV_MSG_WELCOME);
+    enum { K = 1 << 20, N = 3 * K };
+    unsigned char *b = malloc(N);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < N; i++)
+        b[i] = (unsigned char)(i * 2654435761u >> 24);
+    char h[QV_SHA256_HEX];
+    qv_sha256_mem(b, N, h);
+    raw_put(sock, h, N);
+    raw_chunk(sock, h, b, N, 0, K); /* A */
+    raw_put(sock, h, N);            /* again: A is in, so it answers offset 1 MiB */
+    raw_chunk(sock, h, b, N, K, K); /* B, sent before that answer came */
+    raw_chunk(sock, h, b, N, K, K); /* B again, from the offset of the answer */
+    raw_chunk(sock, h, b, N, 2 * K, K / 2 + 7); /* C, half of it */
+    raw_chunk(sock, h, b, N, 2 * K, K);         /* C whole: its first half again */
+    int errors = 0, ok = 0, offsets = 0;
+    uint64_t last_off = 99;
+    for (qv_wire_msg *m; !ok && (m = recv_msg(sock));) {
+        const msgpack_object *body = qv_wire_msg_body(m);
+        switch (qv_wire_msg_type(m)) {
+        case QV_MSG_ERROR: {
+            char msg[300] = "";
+            qv_wire_get_str(body, "message", msg, sizeof msg, NULL);
+            cr_log_error("error: %s", msg);
+            errors++;
+            break;
+        }
+        case QV_MSG_BLOB_CREDIT:
+            if (qv_wire_get_u64(body, "offset", &last_off, NULL) == QV_OK)
+                offsets++;
+            break;
+        case QV_MSG_BLOB_OK: ok = 1; break;
+        default: break;
+        }
+        qv_wire_msg_free(m);
+    }
+    cr_expect_eq(errors, 0, "bytes sent again were refused");
+    cr_expect(ok, "the blob did not complete");
+    cr_expect_eq(offsets, 2);
+    cr_expect_eq(last_off, (uint64_t)K, "the second blob_put answered offset %llu",
+                 (unsigned long long)last_off);
+    qv_store *st = NULL;
+    qv_err e;
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    int has = 0;
+    uint64_t size = 0;
+    cr_assert_eq(qv_store_blob_has(st, h, &has, &size, &e), QV_OK, "%s", e.msg);
+    cr_expect(has && size == N, "the blob is not stored whole");
+    qv_store_close(&st);
+    free(b);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
+
+/* The devices of the assigns that come on wk within ms (up to 4), while it
+ * heartbeats every 200 ms that it runs the nr attempts of r. */
+static int assigns_within(void *wk, int ms, char dev[][16], int nr, const running *r)
+{
+    int tmo = 100, n = 0;
+    zmq_setsockopt(wk, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    for (int t = 0; t < ms; t += 100) {
+        if (t % 200 == 0)
+            heartbeat_of(wk, nr, r);
+        qv_wire_msg *m;
+        while ((m = recv_msg(wk))) {
+            if (qv_wire_msg_type(m) == QV_MSG_ASSIGN && n < 4)
+                qv_wire_get_str(qv_wire_msg_body(m), "device", dev[n++], 16, NULL);
+            qv_wire_msg_free(m);
+        }
+    }
+    return n;
+}
+
+/* A stale attempt's report freed every device of its job: a worker back
+ * with two devices held ref for job 1's stale attempt 1 while attempt 2 ran
+ * on ref2; attempt 1's `failed` freed ref2 too, and the next job went to
+ * ref2, busy (the worker refused it and was drained). A report frees the
+ * device of its own attempt only. */
+Test(scheduler, a_stale_report_frees_only_its_own_device, .timeout = 60)
+{
+    sched s = {0};
+    qv_server_opts o1 = {.insecure = 1, .lease_ms = 1000};
+    void *ctx = zmq_ctx_new();
+    job_out_then_all_down(&s, &o1, ctx, "two");
+    struct timespec ts = {1, 300 * 1000 * 1000}; /* past the lease */
+    nanosleep(&ts, NULL);
+    qv_server_opts o2 = {.insecure = 1, .lease_ms = 1000};
+    sched_start_o(&s, &o2);
+    qv_store *st = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_store_open(s.dir, NULL, &st, &e), QV_OK, "%s", e.msg);
+    expired_job_queued(st);
+    qv_store_close(&st);
+    void *wk = fake_worker_ex(ctx, qv_server_endpoint(s.srv), "two", 1.0, 0, 0, 2);
+    running r[2] = {{1, 1, "ref"}, {1, 2, "ref2"}};
+    char dev[4][16];
+    /* job 1 attempt 1 still runs on ref */
+    int n1 = assigns_within(wk, 700, dev, 1, r); /* (under the lease: nothing expires) */
+    cr_assert_eq(n1, 1, "job 1 again: %d assigns (%s)", n1, n1 ? dev[0] : "");
+    cr_expect_str_eq(dev[0], "ref2", "job 1 attempt 2 went to the held device");
+    /* attempt 1 stopped: its report (stale) frees ref, not ref2 */
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_FAILED, 4, &w, NULL), QV_OK);
+    qv_wire_kv_u64(w, "job", 1);
+    qv_wire_kv_u64(w, "attempt", 1);
+    qv_wire_kv_str(w, "reason", "aborted");
+    qv_wire_kv_bool(w, "retry", false);
+    send_body(wk, QV_MSG_FAILED, w);
+    qv_client *c = NULL;
+    cr_assert_eq(qv_client_connect(&(qv_client_opts){.address = qv_server_endpoint(s.srv),
+                                                     .insecure = true, .timeout_ms = 5000},
+                                   &c, &e), QV_OK, "%s", e.msg);
+    submit_one(c);
+    submit_one(c);
+    int n = assigns_within(wk, 700, dev, 1, r + 1); /* attempt 2 runs on ref2 */
+    cr_expect_eq(n, 1, "%d assigns for one free device", n);
+    if (n >= 1)
+        cr_expect_str_eq(dev[0], "ref");
+    qv_client_close(&c);
+    zmq_close(wk);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
 }

@@ -21,7 +21,7 @@
 #include "train/model.h"
 #include "worker/worker.h"
 
-#define CHUNK 4096 /* small, so a model takes many chunks */
+#define CHUNK 1024 /* small, so a model (and an adapter) takes many chunks */
 #define MAX_BLOBS 32
 
 static double now_ms(void)
@@ -71,6 +71,10 @@ typedef struct fake {
      * it), and the next heartbeat answer asks the worker to enroll again */
     bool drop_puts, ask_enroll;
     int puts_dropped;
+    /* uploads stop being taken at this many bytes (0: never): a scheduler
+     * that went away in the middle of one */
+    size_t stall_at;
+    int chunks_dropped;
 } fake;
 
 typedef struct wthread {
@@ -354,13 +358,16 @@ static void handle(fake *f, qv_wire_msg *m)
             memset(x, 0, sizeof *x);
             snprintf(x->hash, sizeof x->hash, "%.64s", hash);
         }
-        free(x->bytes);
-        x->bytes = malloc(u ? u : 1);
-        x->size = u;
-        x->got = 0;
-        qv_wire_writer *w = W(QV_MSG_BLOB_CREDIT, 2);
+        if (!x->bytes || x->size != u) { /* else: go on from the bytes held */
+            free(x->bytes);
+            x->bytes = malloc(u ? u : 1);
+            x->size = u;
+            x->got = 0;
+        }
+        qv_wire_writer *w = W(QV_MSG_BLOB_CREDIT, 3);
         qv_wire_kv_str(w, "hash", hash);
         qv_wire_kv_u64(w, "credit", 2 * CHUNK);
+        qv_wire_kv_u64(w, "offset", x->got);
         fsend(f, w);
         break;
     }
@@ -372,6 +379,10 @@ static void handle(fake *f, qv_wire_msg *m)
         qv_wire_get_bin(b, "bytes", &d, &n, QV_WIRE_MAX_CHUNK, NULL);
         blob *x = find_blob(f->uploaded, f->n_uploaded, hash);
         cr_assert_not_null(x);
+        if (f->stall_at && x->got >= f->stall_at) {
+            f->chunks_dropped++;
+            break;
+        }
         cr_assert_eq(u, x->got, "chunk at %llu, expected %zu", (unsigned long long)u, x->got);
         cr_assert_leq(x->got + n, x->size);
         memcpy(x->bytes + x->got, d, n);
@@ -830,6 +841,29 @@ Test(worker, enrolled_again_it_resumes_a_cut_upload, .timeout = 240)
     cr_expect(pump(&r.f, 15000, is_done, &job), "the cut upload was not sent again "
               "(enrolls %d -> %d, done %d)", enrolled, r.f.enrolled, r.f.done);
     cr_expect_gt(r.f.enrolled, enrolled, "the worker did not enroll again");
+    stop_worker(&r.t);
+    cr_expect_eq(r.t.rc, QV_OK, "%s", r.t.err.msg);
+    rig_close(&r);
+}
+
+static bool chunk_dropped(fake *f, void *a) { (void)a; return f->chunks_dropped > 0; }
+
+/* The same, cut in the middle of the upload: the worker sent its upload
+ * again from byte 0 whatever the scheduler said it held, and the scheduler
+ * refused the chunks it had already. It goes on from the offset in the
+ * answer to blob_put. */
+Test(worker, enrolled_again_it_goes_on_from_the_bytes_the_scheduler_holds, .timeout = 240)
+{
+    rig r;
+    rig_start(&r);
+    r.f.stall_at = CHUNK; /* after the first chunk */
+    uint64_t job = 22;
+    assign(&r.f, job, r.mh, r.dh, 2, 0);
+    cr_assert(pump(&r.f, 60000, chunk_dropped, NULL), "the upload was not cut (done %d)", r.f.done);
+    r.f.stall_at = 0;
+    r.f.ask_enroll = true;
+    cr_expect(pump(&r.f, 15000, is_done, &job), "the cut upload did not complete "
+              "(done %d, failed %d: %s)", r.f.done, r.f.failed, r.f.reason);
     stop_worker(&r.t);
     cr_expect_eq(r.t.rc, QV_OK, "%s", r.t.err.msg);
     rig_close(&r);

@@ -200,6 +200,7 @@ typedef struct xfer {
     uint64_t off, credit;
     crypto_hash_sha256_state sha;
     bool started;
+    bool awaiting_put;      /* up: blob_put sent, its answer (the offset) not in */
     int tries;
     bool sent_all;
     bool resync;            /* down: asked again after a gap */
@@ -503,7 +504,9 @@ static void queue_down(worker *w, const char *hash)
 
 static void send_chunks(worker *w, xfer *x)
 {
-    while (!x->sent_all && x->credit > 0) {
+    /* (a blob the receiver holds whole, or an empty one, still ends with a
+     * chunk of zero bytes at its end, which needs no credit) */
+    while (!x->sent_all && (x->credit > 0 || x->off == x->size)) {
         uint64_t n = x->size - x->off;
         if (n > w->chunk)
             n = w->chunk;
@@ -539,6 +542,7 @@ static void start_up(worker *w)
     if (x->started)
         return;
     x->started = true;
+    x->awaiting_put = true;
     x->off = 0;
     x->credit = 0;
     x->sent_all = false;
@@ -1196,7 +1200,19 @@ static void on_credit(worker *w, const msgpack_object *b, bool ok)
         return;
     if (!ok) {
         qv_wire_get_u64(b, "credit", &credit, NULL);
-        x->credit += credit;
+        uint64_t off = 0;
+        if (qv_wire_get_u64(b, "offset", &off, NULL) == QV_OK) {
+            /* the answer to blob_put: the scheduler holds [0, off) already
+             * (a cut upload it kept); the stream starts again there */
+            x->awaiting_put = false;
+            x->off = off < x->size ? off : x->size;
+            x->credit = credit;
+            x->sent_all = false;
+        } else if (x->awaiting_put) {
+            return; /* credit for chunks sent before blob_put went again */
+        } else {
+            x->credit += credit;
+        }
         if (x->f)
             send_chunks(w, x);
         return;
@@ -1653,6 +1669,10 @@ static void handle(worker *w, qv_wire_msg *m)
         } else if ((!strcmp(re, "blob_put") || !strcmp(re, "blob_chunk")) &&
                    w->n_up) {
             xfer *x = w->up[0];
+            /* a chunk sent before blob_put went again (into a scheduler
+             * that restarted, say): refused, and nothing to do about it */
+            if (!strcmp(re, "blob_chunk") && x->awaiting_put)
+                break;
             if (++x->tries < 3) {
                 x->started = false;
                 start_up(w);
