@@ -1779,3 +1779,38 @@ Test(scheduler, a_stale_report_frees_only_its_own_device, .timeout = 60)
     zmq_ctx_term(ctx);
     sched_stop(&s, 1);
 }
+
+/* A worker that handed a job back (failed, retry: true: "device busy", say)
+ * got no job again until it reconnected, which a worker whose heartbeats
+ * are answered never does: it gets none for a lease, then jobs again. */
+Test(scheduler, a_worker_that_hands_a_job_back_gets_jobs_again_after_a_lease, .timeout = 60)
+{
+    sched s = {0};
+    qv_server_opts o = {.insecure = 1, .lease_ms = 1000};
+    sched_start_o(&s, &o);
+    void *ctx = zmq_ctx_new();
+    void *wk = fake_worker(ctx, qv_server_endpoint(s.srv), "busy", 1.0);
+    qv_client *c = NULL;
+    qv_err e;
+    qv_err_clear(&e);
+    cr_assert_eq(qv_client_connect(&(qv_client_opts){.address = qv_server_endpoint(s.srv),
+                                                     .insecure = true, .timeout_ms = 5000},
+                                   &c, &e), QV_OK, "%s", e.msg);
+    submit_one(c);
+    char dev[4][16];
+    cr_assert_eq(assigns_within(wk, 300, dev, 0, NULL), 1, "the job was not assigned");
+    qv_wire_writer *w = NULL;
+    cr_assert_eq(qv_wire_writer_new(QV_MSG_FAILED, 4, &w, NULL), QV_OK);
+    qv_wire_kv_u64(w, "job", 1);
+    qv_wire_kv_u64(w, "attempt", 1);
+    qv_wire_kv_str(w, "reason", "worker: device ref is busy with job 9");
+    qv_wire_kv_bool(w, "retry", true);
+    send_body(wk, QV_MSG_FAILED, w);
+    cr_expect_eq(assigns_within(wk, 500, dev, 0, NULL), 0, "the job came straight back");
+    cr_expect_geq(assigns_within(wk, 2500, dev, 0, NULL), 1,
+                  "no job for the worker a lease after it handed one back");
+    qv_client_close(&c);
+    zmq_close(wk);
+    zmq_ctx_term(ctx);
+    sched_stop(&s, 1);
+}
