@@ -596,6 +596,60 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem, qv_err *err)
     return na;
 }
 
+/* ---- listings ---------------------------------------------------------------- */
+
+/* Fills elem, one element of a listing, from the current row of st. */
+typedef qv_status (*row_fill)(sqlite3_stmt *st, void *elem, qv_err *err);
+
+/* Steps st (prepared and bound) to its end, adding to the array *arr (of
+ * *n elements of elem bytes, grown as needed) one element a row, filled by
+ * fill; finalizes st. On failure *arr holds the *n elements filled, for the
+ * caller to free. */
+static qv_status collect(qv_store *s, sqlite3_stmt *st, void **arr, size_t *n,
+                         size_t elem, row_fill fill, const char *what, qv_err *err)
+{
+    size_t cap = 0;
+    qv_status r = QV_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *grown = grow(*arr, &cap, *n, elem, err);
+        if (!grown) {
+            r = QV_ERR_NOMEM;
+            break;
+        }
+        *arr = grown;
+        if ((r = fill(st, (char *)grown + *n * elem, err)) != QV_OK)
+            break;
+        (*n)++;
+    }
+    if (r == QV_OK && rc != SQLITE_DONE)
+        r = db_fail(s, rc, what, err);
+    done(st);
+    return r;
+}
+
+static qv_status fill_id64(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    (void)err;
+    *(int64_t *)elem = sqlite3_column_int64(st, 0);
+    return QV_OK;
+}
+
+static qv_status fill_id_text(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    (void)err;
+    col_copy(st, 0, elem, QV_STORE_ID_MAX);
+    return QV_OK;
+}
+
+static qv_status fill_string(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    if (!(*(char **)elem = strdup(t ? (const char *)t : "{}")))
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+    return QV_OK;
+}
+
 /* ---- validation ------------------------------------------------------------ */
 
 int qv_blob_hash_valid(const char *hex)
@@ -1099,6 +1153,18 @@ static qv_status add_event(qv_store *s, int64_t job, int64_t now_ms,
     return run(s, st, "log an event", err);
 }
 
+static qv_status fill_event(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    (void)err;
+    qv_event *e = elem;
+    e->id = sqlite3_column_int64(st, 0);
+    e->job = sqlite3_column_int64(st, 1);
+    e->time_ms = sqlite3_column_int64(st, 2);
+    col_copy(st, 3, e->kind, sizeof e->kind);
+    col_copy(st, 4, e->text, sizeof e->text);
+    return QV_OK;
+}
+
 qv_status qv_store_events(qv_store *s, int64_t job, int64_t after_id,
                           size_t max, qv_event **events, size_t *n,
                           qv_err *err)
@@ -1117,25 +1183,9 @@ qv_status qv_store_events(qv_store *s, int64_t job, int64_t after_id,
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int64(st, 2, after_id);
     sqlite3_bind_int64(st, 3, max ? (sqlite3_int64)max : -1);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*events, &cap, *n, sizeof **events, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *events = grown;
-        qv_event *e = &(*events)[(*n)++];
-        e->id = sqlite3_column_int64(st, 0);
-        e->job = sqlite3_column_int64(st, 1);
-        e->time_ms = sqlite3_column_int64(st, 2);
-        col_copy(st, 3, e->kind, sizeof e->kind);
-        col_copy(st, 4, e->text, sizeof e->text);
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list events", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **events, fill_event, "list events", err);
+    *events = got;
     if (r != QV_OK) {
         qv_events_free(events);
         *n = 0;
@@ -1222,6 +1272,11 @@ static qv_status job_from_row(sqlite3_stmt *st, qv_job *j, qv_err *err)
     return QV_OK;
 }
 
+static qv_status fill_job(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    return job_from_row(st, elem, err);
+}
+
 qv_status qv_store_job(qv_store *s, int64_t id, qv_job *out, qv_err *err)
 {
     static const char SQL[] = JOB_SELECT " WHERE j.id = ?";
@@ -1259,23 +1314,9 @@ qv_status qv_store_list_jobs(qv_store *s, int all, qv_job **jobs, size_t *n,
     qv_status r = prep(s, all ? SQL_ALL : SQL_ACTIVE, &st, err);
     if (r != QV_OK)
         return r;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*jobs, &cap, *n, sizeof **jobs, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *jobs = grown;
-        r = job_from_row(st, &(*jobs)[*n], err);
-        if (r != QV_OK)
-            break;
-        (*n)++;
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list jobs", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **jobs, fill_job, "list jobs", err);
+    *jobs = got;
     if (r != QV_OK) {
         qv_jobs_free(jobs, *n);
         *n = 0;
@@ -1297,20 +1338,9 @@ qv_status qv_store_unrunnable(qv_store *s, int64_t **ids, size_t *n,
     qv_status r = prep(s, SQL, &st, err);
     if (r != QV_OK)
         return r;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*ids, &cap, *n, sizeof **ids, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *ids = grown;
-        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list unrunnable jobs", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **ids, fill_id64, "list unrunnable jobs", err);
+    *ids = got;
     if (r != QV_OK) {
         free(*ids);
         *ids = NULL;
@@ -1937,6 +1967,22 @@ qv_status qv_store_complete(qv_store *s, int64_t job, int attempt,
     return tx_end(s, r, "record a result", err);
 }
 
+static qv_status fill_attempt(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    (void)err;
+    qv_attempt_row *a = elem;
+    a->job = sqlite3_column_int64(st, 0);
+    a->number = sqlite3_column_int(st, 1);
+    col_copy(st, 2, a->worker, sizeof a->worker);
+    col_copy(st, 3, a->device, sizeof a->device);
+    a->started_ms = sqlite3_column_int64(st, 4);
+    a->lease_expiry_ms = sqlite3_column_int64(st, 5);
+    a->ended_ms = sqlite3_column_int64(st, 6);
+    col_copy(st, 7, a->outcome, sizeof a->outcome);
+    col_copy(st, 8, a->reason, sizeof a->reason);
+    return QV_OK;
+}
+
 qv_status qv_store_attempts(qv_store *s, int64_t job, qv_attempt_row **rows,
                             size_t *n, qv_err *err)
 {
@@ -1953,29 +1999,9 @@ qv_status qv_store_attempts(qv_store *s, int64_t job, qv_attempt_row **rows,
     if (r != QV_OK)
         return r;
     sqlite3_bind_int64(st, 1, job);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *rows = grown;
-        qv_attempt_row *a = &(*rows)[(*n)++];
-        a->job = sqlite3_column_int64(st, 0);
-        a->number = sqlite3_column_int(st, 1);
-        col_copy(st, 2, a->worker, sizeof a->worker);
-        col_copy(st, 3, a->device, sizeof a->device);
-        a->started_ms = sqlite3_column_int64(st, 4);
-        a->lease_expiry_ms = sqlite3_column_int64(st, 5);
-        a->ended_ms = sqlite3_column_int64(st, 6);
-        col_copy(st, 7, a->outcome, sizeof a->outcome);
-        col_copy(st, 8, a->reason, sizeof a->reason);
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list attempts", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **rows, fill_attempt, "list attempts", err);
+    *rows = got;
     if (r != QV_OK) {
         qv_attempts_free(rows);
         *n = 0;
@@ -2241,20 +2267,9 @@ qv_status qv_store_revoked_workers(qv_store *s, char (**ids)[QV_STORE_ID_MAX],
     qv_status r = prep(s, SQL, &st, err);
     if (r != QV_OK)
         return r;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*ids, &cap, *n, sizeof **ids, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *ids = grown;
-        col_copy(st, 0, (*ids)[(*n)++], QV_STORE_ID_MAX);
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list removed workers", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **ids, fill_id_text, "list removed workers", err);
+    *ids = got;
     if (r != QV_OK) {
         free(*ids);
         *ids = NULL;
@@ -2434,6 +2449,20 @@ qv_status qv_store_device_put(qv_store *s, const char *worker,
     return tx_end(s, r, "record a device", err);
 }
 
+static qv_status fill_worker(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    (void)err;
+    qv_worker_row *w = elem;
+    col_copy(st, 0, w->id, sizeof w->id);
+    col_copy(st, 1, w->pubkey, sizeof w->pubkey);
+    col_copy(st, 2, w->name, sizeof w->name);
+    col_copy(st, 3, w->state, sizeof w->state);
+    w->last_seen_ms = sqlite3_column_int64(st, 4);
+    w->devices = sqlite3_column_int(st, 5);
+    w->running = sqlite3_column_int(st, 6);
+    return QV_OK;
+}
+
 qv_status qv_store_list_workers(qv_store *s, qv_worker_row **rows, size_t *n,
                                 qv_err *err)
 {
@@ -2452,27 +2481,9 @@ qv_status qv_store_list_workers(qv_store *s, qv_worker_row **rows, size_t *n,
     qv_status r = prep(s, SQL, &st, err);
     if (r != QV_OK)
         return r;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *rows = grown;
-        qv_worker_row *w = &(*rows)[(*n)++];
-        col_copy(st, 0, w->id, sizeof w->id);
-        col_copy(st, 1, w->pubkey, sizeof w->pubkey);
-        col_copy(st, 2, w->name, sizeof w->name);
-        col_copy(st, 3, w->state, sizeof w->state);
-        w->last_seen_ms = sqlite3_column_int64(st, 4);
-        w->devices = sqlite3_column_int(st, 5);
-        w->running = sqlite3_column_int(st, 6);
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list workers", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **rows, fill_worker, "list workers", err);
+    *rows = got;
     if (r != QV_OK) {
         qv_workers_free(rows);
         *n = 0;
@@ -2533,6 +2544,23 @@ qv_status qv_store_bench_put(qv_store *s, const char *worker, const char *device
     return tx_end(s, r, "record a bench result", err);
 }
 
+static qv_status fill_bench(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    qv_bench_row *b = elem;
+    memset(b, 0, sizeof *b);
+    col_copy(st, 0, b->worker, sizeof b->worker);
+    col_copy(st, 1, b->worker_name, sizeof b->worker_name);
+    col_copy(st, 2, b->device, sizeof b->device);
+    col_copy(st, 3, b->model, sizeof b->model);
+    col_copy(st, 4, b->version, sizeof b->version);
+    col_copy(st, 5, b->fingerprint, sizeof b->fingerprint);
+    b->received_ms = sqlite3_column_int64(st, 7);
+    const unsigned char *res = sqlite3_column_text(st, 6);
+    if (!(b->result = strdup(res ? (const char *)res : "{}")))
+        return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
+    return QV_OK;
+}
+
 qv_status qv_store_bench_list(qv_store *s, const char *model, qv_bench_row **rows,
                               size_t *n, qv_err *err)
 {
@@ -2553,34 +2581,9 @@ qv_status qv_store_bench_list(qv_store *s, const char *model, qv_bench_row **row
         bind_str(st, 1, model);
     else
         sqlite3_bind_null(st, 1);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *rows = grown;
-        qv_bench_row *b = &(*rows)[(*n)++];
-        memset(b, 0, sizeof *b);
-        col_copy(st, 0, b->worker, sizeof b->worker);
-        col_copy(st, 1, b->worker_name, sizeof b->worker_name);
-        col_copy(st, 2, b->device, sizeof b->device);
-        col_copy(st, 3, b->model, sizeof b->model);
-        col_copy(st, 4, b->version, sizeof b->version);
-        col_copy(st, 5, b->fingerprint, sizeof b->fingerprint);
-        const unsigned char *res = sqlite3_column_text(st, 6);
-        b->result = strdup(res ? (const char *)res : "{}");
-        b->received_ms = sqlite3_column_int64(st, 7);
-        if (!b->result) {
-            r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
-            break;
-        }
-    }
-    if (r == QV_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
-        r = db_fail(s, rc, "list bench results", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **rows, fill_bench, "list bench results", err);
+    *rows = got;
     if (r != QV_OK) {
         qv_bench_rows_free(rows, *n);
         *n = 0;
@@ -2741,25 +2744,9 @@ qv_status qv_store_tunings_of(qv_store *s, const char *fingerprint, char ***entr
     if (r != QV_OK)
         return r;
     bind_str(st, 1, fingerprint);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*entries, &cap, *n, sizeof **entries, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *entries = grown;
-        const unsigned char *t = sqlite3_column_text(st, 0);
-        if (!((*entries)[*n] = strdup(t ? (const char *)t : "{}"))) {
-            r = qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
-            break;
-        }
-        (*n)++;
-    }
-    if (r == QV_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
-        r = db_fail(s, rc, "list tunings", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **entries, fill_string, "list tunings", err);
+    *entries = got;
     if (r != QV_OK) {
         qv_strings_free(entries, *n);
         *n = 0;
@@ -2825,6 +2812,16 @@ qv_status qv_store_client_remove(qv_store *s, const char *pubkey, qv_err *err)
     return tx_end(s, r, "remove a client", err);
 }
 
+static qv_status fill_client(sqlite3_stmt *st, void *elem, qv_err *err)
+{
+    (void)err;
+    qv_client_row *c = elem;
+    col_copy(st, 0, c->pubkey, sizeof c->pubkey);
+    col_copy(st, 1, c->name, sizeof c->name);
+    c->added_ms = sqlite3_column_int64(st, 2);
+    return QV_OK;
+}
+
 qv_status qv_store_list_clients(qv_store *s, qv_client_row **rows, size_t *n,
                                 qv_err *err)
 {
@@ -2837,23 +2834,9 @@ qv_status qv_store_list_clients(qv_store *s, qv_client_row **rows, size_t *n,
     qv_status r = prep(s, SQL, &st, err);
     if (r != QV_OK)
         return r;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *grown = grow(*rows, &cap, *n, sizeof **rows, err);
-        if (!grown) {
-            r = QV_ERR_NOMEM;
-            break;
-        }
-        *rows = grown;
-        qv_client_row *c = &(*rows)[(*n)++];
-        col_copy(st, 0, c->pubkey, sizeof c->pubkey);
-        col_copy(st, 1, c->name, sizeof c->name);
-        c->added_ms = sqlite3_column_int64(st, 2);
-    }
-    if (r == QV_OK && rc != SQLITE_DONE)
-        r = db_fail(s, rc, "list clients", err);
-    done(st);
+    void *got = NULL;
+    r = collect(s, st, &got, n, sizeof **rows, fill_client, "list clients", err);
+    *rows = got;
     if (r != QV_OK) {
         free(*rows);
         *rows = NULL;
