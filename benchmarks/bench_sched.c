@@ -36,6 +36,7 @@
  *                    [--workers N] [--fleet N] [--hb-seconds S] [--modes LIST]
  *                    [--json FILE] */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -51,6 +52,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/file.h"
 #include "formats/wire.h"
 #include "scheduler/client.h"
 #include "scheduler/keys.h"
@@ -1209,134 +1211,81 @@ static int make_goals(const opts *o, sub_res sr[2][2], disp_res dr[2],
     return n;
 }
 
-static void json_str(FILE *f, const char *k, const char *v, int comma)
+/* A number, or null when there is none (NaN: not measured). */
+static json_t *num(double v)
 {
-    fprintf(f, "\"%s\": \"", k);
-    for (const char *c = v; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if ((unsigned char)*c < 0x20)
-            fprintf(f, "\\u%04x", (unsigned char)*c);
-        else
-            fputc(*c, f);
-    }
-    fprintf(f, "\"%s", comma ? ", " : "");
-}
-
-static void json_num(FILE *f, const char *k, double v, int comma)
-{
-    if (isfinite(v))
-        fprintf(f, "\"%s\": %.6g%s", k, v, comma ? ", " : "");
-    else
-        fprintf(f, "\"%s\": null%s", k, comma ? ", " : "");
+    return isfinite(v) ? json_real(v) : json_null();
 }
 
 static int write_json(const opts *o, const char *cmdline, const char *started,
                       sub_res sr[2][2], disp_res dr[2], hb_res hr[2][2],
                       const goal *g, int ng)
 {
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", o->json);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "bench_sched: cannot write %s: %s\n", tmp, strerror(errno));
-        return -1;
-    }
     struct utsname u;
     uname(&u);
-    fprintf(f, "{\n  ");
-    json_str(f, "command", cmdline, 1);
-    json_str(f, "date", started, 1);
-    fprintf(f, "\n  \"machine\": {");
-    json_str(f, "system", u.sysname, 1);
-    json_str(f, "arch", u.machine, 1);
-    json_num(f, "cores", (double)sysconf(_SC_NPROCESSORS_ONLN), 0);
-    fprintf(f, "},\n  \"lease_ms\": %d, \"tick_ms\": %d, \"libzmq\": \"%d.%d.%d\",\n",
-            LEASE_MS, TICK_MS, ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH);
-    fprintf(f, "  \"submissions\": [");
-    int first = 1;
-    for (int m = 0; m < 2; m++)
-        for (int k = 0; k < 2; k++) {
-            if (!(o->modes & (1 << m)))
-                continue;
-            const sub_res *r = &sr[m][k];
-            fprintf(f, "%s\n    {", first ? "" : ",");
-            first = 0;
-            json_str(f, "mode", m ? "curve" : "insecure", 1);
-            json_num(f, "clients", k ? o->clients : 1, 1);
-            fprintf(f, "\"ok\": %s, ", r->ok ? "true" : "false");
-            json_num(f, "acknowledged", (double)r->acked, 1);
-            json_num(f, "errors", (double)r->errors, 1);
-            json_num(f, "seconds", r->secs, 1);
-            json_num(f, "per_second", r->rate, 1);
-            json_num(f, "round_trip_median_ms", r->lat_med, 1);
-            json_num(f, "round_trip_p99_ms", r->lat_p99, 1);
-            json_num(f, "in_store", (double)r->in_store, 1);
-            json_num(f, "scheduler_cores", r->cpu, 1);
-            json_str(f, "per_second_every_round", r->rounds, 0);
-            fprintf(f, "}");
-        }
-    fprintf(f, "\n  ],\n  \"dispatch\": [");
-    first = 1;
+    json_t *subs = json_array(), *dsp = json_array(), *hbs = json_array(),
+           *goals = json_array();
     for (int m = 0; m < 2; m++) {
         if (!(o->modes & (1 << m)))
             continue;
-        const disp_res *r = &dr[m];
-        fprintf(f, "%s\n    {", first ? "" : ",");
-        first = 0;
-        json_str(f, "mode", m ? "curve" : "insecure", 1);
-        json_num(f, "samples", r->samples, 1);
-        json_num(f, "ack_to_assign_median_ms", r->ack_med, 1);
-        json_num(f, "ack_to_assign_p99_ms", r->ack_p99, 1);
-        json_num(f, "submit_to_assign_median_ms", r->snd_med, 1);
-        json_num(f, "submit_to_assign_p90_ms", r->snd_p90, 1);
-        json_num(f, "submit_to_assign_p99_ms", r->snd_p99, 1);
-        json_num(f, "submit_to_assign_max_ms", r->snd_max, 1);
-        json_num(f, "submit_round_trip_median_ms", r->rt_med, 0);
-        fprintf(f, "}");
-    }
-    fprintf(f, "\n  ],\n  \"heartbeats\": [");
-    first = 1;
-    for (int m = 0; m < 2; m++)
+        const char *mode = m ? "curve" : "insecure";
         for (int k = 0; k < 2; k++) {
-            if (!(o->modes & (1 << m)))
-                continue;
-            const hb_res *r = &hr[m][k];
-            fprintf(f, "%s\n    {", first ? "" : ",");
-            first = 0;
-            json_str(f, "mode", m ? "curve" : "insecure", 1);
-            fprintf(f, "\"ok\": %s, ", r->ok ? "true" : "false");
-            json_num(f, "workers", r->workers, 1);
-            json_num(f, "enrolled", r->enrolled, 1);
-            json_num(f, "generator_processes", r->gens, 1);
-            json_num(f, "enroll_seconds", r->enroll_s, 1);
-            json_num(f, "interval_seconds", r->interval_s, 1);
-            json_num(f, "window_seconds", r->window_s, 1);
-            json_num(f, "sent", (double)r->sent, 1);
-            json_num(f, "replies", (double)r->replies, 1);
-            json_num(f, "scheduler_cores", r->cpu, 1);
-            json_num(f, "idle_cores", r->cpu_idle, 1);
-            json_num(f, "round_trip_median_ms", r->rtt_med, 1);
-            json_num(f, "round_trip_p99_ms", r->rtt_p99, 1);
-            json_num(f, "round_trip_max_ms", r->rtt_max, 0);
-            fprintf(f, "}");
+            const sub_res *r = &sr[m][k];
+            json_array_append_new(subs, json_pack(
+                "{s:s, s:i, s:b, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:s}",
+                "mode", mode, "clients", k ? o->clients : 1, "ok", r->ok,
+                "acknowledged", (json_int_t)r->acked, "errors", (json_int_t)r->errors,
+                "seconds", num(r->secs), "per_second", num(r->rate),
+                "round_trip_median_ms", num(r->lat_med), "round_trip_p99_ms", num(r->lat_p99),
+                "in_store", (json_int_t)r->in_store, "scheduler_cores", num(r->cpu),
+                "per_second_every_round", r->rounds));
         }
-    fprintf(f, "\n  ],\n  \"goals\": [");
-    for (int i = 0; i < ng; i++) {
-        fprintf(f, "%s\n    {", i ? "," : "");
-        json_str(f, "name", g[i].name, 1);
-        json_str(f, "target", g[i].target, 1);
-        if (g[i].ran) {
-            json_str(f, "measured", g[i].measured, 1);
-            json_num(f, "value", g[i].value, 1);
-            fprintf(f, "\"met\": %s}", g[i].met ? "true" : "false");
-        } else {
-            fprintf(f, "\"measured\": null, \"value\": null, \"met\": false}");
+        const disp_res *d = &dr[m];
+        json_array_append_new(dsp, json_pack(
+            "{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "mode", mode,
+            "samples", d->samples, "ack_to_assign_median_ms", num(d->ack_med),
+            "ack_to_assign_p99_ms", num(d->ack_p99),
+            "submit_to_assign_median_ms", num(d->snd_med),
+            "submit_to_assign_p90_ms", num(d->snd_p90),
+            "submit_to_assign_p99_ms", num(d->snd_p99),
+            "submit_to_assign_max_ms", num(d->snd_max),
+            "submit_round_trip_median_ms", num(d->rt_med)));
+        for (int k = 0; k < 2; k++) {
+            const hb_res *r = &hr[m][k];
+            json_array_append_new(hbs, json_pack(
+                "{s:s, s:b, s:i, s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o}",
+                "mode", mode, "ok", r->ok, "workers", r->workers, "enrolled", r->enrolled,
+                "generator_processes", r->gens, "enroll_seconds", num(r->enroll_s),
+                "interval_seconds", num(r->interval_s), "window_seconds", num(r->window_s),
+                "sent", (json_int_t)r->sent, "replies", (json_int_t)r->replies,
+                "scheduler_cores", num(r->cpu), "idle_cores", num(r->cpu_idle),
+                "round_trip_median_ms", num(r->rtt_med), "round_trip_p99_ms", num(r->rtt_p99),
+                "round_trip_max_ms", num(r->rtt_max)));
         }
     }
-    fprintf(f, "\n  ]\n}\n");
-    if (fclose(f) || rename(tmp, o->json)) {
-        fprintf(stderr, "bench_sched: cannot write %s\n", o->json);
+    for (int i = 0; i < ng; i++)
+        json_array_append_new(goals, json_pack(
+            "{s:s, s:s, s:o, s:o, s:b}", "name", g[i].name, "target", g[i].target,
+            "measured", g[i].ran ? json_string(g[i].measured) : json_null(),
+            "value", g[i].ran ? num(g[i].value) : json_null(), "met", g[i].ran && g[i].met));
+    char zmq[32];
+    snprintf(zmq, sizeof zmq, "%d.%d.%d", ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR,
+             ZMQ_VERSION_PATCH);
+    json_t *j = json_pack("{s:s, s:s, s:{s:s, s:s, s:I}, s:i, s:i, s:s, s:o, s:o, s:o, s:o}",
+                          "command", cmdline, "date", started, "machine", "system",
+                          u.sysname, "arch", u.machine, "cores",
+                          (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "lease_ms", LEASE_MS,
+                          "tick_ms", TICK_MS, "libzmq", zmq, "submissions", subs,
+                          "dispatch", dsp, "heartbeats", hbs, "goals", goals);
+    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    qv_err e = {0};
+    qv_status st = text ? qv_file_write_atomic(o->json, "JSON report",
+                                               &(qv_file_part){text, strlen(text)}, 1, &e)
+                        : qv_fail(&e, QV_ERR_NOMEM, "out of memory making the JSON report");
+    free(text);
+    if (st != QV_OK) {
+        fprintf(stderr, "bench_sched: %s\n", e.msg);
         return -1;
     }
     return 0;
