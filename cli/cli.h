@@ -82,8 +82,6 @@ int qv_cli_usage(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* True if argv[i] is -h or --help anywhere in argv. */
-int qv_cli_wants_help(int argc, char **argv);
 
 /* The device named by want, else the one training runs on by default: a
  * GPU first, then OpenCL on the CPU (PoCL, multi-threaded), then Vulkan on

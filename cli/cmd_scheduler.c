@@ -77,10 +77,6 @@ static uint64_t parse_size(const char *v)
 
 int qv_cmd_scheduler(int argc, char **argv)
 {
-    if (qv_cli_wants_help(argc, argv)) {
-        qv_help_scheduler(stdout);
-        return QV_EXIT_OK;
-    }
     qv_server_opts o = {0};
     enum { O_LEASE = QV_CLI_ID, O_ATTEMPTS, O_INSECURE, O_HTTP, O_SESSIONS, O_BLOB };
     static const struct option lo[] = {
@@ -164,10 +160,6 @@ void qv_help_token(FILE *out)
 
 int qv_cmd_token(int argc, char **argv)
 {
-    if (qv_cli_wants_help(argc, argv)) {
-        qv_help_token(stdout);
-        return QV_EXIT_OK;
-    }
     const char *dir = NULL;
     long long ttl = 3600;
     static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
@@ -230,10 +222,6 @@ void qv_help_clients(FILE *out)
 
 int qv_cmd_clients(int argc, char **argv)
 {
-    if (qv_cli_wants_help(argc, argv)) {
-        qv_help_clients(stdout);
-        return QV_EXIT_OK;
-    }
     static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
                                        {"json", no_argument, NULL, QV_CLI_ID},
                                        {NULL, 0, NULL, 0}};

@@ -81,7 +81,9 @@ int qv_cli_error(const qv_err *err)
     return g_bad_device ? QV_EXIT_USAGE : QV_EXIT_FAIL;
 }
 
-int qv_cli_wants_help(int argc, char **argv)
+/* True if -h or --help comes among argv[1..] before any "--" (main
+ * answers it for every command). */
+static int wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
@@ -167,7 +169,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < N_COMMANDS; i++) {
         if (strcmp(commands[i].name, cmd) != 0)
             continue;
-        if (qv_cli_wants_help(argc - 1, argv + 1)) {
+        if (wants_help(argc - 1, argv + 1)) {
             commands[i].help(stdout);
             return QV_EXIT_OK;
         }
