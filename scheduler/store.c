@@ -600,13 +600,16 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem, qv_err *err)
 
 /* Fills elem, one element of a listing, from the current row of st. */
 typedef qv_status (*row_fill)(sqlite3_stmt *st, void *elem, qv_err *err);
+/* Frees what fill allocated in elem (NULL: nothing). */
+typedef void (*row_clear)(void *elem);
 
 /* Steps st (prepared and bound) to its end, adding to the array *arr (of
  * *n elements of elem bytes, grown as needed) one element a row, filled by
- * fill; finalizes st. On failure *arr holds the *n elements filled, for the
- * caller to free. */
+ * fill; finalizes st. On failure the array is freed (each element cleared
+ * first) and *arr, *n are NULL, 0. */
 static qv_status collect(qv_store *s, sqlite3_stmt *st, void **arr, size_t *n,
-                         size_t elem, row_fill fill, const char *what, qv_err *err)
+                         size_t elem, row_fill fill, row_clear clear, const char *what,
+                         qv_err *err)
 {
     size_t cap = 0;
     qv_status r = QV_OK;
@@ -625,6 +628,13 @@ static qv_status collect(qv_store *s, sqlite3_stmt *st, void **arr, size_t *n,
     if (r == QV_OK && rc != SQLITE_DONE)
         r = db_fail(s, rc, what, err);
     done(st);
+    if (r != QV_OK) {
+        for (size_t i = 0; clear && i < *n; i++)
+            clear((char *)*arr + i * elem);
+        free(*arr);
+        *arr = NULL;
+        *n = 0;
+    }
     return r;
 }
 
@@ -649,6 +659,8 @@ static qv_status fill_string(sqlite3_stmt *st, void *elem, qv_err *err)
         return qv_fail(err, QV_ERR_NOMEM, "scheduler store: out of memory");
     return QV_OK;
 }
+
+static void clear_string(void *elem) { free(*(char **)elem); }
 
 /* ---- validation ------------------------------------------------------------ */
 
@@ -1184,12 +1196,8 @@ qv_status qv_store_events(qv_store *s, int64_t job, int64_t after_id,
     sqlite3_bind_int64(st, 2, after_id);
     sqlite3_bind_int64(st, 3, max ? (sqlite3_int64)max : -1);
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **events, fill_event, "list events", err);
+    r = collect(s, st, &got, n, sizeof **events, fill_event, NULL, "list events", err);
     *events = got;
-    if (r != QV_OK) {
-        qv_events_free(events);
-        *n = 0;
-    }
     return r;
 }
 
@@ -1277,6 +1285,8 @@ static qv_status fill_job(sqlite3_stmt *st, void *elem, qv_err *err)
     return job_from_row(st, elem, err);
 }
 
+static void clear_job(void *elem) { qv_job_clear(elem); }
+
 qv_status qv_store_job(qv_store *s, int64_t id, qv_job *out, qv_err *err)
 {
     static const char SQL[] = JOB_SELECT " WHERE j.id = ?";
@@ -1315,12 +1325,8 @@ qv_status qv_store_list_jobs(qv_store *s, int all, qv_job **jobs, size_t *n,
     if (r != QV_OK)
         return r;
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **jobs, fill_job, "list jobs", err);
+    r = collect(s, st, &got, n, sizeof **jobs, fill_job, clear_job, "list jobs", err);
     *jobs = got;
-    if (r != QV_OK) {
-        qv_jobs_free(jobs, *n);
-        *n = 0;
-    }
     return r;
 }
 
@@ -1339,13 +1345,8 @@ qv_status qv_store_unrunnable(qv_store *s, int64_t **ids, size_t *n,
     if (r != QV_OK)
         return r;
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **ids, fill_id64, "list unrunnable jobs", err);
+    r = collect(s, st, &got, n, sizeof **ids, fill_id64, NULL, "list unrunnable jobs", err);
     *ids = got;
-    if (r != QV_OK) {
-        free(*ids);
-        *ids = NULL;
-        *n = 0;
-    }
     return r;
 }
 
@@ -2000,12 +2001,8 @@ qv_status qv_store_attempts(qv_store *s, int64_t job, qv_attempt_row **rows,
         return r;
     sqlite3_bind_int64(st, 1, job);
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **rows, fill_attempt, "list attempts", err);
+    r = collect(s, st, &got, n, sizeof **rows, fill_attempt, NULL, "list attempts", err);
     *rows = got;
-    if (r != QV_OK) {
-        qv_attempts_free(rows);
-        *n = 0;
-    }
     return r;
 }
 
@@ -2268,13 +2265,8 @@ qv_status qv_store_revoked_workers(qv_store *s, char (**ids)[QV_STORE_ID_MAX],
     if (r != QV_OK)
         return r;
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **ids, fill_id_text, "list removed workers", err);
+    r = collect(s, st, &got, n, sizeof **ids, fill_id_text, NULL, "list removed workers", err);
     *ids = got;
-    if (r != QV_OK) {
-        free(*ids);
-        *ids = NULL;
-        *n = 0;
-    }
     return r;
 }
 
@@ -2482,12 +2474,8 @@ qv_status qv_store_list_workers(qv_store *s, qv_worker_row **rows, size_t *n,
     if (r != QV_OK)
         return r;
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **rows, fill_worker, "list workers", err);
+    r = collect(s, st, &got, n, sizeof **rows, fill_worker, NULL, "list workers", err);
     *rows = got;
-    if (r != QV_OK) {
-        qv_workers_free(rows);
-        *n = 0;
-    }
     return r;
 }
 
@@ -2561,6 +2549,8 @@ static qv_status fill_bench(sqlite3_stmt *st, void *elem, qv_err *err)
     return QV_OK;
 }
 
+static void clear_bench(void *elem) { free(((qv_bench_row *)elem)->result); }
+
 qv_status qv_store_bench_list(qv_store *s, const char *model, qv_bench_row **rows,
                               size_t *n, qv_err *err)
 {
@@ -2582,12 +2572,8 @@ qv_status qv_store_bench_list(qv_store *s, const char *model, qv_bench_row **row
     else
         sqlite3_bind_null(st, 1);
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **rows, fill_bench, "list bench results", err);
+    r = collect(s, st, &got, n, sizeof **rows, fill_bench, clear_bench, "list bench results", err);
     *rows = got;
-    if (r != QV_OK) {
-        qv_bench_rows_free(rows, *n);
-        *n = 0;
-    }
     return r;
 }
 
@@ -2745,12 +2731,8 @@ qv_status qv_store_tunings_of(qv_store *s, const char *fingerprint, char ***entr
         return r;
     bind_str(st, 1, fingerprint);
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **entries, fill_string, "list tunings", err);
+    r = collect(s, st, &got, n, sizeof **entries, fill_string, clear_string, "list tunings", err);
     *entries = got;
-    if (r != QV_OK) {
-        qv_strings_free(entries, *n);
-        *n = 0;
-    }
     return r;
 }
 
@@ -2835,13 +2817,8 @@ qv_status qv_store_list_clients(qv_store *s, qv_client_row **rows, size_t *n,
     if (r != QV_OK)
         return r;
     void *got = NULL;
-    r = collect(s, st, &got, n, sizeof **rows, fill_client, "list clients", err);
+    r = collect(s, st, &got, n, sizeof **rows, fill_client, NULL, "list clients", err);
     *rows = got;
-    if (r != QV_OK) {
-        free(*rows);
-        *rows = NULL;
-        *n = 0;
-    }
     return r;
 }
 
