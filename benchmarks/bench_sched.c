@@ -763,34 +763,6 @@ typedef struct hb_res {
 
 #define GEN_MAX 4000 /* workers per generator process (2 descriptors each) */
 
-static int read_all(int fd, void *buf, size_t n)
-{
-    for (size_t o = 0; o < n;) {
-        ssize_t k = read(fd, (char *)buf + o, n - o);
-        if (k <= 0) {
-            if (k < 0 && errno == EINTR)
-                continue;
-            return -1;
-        }
-        o += (size_t)k;
-    }
-    return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-    for (size_t o = 0; o < n;) {
-        ssize_t k = write(fd, (const char *)buf + o, n - o);
-        if (k <= 0) {
-            if (k < 0 && errno == EINTR)
-                continue;
-            return -1;
-        }
-        o += (size_t)k;
-    }
-    return 0;
-}
-
 typedef struct gen_ctx {
     void **sock;
     struct pollfd *pf;
@@ -895,10 +867,10 @@ static int gen_main(const sched *s, char (*tok)[QV_TOKEN_HEX], int first, int n,
                 gen_drain(&g, i);
     }
     double hdr[2] = {(double)g.enrolled, now_s() - t0};
-    if (write_all(wfd, hdr, sizeof hdr))
+    if (qv_write_all(wfd, hdr, sizeof hdr))
         return 1;
     double win[2]; /* window begin, end (CLOCK_MONOTONIC, shared) */
-    if (read_all(rfd, win, sizeof win) || win[0] <= 0)
+    if (qv_read_all(rfd, win, sizeof win) || win[0] <= 0)
         return 0; /* the parent gave up */
     g.rcap = (size_t)((win[1] - win[0]) / interval + 2) * (size_t)n;
     g.rtt = calloc(g.rcap, sizeof *g.rtt);
@@ -933,7 +905,7 @@ static int gen_main(const sched *s, char (*tok)[QV_TOKEN_HEX], int first, int n,
                 gen_drain(&g, i);
     }
     uint64_t res[3] = {g.sent, g.replies, g.nrtt};
-    if (write_all(wfd, res, sizeof res) || write_all(wfd, g.rtt, g.nrtt * sizeof *g.rtt))
+    if (qv_write_all(wfd, res, sizeof res) || qv_write_all(wfd, g.rtt, g.nrtt * sizeof *g.rtt))
         return 1;
     for (int i = 0; i < n; i++)
         zmq_close(g.sock[i]);
@@ -988,7 +960,7 @@ static void bench_heartbeats(int curve, int nw, double seconds, hb_res *r)
     }
     for (int k = 0; k < ng; k++) {
         double hdr[2];
-        if (read_all(from[k], hdr, sizeof hdr))
+        if (qv_read_all(from[k], hdr, sizeof hdr))
             goto out;
         r->enrolled += (int)hdr[0];
     }
@@ -1001,7 +973,7 @@ static void bench_heartbeats(int curve, int nw, double seconds, hb_res *r)
     double win[2] = {now_s() + 0.5 + r->interval_s, 0};
     win[1] = win[0] + seconds;
     for (int k = 0; k < ng; k++)
-        if (write_all(to[k], win, sizeof win))
+        if (qv_write_all(to[k], win, sizeof win))
             goto out;
     while (now_s() < win[0])
         sleep_s(0.001);
@@ -1013,7 +985,7 @@ static void bench_heartbeats(int curve, int nw, double seconds, hb_res *r)
     r->cpu = (c1 - c0) / (we - wb);
     for (int k = 0; k < ng; k++) {
         uint64_t res[3];
-        if (read_all(from[k], res, sizeof res))
+        if (qv_read_all(from[k], res, sizeof res))
             goto out;
         r->sent += res[0];
         r->replies += res[1];
@@ -1021,7 +993,7 @@ static void bench_heartbeats(int curve, int nw, double seconds, hb_res *r)
         if (!nr)
             goto out;
         rtt = nr;
-        if (read_all(from[k], rtt + nrtt, res[2] * sizeof *rtt))
+        if (qv_read_all(from[k], rtt + nrtt, res[2] * sizeof *rtt))
             goto out;
         nrtt += res[2];
     }
@@ -1037,7 +1009,7 @@ out:
         if (to[k] >= 0) {
             if (!r->ok) { /* tell a waiting generator to stop */
                 double stop[2] = {0, 0};
-                (void)write_all(to[k], stop, sizeof stop);
+                (void)qv_write_all(to[k], stop, sizeof stop);
             }
             close(to[k]);
         }

@@ -11,12 +11,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int write_all(int fd, const void *p, size_t n)
+int qv_write_all(int fd, const void *p, size_t n)
 {
     const unsigned char *c = p;
     while (n) {
         size_t chunk_len = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
         ssize_t k = write(fd, c, chunk_len);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (k == 0) {
+            errno = EIO;
+            return -1;
+        }
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int qv_read_all(int fd, void *p, size_t n)
+{
+    unsigned char *c = p;
+    while (n) {
+        ssize_t k = read(fd, c, n);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -81,7 +101,7 @@ qv_status qv_file_write_atomic(const char *path, const char *what,
     }
     step = "write";
     for (size_t i = 0; i < n_parts; ++i)
-        if (parts[i].n && write_all(fd, parts[i].data, parts[i].n))
+        if (parts[i].n && qv_write_all(fd, parts[i].data, parts[i].n))
             goto fail;
     step = "fsync";
     if (fsync(fd))

@@ -11,6 +11,11 @@
 
 #include "common/status.h"
 
+/* All n bytes to fd, or from it: short transfers and EINTR are retried.
+ * 0, or -1 with errno set (EIO: the end of the file came first). */
+int qv_write_all(int fd, const void *p, size_t n);
+int qv_read_all(int fd, void *p, size_t n);
+
 /* One piece of a file, written in order. */
 typedef struct qv_file_part {
     const void *data;

@@ -12,6 +12,8 @@
 
 #include <zmq.h>
 
+#include "common/file.h"
+
 static const char z85_alpha[] =
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     ".-:+=^!/*?&<>()[]{}@%$#";
@@ -205,18 +207,12 @@ static qv_status write_file(const char *path, const char *text, mode_t mode,
     if (fd < 0)
         return qv_fail(err, QV_ERR_IO, "key file '%s': cannot create it (%s)",
                        target, strerror(errno));
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(target);
-            return qv_fail(err, QV_ERR_IO, "key file '%s': write failed (%s)",
-                           target, strerror(e));
-        }
-        off += (size_t)w;
+    if (qv_write_all(fd, text, strlen(text))) {
+        int e = errno;
+        close(fd);
+        unlink(target);
+        return qv_fail(err, QV_ERR_IO, "key file '%s': write failed (%s)",
+                       target, strerror(e));
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         int e = errno;

@@ -8,6 +8,8 @@
  */
 #include "scheduler/store.h"
 
+#include "common/file.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -1001,16 +1003,9 @@ qv_status qv_blob_upload_append(qv_blob_upload *u, uint64_t offset,
                        "%llu runs past the announced size %llu", u->hash, n,
                        (unsigned long long)offset,
                        (unsigned long long)u->size);
-    size_t w = 0;
-    while (w < n) {
-        ssize_t k = write(u->fd, (const char *)data + w, n - w);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return qv_fail(err, QV_ERR_IO, "blob %s: cannot write %s: %s",
-                           u->hash, u->tmp, strerror(errno));
-        w += (size_t)k;
-    }
+    if (qv_write_all(u->fd, data, n))
+        return qv_fail(err, QV_ERR_IO, "blob %s: cannot write %s: %s", u->hash, u->tmp,
+                       strerror(errno));
     crypto_hash_sha256_update(&u->xs, data, n);
     u->received += n;
     return QV_OK;
