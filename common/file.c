@@ -11,12 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int qv_write_all(int fd, const void *p, size_t n)
+/* All n bytes through fd: written from p (out), or read into it. */
+static int all_bytes(int fd, unsigned char *c, size_t n, int out)
 {
-    const unsigned char *c = p;
     while (n) {
-        size_t chunk_len = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-        ssize_t k = write(fd, c, chunk_len);
+        size_t len = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
+        ssize_t k = out ? write(fd, c, len) : read(fd, c, len);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -32,24 +32,14 @@ int qv_write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+int qv_write_all(int fd, const void *p, size_t n)
+{
+    return all_bytes(fd, (unsigned char *)(uintptr_t)p, n, 1);
+}
+
 int qv_read_all(int fd, void *p, size_t n)
 {
-    unsigned char *c = p;
-    while (n) {
-        ssize_t k = read(fd, c, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        c += k;
-        n -= (size_t)k;
-    }
-    return 0;
+    return all_bytes(fd, p, n, 0);
 }
 
 /* fsyncs the folder holding path, so that a rename into it is durable.
